@@ -1,0 +1,1 @@
+"""The worker side: hardware detection, the master client, FFmpeg execution and measurement."""
