@@ -1,0 +1,250 @@
+"""Wire models: what the HTTP API accepts and returns.
+
+msgspec structs validate types at decode time (a wrong type becomes a 422 with the field's path)
+and encode several times faster than dict-walking encoders, which matters on the master's hot
+paths. Field names and shapes of the v1.0 API are kept exactly; everything ffleet adds is a new,
+optional field with a safe default.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct, field
+
+NonNegInt = Annotated[int, Meta(ge=0)]
+Labels = dict[str, str]
+NodeType = Literal["server", "desktop", "laptop"]
+PRIORITY_NAMES: dict[str, int] = {"high": 10, "medium": 5, "low": 0}
+MAX_PRIORITY = 1000
+
+
+def rfc3339(epoch: float | None) -> str | None:
+    """Format epoch seconds as RFC 3339 UTC (what the v1.0 Go master emitted)."""
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_rfc3339(text: str) -> float:
+    """Parse an RFC 3339 timestamp into epoch seconds; naive times are taken as UTC."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+class GpuDescription(Struct):
+    index: int = 0
+    name: str = ""
+    memory_bytes: int | None = None
+    driver: str | None = None
+
+
+class NodeRegistration(Struct, kw_only=True):
+    """POST /nodes/register. v1.0 fields first; `id`, `slots` and the rest are ffleet additions."""
+
+    address: str = ""
+    type: NodeType = "desktop"
+    cpu_threads: NonNegInt = 0
+    cpu_model: str = ""
+    has_gpu: bool = False
+    gpu_type: str | None = None
+    ram_bytes: NonNegInt = 0
+    labels: Labels = field(default_factory=dict)
+    # ffleet additions
+    id: str | None = None  # re-register under a known id (agent restart); None = new node
+    hostname: str | None = None
+    ffmpeg_version: str | None = None
+    encoders: list[str] = field(default_factory=list)
+    gpus: list[GpuDescription] = field(default_factory=list)
+    slots: Annotated[int, Meta(ge=1, le=256)] | None = None  # None = v1.0 client: no slot limit
+
+
+class Node(Struct, kw_only=True):
+    id: str
+    address: str
+    type: str
+    cpu_threads: int
+    cpu_model: str
+    has_gpu: bool
+    gpu_type: str | None
+    ram_bytes: int
+    labels: Labels
+    status: str
+    last_heartbeat: str | None
+    registered_at: str | None
+    current_job_id: str | None
+    hostname: str | None = None
+    ffmpeg_version: str | None = None
+    encoders: list[str] = field(default_factory=list)
+    gpus: list[GpuDescription] = field(default_factory=list)
+    slots: int | None = None
+    draining: bool = False
+    running_job_ids: list[str] = field(default_factory=list)
+
+
+class Requirements(Struct, kw_only=True, forbid_unknown_fields=True):
+    """What a node must have to be given a job; every field is optional."""
+
+    gpu: bool | None = None
+    gpu_model: str | None = None  # case-insensitive substring of the node's GPU name
+    encoders: list[str] = field(default_factory=list)
+    min_ram_bytes: NonNegInt = 0
+    min_cpu_threads: NonNegInt = 0
+    labels: Labels = field(default_factory=dict)
+
+
+class JobRequest(Struct, kw_only=True):
+    """POST /jobs. Only `scenario` is required, as in v1.0."""
+
+    scenario: str
+    confidence: str = "auto"
+    parameters: dict[str, Any] = field(default_factory=dict)
+    priority: int | str = "medium"
+    requirements: Requirements | None = None
+    affinity: Labels = field(default_factory=dict)
+    anti_affinity: Labels = field(default_factory=dict)
+    not_before: str | None = None
+    timeout_s: Annotated[float, Meta(gt=0)] | None = None
+    max_attempts: Annotated[int, Meta(ge=1, le=100)] = 3
+
+
+class JobBatch(Struct, kw_only=True):
+    """POST /jobs/batch: many jobs in one request, all accepted or none."""
+
+    jobs: Annotated[list[JobRequest], Meta(min_length=1, max_length=10_000)]
+
+
+class Progress(Struct, kw_only=True):
+    percent: float | None = None
+    fps: float | None = None
+    frame: int | None = None
+    speed: float | None = None
+    updated_at: str | None = None
+
+
+class Job(Struct, kw_only=True):
+    id: str
+    scenario: str
+    confidence: str
+    parameters: dict[str, Any]
+    status: str
+    node_id: str | None
+    created_at: str | None
+    started_at: str | None
+    completed_at: str | None
+    retry_count: int
+    error: str | None
+    # ffleet additions
+    priority: int = PRIORITY_NAMES["medium"]
+    requirements: Requirements | None = None
+    affinity: Labels = field(default_factory=dict)
+    anti_affinity: Labels = field(default_factory=dict)
+    timeout_s: float | None = None
+    max_attempts: int = 3
+    attempt: int = 0
+    not_before: str | None = None
+    progress: Progress | None = None
+    cancel_requested: bool = False
+    unschedulable_reason: str | None = None
+
+
+class Attempt(Struct, kw_only=True):
+    attempt: int
+    node_id: str
+    started_at: str | None
+    ended_at: str | None
+    outcome: str | None  # None while running
+    error: str | None
+
+
+class ResultSubmission(Struct, kw_only=True):
+    """POST /results. `attempt` and `retryable` are ffleet additions (v1.0 clients omit them)."""
+
+    job_id: str
+    node_id: str
+    status: Literal["completed", "failed", "canceled"]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    analyzer_output: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    completed_at: str | None = None
+    attempt: Annotated[int, Meta(ge=1)] | None = None
+    retryable: bool = False  # v1.0 semantics: a reported failure is final unless the agent says so
+    claim_next: bool = False  # ffleet agents: reply with the next job in the same round trip
+
+
+class StoredResult(Struct, kw_only=True):
+    job_id: str
+    attempt: int
+    node_id: str
+    status: str
+    metrics: dict[str, Any]
+    analyzer_output: dict[str, Any]
+    error: str | None
+    completed_at: str | None
+    received_at: str | None
+
+
+class JobDetail(Struct, kw_only=True):
+    """GET /jobs/{id}: the job object plus its stored result and attempt history."""
+
+    job: Job
+    attempts: list[Attempt]
+    result: StoredResult | None
+
+
+class ProgressReport(Struct, kw_only=True):
+    job_id: str
+    attempt: int | None = None
+    progress: Progress | None = None
+
+
+class Heartbeat(Struct, kw_only=True):
+    """Optional body of POST /nodes/{id}/heartbeat (v1.0 agents send none)."""
+
+    jobs: list[ProgressReport] = field(default_factory=list)
+
+
+class Directive(Struct, kw_only=True):
+    """An order for an agent, carried in the heartbeat reply."""
+
+    action: Literal["cancel", "abandon"]
+    job_id: str
+    attempt: int | None
+    reason: str
+
+
+class HeartbeatReply(Struct, kw_only=True):
+    status: str = "ok"
+    node_status: str = "available"
+    directives: list[Directive] = field(default_factory=list)
+
+
+class Release(Struct, kw_only=True):
+    """POST /jobs/{id}/release: an agent hands a job back unfinished (e.g. on shutdown)."""
+
+    node_id: str
+    attempt: Annotated[int, Meta(ge=1)]
+    reason: str = "released by agent"
+
+
+def priority_value(value: int | str) -> int:
+    """Normalise `high`/`medium`/`low` or an integer into the stored integer priority."""
+    if isinstance(value, str):
+        try:
+            return PRIORITY_NAMES[value.lower()]
+        except KeyError:
+            raise ValueError(
+                f"invalid priority {value!r}: use high, medium, low or an integer"
+            ) from None
+    if not -MAX_PRIORITY <= value <= MAX_PRIORITY:
+        raise ValueError(f"priority must be between {-MAX_PRIORITY} and {MAX_PRIORITY}")
+    return value
+
+
+def to_builtins(value: object) -> Any:
+    """Structs -> plain JSON types (for the CLI and tests)."""
+    return msgspec.to_builtins(value)

@@ -1,0 +1,114 @@
+"""Placement rules: which nodes may run a job, and which of them it prefers.
+
+Pure functions over plain values so that every store applies exactly the same rules. Hard
+requirements filter; preferences (GPU nodes kept for GPU work, affinity, anti-affinity) only
+rank, and stop applying once a job has waited `PREFERENCE_WINDOW_S`, so they can never starve it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from ffleet.models import Requirements
+
+PREFERENCE_WINDOW_S = 10.0
+GPU_ENCODER_MARKERS = ("nvenc", "vaapi", "qsv", "amf", "videotoolbox", "v4l2m2m", "vulkan")
+
+
+@dataclass(frozen=True)
+class NodeTraits:
+    """What placement needs to know about a node."""
+
+    node_id: str
+    has_gpu: bool
+    gpu_names: Sequence[str]
+    encoders: frozenset[str]
+    ram_bytes: int
+    cpu_threads: int
+    labels: Mapping[str, str]
+
+
+def needs_gpu(req: Requirements | None) -> bool:
+    """A job needs a GPU if it says so, names a GPU model, or asks for a hardware encoder."""
+    if req is None:
+        return False
+    return bool(
+        req.gpu
+        or req.gpu_model
+        or any(marker in enc for enc in req.encoders for marker in GPU_ENCODER_MARKERS)
+    )
+
+
+def unmet(req: Requirements | None, node: NodeTraits) -> list[str]:
+    """The requirements `node` fails, in words; empty when it can run the job."""
+    if req is None:
+        return []
+    missing: list[str] = []
+    if req.gpu and not node.has_gpu:
+        missing.append("a GPU")
+    if req.gpu is False and node.has_gpu:
+        missing.append("no GPU")
+    if req.gpu_model and not any(req.gpu_model.lower() in name.lower() for name in node.gpu_names):
+        missing.append(f"GPU model {req.gpu_model!r}")
+    lacking = [enc for enc in req.encoders if enc not in node.encoders]
+    if lacking:
+        missing.append("encoders " + ", ".join(lacking))
+    if node.ram_bytes < req.min_ram_bytes:
+        missing.append(f"at least {req.min_ram_bytes} bytes of RAM")
+    if node.cpu_threads < req.min_cpu_threads:
+        missing.append(f"at least {req.min_cpu_threads} CPU threads")
+    wrong = [f"{k}={v}" for k, v in req.labels.items() if node.labels.get(k) != v]
+    if wrong:
+        missing.append("labels " + ", ".join(wrong))
+    return missing
+
+
+def unschedulable_reason(req: Requirements | None, nodes: Iterable[NodeTraits]) -> str | None:
+    """Why no registered node could ever run the job, or None if one could."""
+    if req is None:
+        return None
+    gaps: list[str] = []
+    for node in nodes:
+        missing = unmet(req, node)
+        if not missing:
+            return None
+        gaps.append(f"{node.node_id[:8]} lacks {'; '.join(missing)}")
+    if not gaps:
+        return "no node is registered yet"
+    return "no registered node satisfies the requirements (" + " | ".join(gaps[:5]) + ")"
+
+
+def preference(
+    req: Requirements | None, affinity: Mapping[str, str], anti: Mapping[str, str], node: NodeTraits
+) -> int:
+    """Higher is better. Affinity labels matched count up, anti-affinity matches count down hard,
+    and a GPU node is a worse home for work that does not need its GPU."""
+    score = sum(1 for k, v in affinity.items() if node.labels.get(k) == v)
+    score -= 100 * sum(1 for k, v in anti.items() if node.labels.get(k) == v)
+    if node.has_gpu and not needs_gpu(req):
+        score -= 10
+    return score
+
+
+def should_defer(
+    req: Requirements | None,
+    affinity: Mapping[str, str],
+    anti: Mapping[str, str],
+    waited_s: float,
+    claimer: NodeTraits,
+    idle_others: Iterable[NodeTraits],
+) -> bool:
+    """True when an idle node that can run the job would be a better home than `claimer`.
+
+    Preferences lapse after PREFERENCE_WINDOW_S of waiting, so an idle-but-silent node can
+    delay a job only briefly.
+    """
+    if waited_s >= PREFERENCE_WINDOW_S:
+        return False
+    mine = preference(req, affinity, anti, claimer)
+    return any(
+        preference(req, affinity, anti, other) > mine and not unmet(req, other)
+        for other in idle_others
+        if other.node_id != claimer.node_id
+    )

@@ -1,0 +1,150 @@
+"""The Store protocol: the only place where ffleet's state changes.
+
+Every method is one transaction. The docstrings say what is atomic; the contract suite in
+tests/contract proves each backend keeps those promises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ffleet.models import (
+    Heartbeat,
+    HeartbeatReply,
+    Job,
+    JobDetail,
+    JobRequest,
+    Node,
+    NodeRegistration,
+    ResultSubmission,
+    StoredResult,
+)
+
+
+class StoreError(Exception):
+    """Base of every error a store raises on purpose; the message is shown to the user."""
+
+    status_code = 400
+
+
+class NotFound(StoreError):
+    status_code = 404
+
+
+class Conflict(StoreError):
+    """The request is valid but the object is not in a state that allows it."""
+
+    status_code = 409
+
+
+class InvalidRequest(StoreError):
+    status_code = 400
+
+
+@dataclass(frozen=True)
+class SchedulingPolicy:
+    """Timings that decide when attempts end and when they run again."""
+
+    node_timeout_s: float = 90.0
+    max_job_timeout_s: float = 6 * 3600.0
+    backoff_base_s: float = 2.0
+    backoff_cap_s: float = 300.0
+    aging_interval_s: float = 60.0  # a waiting job gains one priority step per interval
+
+
+@dataclass
+class ResultOutcome:
+    """What `submit_result` did: `duplicate` when the same result had already been stored."""
+
+    job: Job
+    duplicate: bool = False
+
+
+@dataclass
+class ReapReport:
+    """What one `reap` pass changed, for logs and for waking long-polling agents."""
+
+    offline_nodes: list[str] = field(default_factory=list)
+    requeued_jobs: list[str] = field(default_factory=list)
+    failed_jobs: list[str] = field(default_factory=list)
+    aged_jobs: int = 0
+
+    @property
+    def queue_changed(self) -> bool:
+        return bool(self.requeued_jobs) or self.aged_jobs > 0
+
+
+class Store(Protocol):
+    """Persistent registry of nodes, jobs, attempts and results."""
+
+    def close(self) -> None: ...
+
+    def register_node(self, registration: NodeRegistration, now: float) -> Node:
+        """Add a node, or refresh a known one when `registration.id` names it.
+
+        Re-registering a known id means the agent restarted: its running attempts end at once
+        (requeued) because the FFmpeg processes behind them died with it.
+        """
+        ...
+
+    def get_node(self, node_id: str) -> Node: ...
+
+    def list_nodes(self) -> list[Node]: ...
+
+    def heartbeat(self, node_id: str, beat: Heartbeat, now: float) -> HeartbeatReply:
+        """Atomically: mark the node alive, renew its running attempts' leases, store progress,
+        and answer with directives (cancel requested; abandon work no longer this node's)."""
+        ...
+
+    def set_draining(self, node_id: str, draining: bool) -> Node: ...
+
+    def create_jobs(self, requests: Sequence[JobRequest], now: float) -> list[Job]:
+        """Insert all jobs in one transaction: all are queued or none."""
+        ...
+
+    def get_job(self, job_id: str) -> JobDetail: ...
+
+    def list_jobs(
+        self, status: str | None, limit: int | None, offset: int
+    ) -> tuple[list[Job], int]:
+        """Jobs in submission order and the total matching `status`."""
+        ...
+
+    def claim(self, node_id: str, now: float) -> Job | None:
+        """Give the node the best pending job it can run, starting a new attempt.
+
+        Atomic: under any number of concurrent claims a job goes to exactly one node.
+        """
+        ...
+
+    def submit_result(self, result: ResultSubmission, now: float) -> ResultOutcome:
+        """Store a result for the job's current attempt and move the job on.
+
+        Refused (Conflict) unless the attempt is current and running on that node; the same
+        result sent twice is stored once and reported as a duplicate.
+        """
+        ...
+
+    def release(self, job_id: str, node_id: str, attempt: int, reason: str, now: float) -> Job:
+        """Hand a running attempt back unfinished; the job is queued again at once and the
+        attempt is not counted as a failure."""
+        ...
+
+    def cancel(self, job_id: str, now: float) -> Job:
+        """Pending: canceled at once. Running: flagged; the agent is told on its next beat."""
+        ...
+
+    def retry(self, job_id: str, now: float) -> Job:
+        """Queue a failed or canceled job again with a fresh attempt budget."""
+        ...
+
+    def list_results(self, job_id: str | None, limit: int | None, offset: int) -> list[StoredResult]:
+        ...
+
+    def reap(self, now: float) -> ReapReport:
+        """End what outlived its time: nodes past the node timeout go offline and their attempts
+        end; attempts past their job timeout end; ended attempts retry with backoff or fail.
+        Also ages long-waiting pending jobs. Safe to run concurrently from several masters."""
+        ...

@@ -1,0 +1,170 @@
+"""Tables and versioned migrations for the SQL store (SQLite and PostgreSQL).
+
+Times are epoch seconds (double precision): cheap to compare in indexes and identical on both
+engines. A migration is an ordered, numbered step; `migrate` applies the missing ones inside one
+transaction and records each in `ffleet_schema`, so upgrading an old database is one start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    select,
+    text,
+)
+
+metadata = MetaData()
+
+schema_version = Table(
+    "ffleet_schema",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("description", Text, nullable=False),
+    Column("applied_at", Double, nullable=False),
+)
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("address", Text, nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("cpu_threads", Integer, nullable=False),
+    Column("cpu_model", Text, nullable=False),
+    Column("has_gpu", Boolean, nullable=False),
+    Column("gpu_type", Text),
+    Column("ram_bytes", BigInteger, nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("hostname", Text),
+    Column("ffmpeg_version", Text),
+    Column("encoders", JSON, nullable=False),
+    Column("gpus", JSON, nullable=False),
+    Column("slots", Integer),
+    Column("draining", Boolean, nullable=False),
+    Column("online", Boolean, nullable=False),
+    Column("last_heartbeat", Double, nullable=False),
+    Column("registered_at", Double, nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("scenario", Text, nullable=False),
+    Column("confidence", Text, nullable=False),
+    Column("parameters", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("node_id", String(64)),
+    Column("created_at", Double, nullable=False),
+    Column("started_at", Double),
+    Column("completed_at", Double),
+    Column("retry_count", Integer, nullable=False),
+    Column("error", Text),
+    Column("priority", Integer, nullable=False),
+    Column("base_priority", Integer, nullable=False),
+    Column("aged_at", Double, nullable=False),
+    Column("requirements", JSON),
+    Column("req_gpu", Boolean, nullable=False),
+    Column("req_min_ram", BigInteger, nullable=False),
+    Column("req_min_threads", Integer, nullable=False),
+    Column("affinity", JSON, nullable=False),
+    Column("anti_affinity", JSON, nullable=False),
+    Column("timeout_s", Double, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("not_before", Double, nullable=False),
+    Column("lease_expires_at", Double),
+    Column("deadline_at", Double),
+    Column("progress", JSON),
+    Column("cancel_requested", Boolean, nullable=False),
+    Column("unschedulable_reason", Text),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("node_id", String(64), nullable=False),
+    Column("started_at", Double, nullable=False),
+    Column("ended_at", Double),
+    Column("outcome", String(16)),
+    Column("error", Text),
+)
+
+results = Table(
+    "results",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("node_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("analyzer_output", JSON, nullable=False),
+    Column("error", Text),
+    Column("completed_at", Double),
+    Column("received_at", Double, nullable=False),
+)
+
+# The queue index: claim reads pending jobs best-first; the partial index keeps claim cost
+# independent of how many finished jobs the table holds.
+Index(
+    "ix_jobs_queue",
+    jobs.c.priority.desc(),
+    jobs.c.seq,
+    sqlite_where=jobs.c.status == "pending",
+    postgresql_where=jobs.c.status == "pending",
+)
+Index(
+    "ix_jobs_running",
+    jobs.c.node_id,
+    sqlite_where=jobs.c.status == "running",
+    postgresql_where=jobs.c.status == "running",
+)
+Index("ix_jobs_status_seq", jobs.c.status, jobs.c.seq)
+
+
+def _initial(conn: Connection) -> None:
+    """Version 1. Tables are created with their indexes."""
+    for table in (nodes, jobs, attempts, results):
+        table.create(conn)
+
+
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (1, "nodes, jobs, attempts, results", _initial),
+]
+
+LATEST = MIGRATIONS[-1][0]
+
+
+def migrate(conn: Connection, now: float) -> list[int]:
+    """Apply missing migrations in order; returns the versions applied. Call inside a transaction
+    (on PostgreSQL an advisory lock makes concurrent masters apply them once)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(7716221)"))
+    schema_version.create(conn, checkfirst=True)
+    done = set(conn.execute(select(schema_version.c.version)).scalars())
+    applied = []
+    for version, description, step in MIGRATIONS:
+        if version in done:
+            continue
+        step(conn)
+        conn.execute(
+            schema_version.insert().values(version=version, description=description, applied_at=now)
+        )
+        applied.append(version)
+    return applied
