@@ -15,14 +15,16 @@ class RetryDecision:
     not_before: float | None  # epoch seconds; None when giving up
 
 
-def backoff_delay(failures: int, base_s: float, cap_s: float, rng: random.Random | None = None) -> float:
+def backoff_delay(
+    failures: int, base_s: float, cap_s: float, rng: random.Random | None = None
+) -> float:
     """Exponential backoff with equal jitter: half the step is fixed, half random.
 
     The fixed half guarantees a minimum pause (a crashing job cannot spin); the random half
     spreads retries of jobs that failed together (a dead node) so they don't return in lockstep.
     """
-    step = min(cap_s, base_s * (2 ** max(0, failures - 1)))
-    jitter = (rng or random).random()
+    step = min(cap_s, base_s * 2.0 ** max(0, failures - 1))
+    jitter = rng.random() if rng is not None else random.random()
     return step / 2 + step / 2 * jitter
 
 

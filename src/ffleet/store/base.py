@@ -140,8 +140,9 @@ class Store(Protocol):
         """Queue a failed or canceled job again with a fresh attempt budget."""
         ...
 
-    def list_results(self, job_id: str | None, limit: int | None, offset: int) -> list[StoredResult]:
-        ...
+    def list_results(
+        self, job_id: str | None, limit: int | None, offset: int
+    ) -> list[StoredResult]: ...
 
     def reap(self, now: float) -> ReapReport:
         """End what outlived its time: nodes past the node timeout go offline and their attempts

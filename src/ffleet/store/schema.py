@@ -62,7 +62,9 @@ nodes = Table(
 jobs = Table(
     "jobs",
     metadata,
-    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("id", String(64), nullable=False, unique=True),
     Column("scenario", Text, nullable=False),
     Column("confidence", Text, nullable=False),

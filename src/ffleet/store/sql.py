@@ -129,23 +129,21 @@ class SqlStore:
             "last_heartbeat": now,
         }
         with self._tx() as conn:
-            node_id = registration.id
-            known = node_id is not None and conn.execute(
-                select(nodes.c.id).where(nodes.c.id == node_id)
-            ).first()
+            wanted = registration.id
+            known = (
+                wanted is not None
+                and conn.execute(select(nodes.c.id).where(nodes.c.id == wanted)).first() is not None
+            )
+            node_id = wanted or str(uuid.uuid4())
             if known:
                 conn.execute(update(nodes).where(nodes.c.id == node_id).values(**values))
                 # The agent restarted: whatever it was running died with it.
                 for row in self._running_rows(conn, node_id=node_id):
                     self._end_attempt(conn, row, now, "agent restarted", retryable=True)
             else:
-                node_id = node_id or str(uuid.uuid4())
                 conn.execute(
-                    insert(nodes).values(
-                        id=node_id, registered_at=now, draining=False, **values
-                    )
+                    insert(nodes).values(id=node_id, registered_at=now, draining=False, **values)
                 )
-            assert node_id is not None
             self._refresh_unschedulable(conn)
             return self._node(conn, node_id)
 
@@ -206,9 +204,7 @@ class SqlStore:
                 elif report.progress is not None:
                     progress = _dump(report.progress)
                     progress["updated_at"] = rfc3339(now)
-                    conn.execute(
-                        update(jobs).where(jobs.c.id == row.id).values(progress=progress)
-                    )
+                    conn.execute(update(jobs).where(jobs.c.id == row.id).values(progress=progress))
             directives.extend(
                 Directive(
                     action="cancel", job_id=row.id, attempt=row.attempt, reason="canceled by a user"
@@ -426,9 +422,7 @@ class SqlStore:
         if claimed is None:  # lost a race that row locking should have prevented
             raise Conflict(f"job {row.id} was claimed concurrently")
         conn.execute(
-            insert(attempts).values(
-                job_id=row.id, attempt=attempt, node_id=node_id, started_at=now
-            )
+            insert(attempts).values(job_id=row.id, attempt=attempt, node_id=node_id, started_at=now)
         )
         return _job_from_row(claimed)
 
@@ -703,7 +697,9 @@ class SqlStore:
             query = query.with_for_update()
         return list(conn.execute(query).all())
 
-    def _running_by_node(self, conn: Connection, node_id: str | None = None) -> dict[str, list[str]]:
+    def _running_by_node(
+        self, conn: Connection, node_id: str | None = None
+    ) -> dict[str, list[str]]:
         query = (
             select(jobs.c.node_id, jobs.c.id)
             .where(jobs.c.status == JobStatus.RUNNING)

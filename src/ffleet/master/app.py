@@ -1,0 +1,320 @@
+"""The master's HTTP API: thin handlers that decode, call the store, and shape the reply.
+
+Handlers are async and call the store inline: an SQLite operation costs 8-50 us, less than a
+thread-pool hop (150-450 us measured here), and the store serialises writers anyway. Only the
+long-poll waits, and it waits on an asyncio event, never on the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from ffleet.master import openapi
+from ffleet.master.dispatch import Dispatcher
+from ffleet.master.http import (
+    ApiError,
+    JsonResponse,
+    decode,
+    error_response,
+    query_float,
+    query_int,
+)
+from ffleet.master.settings import MasterSettings
+from ffleet.models import (
+    Heartbeat,
+    Job,
+    JobBatch,
+    JobRequest,
+    NodeRegistration,
+    Release,
+    ResultSubmission,
+)
+from ffleet.states import JobStatus
+from ffleet.store import Store, StoreError, open_store
+
+log = logging.getLogger("ffleet.master")
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class DrainRequest(msgspec.Struct):
+    drain: bool = True
+
+
+class MasterApp:
+    """Routes bound to one store and one dispatcher."""
+
+    def __init__(self, store: Store, settings: MasterSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self.dispatcher = Dispatcher()
+        self.limit = settings.max_body_bytes
+
+    # -------------------------------------------------------------- nodes
+
+    async def register(self, request: Request) -> Response:
+        registration = await decode(request, NodeRegistration, self.limit)
+        node = self.store.register_node(registration, time.time())
+        log.info(
+            "node registered: %s (%s, %d threads, %s%s)",
+            node.id,
+            node.type,
+            node.cpu_threads,
+            node.cpu_model or "unknown CPU",
+            f", GPU {node.gpu_type}" if node.has_gpu else "",
+        )
+        self.dispatcher.notify()  # a new node may make unschedulable work runnable
+        return JsonResponse(node, status_code=201)
+
+    async def list_nodes(self, request: Request) -> Response:
+        found = self.store.list_nodes()
+        return JsonResponse({"nodes": found, "count": len(found)})
+
+    async def get_node(self, request: Request) -> Response:
+        return JsonResponse(self.store.get_node(request.path_params["node_id"]))
+
+    async def heartbeat(self, request: Request) -> Response:
+        node_id = request.path_params["node_id"]
+        beat = await decode(request, Heartbeat, self.limit, optional=True)
+        try:
+            reply = self.store.heartbeat(node_id, beat, time.time())
+        except StoreError:
+            log.warning("heartbeat from unknown node %s", node_id)
+            raise
+        return JsonResponse(reply)
+
+    async def drain(self, request: Request) -> Response:
+        body = await decode(request, DrainRequest, self.limit, optional=True)
+        node = self.store.set_draining(request.path_params["node_id"], body.drain)
+        log.info("node %s %s", node.id, "draining" if body.drain else "accepting work again")
+        return JsonResponse(node)
+
+    # -------------------------------------------------------------- jobs
+
+    async def create_job(self, request: Request) -> Response:
+        job_request = await decode(request, JobRequest, self.limit)
+        (job,) = self.store.create_jobs([job_request], time.time())
+        log.info("job created: %s (%s)", job.id, job.scenario)
+        self.dispatcher.notify()
+        return JsonResponse(job, status_code=201)
+
+    async def create_batch(self, request: Request) -> Response:
+        batch = await decode(request, JobBatch, self.limit)
+        created = self.store.create_jobs(batch.jobs, time.time())
+        log.info("batch of %d jobs created", len(created))
+        self.dispatcher.notify()
+        return JsonResponse({"jobs": created, "count": len(created)}, status_code=201)
+
+    async def list_jobs(self, request: Request) -> Response:
+        status = request.query_params.get("status") or None
+        if status is not None and status not in JobStatus.__members__.values():
+            allowed = ", ".join(s.value for s in JobStatus)
+            raise ApiError(400, f"unknown status {status!r}; use one of {allowed}")
+        limit = query_int(request, "limit", None, low=1, high=10_000)
+        offset = query_int(request, "offset", 0, low=0, high=2**62) or 0
+        found, total = self.store.list_jobs(status, limit, offset)
+        return JsonResponse({"jobs": found, "count": len(found), "total": total})
+
+    async def get_job(self, request: Request) -> Response:
+        detail = self.store.get_job(request.path_params["job_id"])
+        body = msgspec.to_builtins(detail.job)
+        body["attempts"] = msgspec.to_builtins(detail.attempts)
+        body["result"] = msgspec.to_builtins(detail.result)
+        return JsonResponse(body)
+
+    async def next_job(self, request: Request) -> Response:
+        """Claim the next job; with `wait=S`, hold the request until one exists or S pass."""
+        node_id = request.query_params.get("node_id")
+        if not node_id:
+            raise ApiError(400, "query parameter node_id is required")
+        wait = query_float(request, "wait", 0.0, high=self.settings.max_wait_s)
+        job = await self._claim_waiting(request, node_id, wait)
+        if job is None:
+            return JsonResponse({"job": None})
+        return JsonResponse(job)
+
+    async def _claim_waiting(self, request: Request, node_id: str, wait: float) -> Job | None:
+        deadline = time.monotonic() + wait
+        while True:
+            wake = self.dispatcher.generation()
+            job = self.store.claim(node_id, time.time())
+            if job is not None:
+                log.info("job %s (attempt %d) dispatched to node %s", job.id, job.attempt, node_id)
+                return job
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), min(remaining, self.settings.recheck_s))
+            if await request.is_disconnected():
+                return None  # nobody would receive the job: leave it queued
+
+    async def cancel(self, request: Request) -> Response:
+        job = self.store.cancel(request.path_params["job_id"], time.time())
+        log.info("job %s cancel requested (now %s)", job.id, job.status)
+        return JsonResponse(job)
+
+    async def retry(self, request: Request) -> Response:
+        job = self.store.retry(request.path_params["job_id"], time.time())
+        log.info("job %s queued again by a user", job.id)
+        self.dispatcher.notify()
+        return JsonResponse(job)
+
+    async def release(self, request: Request) -> Response:
+        body = await decode(request, Release, self.limit)
+        job = self.store.release(
+            request.path_params["job_id"], body.node_id, body.attempt, body.reason, time.time()
+        )
+        log.info("job %s released by node %s: %s", job.id, body.node_id, body.reason)
+        self.dispatcher.notify()
+        return JsonResponse(job)
+
+    # -------------------------------------------------------------- results
+
+    async def post_result(self, request: Request) -> Response:
+        result = await decode(request, ResultSubmission, self.limit)
+        outcome = self.store.submit_result(result, time.time())
+        job = outcome.job
+        if outcome.duplicate:
+            log.info("duplicate result for job %s ignored", job.id)
+        else:
+            log.info(
+                "result for job %s from node %s: %s -> job %s%s",
+                job.id,
+                result.node_id,
+                result.status,
+                job.status,
+                f" ({result.error})" if result.error else "",
+            )
+            if job.status == JobStatus.PENDING:
+                self.dispatcher.notify()
+        reply: dict[str, Any] = {"status": "success"}
+        if outcome.duplicate:
+            reply["duplicate"] = True
+        if result.claim_next:
+            reply["job"] = await self._claim_waiting(request, result.node_id, 0.0)
+        return JsonResponse(reply)
+
+    async def list_results(self, request: Request) -> Response:
+        limit = query_int(request, "limit", None, low=1, high=10_000)
+        offset = query_int(request, "offset", 0, low=0, high=2**62) or 0
+        found = self.store.list_results(request.query_params.get("job_id"), limit, offset)
+        return JsonResponse({"results": found, "count": len(found)})
+
+    # -------------------------------------------------------------- misc
+
+    async def health(self, request: Request) -> Response:
+        return JsonResponse({"status": "healthy"})
+
+    async def openapi_json(self, request: Request) -> Response:
+        return JsonResponse(openapi.SPEC)
+
+    async def docs(self, request: Request) -> Response:
+        return HTMLResponse(openapi.DOCS_HTML)
+
+    async def reaper(self) -> None:
+        """End what outlived its time, every `reap_interval_s`, for as long as the app runs."""
+        while True:
+            await asyncio.sleep(self.settings.reap_interval_s)
+            try:
+                report = self.store.reap(time.time())
+            except Exception:
+                log.exception("reaper pass failed; will try again")
+                continue
+            for node_id in report.offline_nodes:
+                log.warning("node %s missed its heartbeats: offline", node_id)
+            for job_id in report.requeued_jobs:
+                log.warning("job %s lost its attempt; queued again with backoff", job_id)
+            for job_id in report.failed_jobs:
+                log.warning("job %s failed: out of attempts", job_id)
+            if report.queue_changed:
+                self.dispatcher.notify()
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/health", self.health, methods=["GET"]),
+            Route("/nodes/register", self.register, methods=["POST"]),
+            Route("/nodes", self.list_nodes, methods=["GET"]),
+            Route("/nodes/{node_id}", self.get_node, methods=["GET"]),
+            Route("/nodes/{node_id}/heartbeat", self.heartbeat, methods=["POST"]),
+            Route("/nodes/{node_id}/drain", self.drain, methods=["POST"]),
+            Route("/jobs", self.create_job, methods=["POST"]),
+            Route("/jobs", self.list_jobs, methods=["GET"]),
+            Route("/jobs/batch", self.create_batch, methods=["POST"]),
+            Route("/jobs/next", self.next_job, methods=["GET", "POST"]),
+            Route("/jobs/{job_id}", self.get_job, methods=["GET"]),
+            Route("/jobs/{job_id}/cancel", self.cancel, methods=["POST"]),
+            Route("/jobs/{job_id}/retry", self.retry, methods=["POST"]),
+            Route("/jobs/{job_id}/release", self.release, methods=["POST"]),
+            Route("/results", self.post_result, methods=["POST"]),
+            Route("/results", self.list_results, methods=["GET"]),
+            Route("/openapi.json", self.openapi_json, methods=["GET"]),
+            Route("/docs", self.docs, methods=["GET"]),
+        ]
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status_code, exc.message)
+
+
+async def _store_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StoreError)
+    return error_response(exc.status_code, str(exc))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    code = getattr(exc, "status_code", 500)
+    detail = getattr(exc, "detail", "error")
+    return error_response(code, str(detail))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("internal error on %s %s: %r", request.method, request.url.path, exc, exc_info=exc)
+    return error_response(500, "internal error; see the master log")
+
+
+def create_app(settings: MasterSettings, store: Store | None = None) -> Starlette:
+    """Build the ASGI app; the store is opened here unless one is given (tests)."""
+    from starlette.exceptions import HTTPException
+
+    owned = store is None
+    master = MasterApp(
+        store if store is not None else open_store(settings.store_url, settings.policy), settings
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(master.reaper())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            if owned:
+                master.store.close()
+
+    app = Starlette(
+        routes=master.routes(),
+        lifespan=lifespan,
+        exception_handlers={
+            ApiError: _api_error,
+            StoreError: _store_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+    )
+    app.state.master = master
+    return app

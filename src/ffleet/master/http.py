@@ -1,0 +1,102 @@
+"""Request decoding and JSON replies: the only place the API turns bytes into models and back.
+
+Every refusal is a JSON body `{"error": "<what is wrong>"}` with a 4xx status, raised as ApiError
+and rendered by one exception handler.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+T = TypeVar("T")
+
+_encoder = msgspec.json.Encoder()
+
+
+class ApiError(Exception):
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+class JsonResponse(Response):
+    """A response encoded by msgspec (structs and builtins alike)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return _encoder.encode(content)
+
+
+def error_response(status_code: int, message: str) -> JsonResponse:
+    return JsonResponse({"error": message}, status_code=status_code)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 past `limit` bytes whether or not a length was sent."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise ApiError(400, "invalid Content-Length header") from None
+        if size > limit:
+            raise ApiError(413, f"request body of {size} bytes exceeds the {limit}-byte limit")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise ApiError(413, f"request body exceeds the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def decode(request: Request, model: type[T], limit: int, *, optional: bool = False) -> T:
+    """Decode the JSON body into `model`: malformed JSON is a 400, a wrong shape or type a 422.
+
+    With `optional`, an empty body decodes as `{}` (v1.0 heartbeats carry no body)."""
+    body = await read_body(request, limit)
+    if not body.strip():
+        if not optional:
+            raise ApiError(400, "request body is empty; a JSON object is required")
+        body = b"{}"
+    try:
+        return msgspec.json.decode(body, type=model)
+    except msgspec.ValidationError as exc:
+        raise ApiError(422, f"invalid request: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, f"malformed JSON: {exc}") from None
+
+
+def query_int(
+    request: Request, name: str, default: int | None, *, low: int, high: int
+) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"query parameter {name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ApiError(400, f"query parameter {name} must be between {low} and {high}")
+    return value
+
+
+def query_float(request: Request, name: str, default: float, *, high: float) -> float:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(400, f"query parameter {name} must be a number, got {raw!r}") from None
+    if not 0 <= value <= high:
+        raise ApiError(400, f"query parameter {name} must be between 0 and {high:g}")
+    return value
