@@ -41,8 +41,14 @@ def result(job_id: str, node_id: str, attempt: int | None, status: str = "comple
 
 def test_register_and_read_back_a_node(store: Store) -> None:
     reg = NodeRegistration(
-        address="10.1.2.3", type="server", cpu_threads=32, cpu_model="EPYC", ram_bytes=64 << 30,
-        labels={"rack": "a"}, encoders=["libx264"], slots=2,
+        address="10.1.2.3",
+        type="server",
+        cpu_threads=32,
+        cpu_model="EPYC",
+        ram_bytes=64 << 30,
+        labels={"rack": "a"},
+        encoders=["libx264"],
+        slots=2,
     )
     created = store.register_node(reg, T0)
     fetched = store.get_node(created.id)
@@ -352,7 +358,9 @@ def test_silent_node_goes_offline_and_its_job_is_retried(store: Store) -> None:
     # The zombie comes back: its result is refused and it is told to abandon the work.
     with pytest.raises(Conflict):
         store.submit_result(result(job_id, dead, 1), T0 + 12)
-    reply = store.heartbeat(dead, Heartbeat(jobs=[ProgressReport(job_id=job_id, attempt=1)]), T0 + 12)
+    reply = store.heartbeat(
+        dead, Heartbeat(jobs=[ProgressReport(job_id=job_id, attempt=1)]), T0 + 12
+    )
     assert [d.action for d in reply.directives] == ["abandon"]
 
 
@@ -393,7 +401,9 @@ def test_requirements_filter_encoders_labels_ram_threads(store: Store) -> None:
     (needs,) = jobs(
         store,
         requirements=Requirements(
-            encoders=["libsvtav1"], labels={"site": "lab"}, min_ram_bytes=32 << 30,
+            encoders=["libsvtav1"],
+            labels={"site": "lab"},
+            min_ram_bytes=32 << 30,
             min_cpu_threads=16,
         ),
     )
