@@ -1,7 +1,9 @@
 """Tables and versioned migrations for the SQL store (SQLite and PostgreSQL).
 
 Times are epoch seconds (double precision): cheap to compare in indexes and identical on both
-engines. A migration is an ordered, numbered step; `migrate` applies the missing ones inside one
+engines. Structured values (labels, parameters, metrics) are JSON text, encoded and decoded by
+the store with msgspec, so both engines store and return exactly the same thing.
+A migration is an ordered, numbered step; `migrate` applies the missing ones inside one
 transaction and records each in `ffleet_schema`, so upgrading an old database is one start-up.
 """
 
@@ -10,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
     Column,
@@ -47,11 +48,11 @@ nodes = Table(
     Column("has_gpu", Boolean, nullable=False),
     Column("gpu_type", Text),
     Column("ram_bytes", BigInteger, nullable=False),
-    Column("labels", JSON, nullable=False),
+    Column("labels", Text, nullable=False),
     Column("hostname", Text),
     Column("ffmpeg_version", Text),
-    Column("encoders", JSON, nullable=False),
-    Column("gpus", JSON, nullable=False),
+    Column("encoders", Text, nullable=False),
+    Column("gpus", Text, nullable=False),
     Column("slots", Integer),
     Column("draining", Boolean, nullable=False),
     Column("online", Boolean, nullable=False),
@@ -68,7 +69,7 @@ jobs = Table(
     Column("id", String(64), nullable=False, unique=True),
     Column("scenario", Text, nullable=False),
     Column("confidence", Text, nullable=False),
-    Column("parameters", JSON, nullable=False),
+    Column("parameters", Text, nullable=False),
     Column("status", String(16), nullable=False),
     Column("node_id", String(64)),
     Column("created_at", Double, nullable=False),
@@ -79,19 +80,19 @@ jobs = Table(
     Column("priority", Integer, nullable=False),
     Column("base_priority", Integer, nullable=False),
     Column("aged_at", Double, nullable=False),
-    Column("requirements", JSON),
+    Column("requirements", Text),
     Column("req_gpu", Boolean, nullable=False),
     Column("req_min_ram", BigInteger, nullable=False),
     Column("req_min_threads", Integer, nullable=False),
-    Column("affinity", JSON, nullable=False),
-    Column("anti_affinity", JSON, nullable=False),
+    Column("affinity", Text, nullable=False),
+    Column("anti_affinity", Text, nullable=False),
     Column("timeout_s", Double, nullable=False),
     Column("max_attempts", Integer, nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("not_before", Double, nullable=False),
     Column("lease_expires_at", Double),
     Column("deadline_at", Double),
-    Column("progress", JSON),
+    Column("progress", Text),
     Column("cancel_requested", Boolean, nullable=False),
     Column("unschedulable_reason", Text),
 )
@@ -115,22 +116,17 @@ results = Table(
     Column("attempt", Integer, primary_key=True),
     Column("node_id", String(64), nullable=False),
     Column("status", String(16), nullable=False),
-    Column("metrics", JSON, nullable=False),
-    Column("analyzer_output", JSON, nullable=False),
+    Column("metrics", Text, nullable=False),
+    Column("analyzer_output", Text, nullable=False),
     Column("error", Text),
     Column("completed_at", Double),
     Column("received_at", Double, nullable=False),
 )
 
-# The queue index: claim reads pending jobs best-first; the partial index keeps claim cost
-# independent of how many finished jobs the table holds.
-Index(
-    "ix_jobs_queue",
-    jobs.c.priority.desc(),
-    jobs.c.seq,
-    sqlite_where=jobs.c.status == "pending",
-    postgresql_where=jobs.c.status == "pending",
-)
+# The queue index: claim reads pending jobs best-first straight off it, so claim cost does not
+# grow with queue depth (a partial index WHERE status = 'pending' lost to ix_jobs_status_seq in
+# SQLite's planner, which then sorted every pending row).
+Index("ix_jobs_queue", jobs.c.status, jobs.c.priority.desc(), jobs.c.seq)
 Index(
     "ix_jobs_running",
     jobs.c.node_id,

@@ -1,10 +1,9 @@
 """The SQL store: one implementation for in-memory SQLite, SQLite files and PostgreSQL.
 
 One code path for all three backends means the state machine cannot drift between them; the
-dialect only changes how a transaction takes its locks:
-- SQLite: every transaction is `BEGIN IMMEDIATE` (the write lock up front), and a process-local
-  mutex serialises this process's use of its single connection. WAL with synchronous=NORMAL keeps
-  every committed change through a `kill -9` of the master.
+dialect only changes how a transaction takes its locks (see db.py):
+- SQLite: every transaction is `BEGIN IMMEDIATE` (the write lock up front). WAL with
+  synchronous=NORMAL keeps every committed change through a `kill -9` of the master.
 - PostgreSQL: claim and reap lock rows with `FOR UPDATE SKIP LOCKED`, so several masters can share
   one database without handing a job out twice or blocking on each other.
 """
@@ -12,28 +11,12 @@ dialect only changes how a transaction takes its locks:
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
-from sqlalchemy import (
-    Connection,
-    Engine,
-    Row,
-    and_,
-    create_engine,
-    event,
-    func,
-    insert,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.pool import StaticPool
 
 from ffleet import retry, scheduling
 from ffleet.models import (
@@ -65,47 +48,162 @@ from ffleet.store.base import (
     ResultOutcome,
     SchedulingPolicy,
 )
-from ffleet.store.schema import attempts, jobs, migrate, nodes, results
+from ffleet.store.db import Database, Row, Tx
+from ffleet.store.schema import migrate
 
 log = logging.getLogger(__name__)
 
-CLAIM_BATCH = 32  # candidates examined per query when the best jobs don't fit the node
+# Candidates read per query: the best job usually fits, so the first read is small; if the head
+# of the queue is work this node cannot take, later reads walk past it in larger steps.
+CLAIM_FIRST_BATCH = 4
+CLAIM_BATCH = 64
+NO_LIMIT = 2**62
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.decode
 
 
-def _json_dumps(value: object) -> str:
-    return msgspec.json.encode(value).decode()
+def _dumps(value: Any) -> str | None:
+    return None if value is None else _encode(value).decode()
 
 
-def _dump(value: Any) -> Any:
-    return msgspec.to_builtins(value)
+def _loads(text: str | None) -> Any:
+    return None if text is None else _decode(text)
+
+
+# ------------------------------------------------------------------------------------ SQL
+
+NODE_COLUMNS = (
+    "address, type, cpu_threads, cpu_model, has_gpu, gpu_type, ram_bytes, labels, hostname, "
+    "ffmpeg_version, encoders, gpus, slots, online, last_heartbeat"
+)
+JOB_COLUMNS = (
+    "id, scenario, confidence, parameters, status, node_id, created_at, started_at, "
+    "completed_at, retry_count, error, priority, base_priority, aged_at, requirements, req_gpu, "
+    "req_min_ram, req_min_threads, affinity, anti_affinity, timeout_s, max_attempts, attempt, "
+    "not_before, lease_expires_at, deadline_at, progress, cancel_requested, unschedulable_reason"
+)
+
+
+def _placeholders(columns: str) -> str:
+    return ", ".join(f":{c.strip()}" for c in columns.split(","))
+
+
+SQL_NODE_GET = "SELECT * FROM nodes WHERE id = :id"
+SQL_NODE_INSERT = (
+    f"INSERT INTO nodes (id, registered_at, draining, {NODE_COLUMNS}) "
+    f"VALUES (:id, :registered_at, FALSE, {_placeholders(NODE_COLUMNS)})"
+)
+SQL_NODE_UPDATE = (
+    "UPDATE nodes SET "
+    + ", ".join(f"{c.strip()} = :{c.strip()}" for c in NODE_COLUMNS.split(","))
+    + " WHERE id = :id"
+)
+SQL_NODES = "SELECT * FROM nodes ORDER BY registered_at, id"
+SQL_NODE_DRAIN = "UPDATE nodes SET draining = :draining WHERE id = :id"
+SQL_NODE_BEAT = (
+    "UPDATE nodes SET last_heartbeat = :now, online = TRUE WHERE id = :id RETURNING draining, slots"
+)
+SQL_RENEW = (
+    "UPDATE jobs SET lease_expires_at = :lease WHERE node_id = :node AND status = 'running' "
+    "RETURNING id, attempt, cancel_requested, started_at"
+)
+SQL_PROGRESS = "UPDATE jobs SET progress = :progress WHERE id = :id AND status = 'running'"
+SQL_RUNNING = "SELECT node_id, id FROM jobs WHERE status = 'running' ORDER BY started_at, seq"
+SQL_RUNNING_OF = (
+    "SELECT node_id, id FROM jobs WHERE status = 'running' AND node_id = :node "
+    "ORDER BY started_at, seq"
+)
+SQL_RUNNING_ROWS = "SELECT * FROM jobs WHERE status = 'running' AND node_id = :node {lock}"
+SQL_BUSY = "SELECT count(*) FROM jobs WHERE status = 'running' AND node_id = :node"
+SQL_ONLINE_NODES = (
+    "SELECT * FROM nodes WHERE online = TRUE AND draining = FALSE AND last_heartbeat >= :since"
+)
+
+SQL_JOB_INSERT = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({_placeholders(JOB_COLUMNS)})"
+SQL_JOB_GET = "SELECT * FROM jobs WHERE id = :id"
+SQL_JOB_LOCK = "SELECT * FROM jobs WHERE id = :id FOR UPDATE"
+SQL_JOBS = "SELECT * FROM jobs ORDER BY seq LIMIT :limit OFFSET :offset"
+SQL_JOBS_BY_STATUS = (
+    "SELECT * FROM jobs WHERE status = :status ORDER BY seq LIMIT :limit OFFSET :offset"
+)
+SQL_JOBS_COUNT = "SELECT count(*) FROM jobs"
+SQL_JOBS_COUNT_BY_STATUS = "SELECT count(*) FROM jobs WHERE status = :status"
+SQL_CANDIDATES = (
+    "SELECT * FROM jobs WHERE status = 'pending' AND not_before <= :now "
+    "AND req_min_ram <= :ram AND req_min_threads <= :threads {gpu} {after} "
+    "ORDER BY priority DESC, seq LIMIT :batch {lock}"
+)
+SQL_AFTER = "AND (priority < :last_priority OR (priority = :last_priority AND seq > :last_seq))"
+SQL_START = (
+    "UPDATE jobs SET status = 'running', node_id = :node, attempt = :attempt, started_at = :now, "
+    "completed_at = NULL, lease_expires_at = :lease, deadline_at = :deadline, progress = NULL, "
+    "cancel_requested = FALSE, unschedulable_reason = NULL "
+    "WHERE seq = :seq AND status = 'pending' RETURNING *"
+)
+SQL_CANCEL_FLAG = "UPDATE jobs SET cancel_requested = TRUE WHERE seq = :seq RETURNING *"
+SQL_EXPIRED = (
+    "SELECT * FROM jobs WHERE status = 'running' "
+    "AND (lease_expires_at < :now OR deadline_at < :now) {lock}"
+)
+SQL_TOP_PRIORITY = "SELECT max(priority) FROM jobs WHERE status = 'pending'"
+SQL_AGE = (
+    "UPDATE jobs SET priority = priority + 1, aged_at = :now WHERE status = 'pending' "
+    "AND priority < :top AND aged_at <= :cut"
+)
+SQL_UNSCHEDULABLE = (
+    "SELECT seq, requirements FROM jobs "
+    "WHERE status = 'pending' AND unschedulable_reason IS NOT NULL"
+)
+SQL_SET_UNSCHEDULABLE = "UPDATE jobs SET unschedulable_reason = :reason WHERE seq = :seq"
+SQL_OFFLINE = (
+    "UPDATE nodes SET online = FALSE WHERE online = TRUE AND last_heartbeat < :cut RETURNING id"
+)
+
+SQL_ATTEMPT_INSERT = (
+    "INSERT INTO attempts (job_id, attempt, node_id, started_at) "
+    "VALUES (:job_id, :attempt, :node_id, :now)"
+)
+SQL_ATTEMPT_CLOSE = (
+    "UPDATE attempts SET ended_at = :now, outcome = :outcome, error = :error "
+    "WHERE job_id = :job_id AND attempt = :attempt AND ended_at IS NULL"
+)
+SQL_ATTEMPTS = "SELECT * FROM attempts WHERE job_id = :job_id ORDER BY attempt"
+SQL_FAILED_ATTEMPTS = (
+    "SELECT attempt, error FROM attempts WHERE job_id = :job_id AND outcome = 'failed' "
+    "ORDER BY attempt"
+)
+
+SQL_RESULT_OF = "SELECT status, node_id FROM results WHERE job_id = :job_id AND attempt = :attempt"
+SQL_RESULT_INSERT = (
+    "INSERT INTO results (job_id, attempt, node_id, status, metrics, analyzer_output, error, "
+    "completed_at, received_at) VALUES (:job_id, :attempt, :node_id, :status, :metrics, "
+    ":analyzer_output, :error, :completed_at, :received_at)"
+)
+SQL_RESULT_LATEST = "SELECT * FROM results WHERE job_id = :job_id ORDER BY attempt DESC LIMIT 1"
+SQL_RESULTS = (
+    "SELECT * FROM results ORDER BY received_at, job_id, attempt LIMIT :limit OFFSET :offset"
+)
+SQL_RESULTS_OF = (
+    "SELECT * FROM results WHERE job_id = :job_id ORDER BY attempt LIMIT :limit OFFSET :offset"
+)
 
 
 class SqlStore:
-    """Store over SQLAlchemy Core. `url`: `memory`, `sqlite:///PATH` or `postgresql://...`."""
+    """Store over SQL. `url`: `memory`, `sqlite:///PATH` or `postgresql://...`."""
 
     def __init__(self, url: str, policy: SchedulingPolicy | None = None) -> None:
         self.policy = policy or SchedulingPolicy()
         self.url = url
-        self.engine = _make_engine(url)
-        self.is_sqlite = self.engine.dialect.name == "sqlite"
-        self._lock = threading.Lock() if self.is_sqlite else None
-        self._row_lock = not self.is_sqlite  # FOR UPDATE [SKIP LOCKED] only where it exists
-        with self._tx() as conn:
+        self.db = Database(url)
+        self._for_update = not self.db.is_sqlite
+        with self.db.engine.begin() as conn:
             applied = migrate(conn, time.time())
         if applied:
             log.info("schema migrated to version %s (%s)", applied[-1], redact_url(url))
 
     def close(self) -> None:
-        self.engine.dispose()
-
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        if self._lock is None:
-            with self.engine.begin() as conn:
-                yield conn
-            return
-        with self._lock, self.engine.begin() as conn:
-            yield conn
+        self.db.close()
 
     # ------------------------------------------------------------------ nodes
 
@@ -119,80 +217,55 @@ class SqlStore:
             "gpu_type": registration.gpu_type
             or (registration.gpus[0].name if registration.gpus else None),
             "ram_bytes": registration.ram_bytes,
-            "labels": registration.labels,
+            "labels": _dumps(registration.labels),
             "hostname": registration.hostname,
             "ffmpeg_version": registration.ffmpeg_version,
-            "encoders": registration.encoders,
-            "gpus": _dump(registration.gpus),
+            "encoders": _dumps(registration.encoders),
+            "gpus": _dumps(registration.gpus),
             "slots": registration.slots,
             "online": True,
             "last_heartbeat": now,
         }
-        with self._tx() as conn:
+        with self.db.transaction() as tx:
             wanted = registration.id
-            known = (
-                wanted is not None
-                and conn.execute(select(nodes.c.id).where(nodes.c.id == wanted)).first() is not None
-            )
+            known = wanted is not None and tx.one(SQL_NODE_GET, {"id": wanted}) is not None
             node_id = wanted or str(uuid.uuid4())
             if known:
-                conn.execute(update(nodes).where(nodes.c.id == node_id).values(**values))
+                tx.run(SQL_NODE_UPDATE, {**values, "id": node_id})
                 # The agent restarted: whatever it was running died with it.
-                for row in self._running_rows(conn, node_id=node_id):
-                    self._end_attempt(conn, row, now, "agent restarted", retryable=True)
+                for row in tx.all(SQL_RUNNING_ROWS, {"node": node_id}):
+                    self._end_attempt(tx, row, now, "agent restarted", retryable=True)
             else:
-                conn.execute(
-                    insert(nodes).values(id=node_id, registered_at=now, draining=False, **values)
-                )
-            self._refresh_unschedulable(conn)
-            return self._node(conn, node_id)
+                tx.run(SQL_NODE_INSERT, {**values, "id": node_id, "registered_at": now})
+            self._refresh_unschedulable(tx)
+            return self._node(tx, node_id)
 
     def get_node(self, node_id: str) -> Node:
-        with self._tx() as conn:
-            return self._node(conn, node_id)
+        with self.db.transaction() as tx:
+            return self._node(tx, node_id)
 
     def list_nodes(self) -> list[Node]:
-        with self._tx() as conn:
-            running = self._running_by_node(conn)
-            rows = conn.execute(select(nodes).order_by(nodes.c.registered_at, nodes.c.id))
-            return [_node_from_row(row, running.get(row.id, [])) for row in rows]
+        with self.db.transaction() as tx:
+            running = _group(tx.all(SQL_RUNNING))
+            return [_node_from_row(row, running.get(row["id"], [])) for row in tx.all(SQL_NODES)]
 
     def set_draining(self, node_id: str, draining: bool) -> Node:
-        with self._tx() as conn:
-            done = conn.execute(
-                update(nodes).where(nodes.c.id == node_id).values(draining=draining)
-            )
-            if done.rowcount == 0:
+        with self.db.transaction() as tx:
+            if tx.run(SQL_NODE_DRAIN, {"draining": draining, "id": node_id}) == 0:
                 raise NotFound(f"node {node_id} not found")
-            return self._node(conn, node_id)
+            return self._node(tx, node_id)
 
     def heartbeat(self, node_id: str, beat: Heartbeat, now: float) -> HeartbeatReply:
-        with self._tx() as conn:
-            node = conn.execute(
-                update(nodes)
-                .where(nodes.c.id == node_id)
-                .values(last_heartbeat=now, online=True)
-                .returning(nodes.c.draining, nodes.c.slots)
-            ).first()
+        with self.db.transaction() as tx:
+            node = tx.one(SQL_NODE_BEAT, {"now": now, "id": node_id})
             if node is None:
                 raise NotFound(f"node {node_id} not found")
-            conn.execute(
-                update(jobs)
-                .where(jobs.c.node_id == node_id, jobs.c.status == JobStatus.RUNNING)
-                .values(lease_expires_at=now + self.policy.node_timeout_s)
-            )
-            mine = {
-                row.id: row
-                for row in conn.execute(
-                    select(jobs.c.id, jobs.c.attempt, jobs.c.cancel_requested).where(
-                        jobs.c.node_id == node_id, jobs.c.status == JobStatus.RUNNING
-                    )
-                )
-            }
+            lease = now + self.policy.node_timeout_s
+            mine = {row["id"]: row for row in tx.all(SQL_RENEW, {"lease": lease, "node": node_id})}
             directives: list[Directive] = []
             for report in beat.jobs:
                 row = mine.get(report.job_id)
-                if row is None or (report.attempt is not None and report.attempt != row.attempt):
+                if row is None or (report.attempt is not None and report.attempt != row["attempt"]):
                     directives.append(
                         Directive(
                             action="abandon",
@@ -202,35 +275,34 @@ class SqlStore:
                         )
                     )
                 elif report.progress is not None:
-                    progress = _dump(report.progress)
-                    progress["updated_at"] = rfc3339(now)
-                    conn.execute(update(jobs).where(jobs.c.id == row.id).values(progress=progress))
+                    progress = msgspec.structs.replace(report.progress, updated_at=rfc3339(now))
+                    tx.run(SQL_PROGRESS, {"progress": _dumps(progress), "id": report.job_id})
             directives.extend(
                 Directive(
-                    action="cancel", job_id=row.id, attempt=row.attempt, reason="canceled by a user"
+                    action="cancel",
+                    job_id=row["id"],
+                    attempt=row["attempt"],
+                    reason="canceled by a user",
                 )
                 for row in mine.values()
-                if row.cancel_requested
+                if row["cancel_requested"]
             )
-            status = _node_status(True, node.draining, node.slots, len(mine))
+            status = _node_status(True, bool(node["draining"]), node["slots"], len(mine))
             return HeartbeatReply(node_status=status, directives=directives)
 
     # ------------------------------------------------------------------ jobs
 
     def create_jobs(self, requests: Sequence[JobRequest], now: float) -> list[Job]:
         rows = [self._job_values(req, now) for req in requests]
-        with self._tx() as conn:
-            traits = self._traits(conn)
-            for values in rows:
-                req = _requirements(values["requirements"])
-                values["unschedulable_reason"] = scheduling.unschedulable_reason(req, traits)
-            conn.execute(insert(jobs), rows)
-            ids = [values["id"] for values in rows]
-            fetched = {
-                row.id: _job_from_row(row)
-                for row in conn.execute(select(jobs).where(jobs.c.id.in_(ids)))
-            }
-            return [fetched[job_id] for job_id in ids]
+        with self.db.transaction() as tx:
+            if any(row["requirements"] is not None for row in rows):
+                traits = [_traits_from_row(n) for n in tx.all(SQL_NODES)]
+                for row, req in zip(rows, requests, strict=True):
+                    row["unschedulable_reason"] = scheduling.unschedulable_reason(
+                        req.requirements, traits
+                    )
+            tx.many(SQL_JOB_INSERT, rows)
+        return [_job_from_row(row) for row in rows]
 
     def _job_values(self, req: JobRequest, now: float) -> dict[str, Any]:
         """Validate a request fully before anything is written (bad input changes nothing)."""
@@ -243,14 +315,13 @@ class SqlStore:
             not_before = parse_rfc3339(req.not_before) if req.not_before else now
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
-        cap = self.policy.max_job_timeout_s
-        timeout = min(req.timeout_s or default_timeout_s(spec), cap)
+        timeout = min(req.timeout_s or default_timeout_s(spec), self.policy.max_job_timeout_s)
         reqs = req.requirements
         return {
             "id": str(uuid.uuid4()),
             "scenario": req.scenario,
             "confidence": req.confidence,
-            "parameters": req.parameters,
+            "parameters": _dumps(req.parameters),
             "status": JobStatus.PENDING.value,
             "node_id": None,
             "created_at": now,
@@ -261,12 +332,12 @@ class SqlStore:
             "priority": priority,
             "base_priority": priority,
             "aged_at": now,
-            "requirements": _dump(reqs) if reqs is not None else None,
+            "requirements": _dumps(reqs),
             "req_gpu": scheduling.needs_gpu(reqs),
             "req_min_ram": reqs.min_ram_bytes if reqs else 0,
             "req_min_threads": reqs.min_cpu_threads if reqs else 0,
-            "affinity": req.affinity,
-            "anti_affinity": req.anti_affinity,
+            "affinity": _dumps(req.affinity),
+            "anti_affinity": _dumps(req.anti_affinity),
             "timeout_s": timeout,
             "max_attempts": req.max_attempts,
             "attempt": 0,
@@ -275,32 +346,26 @@ class SqlStore:
             "deadline_at": None,
             "progress": None,
             "cancel_requested": False,
+            "unschedulable_reason": None,
         }
 
     def get_job(self, job_id: str) -> JobDetail:
-        with self._tx() as conn:
-            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+        with self.db.transaction() as tx:
+            row = tx.one(SQL_JOB_GET, {"id": job_id})
             if row is None:
                 raise NotFound(f"job {job_id} not found")
             history = [
                 Attempt(
-                    attempt=a.attempt,
-                    node_id=a.node_id,
-                    started_at=rfc3339(a.started_at),
-                    ended_at=rfc3339(a.ended_at),
-                    outcome=a.outcome,
-                    error=a.error,
+                    attempt=a["attempt"],
+                    node_id=a["node_id"],
+                    started_at=rfc3339(a["started_at"]),
+                    ended_at=rfc3339(a["ended_at"]),
+                    outcome=a["outcome"],
+                    error=a["error"],
                 )
-                for a in conn.execute(
-                    select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.attempt)
-                )
+                for a in tx.all(SQL_ATTEMPTS, {"job_id": job_id})
             ]
-            stored = conn.execute(
-                select(results)
-                .where(results.c.job_id == job_id)
-                .order_by(results.c.attempt.desc())
-                .limit(1)
-            ).first()
+            stored = tx.one(SQL_RESULT_LATEST, {"job_id": job_id})
             return JobDetail(
                 job=_job_from_row(row),
                 attempts=history,
@@ -310,40 +375,34 @@ class SqlStore:
     def list_jobs(
         self, status: str | None, limit: int | None, offset: int
     ) -> tuple[list[Job], int]:
-        query = select(jobs).order_by(jobs.c.seq)
-        count = select(func.count()).select_from(jobs)
-        if status is not None:
-            query = query.where(jobs.c.status == status)
-            count = count.where(jobs.c.status == status)
-        if limit is not None:
-            query = query.limit(limit)
-        if offset:
-            query = query.offset(offset)
-        with self._tx() as conn:
-            total = conn.execute(count).scalar_one()
-            return [_job_from_row(row) for row in conn.execute(query)], total
+        page = {"limit": NO_LIMIT if limit is None else limit, "offset": offset, "status": status}
+        with self.db.transaction() as tx:
+            if status is None:
+                total = tx.scalar(SQL_JOBS_COUNT)
+                rows = tx.all(SQL_JOBS, page)
+            else:
+                total = tx.scalar(SQL_JOBS_COUNT_BY_STATUS, page)
+                rows = tx.all(SQL_JOBS_BY_STATUS, page)
+            return [_job_from_row(row) for row in rows], int(total)
 
     def claim(self, node_id: str, now: float) -> Job | None:
-        with self._tx() as conn:
-            node = conn.execute(select(nodes).where(nodes.c.id == node_id)).first()
+        with self.db.transaction() as tx:
+            node = tx.one(SQL_NODE_GET, {"id": node_id})
             if node is None:
                 raise NotFound(f"node {node_id} not found; register first")
-            if node.draining:
+            if node["draining"]:
                 return None
-            if node.slots is not None:
-                busy = conn.execute(
-                    select(func.count())
-                    .select_from(jobs)
-                    .where(jobs.c.node_id == node_id, jobs.c.status == JobStatus.RUNNING)
-                ).scalar_one()
-                if busy >= node.slots:
-                    return None
-            chosen = self._pick(conn, node, now)
+            if (
+                node["slots"] is not None
+                and tx.scalar(SQL_BUSY, {"node": node_id}) >= node["slots"]
+            ):
+                return None
+            chosen = self._pick(tx, node, now)
             if chosen is None:
                 return None
-            return self._start_attempt(conn, chosen, node_id, now)
+            return self._start_attempt(tx, chosen, node_id, now)
 
-    def _pick(self, conn: Connection, node: Row[Any], now: float) -> Row[Any] | None:
+    def _pick(self, tx: Tx, node: Row, now: float) -> Row | None:
         """Best pending job this node may run: highest priority, then oldest.
 
         Hard limits that map to columns (GPU, RAM, threads) filter in SQL; the rest is checked
@@ -352,103 +411,86 @@ class SqlStore:
         """
         me = _traits_from_row(node)
         idle: list[scheduling.NodeTraits] | None = None
-        passes = [True, False] if node.has_gpu else [False]
-        for gpu_only in passes:
-            last: tuple[int, int] | None = None
+        if not node["has_gpu"]:
+            passes = ["AND req_gpu = FALSE"]
+        else:
+            passes = ["AND req_gpu = TRUE", "AND req_gpu = FALSE"]
+        params: dict[str, Any] = {
+            "now": now,
+            "ram": node["ram_bytes"],
+            "threads": node["cpu_threads"],
+            "batch": CLAIM_FIRST_BATCH,
+        }
+        for gpu in passes:
+            after = ""
+            params["batch"] = CLAIM_FIRST_BATCH
             while True:
-                query = (
-                    select(jobs)
-                    .where(
-                        jobs.c.status == JobStatus.PENDING,
-                        jobs.c.not_before <= now,
-                        jobs.c.req_min_ram <= node.ram_bytes,
-                        jobs.c.req_min_threads <= node.cpu_threads,
-                    )
-                    .order_by(jobs.c.priority.desc(), jobs.c.seq)
-                    .limit(CLAIM_BATCH)
-                )
-                if not node.has_gpu:
-                    query = query.where(jobs.c.req_gpu.is_(False))
-                elif gpu_only:
-                    query = query.where(jobs.c.req_gpu.is_(True))
-                if last is not None:
-                    query = query.where(
-                        or_(
-                            jobs.c.priority < last[0],
-                            and_(jobs.c.priority == last[0], jobs.c.seq > last[1]),
-                        )
-                    )
-                if self._row_lock:
-                    query = query.with_for_update(skip_locked=True)
-                batch = conn.execute(query).all()
+                sql = SQL_CANDIDATES.replace("{gpu}", gpu).replace("{after}", after)
+                batch = tx.all(sql if self._for_update else sql.replace("{lock}", ""), params)
                 for row in batch:
-                    req = _requirements(row.requirements)
+                    req = _requirements(row["requirements"])
                     if scheduling.unmet(req, me):
                         continue
-                    waited = now - max(row.created_at, row.not_before)
+                    waited = now - max(row["created_at"], row["not_before"])
                     if waited < scheduling.PREFERENCE_WINDOW_S and _has_preference(row, me):
                         if idle is None:
-                            idle = self._idle_traits(conn, now)
-                        if scheduling.should_defer(
-                            req, row.affinity, row.anti_affinity, waited, me, idle
-                        ):
+                            idle = self._idle_traits(tx, now)
+                        affinity = _loads(row["affinity"])
+                        anti = _loads(row["anti_affinity"])
+                        if scheduling.should_defer(req, affinity, anti, waited, me, idle):
                             continue
                     return row
-                if len(batch) < CLAIM_BATCH:
+                if len(batch) < params["batch"]:
                     break
-                last = (batch[-1].priority, batch[-1].seq)
+                after = SQL_AFTER
+                params["batch"] = CLAIM_BATCH
+                params["last_priority"] = batch[-1]["priority"]
+                params["last_seq"] = batch[-1]["seq"]
         return None
 
-    def _start_attempt(self, conn: Connection, row: Row[Any], node_id: str, now: float) -> Job:
-        check_transition(row.status, JobStatus.RUNNING)
-        attempt = row.attempt + 1
-        claimed = conn.execute(
-            update(jobs)
-            .where(jobs.c.seq == row.seq, jobs.c.status == JobStatus.PENDING)
-            .values(
-                status=JobStatus.RUNNING.value,
-                node_id=node_id,
-                attempt=attempt,
-                started_at=now,
-                completed_at=None,
-                lease_expires_at=now + self.policy.node_timeout_s,
-                deadline_at=now + row.timeout_s,
-                progress=None,
-                cancel_requested=False,
-                unschedulable_reason=None,
-            )
-            .returning(*jobs.c)
-        ).first()
+    def _start_attempt(self, tx: Tx, row: Row, node_id: str, now: float) -> Job:
+        check_transition(row["status"], JobStatus.RUNNING)
+        attempt = row["attempt"] + 1
+        claimed = tx.one(
+            SQL_START,
+            {
+                "node": node_id,
+                "attempt": attempt,
+                "now": now,
+                "lease": now + self.policy.node_timeout_s,
+                "deadline": now + row["timeout_s"],
+                "seq": row["seq"],
+            },
+        )
         if claimed is None:  # lost a race that row locking should have prevented
-            raise Conflict(f"job {row.id} was claimed concurrently")
-        conn.execute(
-            insert(attempts).values(job_id=row.id, attempt=attempt, node_id=node_id, started_at=now)
+            raise Conflict(f"job {row['id']} was claimed concurrently")
+        tx.run(
+            SQL_ATTEMPT_INSERT,
+            {"job_id": row["id"], "attempt": attempt, "node_id": node_id, "now": now},
         )
         return _job_from_row(claimed)
 
     def submit_result(self, result: ResultSubmission, now: float) -> ResultOutcome:
-        with self._tx() as conn:
-            row = self._locked_job(conn, result.job_id)
-            attempt = result.attempt if result.attempt is not None else row.attempt
-            stored = conn.execute(
-                select(results.c.status, results.c.node_id).where(
-                    results.c.job_id == row.id, results.c.attempt == attempt
-                )
-            ).first()
+        with self.db.transaction() as tx:
+            row = self._locked_job(tx, result.job_id)
+            attempt = result.attempt if result.attempt is not None else row["attempt"]
+            key = {"job_id": row["id"], "attempt": attempt}
+            stored = tx.one(SQL_RESULT_OF, key)
             if stored is not None:
-                if stored.status == result.status and stored.node_id == result.node_id:
+                if stored["status"] == result.status and stored["node_id"] == result.node_id:
                     return ResultOutcome(job=_job_from_row(row), duplicate=True)
                 raise Conflict(
-                    f"attempt {attempt} of job {row.id} already has a {stored.status} result"
+                    f"attempt {attempt} of job {row['id']} already has a {stored['status']} result"
                 )
             if (
-                row.status != JobStatus.RUNNING
-                or row.attempt != attempt
-                or row.node_id != result.node_id
+                row["status"] != JobStatus.RUNNING
+                or row["attempt"] != attempt
+                or row["node_id"] != result.node_id
             ):
                 raise Conflict(
-                    f"attempt {attempt} of job {row.id} on node {result.node_id} is not current "
-                    f"(job is {row.status}, attempt {row.attempt} on node {row.node_id})"
+                    f"attempt {attempt} of job {row['id']} on node {result.node_id} is not "
+                    f"current (job is {row['status']}, attempt {row['attempt']} on node "
+                    f"{row['node_id']})"
                 )
             completed_at = now
             if result.completed_at:
@@ -458,188 +500,146 @@ class SqlStore:
                     raise InvalidRequest(
                         f"completed_at {result.completed_at!r} is not an RFC 3339 time"
                     ) from None
-            conn.execute(
-                insert(results).values(
-                    job_id=row.id,
-                    attempt=attempt,
-                    node_id=result.node_id,
-                    status=result.status,
-                    metrics=result.metrics,
-                    analyzer_output=result.analyzer_output,
-                    error=result.error,
-                    completed_at=completed_at,
-                    received_at=now,
-                )
+            tx.run(
+                SQL_RESULT_INSERT,
+                {
+                    **key,
+                    "node_id": result.node_id,
+                    "status": result.status,
+                    "metrics": _dumps(result.metrics),
+                    "analyzer_output": _dumps(result.analyzer_output),
+                    "error": result.error,
+                    "completed_at": completed_at,
+                    "received_at": now,
+                },
             )
             if result.status == "completed":
-                job = self._finish(conn, row, JobStatus.COMPLETED, now, None, "completed")
+                job = self._finish(tx, row, JobStatus.COMPLETED, now, None, "completed")
             elif result.status == "canceled":
-                job = self._finish(
-                    conn, row, JobStatus.CANCELED, now, result.error or "canceled", "canceled"
-                )
+                error = result.error or "canceled"
+                job = self._finish(tx, row, JobStatus.CANCELED, now, error, "canceled")
             else:
-                job = self._end_attempt(
-                    conn, row, now, result.error or "failed", retryable=result.retryable
-                )
+                error = result.error or "failed"
+                job = self._end_attempt(tx, row, now, error, retryable=result.retryable)
             return ResultOutcome(job=job)
 
     def release(self, job_id: str, node_id: str, attempt: int, reason: str, now: float) -> Job:
-        with self._tx() as conn:
-            row = self._locked_job(conn, job_id)
-            if row.status != JobStatus.RUNNING or row.attempt != attempt or row.node_id != node_id:
+        with self.db.transaction() as tx:
+            row = self._locked_job(tx, job_id)
+            if (
+                row["status"] != JobStatus.RUNNING
+                or row["attempt"] != attempt
+                or row["node_id"] != node_id
+            ):
                 raise Conflict(f"attempt {attempt} of job {job_id} is not running on {node_id}")
-            self._close_attempt(conn, row, now, "released", reason)
-            return self._requeue(conn, row, now, not_before=now, retry_count=row.retry_count)
+            self._close_attempt(tx, row, now, "released", reason)
+            return self._requeue(tx, row, now, not_before=now, retry_count=row["retry_count"])
 
     def cancel(self, job_id: str, now: float) -> Job:
-        with self._tx() as conn:
-            row = self._locked_job(conn, job_id)
-            if row.status == JobStatus.PENDING:
+        with self.db.transaction() as tx:
+            row = self._locked_job(tx, job_id)
+            if row["status"] == JobStatus.PENDING:
                 return self._set_status(
-                    conn, row, JobStatus.CANCELED, completed_at=now, error="canceled by a user"
+                    tx, row, JobStatus.CANCELED, completed_at=now, error="canceled by a user"
                 )
-            if row.status == JobStatus.RUNNING:
-                done = conn.execute(
-                    update(jobs)
-                    .where(jobs.c.seq == row.seq)
-                    .values(cancel_requested=True)
-                    .returning(*jobs.c)
-                ).one()
-                return _job_from_row(done)
-            raise Conflict(f"job {job_id} is already {row.status}")
+            if row["status"] == JobStatus.RUNNING:
+                flagged = tx.one(SQL_CANCEL_FLAG, {"seq": row["seq"]})
+                assert flagged is not None
+                return _job_from_row(flagged)
+            raise Conflict(f"job {job_id} is already {row['status']}")
 
     def retry(self, job_id: str, now: float) -> Job:
-        with self._tx() as conn:
-            row = self._locked_job(conn, job_id)
-            if row.status not in (JobStatus.FAILED, JobStatus.CANCELED):
-                raise Conflict(f"only failed or canceled jobs can be retried; job is {row.status}")
-            return self._requeue(conn, row, now, not_before=now, retry_count=0)
+        with self.db.transaction() as tx:
+            row = self._locked_job(tx, job_id)
+            if row["status"] not in (JobStatus.FAILED, JobStatus.CANCELED):
+                raise Conflict(
+                    f"only failed or canceled jobs can be retried; job is {row['status']}"
+                )
+            return self._requeue(tx, row, now, not_before=now, retry_count=0)
 
     def list_results(
         self, job_id: str | None, limit: int | None, offset: int
     ) -> list[StoredResult]:
-        query = select(results).order_by(results.c.received_at, results.c.job_id)
-        if job_id is not None:
-            query = query.where(results.c.job_id == job_id)
-        if limit is not None:
-            query = query.limit(limit)
-        if offset:
-            query = query.offset(offset)
-        with self._tx() as conn:
-            return [_result_from_row(row) for row in conn.execute(query)]
+        page = {"limit": NO_LIMIT if limit is None else limit, "offset": offset, "job_id": job_id}
+        with self.db.transaction() as tx:
+            rows = tx.all(SQL_RESULTS if job_id is None else SQL_RESULTS_OF, page)
+            return [_result_from_row(row) for row in rows]
 
     # ------------------------------------------------------------------ reaper
 
     def reap(self, now: float) -> ReapReport:
         report = ReapReport()
-        policy = self.policy
-        with self._tx() as conn:
-            report.offline_nodes = list(
-                conn.execute(
-                    update(nodes)
-                    .where(
-                        nodes.c.online.is_(True),
-                        nodes.c.last_heartbeat < now - policy.node_timeout_s,
-                    )
-                    .values(online=False)
-                    .returning(nodes.c.id)
-                ).scalars()
-            )
-            expired = select(jobs).where(
-                jobs.c.status == JobStatus.RUNNING,
-                or_(jobs.c.lease_expires_at < now, jobs.c.deadline_at < now),
-            )
-            if self._row_lock:
-                expired = expired.with_for_update(skip_locked=True)
-            for row in conn.execute(expired).all():
-                if row.deadline_at is not None and row.deadline_at < now:
-                    reason = f"timed out after {row.timeout_s:g} s"
+        with self.db.transaction() as tx:
+            cut = now - self.policy.node_timeout_s
+            report.offline_nodes = [row["id"] for row in tx.all(SQL_OFFLINE, {"cut": cut})]
+            for row in tx.all(SQL_EXPIRED, {"now": now}):
+                if row["deadline_at"] is not None and row["deadline_at"] < now:
+                    reason = f"timed out after {row['timeout_s']:g} s"
                 else:
-                    reason = f"node {row.node_id} stopped sending heartbeats"
-                job = self._end_attempt(conn, row, now, reason, retryable=True)
+                    reason = f"node {row['node_id']} stopped sending heartbeats"
+                job = self._end_attempt(tx, row, now, reason, retryable=True)
                 target = report.requeued_jobs if job.status == "pending" else report.failed_jobs
                 target.append(job.id)
-            report.aged_jobs = self._age(conn, now)
+            report.aged_jobs = self._age(tx, now)
         return report
 
-    def _age(self, conn: Connection, now: float) -> int:
+    def _age(self, tx: Tx, now: float) -> int:
         """Aging: a pending job gains one priority step per `aging_interval_s` it waits, but only
         while something better is queued, so a stream of high-priority work cannot starve it."""
-        top = conn.execute(
-            select(func.max(jobs.c.priority)).where(jobs.c.status == JobStatus.PENDING)
-        ).scalar()
+        top = tx.scalar(SQL_TOP_PRIORITY)
         if top is None:
             return 0
-        aged = conn.execute(
-            update(jobs)
-            .where(
-                jobs.c.status == JobStatus.PENDING,
-                jobs.c.priority < top,
-                jobs.c.aged_at <= now - self.policy.aging_interval_s,
-            )
-            .values(priority=jobs.c.priority + 1, aged_at=now)
-        )
-        return aged.rowcount or 0
+        cut = now - self.policy.aging_interval_s
+        return tx.run(SQL_AGE, {"now": now, "top": top, "cut": cut})
 
     # ------------------------------------------------------------------ helpers
 
-    def _locked_job(self, conn: Connection, job_id: str) -> Row[Any]:
-        query = select(jobs).where(jobs.c.id == job_id)
-        if self._row_lock:
-            query = query.with_for_update()
-        row = conn.execute(query).first()
+    def _locked_job(self, tx: Tx, job_id: str) -> Row:
+        row = tx.one(SQL_JOB_LOCK if self._for_update else SQL_JOB_GET, {"id": job_id})
         if row is None:
             raise NotFound(f"job {job_id} not found")
         return row
 
-    def _end_attempt(
-        self, conn: Connection, row: Row[Any], now: float, reason: str, *, retryable: bool
-    ) -> Job:
+    def _end_attempt(self, tx: Tx, row: Row, now: float, reason: str, *, retryable: bool) -> Job:
         """A running attempt failed or was lost: retry with backoff, or fail for good."""
-        failures = row.retry_count + 1
+        failures = row["retry_count"] + 1
         decision = retry.decide(
             failures,
-            row.max_attempts,
+            row["max_attempts"],
             retryable,
             now,
             self.policy.backoff_base_s,
             self.policy.backoff_cap_s,
         )
-        self._close_attempt(conn, row, now, "failed", reason)
-        if decision.retry:
-            assert decision.not_before is not None
-            log.info("job %s attempt %s ended (%s); retrying", row.id, row.attempt, reason)
+        self._close_attempt(tx, row, now, "failed", reason)
+        if decision.not_before is not None:
+            log.info("job %s attempt %s ended (%s); retrying", row["id"], row["attempt"], reason)
             return self._requeue(
-                conn, row, now, not_before=decision.not_before, retry_count=failures, error=reason
+                tx, row, now, not_before=decision.not_before, retry_count=failures, error=reason
             )
         summary = "; ".join(
-            f"attempt {a.attempt}: {a.error}"
-            for a in conn.execute(
-                select(attempts.c.attempt, attempts.c.error)
-                .where(attempts.c.job_id == row.id, attempts.c.outcome == "failed")
-                .order_by(attempts.c.attempt)
-            )
+            f"attempt {a['attempt']}: {a['error']}"
+            for a in tx.all(SQL_FAILED_ATTEMPTS, {"job_id": row["id"]})
         )
-        log.info("job %s failed: %s", row.id, reason)
-        return self._finish(conn, row, JobStatus.FAILED, now, summary or reason, None, failures)
+        log.info("job %s failed: %s", row["id"], reason)
+        return self._finish(tx, row, JobStatus.FAILED, now, summary or reason, None, failures)
 
-    def _close_attempt(
-        self, conn: Connection, row: Row[Any], now: float, outcome: str, error: str | None
-    ) -> None:
-        conn.execute(
-            update(attempts)
-            .where(
-                attempts.c.job_id == row.id,
-                attempts.c.attempt == row.attempt,
-                attempts.c.ended_at.is_(None),
-            )
-            .values(ended_at=now, outcome=outcome, error=error)
+    def _close_attempt(self, tx: Tx, row: Row, now: float, outcome: str, error: str | None) -> None:
+        tx.run(
+            SQL_ATTEMPT_CLOSE,
+            {
+                "now": now,
+                "outcome": outcome,
+                "error": error,
+                "job_id": row["id"],
+                "attempt": row["attempt"],
+            },
         )
 
     def _finish(
         self,
-        conn: Connection,
-        row: Row[Any],
+        tx: Tx,
+        row: Row,
         status: JobStatus,
         now: float,
         error: str | None,
@@ -647,14 +647,14 @@ class SqlStore:
         retry_count: int | None = None,
     ) -> Job:
         if outcome is not None:
-            self._close_attempt(conn, row, now, outcome, error if outcome != "completed" else None)
+            self._close_attempt(tx, row, now, outcome, error if outcome != "completed" else None)
         extra = {} if retry_count is None else {"retry_count": retry_count}
-        return self._set_status(conn, row, status, completed_at=now, error=error, **extra)
+        return self._set_status(tx, row, status, completed_at=now, error=error, **extra)
 
     def _requeue(
         self,
-        conn: Connection,
-        row: Row[Any],
+        tx: Tx,
+        row: Row,
         now: float,
         *,
         not_before: float,
@@ -662,7 +662,7 @@ class SqlStore:
         error: str | None = None,
     ) -> Job:
         return self._set_status(
-            conn,
+            tx,
             row,
             JobStatus.PENDING,
             node_id=None,
@@ -674,82 +674,62 @@ class SqlStore:
             deadline_at=None,
             cancel_requested=False,
             aged_at=now,
-            priority=row.base_priority,
+            priority=row["base_priority"],
         )
 
-    def _set_status(self, conn: Connection, row: Row[Any], status: JobStatus, **values: Any) -> Job:
+    def _set_status(self, tx: Tx, row: Row, status: JobStatus, **values: Any) -> Job:
         """The only place a job's status is written: checked against the transition table and
         guarded by the status it was read in, so a concurrent change makes it fail loudly."""
-        check_transition(row.status, status)
-        changed = conn.execute(
-            update(jobs)
-            .where(jobs.c.seq == row.seq, jobs.c.status == row.status)
-            .values(status=status.value, **values)
-            .returning(*jobs.c)
-        ).first()
+        check_transition(row["status"], status)
+        changed = tx.one(
+            _set_status_sql(tuple(sorted(values))),
+            {**values, "status": status.value, "seq": row["seq"], "from": row["status"]},
+        )
         if changed is None:
-            raise Conflict(f"job {row.id} changed concurrently; try again")
+            raise Conflict(f"job {row['id']} changed concurrently; try again")
         return _job_from_row(changed)
 
-    def _running_rows(self, conn: Connection, *, node_id: str) -> list[Row[Any]]:
-        query = select(jobs).where(jobs.c.node_id == node_id, jobs.c.status == JobStatus.RUNNING)
-        if self._row_lock:
-            query = query.with_for_update()
-        return list(conn.execute(query).all())
-
-    def _running_by_node(
-        self, conn: Connection, node_id: str | None = None
-    ) -> dict[str, list[str]]:
-        query = (
-            select(jobs.c.node_id, jobs.c.id)
-            .where(jobs.c.status == JobStatus.RUNNING)
-            .order_by(jobs.c.started_at)
-        )
-        if node_id is not None:
-            query = query.where(jobs.c.node_id == node_id)
-        running: dict[str, list[str]] = {}
-        for owner, job_id in conn.execute(query):
-            running.setdefault(owner, []).append(job_id)
-        return running
-
-    def _node(self, conn: Connection, node_id: str) -> Node:
-        row = conn.execute(select(nodes).where(nodes.c.id == node_id)).first()
+    def _node(self, tx: Tx, node_id: str) -> Node:
+        row = tx.one(SQL_NODE_GET, {"id": node_id})
         if row is None:
             raise NotFound(f"node {node_id} not found")
-        return _node_from_row(row, self._running_by_node(conn, node_id).get(node_id, []))
+        running = _group(tx.all(SQL_RUNNING_OF, {"node": node_id}))
+        return _node_from_row(row, running.get(node_id, []))
 
-    def _traits(self, conn: Connection) -> list[scheduling.NodeTraits]:
-        return [_traits_from_row(row) for row in conn.execute(select(nodes))]
-
-    def _idle_traits(self, conn: Connection, now: float) -> list[scheduling.NodeTraits]:
+    def _idle_traits(self, tx: Tx, now: float) -> list[scheduling.NodeTraits]:
         """Online, undrained nodes with a free slot: the candidates a preference may wait for."""
-        running = self._running_by_node(conn)
-        rows = conn.execute(
-            select(nodes).where(
-                nodes.c.online.is_(True),
-                nodes.c.draining.is_(False),
-                nodes.c.last_heartbeat >= now - self.policy.node_timeout_s,
-            )
-        )
+        running = _group(tx.all(SQL_RUNNING))
+        since = now - self.policy.node_timeout_s
         return [
             _traits_from_row(row)
-            for row in rows
-            if len(running.get(row.id, [])) < (row.slots if row.slots is not None else 1)
+            for row in tx.all(SQL_ONLINE_NODES, {"since": since})
+            if len(running.get(row["id"], [])) < (row["slots"] or 1)
         ]
 
-    def _refresh_unschedulable(self, conn: Connection) -> None:
+    def _refresh_unschedulable(self, tx: Tx) -> None:
         """After the fleet changed, recompute the reason on jobs no node could run."""
-        flagged = conn.execute(
-            select(jobs.c.seq, jobs.c.requirements).where(
-                jobs.c.status == JobStatus.PENDING, jobs.c.unschedulable_reason.is_not(None)
-            )
-        ).all()
+        flagged = tx.all(SQL_UNSCHEDULABLE)
         if not flagged:
             return
-        traits = self._traits(conn)
-        for seq, requirements in flagged:
-            reason = scheduling.unschedulable_reason(_requirements(requirements), traits)
-            conn.execute(update(jobs).where(jobs.c.seq == seq).values(unschedulable_reason=reason))
+        traits = [_traits_from_row(n) for n in tx.all(SQL_NODES)]
+        for row in flagged:
+            reason = scheduling.unschedulable_reason(_requirements(row["requirements"]), traits)
+            tx.run(SQL_SET_UNSCHEDULABLE, {"reason": reason, "seq": row["seq"]})
+
+
+_SET_STATUS_CACHE: dict[tuple[str, ...], str] = {}
+
+
+def _set_status_sql(columns: tuple[str, ...]) -> str:
+    sql = _SET_STATUS_CACHE.get(columns)
+    if sql is None:
+        assigns = "".join(f", {c} = :{c}" for c in columns)
+        sql = (
+            f"UPDATE jobs SET status = :status{assigns} "
+            "WHERE seq = :seq AND status = :from RETURNING *"
+        )
+        _SET_STATUS_CACHE[columns] = sql
+    return sql
 
 
 # ---------------------------------------------------------------------- rows -> models
@@ -764,74 +744,33 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
 
 
-def _make_engine(url: str) -> Engine:
-    if url == "memory":
-        engine = create_engine(
-            "sqlite://",
-            poolclass=StaticPool,
-            connect_args={"check_same_thread": False},
-            json_serializer=_json_dumps,
-            json_deserializer=msgspec.json.decode,
-        )
-    elif url.startswith("sqlite:"):
-        engine = create_engine(
-            url,
-            poolclass=StaticPool,
-            connect_args={"check_same_thread": False, "timeout": 30},
-            json_serializer=_json_dumps,
-            json_deserializer=msgspec.json.decode,
-        )
-    elif url.startswith(("postgresql:", "postgresql+psycopg:", "postgres:")):
-        if url.startswith("postgres:"):
-            url = "postgresql:" + url[len("postgres:") :]
-        if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url[len("postgresql://") :]
-        return create_engine(
-            url,
-            pool_size=10,
-            max_overflow=40,
-            pool_pre_ping=True,
-            json_serializer=_json_dumps,
-            json_deserializer=msgspec.json.decode,
-        )
-    else:
-        raise ValueError(
-            f"unsupported store URL {url!r}: use memory, sqlite:///PATH or postgresql://..."
-        )
-
-    @event.listens_for(engine, "connect")
-    def _sqlite_setup(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _sqlite_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
+def _group(rows: list[Row]) -> dict[str, list[str]]:
+    running: dict[str, list[str]] = {}
+    for row in rows:
+        running.setdefault(row["node_id"], []).append(row["id"])
+    return running
 
 
-def _requirements(raw: Mapping[str, Any] | None) -> Requirements | None:
-    return None if raw is None else msgspec.convert(raw, Requirements)
+def _requirements(raw: str | None) -> Requirements | None:
+    return None if raw is None else _decode(raw, type=Requirements)
 
 
-def _has_preference(row: Row[Any], node: scheduling.NodeTraits) -> bool:
-    return bool(row.affinity or row.anti_affinity or (node.has_gpu and not row.req_gpu))
+def _has_preference(row: Row, node: scheduling.NodeTraits) -> bool:
+    no_labels = row["affinity"] == "{}" and row["anti_affinity"] == "{}"
+    return not no_labels or (node.has_gpu and not row["req_gpu"])
 
 
-def _traits_from_row(row: Row[Any]) -> scheduling.NodeTraits:
+def _traits_from_row(row: Row) -> scheduling.NodeTraits:
+    gpus = _loads(row["gpus"])
     return scheduling.NodeTraits(
-        node_id=row.id,
-        has_gpu=row.has_gpu,
-        gpu_names=[g.get("name", "") for g in row.gpus] or ([row.gpu_type] if row.gpu_type else []),
-        encoders=frozenset(row.encoders),
-        ram_bytes=row.ram_bytes,
-        cpu_threads=row.cpu_threads,
-        labels=row.labels,
+        node_id=row["id"],
+        has_gpu=bool(row["has_gpu"]),
+        gpu_names=[g.get("name", "") for g in gpus]
+        or ([row["gpu_type"]] if row["gpu_type"] else []),
+        encoders=frozenset(_loads(row["encoders"])),
+        ram_bytes=row["ram_bytes"],
+        cpu_threads=row["cpu_threads"],
+        labels=_loads(row["labels"]),
     )
 
 
@@ -845,67 +784,68 @@ def _node_status(online: bool, draining: bool, slots: int | None, running: int) 
     return NodeStatus.AVAILABLE.value
 
 
-def _node_from_row(row: Row[Any], running: list[str]) -> Node:
+def _node_from_row(row: Row, running: list[str]) -> Node:
     return Node(
-        id=row.id,
-        address=row.address,
-        type=row.type,
-        cpu_threads=row.cpu_threads,
-        cpu_model=row.cpu_model,
-        has_gpu=row.has_gpu,
-        gpu_type=row.gpu_type,
-        ram_bytes=row.ram_bytes,
-        labels=row.labels,
-        status=_node_status(row.online, row.draining, row.slots, len(running)),
-        last_heartbeat=rfc3339(row.last_heartbeat),
-        registered_at=rfc3339(row.registered_at),
+        id=row["id"],
+        address=row["address"],
+        type=row["type"],
+        cpu_threads=row["cpu_threads"],
+        cpu_model=row["cpu_model"],
+        has_gpu=bool(row["has_gpu"]),
+        gpu_type=row["gpu_type"],
+        ram_bytes=row["ram_bytes"],
+        labels=_loads(row["labels"]),
+        status=_node_status(bool(row["online"]), bool(row["draining"]), row["slots"], len(running)),
+        last_heartbeat=rfc3339(row["last_heartbeat"]),
+        registered_at=rfc3339(row["registered_at"]),
         current_job_id=running[0] if running else None,
-        hostname=row.hostname,
-        ffmpeg_version=row.ffmpeg_version,
-        encoders=row.encoders,
-        gpus=[msgspec.convert(g, GpuDescription) for g in row.gpus],
-        slots=row.slots,
-        draining=row.draining,
+        hostname=row["hostname"],
+        ffmpeg_version=row["ffmpeg_version"],
+        encoders=_loads(row["encoders"]),
+        gpus=_decode(row["gpus"], type=list[GpuDescription]),
+        slots=row["slots"],
+        draining=bool(row["draining"]),
         running_job_ids=running,
     )
 
 
-def _job_from_row(row: Row[Any]) -> Job:
+def _job_from_row(row: Mapping[str, Any]) -> Job:
+    progress = row["progress"]
     return Job(
-        id=row.id,
-        scenario=row.scenario,
-        confidence=row.confidence,
-        parameters=row.parameters,
-        status=row.status,
-        node_id=row.node_id,
-        created_at=rfc3339(row.created_at),
-        started_at=rfc3339(row.started_at),
-        completed_at=rfc3339(row.completed_at),
-        retry_count=row.retry_count,
-        error=row.error,
-        priority=row.priority,
-        requirements=_requirements(row.requirements),
-        affinity=row.affinity,
-        anti_affinity=row.anti_affinity,
-        timeout_s=row.timeout_s,
-        max_attempts=row.max_attempts,
-        attempt=row.attempt,
-        not_before=rfc3339(row.not_before),
-        progress=msgspec.convert(row.progress, Progress) if row.progress else None,
-        cancel_requested=row.cancel_requested,
-        unschedulable_reason=row.unschedulable_reason,
+        id=row["id"],
+        scenario=row["scenario"],
+        confidence=row["confidence"],
+        parameters=_loads(row["parameters"]),
+        status=row["status"],
+        node_id=row["node_id"],
+        created_at=rfc3339(row["created_at"]),
+        started_at=rfc3339(row["started_at"]),
+        completed_at=rfc3339(row["completed_at"]),
+        retry_count=row["retry_count"],
+        error=row["error"],
+        priority=row["priority"],
+        requirements=_requirements(row["requirements"]),
+        affinity=_loads(row["affinity"]),
+        anti_affinity=_loads(row["anti_affinity"]),
+        timeout_s=row["timeout_s"],
+        max_attempts=row["max_attempts"],
+        attempt=row["attempt"],
+        not_before=rfc3339(row["not_before"]),
+        progress=None if progress is None else _decode(progress, type=Progress),
+        cancel_requested=bool(row["cancel_requested"]),
+        unschedulable_reason=row["unschedulable_reason"],
     )
 
 
-def _result_from_row(row: Row[Any]) -> StoredResult:
+def _result_from_row(row: Row) -> StoredResult:
     return StoredResult(
-        job_id=row.job_id,
-        attempt=row.attempt,
-        node_id=row.node_id,
-        status=row.status,
-        metrics=row.metrics,
-        analyzer_output=row.analyzer_output,
-        error=row.error,
-        completed_at=rfc3339(row.completed_at),
-        received_at=rfc3339(row.received_at),
+        job_id=row["job_id"],
+        attempt=row["attempt"],
+        node_id=row["node_id"],
+        status=row["status"],
+        metrics=_loads(row["metrics"]),
+        analyzer_output=_loads(row["analyzer_output"]),
+        error=row["error"],
+        completed_at=rfc3339(row["completed_at"]),
+        received_at=rfc3339(row["received_at"]),
     )
