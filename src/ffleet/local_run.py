@@ -1,0 +1,103 @@
+"""`ffleet run`: one job on this machine, without a master, with the agent's executor.
+
+The result has the shape an agent reports, so local and fleet numbers compare directly.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+
+import imageio_ffmpeg  # type: ignore[import-untyped]
+
+from ffleet.agent.executor import Execution, Progress, execute
+from ffleet.scenarios import build_job_spec, default_timeout_s, encoder_engine
+
+
+def detect_software_encoders(ffmpeg: str) -> frozenset[str]:
+    """The CPU encoders FFmpeg was built with.
+
+    `-encoders` also lists hardware encoders that merely were compiled in (NVENC without a
+    GPU, for one), so those are left out; pass `encoders` to `run_local` to use them.
+    Raises RuntimeError when FFmpeg cannot run.
+    """
+    try:
+        listing = subprocess.run(
+            [ffmpeg, "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RuntimeError(f"cannot run FFmpeg at {ffmpeg}: {exc}") from exc
+    if listing.returncode != 0:
+        raise RuntimeError(f"`{ffmpeg} -encoders` failed: {listing.stderr.strip()[-500:]}")
+    names = set()
+    for line in listing.stdout.splitlines():
+        fields = line.split()
+        # Entries read " V....D libx264  description"; the legend above, " V..... = Video".
+        if len(fields) >= 2 and len(fields[0]) == 6 and fields[0][0] == "V" and fields[1] != "=":
+            names.add(fields[1])
+    return frozenset(name for name in names if encoder_engine(name) == "cpu")
+
+
+def run_local(
+    scenario: str,
+    parameters: Mapping[str, object] | None,
+    ffmpeg_path: str | None = None,
+    work_dir: Path | None = None,
+    timeout_s: float | None = None,
+    *,
+    encoders: Collection[str] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> dict[str, object]:
+    """Run one job here and return {scenario, parameters, status, metrics, analyzer_output, error}.
+
+    Raises ScenarioError for an invalid scenario or parameter, RuntimeError when FFmpeg
+    cannot run. Ctrl-C cancels the job and returns it as `canceled`. Without `work_dir` a
+    temporary one is used and removed afterwards, unless `output=file` keeps the encoded
+    file there (its path is in `metrics["output_path"]`). A local run may read any input
+    file the user can read.
+    """
+    spec = build_job_spec(scenario, parameters)
+    ffmpeg = ffmpeg_path or imageio_ffmpeg.get_ffmpeg_exe()
+    available = detect_software_encoders(ffmpeg) if encoders is None else encoders
+    directory = work_dir or Path(tempfile.mkdtemp(prefix="ffleet-run-"))
+    cancel = threading.Event()
+    outcome: list[Execution] = []
+
+    def work() -> None:
+        outcome.append(
+            execute(
+                spec,
+                ffmpeg=ffmpeg,
+                encoders=available,
+                work_dir=directory,
+                timeout_s=default_timeout_s(spec) if timeout_s is None else timeout_s,
+                cancel=cancel,
+                on_progress=on_progress,
+                allowed_input_dirs=(Path.cwd(), Path("/")),
+            )
+        )
+
+    worker = threading.Thread(target=work, name="ffleet-local-run")
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(timeout=0.2)
+    except KeyboardInterrupt:
+        cancel.set()
+        worker.join()
+    finally:
+        if work_dir is None and spec.output != "file":
+            shutil.rmtree(directory, ignore_errors=True)
+    result = outcome[0]
+    return {
+        "scenario": scenario,
+        "parameters": dict(parameters or {}),
+        "status": result.status,
+        "metrics": result.metrics,
+        "analyzer_output": result.analyzer_output,
+        "error": result.error,
+    }
