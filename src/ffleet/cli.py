@@ -105,3 +105,69 @@ def master(
         "master listening on http://%s:%d (store %s)", host, port, redact_url(store)
     )
     uvicorn.run(application, host=host, port=port, log_level=log_level.lower(), access_log=False)
+
+
+def parse_pairs(items: list[str], flag: str) -> dict[str, str]:
+    """`k=v` flags into a dict; a malformed one is a usage error naming the flag."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=flag)
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def parameter_values(items: list[str]) -> dict[str, object]:
+    """`--param duration=5` gives the number 5, as a JSON body would; other values stay text."""
+    values: dict[str, object] = {}
+    for key, text in parse_pairs(items, "--param").items():
+        number: object = text
+        for kind in (int, float):
+            try:
+                number = kind(text)
+                break
+            except ValueError:
+                continue
+        values[key] = number
+    return values
+
+
+ParamOption = Annotated[
+    list[str],
+    typer.Option("--param", "-p", help="Job parameter KEY=VALUE (repeatable), e.g. duration=5."),
+]
+
+
+@app.command()
+def run(
+    scenario: Annotated[str, typer.Argument(help="e.g. 720p-h264, 4K60-h265, 1280x720-av1")],
+    param: ParamOption = [],  # noqa: B006 - typer reads the default, never mutates it
+    ffmpeg: Annotated[
+        str | None, typer.Option(envvar="FFLEET_FFMPEG", help="FFmpeg binary (default: bundled).")
+    ] = None,
+    timeout: Annotated[
+        str | None, typer.Option(help="Hard limit (default: derived from the scenario).")
+    ] = None,
+) -> None:
+    """Run one job on this machine, without a master, and print the result JSON."""
+    import msgspec
+
+    from ffleet.local_run import run_local
+    from ffleet.scenarios import ScenarioError
+
+    try:
+        result = run_local(
+            scenario,
+            parameter_values(param),
+            ffmpeg_path=ffmpeg,
+            timeout_s=None if timeout is None else duration_option(timeout),
+        )
+    except ScenarioError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    except RuntimeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(msgspec.json.format(msgspec.json.encode(result)).decode())
+    if result["status"] != "completed":
+        raise typer.Exit(1)

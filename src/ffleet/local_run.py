@@ -6,40 +6,14 @@ The result has the shape an agent reports, so local and fleet numbers compare di
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
-import imageio_ffmpeg  # type: ignore[import-untyped]
-
 from ffleet.agent.executor import Execution, Progress, execute
-from ffleet.scenarios import build_job_spec, default_timeout_s, encoder_engine
-
-
-def detect_software_encoders(ffmpeg: str) -> frozenset[str]:
-    """The CPU encoders FFmpeg was built with.
-
-    `-encoders` also lists hardware encoders that merely were compiled in (NVENC without a
-    GPU, for one), so those are left out; pass `encoders` to `run_local` to use them.
-    Raises RuntimeError when FFmpeg cannot run.
-    """
-    try:
-        listing = subprocess.run(
-            [ffmpeg, "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=30
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise RuntimeError(f"cannot run FFmpeg at {ffmpeg}: {exc}") from exc
-    if listing.returncode != 0:
-        raise RuntimeError(f"`{ffmpeg} -encoders` failed: {listing.stderr.strip()[-500:]}")
-    names = set()
-    for line in listing.stdout.splitlines():
-        fields = line.split()
-        # Entries read " V....D libx264  description"; the legend above, " V..... = Video".
-        if len(fields) >= 2 and len(fields[0]) == 6 and fields[0][0] == "V" and fields[1] != "=":
-            names.add(fields[1])
-    return frozenset(name for name in names if encoder_engine(name) == "cpu")
+from ffleet.agent.hardware import default_ffmpeg_path, usable_encoders
+from ffleet.scenarios import build_job_spec, default_timeout_s
 
 
 def run_local(
@@ -61,8 +35,8 @@ def run_local(
     file the user can read.
     """
     spec = build_job_spec(scenario, parameters)
-    ffmpeg = ffmpeg_path or imageio_ffmpeg.get_ffmpeg_exe()
-    available = detect_software_encoders(ffmpeg) if encoders is None else encoders
+    ffmpeg = ffmpeg_path or default_ffmpeg_path()
+    available = usable_encoders(ffmpeg) if encoders is None else encoders
     directory = work_dir or Path(tempfile.mkdtemp(prefix="ffleet-run-"))
     cancel = threading.Event()
     outcome: list[Execution] = []

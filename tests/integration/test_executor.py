@@ -18,8 +18,9 @@ from ffleet.agent.executor import (
     choose_encoder,
     execute,
 )
+from ffleet.agent.hardware import usable_encoders
 from ffleet.agent.meters import GpuSampler
-from ffleet.local_run import detect_software_encoders, run_local
+from ffleet.local_run import run_local
 from ffleet.scenarios import JobSpec, ScenarioError, build_job_spec
 
 FFMPEG: str = imageio_ffmpeg.get_ffmpeg_exe()
@@ -28,7 +29,7 @@ SOFTWARE = ("libx264", "libx265", "libvpx-vp9", "libsvtav1")
 
 @pytest.fixture(scope="module")
 def encoders() -> frozenset[str]:
-    return detect_software_encoders(FFMPEG)
+    return frozenset(usable_encoders(FFMPEG))
 
 
 def _run(

@@ -415,6 +415,17 @@ def detect_ffmpeg(ffmpeg: str, host: AccelHost) -> tuple[str, list[str], list[st
     return version, software, hardware
 
 
+def usable_encoders(ffmpeg: str) -> tuple[str, ...]:
+    """Software encoders plus the hardware ones that really work here.
+
+    Raises RuntimeError when FFmpeg cannot run, so a broken binary is reported, not hidden.
+    """
+    version, software, hardware = detect_ffmpeg(ffmpeg, detect_accel_host(detect_gpus()))
+    if not version:
+        raise RuntimeError(f"cannot run FFmpeg at {ffmpeg}")
+    return (*software, *hardware)
+
+
 def detect_hardware(ffmpeg_path: str | None = None) -> Hardware:
     """Detect this machine; ``ffmpeg_path`` overrides the bundled FFmpeg."""
     ffmpeg = ffmpeg_path or default_ffmpeg_path()
