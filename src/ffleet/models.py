@@ -203,9 +203,14 @@ class ProgressReport(Struct, kw_only=True):
 
 
 class Heartbeat(Struct, kw_only=True):
-    """Optional body of POST /nodes/{id}/heartbeat (v1.0 agents send none)."""
+    """Optional body of POST /nodes/{id}/heartbeat (v1.0 agents send none).
 
-    jobs: list[ProgressReport] = field(default_factory=list)
+    `jobs` lists every job the agent is running (empty when idle). A running attempt the master
+    holds for the node but the agent no longer lists was lost on the way (a claim reply that
+    never arrived) and is handed back. `None` (v1.0) reports nothing, so nothing is judged.
+    """
+
+    jobs: list[ProgressReport] | None = None
 
 
 class Directive(Struct, kw_only=True):

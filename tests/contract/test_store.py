@@ -465,3 +465,19 @@ def test_aging_lifts_a_starved_low_priority_job(store: Store) -> None:
     node_id = node(store, now=T0 + 300)
     first = store.claim(node_id, T0 + 300)
     assert first is not None and first.id == low  # equal priority now, and it is the oldest
+
+
+def test_attempt_the_agent_does_not_report_is_handed_back(store: Store) -> None:
+    (job_id,) = jobs(store)
+    node_id = node(store)
+    store.claim(node_id, T0)
+    # Just claimed: the reply may still be on its way, so an empty report changes nothing.
+    store.heartbeat(node_id, Heartbeat(jobs=[]), T0 + 1)
+    assert store.get_job(job_id).job.status == "running"
+    # A v1.0 heartbeat reports nothing, so nothing is judged.
+    store.heartbeat(node_id, Heartbeat(), T0 + 30)
+    assert store.get_job(job_id).job.status == "running"
+    store.heartbeat(node_id, Heartbeat(jobs=[]), T0 + 31)
+    detail = store.get_job(job_id)
+    assert detail.job.status == "pending" and detail.job.retry_count == 0
+    assert detail.attempts[0].outcome == "released"

@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 CLAIM_FIRST_BATCH = 4
 CLAIM_BATCH = 64
 NO_LIMIT = 2**62
+LOST_CLAIM_GRACE_S = 10.0  # a claim reply older than this has reached its agent, or never will
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
@@ -263,7 +264,10 @@ class SqlStore:
             lease = now + self.policy.node_timeout_s
             mine = {row["id"]: row for row in tx.all(SQL_RENEW, {"lease": lease, "node": node_id})}
             directives: list[Directive] = []
-            for report in beat.jobs:
+            reports = beat.jobs or []
+            if beat.jobs is not None:
+                self._hand_back_unreported(tx, mine, {r.job_id for r in reports}, now)
+            for report in reports:
                 row = mine.get(report.job_id)
                 if row is None or (report.attempt is not None and report.attempt != row["attempt"]):
                     directives.append(
@@ -289,6 +293,21 @@ class SqlStore:
             )
             status = _node_status(True, bool(node["draining"]), node["slots"], len(mine))
             return HeartbeatReply(node_status=status, directives=directives)
+
+    def _hand_back_unreported(
+        self, tx: Tx, mine: dict[str, Row], reported: set[str], now: float
+    ) -> None:
+        """Requeue attempts the agent does not know it has, once they are older than the grace
+        that covers a claim reply still on its way to the agent."""
+        for job_id, row in list(mine.items()):
+            if job_id in reported or row["started_at"] > now - LOST_CLAIM_GRACE_S:
+                continue
+            full = tx.one(SQL_JOB_GET, {"id": job_id})
+            assert full is not None
+            log.warning("job %s: node %s does not run it; queued again", job_id, full["node_id"])
+            self._close_attempt(tx, full, now, "released", "the agent never received the job")
+            self._requeue(tx, full, now, not_before=now, retry_count=full["retry_count"])
+            del mine[job_id]
 
     # ------------------------------------------------------------------ jobs
 
