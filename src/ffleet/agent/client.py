@@ -1,0 +1,186 @@
+"""A small synchronous client for the master's HTTP API, shared by the agent's threads.
+
+One `httpx.Client` keeps connections alive across heartbeats, polls and results. Failures are
+split in two so callers know what to do: `MasterUnavailable` (no connection, a timeout, a 5xx,
+a reply that is not the API's) means "try again later"; `MasterRejected` (a 4xx) means the
+master understood and refused, and sending the same request again will not help.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+import msgspec
+
+from ffleet.models import HeartbeatReply, Job, Node, ProgressReport
+
+T = TypeVar("T")
+
+CONNECT_TIMEOUT_S = 5.0
+REQUEST_TIMEOUT_S = 30.0
+# A long-poll reply may come `wait` seconds late on purpose; allow that plus this much.
+LONG_POLL_SLACK_S = 15.0
+
+
+class MasterUnavailable(Exception):
+    """The master could not be reached or failed (5xx): the request may be retried later.
+
+    `status_code` is the HTTP status of a reply that came but was of no use (a 5xx, or not
+    the API's JSON); None when no reply came at all (the master is unreachable).
+    """
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class MasterRejected(Exception):
+    """The master refused the request (4xx); `status_code` and the master's own message."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(f"{status_code}: {message}")
+        self.status_code = status_code
+        self.message = message
+
+
+class ResultReply(msgspec.Struct, kw_only=True):
+    """Reply to POST /results. `job` is the next job when `claim_next` was asked for."""
+
+    status: str = "success"
+    duplicate: bool = False
+    job: Job | None = None
+
+
+_encoder = msgspec.json.Encoder()
+
+
+class MasterClient:
+    """Typed calls to one master at `base_url` (e.g. `http://10.0.0.5:8080`)."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ calls
+
+    def register(self, payload: Mapping[str, Any]) -> Node:
+        """POST /nodes/register; the reply is the node as the master stored it."""
+        return self._decode(self._send("POST", "/nodes/register", payload), Node)
+
+    def heartbeat(self, node_id: str, jobs: Sequence[ProgressReport]) -> HeartbeatReply:
+        """POST /nodes/{id}/heartbeat listing every running job; the reply carries directives."""
+        response = self._send("POST", f"/nodes/{node_id}/heartbeat", {"jobs": list(jobs)})
+        return self._decode(response, HeartbeatReply)
+
+    def next_job(self, node_id: str, wait: float) -> Job | None:
+        """GET /jobs/next, held by the master up to `wait` s until a job is assigned.
+
+        The reply is the job object itself, or `{"job": null}` when none is assigned.
+        """
+        timeout = httpx.Timeout(wait + LONG_POLL_SLACK_S, connect=CONNECT_TIMEOUT_S)
+        response = self._send(
+            "GET",
+            "/jobs/next",
+            params={"node_id": node_id, "wait": f"{wait:g}"},
+            timeout=timeout,
+        )
+        body = self._decode(response, dict[str, Any])
+        if "id" in body:
+            return self._convert(response, body, Job)
+        wrapped = body.get("job")  # `{"job": {...}}`: what the v1.0 Go agent expected
+        return None if wrapped is None else self._convert(response, wrapped, Job)
+
+    def post_result(self, result: Mapping[str, Any]) -> ResultReply:
+        """POST /results. A 409 means the attempt is no longer current; 404, the job is unknown."""
+        return self._decode(self._send("POST", "/results", result), ResultReply)
+
+    def release(self, job_id: str, node_id: str, attempt: int, reason: str) -> Job:
+        """POST /jobs/{id}/release: hand a running attempt back without counting a failure."""
+        body = {"node_id": node_id, "attempt": attempt, "reason": reason}
+        return self._decode(self._send("POST", f"/jobs/{job_id}/release", body), Job)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        *,
+        params: Mapping[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> httpx.Response:
+        content = None if body is None else _encoder.encode(body)
+        try:
+            response = self._http.request(
+                method,
+                path,
+                content=content,
+                params=params,
+                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.HTTPError as exc:
+            raise MasterUnavailable(f"{method} {path}: {_describe(exc)}") from exc
+        if response.status_code >= 500:
+            raise MasterUnavailable(
+                f"{method} {path}: HTTP {response.status_code} {_message(response)}",
+                response.status_code,
+            )
+        if response.status_code >= 400:
+            raise MasterRejected(response.status_code, _message(response))
+        return response
+
+    @staticmethod
+    def _decode(response: httpx.Response, model: type[T]) -> T:
+        try:
+            return msgspec.json.decode(response.content, type=model)
+        except msgspec.DecodeError as exc:
+            # A proxy's HTML page or a different service: not an answer from the master.
+            raise MasterUnavailable(
+                f"{response.request.url.path}: unexpected reply: {exc}", response.status_code
+            ) from exc
+
+    @staticmethod
+    def _convert(response: httpx.Response, value: object, model: type[T]) -> T:
+        try:
+            return msgspec.convert(value, model)
+        except msgspec.ValidationError as exc:
+            raise MasterUnavailable(
+                f"{response.request.url.path}: unexpected reply: {exc}", response.status_code
+            ) from exc
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _message(response: httpx.Response) -> str:
+    """The master's `{"error": ...}` text, or the start of whatever else came back."""
+    try:
+        body = msgspec.json.decode(response.content)
+    except msgspec.DecodeError:
+        return response.text[:200]
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return str(body["error"])
+    return response.text[:200]

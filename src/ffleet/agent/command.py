@@ -1,0 +1,185 @@
+"""`ffleet agent`: detect this machine, and with `--register` serve a master until stopped.
+
+Every flag has an FFLEET_* environment twin, so a systemd unit or container can configure an
+agent without a command line. SIGTERM and SIGINT stop it cleanly (exit 0): running jobs get
+the grace period, then are handed back to the master; a second signal skips the grace.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from ffleet.cli_support import (
+    DEFAULT_MASTER,
+    configure_logging,
+    duration_option,
+    parse_pairs,
+)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def agent(
+    master: Annotated[
+        str, typer.Option(envvar="FFLEET_MASTER", help="URL of the master to work for.")
+    ] = DEFAULT_MASTER,
+    register: Annotated[
+        bool,
+        typer.Option(
+            envvar="FFLEET_REGISTER",
+            help="Register with the master and run jobs. Without it: print the detected "
+            "hardware and exit.",
+        ),
+    ] = False,
+    poll_interval: Annotated[
+        str,
+        typer.Option(
+            envvar="FFLEET_POLL_INTERVAL",
+            help="Pause between job requests when the master is unreachable or does not long-poll.",
+        ),
+    ] = "10s",
+    heartbeat_interval: Annotated[
+        str,
+        typer.Option(
+            envvar="FFLEET_HEARTBEAT_INTERVAL",
+            help="How often to report liveness and progress (keep it well under the master's "
+            "--node-timeout).",
+        ),
+    ] = "30s",
+    allow_master_as_worker: Annotated[
+        bool,
+        typer.Option(
+            envvar="FFLEET_ALLOW_MASTER_AS_WORKER",
+            help="Allow running on the master's own machine (development only).",
+        ),
+    ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            "-y",
+            envvar="FFLEET_YES",
+            help="Confirm --allow-master-as-worker without asking.",
+        ),
+    ] = False,
+    ffmpeg: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FFLEET_FFMPEG",
+            help="FFmpeg binary to use (default: the one bundled with imageio-ffmpeg).",
+        ),
+    ] = None,
+    work_dir: Annotated[
+        Path,
+        typer.Option(
+            envvar="FFLEET_WORK_DIR",
+            help="Where the node id, the result spool and job files live.",
+        ),
+    ] = Path("ffleet-agent"),
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            envvar="FFLEET_LABEL",
+            help="A KEY=VALUE label for scheduling constraints (repeatable).",
+        ),
+    ] = None,
+    slots: Annotated[
+        int,
+        typer.Option(
+            envvar="FFLEET_SLOTS",
+            min=1,
+            max=256,
+            help="Jobs run at once (more than 1 disturbs benchmark measurements).",
+        ),
+    ] = 1,
+    grace: Annotated[
+        str,
+        typer.Option(
+            envvar="FFLEET_GRACE",
+            help="On SIGTERM/SIGINT, how long running jobs may finish before they are "
+            "stopped and handed back.",
+        ),
+    ] = "30s",
+    input_dir: Annotated[
+        list[Path] | None,
+        typer.Option(
+            envvar="FFLEET_INPUT_DIR",
+            help="A directory jobs may read input files from (repeatable; none by default).",
+        ),
+    ] = None,
+    log_level: Annotated[str, typer.Option(envvar="FFLEET_LOG_LEVEL")] = "info",
+) -> None:
+    """Run an agent: detect hardware, register with the master, run FFmpeg jobs."""
+    from ffleet.agent.client import MasterClient
+    from ffleet.agent.hardware import detect_hardware, format_summary
+    from ffleet.agent.runner import Agent, AgentConfig, AgentError
+    from ffleet.agent.safety import (
+        MasterAsWorkerRefused,
+        confirm_master_as_worker,
+        master_is_local,
+    )
+
+    configure_logging(log_level)
+    labels = parse_pairs(label or [], "--label")
+    if "://" not in master:  # `host:port` alone means plain HTTP
+        master = f"http://{master}"
+    poll_s = duration_option(poll_interval, "--poll-interval")
+    heartbeat_s = duration_option(heartbeat_interval, "--heartbeat-interval")
+    grace_s = duration_option(grace, "--grace")
+    try:
+        hardware = detect_hardware(ffmpeg)
+    except RuntimeError as exc:  # no bundled FFmpeg for this platform
+        _err(f"Cannot find FFmpeg: {exc}. Give one with --ffmpeg PATH.")
+        raise typer.Exit(1) from None
+    typer.echo(format_summary(hardware))
+    if not register:
+        return
+    if master_is_local(master):
+        try:
+            confirm_master_as_worker(
+                allow=allow_master_as_worker,
+                assume_yes=yes,
+                interactive=sys.stdin is not None and sys.stdin.isatty(),
+                ask=input,
+                out=_err,
+            )
+        except MasterAsWorkerRefused as exc:
+            _err(str(exc))
+            raise typer.Exit(1) from None
+        labels["master_as_worker"] = "true"
+
+    config = AgentConfig(
+        master_url=master,
+        work_dir=work_dir,
+        labels=labels,
+        slots=slots,
+        poll_interval_s=poll_s,
+        heartbeat_interval_s=heartbeat_s,
+        grace_s=grace_s,
+        input_dirs=tuple(input_dir or ()),
+    )
+    try:
+        with MasterClient(master) as client, Agent(config, hardware, client) as worker:
+
+            def on_signal(signum: int, frame: FrameType | None) -> None:
+                worker.request_stop()
+
+            previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
+            try:
+                worker.run()
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+    except AgentError as exc:
+        _err(f"Error: {exc}")
+        raise typer.Exit(1) from None

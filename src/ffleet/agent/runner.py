@@ -1,0 +1,524 @@
+"""The agent loop: register, heartbeat, pull jobs, run FFmpeg, bring every result home.
+
+Threads: the caller's thread starts and stops everything; one heartbeat thread reports every
+running job and applies the master's directives; `slots` worker threads each long-poll for a
+job, run it and post its result, taking the next job from the result's reply. Results go
+through the spool, so a master outage loses nothing. Nothing here crashes on an unreachable
+master: it logs once and tries again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+from ffleet.agent.client import MasterClient, MasterRejected, MasterUnavailable
+from ffleet.agent.executor import Execution, execute
+from ffleet.agent.executor import Progress as ExecProgress
+from ffleet.agent.hardware import Hardware, registration_payload
+from ffleet.agent.spool import Spool
+from ffleet.models import Directive, Job, Progress, ProgressReport, rfc3339
+from ffleet.scenarios import ScenarioError, build_job_spec, default_timeout_s
+
+log = logging.getLogger(__name__)
+
+LONG_POLL_S = 30.0
+START_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 30.0
+SHUTDOWN_REASON = "agent shutting down"
+# After the grace period: FFmpeg gets SIGTERM, then SIGKILL 2 s later; the release is one call.
+CANCEL_WAIT_S = 30.0
+_TICK_S = 0.2
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+class AgentError(Exception):
+    """The agent cannot run as configured (work dir in use, registration refused)."""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    master_url: str
+    work_dir: Path
+    labels: Mapping[str, str] = field(default_factory=dict)
+    slots: int = 1
+    poll_interval_s: float = 10.0
+    heartbeat_interval_s: float = 30.0
+    grace_s: float = 30.0
+    input_dirs: tuple[Path, ...] = ()
+    long_poll_s: float = LONG_POLL_S
+
+
+@dataclass
+class _Running:
+    """A job a worker is executing, as the heartbeat thread sees it."""
+
+    job: Job
+    cancel: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)  # result posted or released
+    timeout_s: float = 0.0
+    progress: ExecProgress | None = None
+    cancel_reason: str | None = None  # a user's cancel, told by the master
+    abandoned: bool = False  # the master gave this attempt away: never post its result
+    released: bool = False  # shutdown outlasted the grace period: hand the job back
+
+    def set_progress(self, progress: ExecProgress) -> None:
+        self.progress = progress
+
+    def report(self) -> ProgressReport:
+        now = self.progress
+        wire = (
+            None
+            if now is None
+            else Progress(percent=now.percent, fps=now.fps, frame=now.frame, speed=now.speed)
+        )
+        return ProgressReport(job_id=self.job.id, attempt=self.job.attempt or None, progress=wire)
+
+
+class _Reachability:
+    """Logs a lost or regained master once per change instead of once per failed call."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._down = False
+        self._lock = threading.Lock()
+
+    def failed(self, exc: Exception) -> None:
+        with self._lock:
+            first, self._down = not self._down, True
+        if first:
+            log.warning("master %s unreachable: %s", self._url, exc)
+
+    def ok(self) -> None:
+        with self._lock:
+            was_down, self._down = self._down, False
+        if was_down:
+            log.info("master %s reachable again", self._url)
+
+
+class Agent:
+    """One agent process: `run()` serves until `request_stop()`, then shuts down cleanly."""
+
+    def __init__(self, config: AgentConfig, hardware: Hardware, client: MasterClient) -> None:
+        self.config = config
+        self.hardware = hardware
+        self.client = client
+        config.work_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = _lock_work_dir(config.work_dir)
+        self.spool = Spool(config.work_dir)
+        self.node_id = _node_id(config.work_dir)
+        self._encoders = frozenset((*hardware.encoders, *hardware.hw_encoders))
+        self._running: dict[str, _Running] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._stop_requests = 0  # written by signal handlers: an int, no lock
+        self._register_lock = threading.Lock()
+        self._registrations = 0
+        self._spool_waiting = threading.Event()
+        self._link = _Reachability(config.master_url)
+        self._holds_requests = True  # until a /jobs/next reply shows the master does not wait
+
+    def close(self) -> None:
+        self._lock_file.close()
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def request_stop(self) -> None:
+        """Ask the agent to stop; a second request skips the rest of the grace period.
+
+        Safe in a signal handler: it takes no lock (the caller's thread turns it into events).
+        """
+        self._stop_requests += 1
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def run(self) -> None:
+        """Resend the spool, register, serve until a stop request, then shut down."""
+        if not self._start():
+            log.info("agent stopped before it registered")
+            return
+        halt = threading.Event()
+        threads = [
+            threading.Thread(
+                target=self._heartbeat_loop, args=(halt,), name="ffleet-heartbeat", daemon=True
+            ),
+            *(
+                threading.Thread(target=self._worker, name=f"ffleet-slot-{slot}", daemon=True)
+                for slot in range(self.config.slots)
+            ),
+        ]
+        for thread in threads:
+            thread.start()
+        self._sleep_until(lambda: self._stop_requests > 0)
+        self._stop.set()
+        self._shutdown()
+        halt.set()  # beats went on during the grace period, keeping the leases alive
+        threads[0].join(timeout=5.0)
+        log.info("agent stopped")
+
+    def _start(self) -> bool:
+        """Resend spooled results, then register; retry while the master is unreachable.
+
+        The order matters: registering under a known id ends that node's running attempts,
+        and a result for such an attempt would then be refused.
+        """
+        delay = START_BACKOFF_S
+        while self._stop_requests == 0:
+            try:
+                if self.spool.resend(self.client):
+                    self._register()
+                    return True
+                reason = "spooled results could not be delivered"
+            except MasterUnavailable as exc:
+                reason = str(exc)
+            except MasterRejected as exc:
+                raise AgentError(f"the master refused to register this node: {exc}") from None
+            log.warning(
+                "master %s unreachable at start (%s); retrying in %g s",
+                self.config.master_url,
+                reason,
+                delay,
+            )
+            self._sleep_until(lambda: self._stop_requests > 0, delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+        return False
+
+    def _register(self) -> None:
+        payload: dict[str, Any] = {
+            **registration_payload(
+                self.hardware, _local_address(self.config.master_url), dict(self.config.labels)
+            ),
+            "slots": self.config.slots,
+            "id": self.node_id,
+        }
+        node = self.client.register(payload)
+        if node.id != self.node_id:  # a master that assigns its own ids (v1.0)
+            self.node_id = node.id
+            _write_atomic(self.config.work_dir / "node-id", node.id)
+        self._registrations += 1
+        log.info(
+            "registered with %s as node %s (%d slot(s))",
+            self.config.master_url,
+            node.id,
+            self.config.slots,
+        )
+
+    def _reregister(self, seen: int) -> None:
+        """The master forgot this node (an in-memory master restarted): register again.
+
+        `seen` is the registration count the failed call was made under; if another thread
+        registered since, that one already did it (a second one would end our new attempts).
+        """
+        with self._register_lock:
+            if self._registrations != seen:
+                return
+            log.warning("master does not know node %s; registering again", self.node_id)
+            try:
+                self._register()
+            except (MasterUnavailable, MasterRejected) as exc:
+                self._link.failed(exc)
+
+    def _shutdown(self) -> None:
+        """Let running jobs finish within the grace period, then cancel and release them."""
+        with self._lock:
+            running = list(self._running.values())
+        if running:
+            log.info(
+                "stopping: waiting up to %g s for %d running job(s)",
+                self.config.grace_s,
+                len(running),
+            )
+        else:
+            log.info("stopping: no job running")
+        deadline = time.monotonic() + self.config.grace_s
+        self._sleep_until(
+            lambda: all(r.done.is_set() for r in running) or self._stop_requests > 1,
+            max(0.0, deadline - time.monotonic()),
+        )
+        late = [r for r in running if not r.done.is_set()]
+        for entry in late:
+            log.warning("job %s still running after the grace period: stopping it", entry.job.id)
+            entry.released = True
+            entry.cancel.set()
+        for entry in late:
+            entry.done.wait(CANCEL_WAIT_S)
+
+    def _sleep_until(self, condition: Callable[[], bool], timeout: float | None = None) -> None:
+        """Poll `condition` (it may depend on a signal handler, which cannot set an Event)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not condition():
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            left = _TICK_S if deadline is None else min(_TICK_S, deadline - time.monotonic())
+            time.sleep(max(0.0, left))
+
+    # ------------------------------------------------------------------ heartbeat
+
+    def _heartbeat_loop(self, halt: threading.Event) -> None:
+        while not halt.wait(self.config.heartbeat_interval_s):
+            try:
+                self._beat()
+            except Exception:  # the heartbeat must outlive any one bad beat
+                log.exception("heartbeat failed unexpectedly")
+
+    def _beat(self) -> None:
+        seen = self._registrations
+        with self._lock:
+            reports = [entry.report() for entry in self._running.values()]
+        try:
+            reply = self.client.heartbeat(self.node_id, reports)
+        except MasterUnavailable as exc:
+            self._link.failed(exc)
+            return
+        except MasterRejected as exc:
+            self._link.ok()
+            if exc.status_code == 404:
+                self._reregister(seen)
+            else:
+                log.warning("heartbeat refused by the master: %s", exc)
+            return
+        self._link.ok()
+        for directive in reply.directives:
+            self._apply(directive)
+        if self._spool_waiting.is_set():
+            self.spool.resend(self.client)
+            if not self.spool.pending():
+                self._spool_waiting.clear()
+
+    def _apply(self, directive: Directive) -> None:
+        with self._lock:
+            entry = self._running.get(directive.job_id)
+        if entry is None or directive.attempt not in (None, entry.job.attempt):
+            return
+        # The master repeats a cancel every beat until the result arrives: act on it once.
+        if directive.action == "abandon" and not entry.abandoned:
+            log.warning("job %s: abandoning it (%s)", entry.job.id, directive.reason)
+            entry.abandoned = True
+        elif directive.action == "cancel" and not entry.cancel.is_set():
+            log.info("job %s: cancel requested (%s)", entry.job.id, directive.reason)
+            entry.cancel_reason = directive.reason
+        entry.cancel.set()
+
+    # ------------------------------------------------------------------ workers
+
+    def _worker(self) -> None:
+        job: Job | None = None
+        while True:
+            try:
+                if job is not None:
+                    job = self._run_job(job)
+                elif self._stop.is_set():
+                    return
+                else:
+                    job = self._poll()
+            except Exception:  # a worker must never die: the slot would be lost for good
+                log.exception("worker failed unexpectedly; continuing")
+                job = None
+                self._stop.wait(self.config.poll_interval_s)
+
+    def _poll(self) -> Job | None:
+        seen = self._registrations
+        wait = self.config.long_poll_s
+        asked = time.monotonic()
+        try:
+            job = self.client.next_job(self.node_id, wait)
+        except MasterUnavailable as exc:
+            self._link.failed(exc)
+            self._stop.wait(self.config.poll_interval_s)
+            return None
+        except MasterRejected as exc:
+            self._link.ok()
+            if exc.status_code == 404:
+                self._reregister(seen)
+            else:
+                log.warning("job request refused by the master: %s", exc)
+                self._stop.wait(self.config.poll_interval_s)
+            return None
+        self._link.ok()
+        if job is None and time.monotonic() - asked < wait / 2:
+            if self._holds_requests:
+                self._holds_requests = False
+                log.info(
+                    "master answers job requests at once (no long-poll); polling every %g s",
+                    self.config.poll_interval_s,
+                )
+            self._stop.wait(self.config.poll_interval_s)
+        return job
+
+    def _run_job(self, job: Job) -> Job | None:
+        """Run one job and post its result; returns the next job the reply carried."""
+        entry = _Running(job)
+        with self._lock:
+            admitted = not self._stop.is_set()
+            if admitted:
+                self._running[job.id] = entry
+        if not admitted:
+            self._release(job)
+            return None
+        try:
+            return self._process(entry)
+        finally:
+            entry.done.set()
+
+    def _process(self, entry: _Running) -> Job | None:
+        job = entry.job
+        log.info("job %s attempt %d started: %s", job.id, job.attempt, job.scenario)
+        try:
+            execution = self._execute(entry)
+        finally:
+            with self._lock:
+                del self._running[job.id]
+        if entry.abandoned:
+            log.warning("job %s attempt %d abandoned; result not posted", job.id, job.attempt)
+            return None
+        if entry.released and execution.status == "canceled":
+            self._release(job)
+            return None
+        result = self._result(entry, execution)
+        log.info(
+            "job %s attempt %d finished: %s%s",
+            job.id,
+            job.attempt,
+            result["status"],
+            f" ({result['error']})" if result["error"] else "",
+        )
+        delivery = self.spool.submit(self.client, result, claim_next=not self._stop.is_set())
+        if delivery.outcome == "spooled":
+            self._spool_waiting.set()
+        following = delivery.reply.job if delivery.reply is not None else None
+        if following is not None and self._stop.is_set():
+            self._release(following)
+            return None
+        return following
+
+    def _execute(self, entry: _Running) -> Execution:
+        """Run the job; whatever goes wrong in the agent still ends in a result to post."""
+        job = entry.job
+        job_dir = self.config.work_dir / "jobs" / _UNSAFE.sub("_", f"{job.id}-{job.attempt}")
+        try:
+            spec = build_job_spec(job.scenario, job.parameters)
+            # The master ends the attempt at the same bound; a v1.0 master sends none.
+            entry.timeout_s = job.timeout_s or default_timeout_s(spec)
+            return execute(
+                spec,
+                ffmpeg=self.hardware.ffmpeg_path,
+                encoders=self._encoders,
+                work_dir=job_dir,
+                timeout_s=entry.timeout_s,
+                cancel=entry.cancel,
+                on_progress=entry.set_progress,
+                allowed_input_dirs=self.config.input_dirs,
+            )
+        except ScenarioError as exc:
+            return Execution("failed", {}, {}, str(exc), retryable=False)
+        except Exception as exc:
+            log.exception("job %s: the agent failed to run it", job.id)
+            return Execution("failed", {}, {}, f"agent error: {exc!r}", retryable=True)
+        finally:
+            with contextlib.suppress(OSError):
+                job_dir.rmdir()  # kept only when it holds a file the job asked to keep
+
+    def _result(self, entry: _Running, execution: Execution) -> dict[str, Any]:
+        job = entry.job
+        status, error, retryable = execution.status, execution.error, execution.retryable
+        if status == "timeout":
+            status, error, retryable = "failed", f"timed out after {entry.timeout_s:g} s", True
+        elif status == "canceled":
+            error = entry.cancel_reason or error or "canceled"
+            retryable = False
+        return {
+            "job_id": job.id,
+            "node_id": self.node_id,
+            "attempt": job.attempt or None,  # a v1.0 master numbers no attempts
+            "status": status,
+            "metrics": execution.metrics,
+            "analyzer_output": execution.analyzer_output,
+            "error": error,
+            "completed_at": rfc3339(time.time()),
+            "retryable": retryable,
+        }
+
+    def _release(self, job: Job) -> None:
+        """Hand an unfinished job back so another node runs it at once (no failed attempt)."""
+        try:
+            self.client.release(job.id, self.node_id, job.attempt, SHUTDOWN_REASON)
+        except (MasterUnavailable, MasterRejected) as exc:
+            log.warning(
+                "job %s could not be released (%s); the master requeues it when its lease ends",
+                job.id,
+                exc,
+            )
+            return
+        log.info("job %s attempt %d released: %s", job.id, job.attempt, SHUTDOWN_REASON)
+
+
+# ---------------------------------------------------------------------- work dir
+
+
+def _lock_work_dir(work_dir: Path) -> TextIO:
+    """Hold an exclusive lock on the work dir: two agents there would share one node id."""
+    handle = (work_dir / "agent.lock").open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise AgentError(f"another agent is already using the work dir {work_dir}") from None
+    return handle
+
+
+def _node_id(work_dir: Path) -> str:
+    """This agent's node id, kept in `<work_dir>/node-id` so a restart is the same node."""
+    path = work_dir / "node-id"
+    with contextlib.suppress(FileNotFoundError):
+        stored = path.read_text(encoding="utf-8").strip()
+        if stored:
+            return stored
+    node_id = str(uuid.uuid4())
+    _write_atomic(path, node_id)
+    return node_id
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    with temp.open("w", encoding="utf-8") as handle:
+        handle.write(text + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+
+
+def _local_address(master_url: str) -> str:
+    """The address this machine reaches the master from (no packet is sent), else its name."""
+    url = master_url if "//" in master_url else f"//{master_url}"
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    try:
+        port = parts.port or 80
+        family, kind, proto, _, target = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.connect(target)
+            return str(probe.getsockname()[0])
+    except (OSError, ValueError, IndexError):
+        return socket.gethostname()

@@ -1,0 +1,182 @@
+"""The local result spool: a finished job's result is on disk before the master hears of it.
+
+A result is the one thing an agent cannot recreate (the FFmpeg run is over), so it is written
+atomically to `<work-dir>/spool/<job_id>-<attempt>.json` first and deleted only once the master
+accepted it. A master that is down, restarting or failing keeps it spooled; it is resent when
+the master answers again and on the agent's next start. A result the master refuses for good
+(409: the attempt is no longer current; 404: the master forgot the job) is moved to
+`spool/rejected/` and kept for a person to look at, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import msgspec
+
+from ffleet.agent.client import MasterRejected, MasterUnavailable, ResultReply
+
+log = logging.getLogger(__name__)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+class ResultSender(Protocol):
+    def post_result(self, result: Mapping[str, Any]) -> ResultReply: ...
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What became of one result: `delivered` (with the master's reply), `rejected` (moved to
+    spool/rejected/), `spooled` (the master is unavailable; it stays for a later resend) or
+    `lost` (it could neither be spooled nor sent)."""
+
+    outcome: Literal["delivered", "rejected", "spooled", "lost"]
+    reply: ResultReply | None = None
+    unreachable: bool = False  # spooled because no answer came at all
+
+
+class Spool:
+    """Results waiting for the master, one JSON file each, under `<work_dir>/spool`."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.dir = work_dir / "spool"
+        self.rejected_dir = self.dir / "rejected"
+        self.rejected_dir.mkdir(parents=True, exist_ok=True)
+        self._resend_lock = threading.Lock()
+        # A temporary file is a write that never completed (the agent died mid-write); its
+        # result was never sent, and the job's attempt will be ended by the master.
+        for stale in self.dir.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+
+    def pending(self) -> list[Path]:
+        """Spooled results, oldest first."""
+        found: list[tuple[int, str, Path]] = []
+        for path in self.dir.glob("*.json"):
+            try:  # another thread may deliver (delete) it meanwhile
+                found.append((path.stat().st_mtime_ns, path.name, path))
+            except FileNotFoundError:
+                continue
+        return [path for _, _, path in sorted(found)]
+
+    def write(self, result: Mapping[str, Any]) -> Path:
+        """Store `result` durably (temp file, fsync, rename, fsync the directory)."""
+        name = _UNSAFE.sub("_", f"{result['job_id']}-{result['attempt']}") + ".json"
+        path = self.dir / name
+        fd, temp = tempfile.mkstemp(dir=self.dir, prefix=f".{name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(msgspec.json.encode(result))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(self.dir)
+        return path
+
+    def submit(
+        self, sender: ResultSender, result: Mapping[str, Any], *, claim_next: bool = False
+    ) -> Delivery:
+        """Spool `result`, then send it; `claim_next` asks for the next job in the reply.
+
+        A result that cannot be spooled (a full disk) is still sent: better than nothing.
+        """
+        try:
+            path: Path | None = self.write(result)
+        except OSError as exc:
+            log.error(
+                "result for %s cannot be spooled (%s); sending it anyway", _label(result), exc
+            )
+            path = None
+        return self._post(sender, result, path, claim_next)
+
+    def send(self, sender: ResultSender, path: Path, *, claim_next: bool = False) -> Delivery:
+        """Send one spooled result and settle its file by the master's answer."""
+        try:
+            result: dict[str, Any] = msgspec.json.decode(path.read_bytes(), type=dict[str, Any])
+        except FileNotFoundError:
+            return Delivery("delivered")  # another thread delivered it meanwhile
+        except (OSError, msgspec.DecodeError) as exc:
+            self._reject(path, f"unreadable: {exc}")
+            return Delivery("rejected")
+        return self._post(sender, result, path, claim_next)
+
+    def _post(
+        self, sender: ResultSender, result: Mapping[str, Any], path: Path | None, claim_next: bool
+    ) -> Delivery:
+        label = _label(result)
+        try:
+            reply = sender.post_result({**result, "claim_next": claim_next})
+        except MasterUnavailable as exc:
+            if path is None:
+                log.error("result for %s lost: master unavailable (%s)", label, exc)
+                return Delivery("lost")
+            log.warning("result for %s kept in the spool: master unavailable (%s)", label, exc)
+            return Delivery("spooled", unreachable=exc.status_code is None)
+        except MasterRejected as exc:
+            if path is None:
+                log.warning("result for %s refused by the master (%s)", label, exc)
+            else:
+                self._reject(path, f"refused by the master ({exc})", label)
+            return Delivery("rejected")
+        if path is not None:
+            path.unlink(missing_ok=True)
+            _fsync_dir(self.dir)
+        log.info(
+            "result for %s (%s) delivered%s",
+            label,
+            result.get("status"),
+            " (already stored)" if reply.duplicate else "",
+        )
+        return Delivery("delivered", reply)
+
+    def resend(self, sender: ResultSender) -> bool:
+        """Send everything spooled, oldest first. One resend runs at a time.
+
+        Returns False, leaving the rest for later, as soon as the master cannot be reached;
+        True when it answered for every result. A result it answered with a server error
+        stays spooled but does not hold up the others (it may never be accepted).
+        """
+        with self._resend_lock:
+            for path in self.pending():
+                delivery = self.send(sender, path)
+                if delivery.outcome == "spooled" and delivery.unreachable:
+                    return False
+            return True
+
+    def _reject(self, path: Path, reason: str, label: str | None = None) -> None:
+        target = self.rejected_dir / path.name
+        if target.exists():
+            target = self.rejected_dir / f"{path.stem}-{os.urandom(4).hex()}{path.suffix}"
+        try:
+            os.replace(path, target)
+        except FileNotFoundError:
+            return
+        _fsync_dir(self.dir)
+        log.warning("result for %s %s; kept in %s", label or path.name, reason, target)
+
+
+def _label(result: Mapping[str, Any]) -> str:
+    return f"job {result.get('job_id')} attempt {result.get('attempt')}"
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename or unlink in `directory` durable (POSIX; a no-op where dirs can't open)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    with contextlib.suppress(OSError):
+        os.fsync(fd)
+    os.close(fd)
