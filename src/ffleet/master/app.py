@@ -203,7 +203,11 @@ class MasterApp:
         if outcome.duplicate:
             reply["duplicate"] = True
         if result.claim_next:
-            reply["job"] = await self._claim_waiting(request, result.node_id, 0.0)
+            try:
+                reply["job"] = await self._claim_waiting(request, result.node_id, 0.0)
+            except StoreError as exc:  # the result is stored: don't report that as a failure
+                log.warning("no next job for node %s: %s", result.node_id, exc)
+                reply["job"] = None
         return JsonResponse(reply)
 
     async def list_results(self, request: Request) -> Response:
@@ -224,7 +228,13 @@ class MasterApp:
         return HTMLResponse(openapi.DOCS_HTML)
 
     async def reaper(self) -> None:
-        """End what outlived its time, every `reap_interval_s`, for as long as the app runs."""
+        """End what outlived its time, every `reap_interval_s`, for as long as the app runs.
+
+        It starts one node timeout after the master does: the master's own downtime must not
+        count against nodes and leases, so agents get a full timeout to reach it again (and
+        deliver the results they spooled meanwhile) before anything is declared lost.
+        """
+        await asyncio.sleep(self.settings.policy.node_timeout_s)
         while True:
             await asyncio.sleep(self.settings.reap_interval_s)
             try:
