@@ -3,31 +3,25 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ffleet.durations import parse_duration
+from ffleet.agent.command import agent
+from ffleet.cli_support import DEFAULT_MASTER, configure_logging, duration_option, parse_pairs
+
+if TYPE_CHECKING:
+    from ffleet.client import FleetClient
 
 app = typer.Typer(
     help="ffleet: run FFmpeg workloads across a fleet of machines and bring every result home.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
-
-def duration_option(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+app.command("agent")(agent)
 
 
 @app.command()
@@ -85,16 +79,16 @@ def master(
 
     configure_logging(log_level)
     policy = SchedulingPolicy(
-        node_timeout_s=duration_option(node_timeout),
-        max_job_timeout_s=duration_option(max_job_timeout),
-        backoff_base_s=duration_option(backoff_base),
-        backoff_cap_s=duration_option(backoff_cap),
-        aging_interval_s=duration_option(aging_interval),
+        node_timeout_s=duration_option(node_timeout, "--node-timeout"),
+        max_job_timeout_s=duration_option(max_job_timeout, "--max-job-timeout"),
+        backoff_base_s=duration_option(backoff_base, "--backoff-base"),
+        backoff_cap_s=duration_option(backoff_cap, "--backoff-cap"),
+        aging_interval_s=duration_option(aging_interval, "--aging-interval"),
     )
     settings = MasterSettings(
         store_url=store,
         policy=policy,
-        reap_interval_s=duration_option(reap_interval),
+        reap_interval_s=duration_option(reap_interval, "--reap-interval"),
         max_body_bytes=max_body_bytes,
     )
     try:
@@ -105,17 +99,6 @@ def master(
         "master listening on http://%s:%d (store %s)", host, port, redact_url(store)
     )
     uvicorn.run(application, host=host, port=port, log_level=log_level.lower(), access_log=False)
-
-
-def parse_pairs(items: list[str], flag: str) -> dict[str, str]:
-    """`k=v` flags into a dict; a malformed one is a usage error naming the flag."""
-    pairs: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=flag)
-        pairs[key.strip()] = value.strip()
-    return pairs
 
 
 def parameter_values(items: list[str]) -> dict[str, object]:
@@ -161,7 +144,7 @@ def run(
             scenario,
             parameter_values(param),
             ffmpeg_path=ffmpeg,
-            timeout_s=None if timeout is None else duration_option(timeout),
+            timeout_s=None if timeout is None else duration_option(timeout, "--timeout"),
         )
     except ScenarioError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -171,3 +154,242 @@ def run(
     typer.echo(msgspec.json.format(msgspec.json.encode(result)).decode())
     if result["status"] != "completed":
         raise typer.Exit(1)
+
+
+MasterOption = Annotated[
+    str, typer.Option("--master", envvar="FFLEET_MASTER", help="The master's URL.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@contextmanager
+def fleet_client(master_url: str) -> Iterator[FleetClient]:
+    """A client whose refusals and connection failures become one clear line and exit code."""
+    from ffleet.client import FleetClient, MasterRejected, MasterUnavailable
+
+    client = FleetClient(master_url)
+    with client:
+        try:
+            yield client
+        except MasterRejected as exc:
+            typer.echo(
+                f"error: the master refused: {exc.message} (HTTP {exc.status_code})", err=True
+            )
+            raise typer.Exit(1) from None
+        except MasterUnavailable as exc:
+            typer.echo(f"error: cannot reach the master at {master_url}: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+
+def print_json(value: object) -> None:
+    import msgspec
+
+    typer.echo(msgspec.json.format(msgspec.json.encode(value)).decode())
+
+
+@app.command()
+def submit(
+    scenario: Annotated[
+        str | None, typer.Argument(help="e.g. 1080p-h264 (or use --matrix)")
+    ] = None,
+    param: ParamOption = [],  # noqa: B006 - typer reads the default, never mutates it
+    matrix: Annotated[
+        Path | None, typer.Option(help="YAML matrix file (see README: Benchmark matrices).")
+    ] = None,
+    priority: Annotated[str, typer.Option(help="high, medium, low or an integer.")] = "medium",
+    count: Annotated[int, typer.Option(min=1, max=10_000, help="Identical copies.")] = 1,
+    max_attempts: Annotated[int, typer.Option(min=1, max=100)] = 3,
+    timeout: Annotated[str | None, typer.Option(help="Job timeout (default: derived).")] = None,
+    require_gpu: Annotated[bool, typer.Option(help="Only GPU nodes may run it.")] = False,
+    require_encoder: Annotated[list[str], typer.Option(help="Encoder the node must have.")] = [],  # noqa: B006
+    require_label: Annotated[list[str], typer.Option(help="KEY=VALUE the node must carry.")] = [],  # noqa: B006
+    master: MasterOption = DEFAULT_MASTER,
+    as_json: JsonOption = False,
+) -> None:
+    """Submit a job (SCENARIO with --param), or every job of a --matrix file, atomically."""
+    import msgspec
+
+    from ffleet.matrix import MatrixError, load
+    from ffleet.models import JobRequest, Requirements
+
+    if (scenario is None) == (matrix is None):
+        raise typer.BadParameter("give a SCENARIO or --matrix FILE (not both)")
+    if matrix is not None:
+        try:
+            requests = load(matrix.read_text())
+        except (OSError, MatrixError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="--matrix") from None
+    else:
+        assert scenario is not None
+        requirements = None
+        if require_gpu or require_encoder or require_label:
+            requirements = Requirements(
+                gpu=True if require_gpu else None,
+                encoders=require_encoder,
+                labels=parse_pairs(require_label, "--require-label"),
+            )
+        try:
+            request = JobRequest(
+                scenario=scenario,
+                parameters=parameter_values(param),
+                priority=int(priority) if priority.lstrip("-").isdigit() else priority,
+                max_attempts=max_attempts,
+                timeout_s=None if timeout is None else duration_option(timeout, "--timeout"),
+                requirements=requirements,
+            )
+        except msgspec.ValidationError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        requests = [request] * count
+    with fleet_client(master) as client:
+        created = client.submit(requests)
+    if as_json:
+        print_json(created)
+        return
+    for job in created:
+        note = f"  ({job.unschedulable_reason})" if job.unschedulable_reason else ""
+        typer.echo(f"{job.id}  {job.scenario}  {job.status}{note}")
+    typer.echo(f"{len(created)} job(s) submitted", err=True)
+
+
+@app.command()
+def jobs(
+    status: Annotated[str | None, typer.Option(help="pending, running, completed, ...")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    master: MasterOption = DEFAULT_MASTER,
+    as_json: JsonOption = False,
+) -> None:
+    """List jobs, oldest first."""
+    from rich.console import Console
+    from rich.table import Table
+
+    with fleet_client(master) as client:
+        found, total = client.jobs(status, limit, offset)
+    if as_json:
+        print_json(found)
+        return
+    shown = Table(title=f"{len(found)} of {total} job(s)")
+    for column in ("id", "scenario", "status", "priority", "attempt", "node", "progress", "note"):
+        shown.add_column(column, overflow="fold")
+    for job in found:
+        percent = job.progress.percent if job.progress else None
+        shown.add_row(
+            job.id,
+            job.scenario,
+            job.status,
+            str(job.priority),
+            str(job.attempt),
+            (job.node_id or "-")[:8],
+            "-" if percent is None else f"{percent:.0f}%",
+            job.unschedulable_reason or job.error or "",
+        )
+    Console().print(shown)
+
+
+@app.command()
+def job(
+    job_id: str,
+    master: MasterOption = DEFAULT_MASTER,
+) -> None:
+    """Show one job: status, attempts, progress, metrics and analysis (JSON)."""
+    with fleet_client(master) as client:
+        print_json(client.job(job_id))
+
+
+@app.command()
+def nodes(master: MasterOption = DEFAULT_MASTER, as_json: JsonOption = False) -> None:
+    """List registered nodes."""
+    from rich.console import Console
+    from rich.table import Table
+
+    with fleet_client(master) as client:
+        found = client.nodes()
+    if as_json:
+        print_json(found)
+        return
+    shown = Table(title=f"{len(found)} node(s)")
+    for column in ("id", "status", "type", "threads", "ram_gib", "gpu", "running", "labels"):
+        shown.add_column(column, overflow="fold")
+    for node in found:
+        shown.add_row(
+            node.id,
+            node.status,
+            node.type,
+            str(node.cpu_threads),
+            f"{node.ram_bytes / 2**30:.1f}",
+            node.gpu_type or "-",
+            str(len(node.running_job_ids)),
+            ",".join(f"{k}={v}" for k, v in sorted(node.labels.items())),
+        )
+    Console().print(shown)
+
+
+@app.command()
+def results(
+    status: Annotated[str | None, typer.Option(help="Only jobs with this status.")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Also write a CSV file.")] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json-file", help="Also write every detail as JSON.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 1000,
+    master: MasterOption = DEFAULT_MASTER,
+) -> None:
+    """Results of finished jobs as a table (and CSV / JSON files)."""
+
+    from ffleet import report
+
+    with fleet_client(master) as client:
+        found, _ = client.jobs(status, limit, 0)
+        details = [
+            client.job(j.id) for j in found if j.status in ("completed", "failed", "canceled")
+        ]
+    rows = [report.row_for(detail) for detail in details]
+    report.console().print(report.table(rows))
+    if csv_path is not None:
+        report.write_csv(rows, csv_path)
+    if json_path is not None:
+        report.write_json(details, json_path)
+
+
+@app.command()
+def cancel(job_id: str, master: MasterOption = DEFAULT_MASTER) -> None:
+    """Cancel a job: pending ones at once, running ones through their agent."""
+    with fleet_client(master) as client:
+        found = client.cancel(job_id)
+    typer.echo(f"{found.id}: {'cancel requested' if found.cancel_requested else found.status}")
+
+
+@app.command()
+def retry(job_id: str, master: MasterOption = DEFAULT_MASTER) -> None:
+    """Queue a failed or canceled job again."""
+    with fleet_client(master) as client:
+        typer.echo(f"{job_id}: {client.retry(job_id).status}")
+
+
+@app.command()
+def drain(
+    node_id: str,
+    undo: Annotated[bool, typer.Option("--undo", help="Accept work again.")] = False,
+    master: MasterOption = DEFAULT_MASTER,
+) -> None:
+    """Let a node finish its work and take no more (or --undo)."""
+    with fleet_client(master) as client:
+        typer.echo(f"{node_id}: {client.drain(node_id, not undo).status}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Where the database, logs and results go.")] = Path(
+        "ffleet-demo"
+    ),
+    agents: Annotated[int, typer.Option(min=1, max=8, help="Local agents to start.")] = 2,
+    duration: Annotated[float, typer.Option(min=0.5, max=60, help="Seconds of video per job.")] = 2,
+) -> None:
+    """Benchmark a small matrix (360p/720p x h264/h265/vp9) on this machine, end to end.
+
+    Starts a master (SQLite) and local agents in acknowledged master-as-worker development mode,
+    shows live progress, prints the results and writes results.csv and results.json.
+    """
+    from ffleet.demo import run_demo
+
+    raise typer.Exit(run_demo(out, agents=agents, duration=duration))

@@ -1,0 +1,73 @@
+"""The user's side of the API: submit, inspect and control jobs and nodes.
+
+Built on the agent's MasterClient so both speak to the master through one transport, one error
+split (MasterUnavailable: retry later; MasterRejected: the master said no, and why).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from ffleet.agent.client import MasterClient, MasterRejected, MasterUnavailable
+from ffleet.models import Job, JobRequest, Node, StoredResult
+
+__all__ = ["FleetClient", "MasterRejected", "MasterUnavailable"]
+
+
+class _JobPage(msgspec.Struct):
+    jobs: list[Job]
+    count: int
+    total: int = 0
+
+
+class _NodeList(msgspec.Struct):
+    nodes: list[Node]
+    count: int
+
+
+class _ResultList(msgspec.Struct):
+    results: list[StoredResult]
+    count: int
+
+
+class FleetClient(MasterClient):
+    def submit(self, requests: Sequence[JobRequest]) -> list[Job]:
+        """One job through POST /jobs (the v1.0 call); many atomically through /jobs/batch."""
+        if len(requests) == 1:
+            return [self._decode(self._send("POST", "/jobs", requests[0]), Job)]
+        reply = self._send("POST", "/jobs/batch", {"jobs": list(requests)})
+        return self._decode(reply, _JobPage).jobs
+
+    def jobs(
+        self, status: str | None = None, limit: int | None = None, offset: int = 0
+    ) -> tuple[list[Job], int]:
+        params = {"offset": str(offset)}
+        if status:
+            params["status"] = status
+        if limit is not None:
+            params["limit"] = str(limit)
+        page = self._decode(self._send("GET", "/jobs", params=params), _JobPage)
+        return page.jobs, page.total
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """The job with its `attempts` and stored `result`, as plain JSON."""
+        return self._decode(self._send("GET", f"/jobs/{job_id}"), dict[str, Any])
+
+    def nodes(self) -> list[Node]:
+        return self._decode(self._send("GET", "/nodes"), _NodeList).nodes
+
+    def results(self, job_id: str | None = None) -> list[StoredResult]:
+        params = {"job_id": job_id} if job_id else None
+        return self._decode(self._send("GET", "/results", params=params), _ResultList).results
+
+    def cancel(self, job_id: str) -> Job:
+        return self._decode(self._send("POST", f"/jobs/{job_id}/cancel"), Job)
+
+    def retry(self, job_id: str) -> Job:
+        return self._decode(self._send("POST", f"/jobs/{job_id}/retry"), Job)
+
+    def drain(self, node_id: str, drain: bool = True) -> Node:
+        return self._decode(self._send("POST", f"/nodes/{node_id}/drain", {"drain": drain}), Node)
