@@ -1,0 +1,114 @@
+"""The user's commands against a real master process, and the demo end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ffleet.cli import app
+from tests.integration.conftest import Fleet, MasterProcess, ffleet_executable, free_port
+
+pytestmark = pytest.mark.integration
+runner = CliRunner()
+
+
+def ffleet(master: MasterProcess | None, *args: str) -> tuple[int, str]:
+    extra = ["--master", master.url] if master is not None else []
+    outcome = runner.invoke(app, [*args, *extra])
+    return outcome.exit_code, outcome.output
+
+
+def test_submit_list_show_cancel_retry(fleet: Fleet) -> None:
+    master = fleet.master()
+    code, out = ffleet(master, "submit", "720p-h265", "--param", "duration=3", "--count", "2")
+    assert code == 0, out
+    ids = [line.split()[0] for line in out.splitlines() if "pending" in line]
+    assert len(ids) == 2
+    detail = master.job(ids[0])
+    assert detail["parameters"] == {"duration": 3} and detail["scenario"] == "720p-h265"
+
+    code, out = ffleet(master, "jobs", "--status", "pending", "--json")
+    assert code == 0 and {job["id"] for job in json.loads(out)} == set(ids)
+    code, out = ffleet(master, "job", ids[0])
+    assert code == 0 and json.loads(out)["attempts"] == []
+    code, out = ffleet(master, "cancel", ids[0])
+    assert code == 0 and "canceled" in out
+    code, out = ffleet(master, "retry", ids[0])
+    assert code == 0 and "pending" in out
+    assert master.job(ids[0])["status"] == "pending"
+
+
+def test_submit_matrix_and_requirements(fleet: Fleet, tmp_path: Path) -> None:
+    master = fleet.master()
+    matrix = tmp_path / "bench.yaml"
+    matrix.write_text("resolutions: [360p, 720p]\ncodecs: [h264, vp9]\nparameters: {duration: 1}\n")
+    code, out = ffleet(master, "submit", "--matrix", str(matrix))
+    assert code == 0, out
+    assert master.api.get("/jobs").json()["count"] == 4
+
+    code, out = ffleet(master, "submit", "1080p-h264", "--require-gpu")
+    assert code == 0 and "no node is registered yet" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["submit", "720p-h264-vp9"], "codec"),
+        (["submit", "720p", "--param", "duration"], "KEY=VALUE"),
+        (["submit", "720p", "--param", "duration=-1"], "duration"),
+        (["submit"], "SCENARIO or --matrix"),
+        (["job", "no-such-job"], "not found"),
+        (["cancel", "no-such-job"], "not found"),
+    ],
+)
+def test_bad_input_is_a_clear_error_and_changes_nothing(
+    fleet: Fleet, args: list[str], message: str
+) -> None:
+    master = fleet.master()
+    code, out = ffleet(master, *args)
+    assert code != 0 and message in out, out
+    assert master.api.get("/jobs").json()["count"] == 0
+
+
+def test_unreachable_master_is_reported() -> None:
+    outcome = runner.invoke(app, ["jobs", "--master", f"http://127.0.0.1:{free_port()}"])
+    assert outcome.exit_code == 2 and "cannot reach the master" in outcome.output
+
+
+def test_nodes_and_drain(fleet: Fleet) -> None:
+    master = fleet.master()
+    node_id = master.api.post("/nodes/register", json={"cpu_threads": 4}).json()["id"]
+    code, out = ffleet(master, "nodes", "--json")
+    assert code == 0 and json.loads(out)[0]["id"] == node_id
+    code, out = ffleet(master, "drain", node_id)
+    assert code == 0 and "draining" in out
+    code, out = ffleet(master, "drain", node_id, "--undo")
+    assert code == 0 and "available" in out
+
+
+def test_master_help_documents_every_flag() -> None:
+    outcome = runner.invoke(app, ["master", "--help"], env={"COLUMNS": "200"})
+    for flag in ("--host", "--port", "--store", "--node-timeout", "--backoff-base", "FFLEET_STORE"):
+        assert flag in outcome.output
+
+
+def test_demo_runs_a_real_matrix_and_writes_results(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    completed = subprocess.run(
+        [ffleet_executable(), "demo", "--out", str(out), "--agents", "1", "--duration", "0.5"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    with (out / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 6 and {row["status"] for row in rows} == {"completed"}
+    assert all(float(row["fps"]) > 0 and float(row["cpu_s"]) > 0 for row in rows)
+    details = json.loads((out / "results.json").read_text())
+    assert all(d["result"]["metrics"]["frames"] == 15 for d in details)
