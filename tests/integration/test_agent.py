@@ -7,11 +7,12 @@ an operator would see it. Jobs are tiny (320x240) so the module stays fast on tw
 from __future__ import annotations
 
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from .conftest import AgentProcess, Fleet, MasterProcess, wait_until
+from .conftest import AgentProcess, Fleet, MasterProcess, ffleet_executable, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -182,3 +183,57 @@ def test_sigterm_releases_the_running_job(fleet: Fleet) -> None:
     agent.start()
     assert agent.wait_registered(master) == node_id
     assert [node["id"] for node in master.nodes()] == [node_id]
+
+
+def test_progress_is_visible_while_the_job_runs(fleet: Fleet) -> None:
+    master = fleet.master()
+    fleet.agent(master)
+    job = master.submit("640x360-h264", parameters=ENDLESS)
+
+    def progressed() -> dict[str, object] | None:
+        detail = master.job(job["id"])
+        progress = detail.get("progress") or {}
+        return progress if progress.get("percent") and progress.get("fps") else None
+
+    progress = wait_until(progressed, timeout=30, message="progress in GET /jobs/{id}")
+    assert 0 < float(progress["percent"]) < 100  # type: ignore[arg-type]
+    master.api.post(f"/jobs/{job['id']}/cancel")
+    master.wait_job(job["id"], ["canceled"])
+
+
+def test_agent_reregisters_when_an_in_memory_master_forgets_it(fleet: Fleet) -> None:
+    master = fleet.master(store="memory")
+    agent = fleet.agent(master)
+    node_id = agent.wait_registered(master)
+    master.restart()  # a memory store starts empty: the node is forgotten
+    assert agent.wait_registered(master) == node_id
+    job = master.submit(TINY, parameters={"duration": 0.5})
+    assert master.wait_job(job["id"], ["completed"])["node_id"] == node_id
+
+
+def test_agent_without_register_prints_the_hardware(tmp_path: Path) -> None:
+    shown = subprocess.run(
+        [ffleet_executable(), "agent"], capture_output=True, text=True, timeout=120
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "libx264" in shown.stdout and "CPU" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [([], "--allow-master-as-worker"), (["--allow-master-as-worker"], "--yes")],
+)
+def test_agent_refuses_a_local_master_unless_told(
+    fleet: Fleet, flags: list[str], message: str
+) -> None:
+    master = fleet.master()
+    refused = subprocess.run(
+        [ffleet_executable(), "agent", "--register", "--master", master.url, *flags],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+    assert refused.returncode == 1
+    assert message in refused.stderr and "WARNING" in refused.stderr.upper()
+    assert master.nodes() == []
