@@ -87,12 +87,7 @@ class MasterApp:
     async def heartbeat(self, request: Request) -> Response:
         node_id = request.path_params["node_id"]
         beat = await decode(request, Heartbeat, self.limit, optional=True)
-        try:
-            reply = self.store.heartbeat(node_id, beat, time.time())
-        except StoreError:
-            log.warning("heartbeat from unknown node %s", node_id)
-            raise
-        return JsonResponse(reply)
+        return JsonResponse(self.store.heartbeat(node_id, beat, time.time()))
 
     async def drain(self, request: Request) -> Response:
         body = await decode(request, DrainRequest, self.limit, optional=True)
@@ -274,20 +269,25 @@ class MasterApp:
         ]
 
 
+def _refused(request: Request, status_code: int, message: str) -> Response:
+    log.warning("%s %s refused (%d): %s", request.method, request.url.path, status_code, message)
+    return error_response(status_code, message)
+
+
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status_code, exc.message)
+    return _refused(request, exc.status_code, exc.message)
 
 
 async def _store_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StoreError)
-    return error_response(exc.status_code, str(exc))
+    return _refused(request, exc.status_code, str(exc))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     code = getattr(exc, "status_code", 500)
     detail = getattr(exc, "detail", "error")
-    return error_response(code, str(detail))
+    return _refused(request, code, str(detail))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
