@@ -134,6 +134,13 @@ Index(
     postgresql_where=jobs.c.status == "running",
 )
 Index("ix_jobs_status_seq", jobs.c.status, jobs.c.seq)
+# Few jobs are unschedulable; registering a node looks only at those.
+Index(
+    "ix_jobs_unschedulable",
+    jobs.c.requirements,
+    sqlite_where=jobs.c.unschedulable_reason.is_not(None),
+    postgresql_where=jobs.c.unschedulable_reason.is_not(None),
+)
 
 
 def _initial(conn: Connection) -> None:

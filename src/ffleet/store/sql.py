@@ -152,11 +152,19 @@ SQL_AGE = (
     "UPDATE jobs SET priority = priority + 1, aged_at = :now WHERE status = 'pending' "
     "AND priority < :top AND aged_at <= :cut"
 )
-SQL_UNSCHEDULABLE = (
-    "SELECT seq, requirements FROM jobs "
-    "WHERE status = 'pending' AND unschedulable_reason IS NOT NULL"
+SQL_UNSCHEDULABLE_KINDS = (
+    "SELECT DISTINCT requirements FROM jobs WHERE unschedulable_reason IS NOT NULL"
 )
-SQL_SET_UNSCHEDULABLE = "UPDATE jobs SET unschedulable_reason = :reason WHERE seq = :seq"
+SQL_NOW_SCHEDULABLE = (
+    "UPDATE jobs SET unschedulable_reason = NULL "
+    "WHERE unschedulable_reason IS NOT NULL AND requirements = :requirements"
+)
+# Nodes that pass the requirements SQL can check; the rest is checked in Python on these.
+SQL_CAPABLE_NODES = (
+    "SELECT * FROM nodes WHERE ram_bytes >= :ram AND cpu_threads >= :threads "
+    "AND (has_gpu = TRUE OR :gpu = FALSE) LIMIT 5000"
+)
+SQL_SAMPLE_NODES = "SELECT * FROM nodes ORDER BY registered_at LIMIT 5"
 SQL_OFFLINE = (
     "UPDATE nodes SET online = FALSE WHERE online = TRUE AND last_heartbeat < :cut RETURNING id"
 )
@@ -238,8 +246,9 @@ class SqlStore:
                     self._end_attempt(tx, row, now, "agent restarted", retryable=True)
             else:
                 tx.run(SQL_NODE_INSERT, {**values, "id": node_id, "registered_at": now})
-            self._refresh_unschedulable(tx)
-            return self._node(tx, node_id)
+            node = self._node(tx, node_id)
+            self._clear_unschedulable(tx, node_id)
+            return node
 
     def get_node(self, node_id: str) -> Node:
         with self.db.transaction() as tx:
@@ -314,12 +323,13 @@ class SqlStore:
     def create_jobs(self, requests: Sequence[JobRequest], now: float) -> list[Job]:
         rows = [self._job_values(req, now) for req in requests]
         with self.db.transaction() as tx:
-            if any(row["requirements"] is not None for row in rows):
-                traits = [_traits_from_row(n) for n in tx.all(SQL_NODES)]
-                for row, req in zip(rows, requests, strict=True):
-                    row["unschedulable_reason"] = scheduling.unschedulable_reason(
-                        req.requirements, traits
-                    )
+            reasons: dict[str, str | None] = {}
+            for row, req in zip(rows, requests, strict=True):
+                if req.requirements is None:
+                    continue
+                if row["requirements"] not in reasons:
+                    reasons[row["requirements"]] = self._unschedulable(tx, req.requirements)
+                row["unschedulable_reason"] = reasons[row["requirements"]]
             tx.many(SQL_JOB_INSERT, rows)
         return [_job_from_row(row) for row in rows]
 
@@ -725,15 +735,35 @@ class SqlStore:
             if len(running.get(row["id"], [])) < (row["slots"] or 1)
         ]
 
-    def _refresh_unschedulable(self, tx: Tx) -> None:
-        """After the fleet changed, recompute the reason on jobs no node could run."""
-        flagged = tx.all(SQL_UNSCHEDULABLE)
-        if not flagged:
+    def _unschedulable(self, tx: Tx, req: Requirements) -> str | None:
+        """Why no registered node could run a job with `req`, or None if one could.
+
+        Informational only (claims never read it), so it is bounded: SQL narrows the fleet to
+        nodes with enough RAM, threads and a GPU if needed, and at most 5,000 of those are
+        checked for encoders, labels and GPU model.
+        """
+        params = {
+            "ram": req.min_ram_bytes,
+            "threads": req.min_cpu_threads,
+            "gpu": scheduling.needs_gpu(req),
+        }
+        capable = [_traits_from_row(row) for row in tx.all(SQL_CAPABLE_NODES, params)]
+        if any(not scheduling.unmet(req, node) for node in capable):
+            return None
+        sample = capable[:5] or [_traits_from_row(row) for row in tx.all(SQL_SAMPLE_NODES)]
+        return scheduling.unschedulable_reason(req, sample)
+
+    def _clear_unschedulable(self, tx: Tx, node_id: str) -> None:
+        """A node joined or changed: jobs it can run are no longer unschedulable."""
+        kinds = tx.all(SQL_UNSCHEDULABLE_KINDS)
+        if not kinds:
             return
-        traits = [_traits_from_row(n) for n in tx.all(SQL_NODES)]
-        for row in flagged:
-            reason = scheduling.unschedulable_reason(_requirements(row["requirements"]), traits)
-            tx.run(SQL_SET_UNSCHEDULABLE, {"reason": reason, "seq": row["seq"]})
+        row = tx.one(SQL_NODE_GET, {"id": node_id})
+        assert row is not None
+        node = _traits_from_row(row)
+        for kind in kinds:
+            if not scheduling.unmet(_requirements(kind["requirements"]), node):
+                tx.run(SQL_NOW_SCHEDULABLE, {"requirements": kind["requirements"]})
 
 
 _SET_STATUS_CACHE: dict[tuple[str, ...], str] = {}
