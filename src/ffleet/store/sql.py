@@ -93,12 +93,12 @@ def _placeholders(columns: str) -> str:
 SQL_NODE_GET = "SELECT * FROM nodes WHERE id = :id"
 SQL_NODE_INSERT = (
     f"INSERT INTO nodes (id, registered_at, draining, {NODE_COLUMNS}) "
-    f"VALUES (:id, :registered_at, FALSE, {_placeholders(NODE_COLUMNS)})"
+    f"VALUES (:id, :registered_at, FALSE, {_placeholders(NODE_COLUMNS)}) RETURNING *"
 )
 SQL_NODE_UPDATE = (
     "UPDATE nodes SET "
     + ", ".join(f"{c.strip()} = :{c.strip()}" for c in NODE_COLUMNS.split(","))
-    + " WHERE id = :id"
+    + " WHERE id = :id RETURNING *"
 )
 SQL_NODES = "SELECT * FROM nodes ORDER BY registered_at, id"
 SQL_NODE_DRAIN = "UPDATE nodes SET draining = :draining WHERE id = :id"
@@ -116,7 +116,10 @@ SQL_RUNNING_OF = (
     "ORDER BY started_at, seq"
 )
 SQL_RUNNING_ROWS = "SELECT * FROM jobs WHERE status = 'running' AND node_id = :node {lock}"
-SQL_BUSY = "SELECT count(*) FROM jobs WHERE status = 'running' AND node_id = :node"
+SQL_BUSY = (  # reads at most `slots` index entries, however many jobs the node holds
+    "SELECT count(*) >= :slots FROM (SELECT 1 FROM jobs WHERE status = 'running' "
+    "AND node_id = :node LIMIT :slots) AS running"
+)
 SQL_ONLINE_NODES = (
     "SELECT * FROM nodes WHERE online = TRUE AND draining = FALSE AND last_heartbeat >= :since"
 )
@@ -131,7 +134,9 @@ SQL_JOBS_BY_STATUS = (
 SQL_JOBS_COUNT = "SELECT count(*) FROM jobs"
 SQL_JOBS_COUNT_BY_STATUS = "SELECT count(*) FROM jobs WHERE status = :status"
 SQL_CANDIDATES = (
-    "SELECT * FROM jobs WHERE status = 'pending' AND not_before <= :now "
+    "SELECT seq, id, status, attempt, priority, timeout_s, requirements, affinity, "
+    "anti_affinity, req_gpu, created_at, not_before FROM jobs "
+    "WHERE status = 'pending' AND not_before <= :now "
     "AND req_min_ram <= :ram AND req_min_threads <= :threads {gpu} {after} "
     "ORDER BY priority DESC, seq LIMIT :batch {lock}"
 )
@@ -236,19 +241,20 @@ class SqlStore:
             "last_heartbeat": now,
         }
         with self.db.transaction() as tx:
-            wanted = registration.id
-            known = wanted is not None and tx.one(SQL_NODE_GET, {"id": wanted}) is not None
-            node_id = wanted or str(uuid.uuid4())
-            if known:
-                tx.run(SQL_NODE_UPDATE, {**values, "id": node_id})
-                # The agent restarted: whatever it was running died with it.
-                for row in tx.all(SQL_RUNNING_ROWS, {"node": node_id}):
-                    self._end_attempt(tx, row, now, "agent restarted", retryable=True)
+            row = None
+            if registration.id is not None:
+                row = tx.one(SQL_NODE_UPDATE, {**values, "id": registration.id})
+            if row is not None:
+                # A known node re-registers: its agent restarted, and whatever it was running
+                # died with it.
+                for job in tx.all(SQL_RUNNING_ROWS, {"node": row["id"]}):
+                    self._end_attempt(tx, job, now, "agent restarted", retryable=True)
             else:
-                tx.run(SQL_NODE_INSERT, {**values, "id": node_id, "registered_at": now})
-            node = self._node(tx, node_id)
-            self._clear_unschedulable(tx, node_id)
-            return node
+                node_id = registration.id or str(uuid.uuid4())
+                row = tx.one(SQL_NODE_INSERT, {**values, "id": node_id, "registered_at": now})
+                assert row is not None
+            self._clear_unschedulable(tx, _traits_from_row(row))
+            return _node_from_row(row, [])
 
     def get_node(self, node_id: str) -> Node:
         with self.db.transaction() as tx:
@@ -421,10 +427,8 @@ class SqlStore:
                 raise NotFound(f"node {node_id} not found; register first")
             if node["draining"]:
                 return None
-            if (
-                node["slots"] is not None
-                and tx.scalar(SQL_BUSY, {"node": node_id}) >= node["slots"]
-            ):
+            slots = node["slots"]  # None: a v1.0 client, which the seed never limited
+            if slots is not None and tx.scalar(SQL_BUSY, {"node": node_id, "slots": slots}):
                 return None
             chosen = self._pick(tx, node, now)
             if chosen is None:
@@ -504,18 +508,21 @@ class SqlStore:
             row = self._locked_job(tx, result.job_id)
             attempt = result.attempt if result.attempt is not None else row["attempt"]
             key = {"job_id": row["id"], "attempt": attempt}
-            stored = tx.one(SQL_RESULT_OF, key)
-            if stored is not None:
-                if stored["status"] == result.status and stored["node_id"] == result.node_id:
-                    return ResultOutcome(job=_job_from_row(row), duplicate=True)
-                raise Conflict(
-                    f"attempt {attempt} of job {row['id']} already has a {stored['status']} result"
-                )
             if (
                 row["status"] != JobStatus.RUNNING
                 or row["attempt"] != attempt
                 or row["node_id"] != result.node_id
             ):
+                # Results are stored only while their attempt is current, so a repeat of one
+                # that was accepted always lands here.
+                stored = tx.one(SQL_RESULT_OF, key)
+                if stored is not None:
+                    if stored["status"] == result.status and stored["node_id"] == result.node_id:
+                        return ResultOutcome(job=_job_from_row(row), duplicate=True)
+                    raise Conflict(
+                        f"attempt {attempt} of job {row['id']} already has a "
+                        f"{stored['status']} result"
+                    )
                 raise Conflict(
                     f"attempt {attempt} of job {row['id']} on node {result.node_id} is not "
                     f"current (job is {row['status']}, attempt {row['attempt']} on node "
@@ -753,15 +760,9 @@ class SqlStore:
         sample = capable[:5] or [_traits_from_row(row) for row in tx.all(SQL_SAMPLE_NODES)]
         return scheduling.unschedulable_reason(req, sample)
 
-    def _clear_unschedulable(self, tx: Tx, node_id: str) -> None:
+    def _clear_unschedulable(self, tx: Tx, node: scheduling.NodeTraits) -> None:
         """A node joined or changed: jobs it can run are no longer unschedulable."""
-        kinds = tx.all(SQL_UNSCHEDULABLE_KINDS)
-        if not kinds:
-            return
-        row = tx.one(SQL_NODE_GET, {"id": node_id})
-        assert row is not None
-        node = _traits_from_row(row)
-        for kind in kinds:
+        for kind in tx.all(SQL_UNSCHEDULABLE_KINDS):
             if not scheduling.unmet(_requirements(kind["requirements"]), node):
                 tx.run(SQL_NOW_SCHEDULABLE, {"requirements": kind["requirements"]})
 
