@@ -1,0 +1,520 @@
+"""Shared machinery of the benchmark suite: server processes, CPU and memory readings, the load
+generator, the HTTP floor, percentiles and the results table.
+
+Method (BENCHMARKS.md): the server under test runs pinned to core 0 and this process, the load
+generator, to core 1. The figure is the server's user+system CPU time per request, read from
+`/proc/PID/stat` around the measured phase, never req/s (the generator saturates its core first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import uvloop
+
+T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parent.parent
+FFLEET = str(Path(sys.executable).parent / "ffleet")  # the console script of this venv
+HOST = "127.0.0.1"
+SERVER_CORE = 0
+CLIENT_CORE = 1
+CONCURRENCY = 64  # keep-alive clients, as in the Go v1.0 anchor measurements
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+MIB = 1024 * 1024
+STARTUP_TIMEOUT_S = 30.0
+PHASE_TIMEOUT_S = 600.0  # no measured phase may run longer than this
+CALL_TIMEOUT_S = 120.0  # nor any request (a long-poll holds one for 30 s)
+
+ENCODER = msgspec.json.Encoder()
+Call = tuple[str, str, bytes]  # method, path, body
+
+
+# ---------------------------------------------------------------------- the v1.0 wire payloads
+
+
+def node_body(index: int, slots: int | None = None) -> dict[str, Any]:
+    """A v1.0 registration; `slots` set makes it an ffleet agent's (one job at a time)."""
+    body: dict[str, Any] = {
+        "address": f"10.0.{index // 250}.{index % 250 + 1}:9000",
+        "type": "server",
+        "cpu_threads": 16,
+        "cpu_model": "AMD EPYC 7B13",
+        "has_gpu": False,
+        "gpu_type": None,
+        "ram_bytes": 32 * 1024 * MIB,
+        "labels": {"rack": f"r{index % 8}"},
+    }
+    if slots is not None:
+        body["slots"] = slots
+    return body
+
+
+JOB = {"scenario": "1080p30-h264", "confidence": "auto", "parameters": {"duration": 10}}
+JOB_BODY = ENCODER.encode(JOB)
+
+
+def result_body(job: dict[str, Any], node_id: str, *, claim_next: bool = False) -> bytes:
+    """A completed result as a v1.0 agent sends it; `claim_next` adds ffleet's protocol fields."""
+    body: dict[str, Any] = {
+        "job_id": job["id"],
+        "node_id": node_id,
+        "status": "completed",
+        "metrics": {"duration": 3.21, "cpu_usage": 87.5, "memory_usage": 123_456_789, "fps": 93.4},
+        "analyzer_output": {"scenario": job["scenario"], "realtime_factor": 3.1},
+        "error": None,
+        "completed_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    if claim_next:
+        body["attempt"] = job["attempt"]
+        body["claim_next"] = True
+    return ENCODER.encode(body)
+
+
+def batch_body(count: int) -> bytes:
+    return ENCODER.encode({"jobs": [JOB] * count})
+
+
+# ---------------------------------------------------------------------- server processes
+
+
+@dataclass(frozen=True)
+class Memory:
+    rss_mib: float  # VmRSS: resident now
+    peak_mib: float  # VmHWM: the resident high-water mark since start
+
+
+class ServerProcess:
+    """A server started under `taskset -c 0` with its output in a log file."""
+
+    def __init__(self, name: str, argv: Sequence[str], port: int, log_path: Path) -> None:
+        self.name = name
+        self.port = port
+        self.log_path = log_path
+        with log_path.open("wb") as log:
+            # taskset execs the command, so the pid is the server's own.
+            self.proc = subprocess.Popen(
+                ["taskset", "-c", str(SERVER_CORE), *argv],
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.pid = self.proc.pid
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
+            with contextlib.suppress(OSError), socket.create_connection((HOST, self.port), 0.5):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(
+            f"{self.name} not listening after {STARTUP_TIMEOUT_S:g} s:\n{self.log()}"
+        )
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the process (all its threads) since it started."""
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()  # fields[0] is field 3, `state`
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15: utime, stime
+
+    def memory(self) -> Memory:
+        values: dict[str, float] = {}
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0]) / 1024  # kB -> MiB
+        return Memory(rss_mib=values["VmRSS"], peak_mib=values["VmHWM"])
+
+    def log(self, lines: int = 30) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def serve(name: str, argv: Sequence[str], port: int, workdir: Path) -> Iterator[ServerProcess]:
+    """Run a server for the duration of the block; it is stopped however the block ends."""
+    server = ServerProcess(name, argv, port, workdir / f"{name}-{port}.log")
+    try:
+        server.wait_ready()
+        yield server
+    except BaseException:
+        print(f"--- last lines of the {name} log ---\n{server.log()}", file=sys.stderr)
+        raise
+    finally:
+        server.stop()
+
+
+# ---------------------------------------------------------------------- the load generator
+
+
+class HttpError(RuntimeError):
+    pass
+
+
+class HttpClient:
+    """One keep-alive HTTP/1.1 connection to the server; its requests run one after another.
+
+    Raw asyncio streams on uvloop: far leaner than a general client, so the generator's own
+    core keeps up with a server on the other core.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.requests = 0
+
+    @classmethod
+    async def connect(cls, port: int) -> HttpClient:
+        reader, writer = await asyncio.open_connection(HOST, port)
+        return cls(reader, writer)
+
+    async def call(self, method: str, path: str, body: bytes = b"", expect: int = 200) -> bytes:
+        """Send one request and return the reply's body; any other status than `expect` raises."""
+        head = (
+            f"{method} {path} HTTP/1.1\r\nhost: {HOST}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n\r\n"
+        )
+        self._writer.write(head.encode() + body)
+        async with asyncio.timeout(CALL_TIMEOUT_S):
+            header = await self._reader.readuntil(b"\r\n\r\n")
+            payload = await self._reader.readexactly(_content_length(header))
+        self.requests += 1
+        status = int(header[9:12])
+        if status != expect:
+            raise HttpError(f"{method} {path} -> {status}: {payload[:300]!r}")
+        return payload
+
+    async def json(self, method: str, path: str, body: bytes = b"", expect: int = 200) -> Any:
+        return msgspec.json.decode(await self.call(method, path, body, expect))
+
+    async def close(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()
+
+
+def _content_length(header: bytes) -> int:
+    lower = header.lower()
+    start = lower.find(b"\r\ncontent-length:")
+    if start < 0:
+        raise HttpError(f"reply without content-length: {header[:200]!r}")
+    return int(lower[start + 17 : lower.index(b"\r\n", start + 2)])
+
+
+Worker = Callable[[HttpClient], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    requests: int
+    cpu_s: float  # server CPU over the phase
+    wall_s: float
+
+    def us_per(self, units: int) -> float:
+        return self.cpu_s * 1e6 / units
+
+    @property
+    def us_per_request(self) -> float:
+        return self.us_per(self.requests)
+
+
+async def measure(
+    server: ServerProcess, worker: Worker, concurrency: int = CONCURRENCY
+) -> Measurement:
+    """Run `worker` on `concurrency` connected clients at once; the server's CPU is read only
+    around the work itself (connections are opened before and closed after)."""
+    clients = [await HttpClient.connect(server.port) for _ in range(concurrency)]
+    try:
+        cpu = server.cpu_seconds()
+        start = time.perf_counter()
+        work = asyncio.gather(*(worker(client) for client in clients))
+        await asyncio.wait_for(work, PHASE_TIMEOUT_S)
+        wall = time.perf_counter() - start
+        cpu = server.cpu_seconds() - cpu
+    finally:
+        for client in clients:
+            await client.close()
+    return Measurement(sum(c.requests for c in clients), cpu, wall)
+
+
+def replay(calls: Iterable[Call], expect: int = 200, budget_s: float = PHASE_TIMEOUT_S) -> Worker:
+    """A worker sending a shared sequence of requests: each client takes the next one left, and
+    none is started `budget_s` after the worker was made (call it right before `measure`)."""
+    pending = iter(calls)
+    deadline = time.monotonic() + budget_s
+
+    async def worker(client: HttpClient) -> None:
+        for method, path, body in pending:
+            await client.call(method, path, body, expect)
+            if time.monotonic() > deadline:
+                return
+
+    return worker
+
+
+async def register_nodes(server: ServerProcess, count: int, slots: int | None = None) -> list[str]:
+    """Register `count` nodes through the API (unmeasured set-up); returns their ids."""
+    ids: list[str] = []
+    indexes = iter(range(count))
+
+    async def worker(client: HttpClient) -> None:
+        for index in indexes:
+            body = ENCODER.encode(node_body(index, slots))
+            ids.append((await client.json("POST", "/nodes/register", body, 201))["id"])
+
+    await measure(server, worker, min(count, CONCURRENCY))
+    return ids
+
+
+async def submit_jobs(server: ServerProcess, count: int, batch: int) -> Measurement:
+    """Queue `count` jobs with `POST /jobs/batch`, `batch` jobs per request."""
+    sizes = [batch] * (count // batch) + ([count % batch] if count % batch else [])
+    bodies = {size: batch_body(size) for size in set(sizes)}
+    calls = [("POST", "/jobs/batch", bodies[size]) for size in sizes]
+    return await measure(server, replay(calls, 201), min(len(calls), 4))
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    return uvloop.run(main)
+
+
+# ---------------------------------------------------------------------- statistics
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Linear interpolation between the closest ranks (numpy's default method)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * pct / 100
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+# ---------------------------------------------------------------------- the floor
+
+
+@dataclass(frozen=True)
+class Floor:
+    """The HTTP stack alone (bench/floor_app.py on the same uvicorn), measured in this run."""
+
+    us_per_request: float  # server CPU per request, 64 clients: the median of 3 rounds
+    rounds: tuple[float, ...]
+    rtt_p50_ms: float  # one client's round trip
+    rtt_p99_ms: float
+    rss_mib: float  # resident memory after the load
+
+
+FLOOR_ARGV = [
+    sys.executable,
+    "-m",
+    "uvicorn",
+    "bench.floor_app:app",
+    "--host",
+    HOST,
+    "--log-level",
+    "warning",
+    "--no-access-log",
+]
+
+
+async def round_trips(port: int, path: str, count: int) -> list[float]:
+    """Milliseconds of `count` sequential GETs over one connection."""
+    client = await HttpClient.connect(port)
+    try:
+        times = []
+        for _ in range(count):
+            start = time.perf_counter()
+            await client.call("GET", path)
+            times.append((time.perf_counter() - start) * 1000)
+        return times
+    finally:
+        await client.close()
+
+
+async def _floor_figures(server: ServerProcess, quick: bool) -> Floor:
+    count = 1_000 if quick else 20_000
+    rounds = [
+        (await measure(server, replay([("GET", "/health", b"")] * count))).us_per_request
+        for _ in range(3)
+    ]
+    rtts = await round_trips(server.port, "/health", 100 if quick else 1_000)
+    return Floor(
+        us_per_request=statistics.median(rounds),
+        rounds=tuple(rounds),
+        rtt_p50_ms=percentile(rtts, 50),
+        rtt_p99_ms=percentile(rtts, 99),
+        rss_mib=server.memory().rss_mib,
+    )
+
+
+def measure_floor(workdir: Path, quick: bool) -> Floor:
+    port = free_port()
+    with serve("floor", [*FLOOR_ARGV, "--port", str(port)], port, workdir) as server:
+        floor = run_async(_floor_figures(server, quick))
+    print(
+        f"floor (raw ASGI on uvicorn, measured now): {floor.us_per_request:.0f} µs CPU/request "
+        f"(rounds {', '.join(f'{r:.0f}' for r in floor.rounds)}), "
+        f"round trip p50 {floor.rtt_p50_ms:.2f} ms / p99 {floor.rtt_p99_ms:.2f} ms, "
+        f"RSS {floor.rss_mib:.1f} MiB"
+    )
+    return floor
+
+
+# ---------------------------------------------------------------------- a benchmark session
+
+
+@dataclass(frozen=True)
+class Context:
+    workdir: Path
+    quick: bool
+    floor: Floor
+
+    def size(self, full: T, quick: T) -> T:
+        return quick if self.quick else full
+
+
+@contextlib.contextmanager
+def run_master(ctx: Context, log_level: str = "warning") -> Iterator[ServerProcess]:
+    """`ffleet master` on a fresh SQLite file, pinned to the server core."""
+    port = free_port()
+    store = f"sqlite:///{ctx.workdir / f'master-{port}.db'}"
+    argv = [FFLEET, "master", "--host", HOST, "--port", str(port), "--store", store]
+    argv += ["--log-level", log_level]
+    with serve("master", argv, port, ctx.workdir) as server:
+        yield server
+
+
+def parser(description: str | None) -> argparse.ArgumentParser:
+    result = argparse.ArgumentParser(description=description)
+    result.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny counts: a smoke test that finishes fast; its figures mean nothing",
+    )
+    return result
+
+
+def pin_load_generator() -> None:
+    cores = os.sched_getaffinity(0)
+    if {SERVER_CORE, CLIENT_CORE} <= cores:
+        os.sched_setaffinity(0, {CLIENT_CORE})
+    else:
+        print(f"warning: cores {sorted(cores)} only; the load generator is not pinned")
+
+
+@contextlib.contextmanager
+def session(quick: bool) -> Iterator[Context]:
+    """Pin this process, print the machine, measure the floor; a scratch directory throughout."""
+    pin_load_generator()
+    print(
+        f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, nproc {os.cpu_count()}, "
+        f"{_cpu_model()}, Python {platform.python_version()}, "
+        f"load average {os.getloadavg()[0]:.2f}{', QUICK (smoke test)' if quick else ''}"
+    )
+    with tempfile.TemporaryDirectory(prefix="ffleet-bench-") as tmp:
+        workdir = Path(tmp)
+        yield Context(workdir, quick, measure_floor(workdir, quick))
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.partition(":")[2].strip()
+    return platform.machine()
+
+
+# ---------------------------------------------------------------------- reporting
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One reported figure, its ratio to a baseline measured in the same run, the Go v1.0 anchor
+    (recorded in MEASUREMENTS.md, not measured now) and the issue's target."""
+
+    name: str
+    value: float
+    unit: str
+    baseline: float | None = None
+    baseline_name: str = "floor"
+    go: str = "—"
+    target: str = "—"
+    ok: bool | None = None
+
+    def row(self) -> list[str]:
+        ratio = "—"
+        if self.baseline is not None:
+            quotient = f"{self.value / self.baseline:.2f}x" if self.baseline else "—"
+            ratio = f"{quotient} {self.baseline_name} ({_number(self.baseline)})"
+        verdict = {True: "PASS", False: "MISS", None: "—"}[self.ok]
+        return [
+            self.name,
+            f"{_number(self.value)} {self.unit}",
+            ratio,
+            self.go,
+            self.target,
+            verdict,
+        ]
+
+
+def _number(value: float) -> str:
+    if value >= 100 or value == int(value):
+        return f"{value:,.0f}"
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+HEADER = ["figure", "measured", "x baseline (same run)", "Go v1.0 (recorded)", "target", ""]
+
+
+def print_table(title: str, figures: Sequence[Figure]) -> None:
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(HEADER) + " |")
+    print("|" + "---|" * len(HEADER))
+    for figure in figures:
+        print("| " + " | ".join(figure.row()) + " |")
+    print()
+
+
+def run_standalone(
+    title: str, description: str | None, run: Callable[[Context], list[Figure]]
+) -> None:
+    """The `python -m bench.X [--quick]` entry point of one benchmark."""
+    args = parser(description).parse_args()
+    with session(args.quick) as ctx:
+        print_table(title, run(ctx))

@@ -1,0 +1,41 @@
+"""The whole master benchmark suite in one invocation, with one summary table.
+
+Run: `.venv/bin/python -m bench.run_all [--quick]`. Every figure is printed with its ratio to a
+baseline measured in this same run, the Go v1.0 anchor recorded in MEASUREMENTS.md and issue 5's
+target. `--quick` is CI's smoke test: tiny counts, under a minute, and its figures and verdicts
+mean nothing. The exit status is 0 whatever the verdicts; only a broken benchmark fails.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from bench import api_cost, claim_depth, dispatch_latency, memory
+from bench.common import Context, Figure, parser, print_table, session
+
+SUITES: list[tuple[str, Callable[[Context], list[Figure]]]] = [
+    (api_cost.TITLE, api_cost.run),
+    (claim_depth.TITLE, claim_depth.run),
+    (dispatch_latency.TITLE, dispatch_latency.run),
+    (memory.TITLE, memory.run),
+]
+
+
+def main() -> None:
+    args = parser(__doc__).parse_args()
+    started = time.monotonic()
+    summary: list[Figure] = []
+    with session(args.quick) as ctx:
+        for title, run in SUITES:
+            print(f"\n== {title}")
+            suite_started = time.monotonic()
+            figures = run(ctx)
+            print_table(f"{title} ({time.monotonic() - suite_started:.0f} s)", figures)
+            summary += figures
+    print_table("Summary", summary)
+    print(f"suite finished in {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
