@@ -4,6 +4,7 @@ nothing."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -272,3 +273,27 @@ def test_openapi_and_docs(client: TestClient) -> None:
     assert "/jobs/next" in spec["paths"] and "JobRequest" in spec["components"]["schemas"]
     docs = client.get("/docs")
     assert docs.status_code == 200 and "/nodes/register" in docs.text
+
+
+def test_a_wake_reaches_the_one_waiter_that_can_run_the_job() -> None:
+    # Rechecks are off the table (60 s): only a passed-on wake can deliver the GPU job in time.
+    settings = MasterSettings(store_url="memory", max_wait_s=10, recheck_s=60)
+    with TestClient(create_app(settings)) as client:
+        cpu = register(client, slots=1)
+        gpu = register(client, slots=1, has_gpu=True, gpu_type="NVIDIA L4")
+        got: dict[str, Any] = {}
+
+        def wait(name: str, node_id: str) -> None:
+            got[name] = client.get("/jobs/next", params={"node_id": node_id, "wait": 4}).json()
+
+        waiters = [threading.Thread(target=wait, args=args) for args in [("cpu", cpu)]]
+        waiters[0].start()
+        time.sleep(0.3)  # the CPU node is first in line
+        waiters.append(threading.Thread(target=wait, args=("gpu", gpu)))
+        waiters[1].start()
+        time.sleep(0.3)
+        job = client.post("/jobs", json={"scenario": "720p", "requirements": {"gpu": True}})
+        for waiter in waiters:
+            waiter.join(timeout=10)
+        assert got["gpu"]["id"] == job.json()["id"]
+        assert got["cpu"] == {"job": None}

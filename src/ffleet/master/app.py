@@ -39,6 +39,7 @@ from ffleet.models import (
     NodeRegistration,
     Release,
     ResultSubmission,
+    parse_rfc3339,
 )
 from ffleet.states import JobStatus
 from ffleet.store import Store, StoreError, open_store
@@ -74,7 +75,7 @@ class MasterApp:
             node.cpu_model or "unknown CPU",
             f", GPU {node.gpu_type}" if node.has_gpu else "",
         )
-        self.dispatcher.notify()  # a new node may make unschedulable work runnable
+        self.dispatcher.notify_all()  # a new node may make unschedulable work runnable
         return JsonResponse(node, status_code=201)
 
     async def list_nodes(self, request: Request) -> Response:
@@ -108,7 +109,7 @@ class MasterApp:
         batch = await decode(request, JobBatch, self.limit)
         created = self.store.create_jobs(batch.jobs, time.time())
         log.info("batch of %d jobs created", len(created))
-        self.dispatcher.notify()
+        self.dispatcher.notify(len(created))
         return JsonResponse({"jobs": created, "count": len(created)}, status_code=201)
 
     async def list_jobs(self, request: Request) -> Response:
@@ -141,19 +142,44 @@ class MasterApp:
 
     async def _claim_waiting(self, request: Request, node_id: str, wait: float) -> Job | None:
         deadline = time.monotonic() + wait
+        held: int | None = None  # hops of a wake this request holds and has not used yet
         while True:
-            wake = self.dispatcher.generation()
+            wake = self.dispatcher.enlist()
             job = self.store.claim(node_id, time.time())
             if job is not None:
-                log.info("job %s (attempt %d) dispatched to node %s", job.id, job.attempt, node_id)
+                self.dispatcher.leave(wake)
+                self._dispatched(job, node_id)
                 return job
+            if held is not None:  # woken, yet nothing here for this node: next waiter's turn
+                self.dispatcher.pass_on(held)
+                held = None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                self.dispatcher.leave(wake)
                 return None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), min(remaining, self.settings.recheck_s))
+            try:
+                held = await asyncio.wait_for(
+                    asyncio.shield(wake), min(remaining, self.settings.recheck_s)
+                )
+            except TimeoutError:
+                self.dispatcher.leave(wake)
             if await request.is_disconnected():
-                return None  # nobody would receive the job: leave it queued
+                if held is not None:  # nobody would receive a job: hand the wake on unspent
+                    self.dispatcher.notify(1, hops=held)
+                return None
+
+    @staticmethod
+    def _dispatched(job: Job, node_id: str) -> None:
+        log.info("job %s (attempt %d) dispatched to node %s", job.id, job.attempt, node_id)
+
+    def _wake_when_due(self, job: Job) -> None:
+        """A job queued again with a backoff becomes claimable later: wake a waiter then."""
+        if job.status == JobStatus.PENDING and job.not_before is not None:
+            self._wake_at(parse_rfc3339(job.not_before))
+
+    def _wake_at(self, when: float) -> None:
+        delay = max(0.0, when - time.time())
+        asyncio.get_running_loop().call_later(delay, self.dispatcher.notify)
 
     async def cancel(self, request: Request) -> Response:
         job = self.store.cancel(request.path_params["job_id"], time.time())
@@ -192,17 +218,14 @@ class MasterApp:
                 job.status,
                 f" ({result.error})" if result.error else "",
             )
-            if job.status == JobStatus.PENDING:
-                self.dispatcher.notify()
+            self._wake_when_due(job)
         reply: dict[str, Any] = {"status": "success"}
         if outcome.duplicate:
             reply["duplicate"] = True
         if result.claim_next:
-            try:
-                reply["job"] = await self._claim_waiting(request, result.node_id, 0.0)
-            except StoreError as exc:  # the result is stored: don't report that as a failure
-                log.warning("no next job for node %s: %s", result.node_id, exc)
-                reply["job"] = None
+            reply["job"] = outcome.next_job
+            if outcome.next_job is not None:
+                self._dispatched(outcome.next_job, result.node_id)
         return JsonResponse(reply)
 
     async def list_results(self, request: Request) -> Response:
@@ -243,8 +266,8 @@ class MasterApp:
                 log.warning("job %s lost its attempt; queued again with backoff", job_id)
             for job_id in report.failed_jobs:
                 log.warning("job %s failed: out of attempts", job_id)
-            if report.queue_changed:
-                self.dispatcher.notify()
+            for when in report.retry_at:
+                self._wake_at(when)
 
     def routes(self) -> list[Route]:
         return [

@@ -14,4 +14,6 @@ class MasterSettings:
     reap_interval_s: float = 1.0
     max_body_bytes: int = 1024 * 1024
     max_wait_s: float = 60.0  # longest long-poll a client may ask for
-    recheck_s: float = 1.0  # a long-poll re-tries its claim this often (backoff expiry, peers)
+    # A long-poll re-tries its claim this often even unwoken: the safety net for work that
+    # appears without this master knowing (another master on the same PostgreSQL database).
+    recheck_s: float = 5.0

@@ -56,10 +56,12 @@ class SchedulingPolicy:
 
 @dataclass
 class ResultOutcome:
-    """What `submit_result` did: `duplicate` when the same result had already been stored."""
+    """What `submit_result` did: `duplicate` when the same result had already been stored;
+    `next_job` is the sender's next job when the submission asked for one (`claim_next`)."""
 
     job: Job
     duplicate: bool = False
+    next_job: Job | None = None
 
 
 @dataclass
@@ -71,9 +73,7 @@ class ReapReport:
     failed_jobs: list[str] = field(default_factory=list)
     aged_jobs: int = 0
 
-    @property
-    def queue_changed(self) -> bool:
-        return bool(self.requeued_jobs) or self.aged_jobs > 0
+    retry_at: list[float] = field(default_factory=list)  # not_before of the requeued jobs
 
 
 class Store(Protocol):
@@ -123,7 +123,8 @@ class Store(Protocol):
         """Store a result for the job's current attempt and move the job on.
 
         Refused (Conflict) unless the attempt is current and running on that node; the same
-        result sent twice is stored once and reported as a duplicate.
+        result sent twice is stored once and reported as a duplicate. With `claim_next`, the
+        node's next job is claimed in the same transaction.
         """
         ...
 

@@ -425,15 +425,19 @@ class SqlStore:
             node = tx.one(SQL_NODE_GET, {"id": node_id})
             if node is None:
                 raise NotFound(f"node {node_id} not found; register first")
-            if node["draining"]:
-                return None
-            slots = node["slots"]  # None: a v1.0 client, which the seed never limited
-            if slots is not None and tx.scalar(SQL_BUSY, {"node": node_id, "slots": slots}):
-                return None
-            chosen = self._pick(tx, node, now)
-            if chosen is None:
-                return None
-            return self._start_attempt(tx, chosen, node_id, now)
+            return self._claim(tx, node, now)
+
+    def _claim(self, tx: Tx, node: Row, now: float) -> Job | None:
+        node_id = node["id"]
+        if node["draining"]:
+            return None
+        slots = node["slots"]  # None: a v1.0 client, which the seed never limited
+        if slots is not None and tx.scalar(SQL_BUSY, {"node": node_id, "slots": slots}):
+            return None
+        chosen = self._pick(tx, node, now)
+        if chosen is None:
+            return None
+        return self._start_attempt(tx, chosen, node_id, now)
 
     def _pick(self, tx: Tx, node: Row, now: float) -> Row | None:
         """Best pending job this node may run: highest priority, then oldest.
@@ -518,7 +522,11 @@ class SqlStore:
                 stored = tx.one(SQL_RESULT_OF, key)
                 if stored is not None:
                     if stored["status"] == result.status and stored["node_id"] == result.node_id:
-                        return ResultOutcome(job=_job_from_row(row), duplicate=True)
+                        return ResultOutcome(
+                            job=_job_from_row(row),
+                            duplicate=True,
+                            next_job=self._claim_next(tx, result, now),
+                        )
                     raise Conflict(
                         f"attempt {attempt} of job {row['id']} already has a "
                         f"{stored['status']} result"
@@ -557,7 +565,15 @@ class SqlStore:
             else:
                 error = result.error or "failed"
                 job = self._end_attempt(tx, row, now, error, retryable=result.retryable)
-            return ResultOutcome(job=job)
+            return ResultOutcome(job=job, next_job=self._claim_next(tx, result, now))
+
+    def _claim_next(self, tx: Tx, result: ResultSubmission, now: float) -> Job | None:
+        """The sender's next job, in the result's own transaction (one round trip per job).
+        An unknown node gets none rather than an error: its result is already stored."""
+        if not result.claim_next:
+            return None
+        node = tx.one(SQL_NODE_GET, {"id": result.node_id})
+        return None if node is None else self._claim(tx, node, now)
 
     def release(self, job_id: str, node_id: str, attempt: int, reason: str, now: float) -> Job:
         with self.db.transaction() as tx:
@@ -614,8 +630,11 @@ class SqlStore:
                 else:
                     reason = f"node {row['node_id']} stopped sending heartbeats"
                 job = self._end_attempt(tx, row, now, reason, retryable=True)
-                target = report.requeued_jobs if job.status == "pending" else report.failed_jobs
-                target.append(job.id)
+                if job.status == JobStatus.PENDING:
+                    report.requeued_jobs.append(job.id)
+                    report.retry_at.append(parse_rfc3339(job.not_before or ""))
+                else:
+                    report.failed_jobs.append(job.id)
             report.aged_jobs = self._age(tx, now)
         return report
 
