@@ -20,6 +20,7 @@ one family the codec has, and the encoder is then chosen among the families that
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -178,8 +179,11 @@ def _fps(text: str, token: str) -> int:
     return fps
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_scenario(name: str) -> Scenario:
-    """Parse a scenario name such as `1080p60-hevc` or `test-320x240@25-vp9`."""
+    """Parse a scenario name such as `1080p60-hevc` or `test-320x240@25-vp9`.
+
+    Cached: a benchmark matrix submits the same few names thousands of times."""
     stripped = name.strip() if isinstance(name, str) else ""
     if not stripped:
         raise ScenarioError("The scenario is empty; give one such as '1080p30-h264'.")
