@@ -188,6 +188,19 @@ def fleet_client(master_url: str) -> Iterator[FleetClient]:
             raise typer.Exit(2) from None
 
 
+def show_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    from rich.table import Table
+
+    from ffleet.report import console
+
+    shown = Table(title=title)
+    for column in columns:
+        shown.add_column(column, overflow="fold")
+    for row in rows:
+        shown.add_row(*row)
+    console().print(shown)
+
+
 def print_json(value: object) -> None:
     import msgspec
 
@@ -267,30 +280,30 @@ def jobs(
     as_json: JsonOption = False,
 ) -> None:
     """List jobs, oldest first."""
-    from rich.console import Console
-    from rich.table import Table
-
     with fleet_client(master) as client:
         found, total = client.jobs(status, limit, offset)
     if as_json:
         print_json(found)
         return
-    shown = Table(title=f"{len(found)} of {total} job(s)")
-    for column in ("id", "scenario", "status", "priority", "attempt", "node", "progress", "note"):
-        shown.add_column(column, overflow="fold")
-    for job in found:
-        percent = job.progress.percent if job.progress else None
-        shown.add_row(
-            job.id,
-            job.scenario,
-            job.status,
-            str(job.priority),
-            str(job.attempt),
-            (job.node_id or "-")[:8],
-            "-" if percent is None else f"{percent:.0f}%",
-            job.unschedulable_reason or job.error or "",
-        )
-    Console().print(shown)
+    show_table(
+        f"{len(found)} of {total} job(s)",
+        ("id", "scenario", "status", "priority", "attempt", "node", "progress", "note"),
+        [
+            (
+                job.id,
+                job.scenario,
+                job.status,
+                str(job.priority),
+                str(job.attempt),
+                (job.node_id or "-")[:8],
+                "-"
+                if job.progress is None or job.progress.percent is None
+                else f"{job.progress.percent:.0f}%",
+                job.unschedulable_reason or job.error or "",
+            )
+            for job in found
+        ],
+    )
 
 
 @app.command()
@@ -306,29 +319,28 @@ def job(
 @app.command()
 def nodes(master: MasterOption = DEFAULT_MASTER, as_json: JsonOption = False) -> None:
     """List registered nodes."""
-    from rich.console import Console
-    from rich.table import Table
-
     with fleet_client(master) as client:
         found = client.nodes()
     if as_json:
         print_json(found)
         return
-    shown = Table(title=f"{len(found)} node(s)")
-    for column in ("id", "status", "type", "threads", "ram_gib", "gpu", "running", "labels"):
-        shown.add_column(column, overflow="fold")
-    for node in found:
-        shown.add_row(
-            node.id,
-            node.status,
-            node.type,
-            str(node.cpu_threads),
-            f"{node.ram_bytes / 2**30:.1f}",
-            node.gpu_type or "-",
-            str(len(node.running_job_ids)),
-            ",".join(f"{k}={v}" for k, v in sorted(node.labels.items())),
-        )
-    Console().print(shown)
+    show_table(
+        f"{len(found)} node(s)",
+        ("id", "status", "type", "threads", "ram_gib", "gpu", "running", "labels"),
+        [
+            (
+                node.id,
+                node.status,
+                node.type,
+                str(node.cpu_threads),
+                f"{node.ram_bytes / 2**30:.1f}",
+                node.gpu_type or "-",
+                str(len(node.running_job_ids)),
+                ",".join(f"{k}={v}" for k, v in sorted(node.labels.items())),
+            )
+            for node in found
+        ],
+    )
 
 
 @app.command()
