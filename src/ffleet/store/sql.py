@@ -167,7 +167,7 @@ SQL_NOW_SCHEDULABLE = (
 # Nodes that pass the requirements SQL can check; the rest is checked in Python on these.
 SQL_CAPABLE_NODES = (
     "SELECT * FROM nodes WHERE ram_bytes >= :ram AND cpu_threads >= :threads "
-    "AND (has_gpu = TRUE OR :gpu = FALSE) LIMIT 5000"
+    "AND (has_gpu = TRUE OR :gpu = FALSE) LIMIT 2000"
 )
 SQL_SAMPLE_NODES = "SELECT * FROM nodes ORDER BY registered_at LIMIT 5"
 SQL_OFFLINE = (
@@ -765,7 +765,7 @@ class SqlStore:
         """Why no registered node could run a job with `req`, or None if one could.
 
         Informational only (claims never read it), so it is bounded: SQL narrows the fleet to
-        nodes with enough RAM, threads and a GPU if needed, and at most 5,000 of those are
+        nodes with enough RAM, threads and a GPU if needed, and at most 2,000 of those are
         checked for encoders, labels and GPU model.
         """
         params = {
@@ -773,11 +773,11 @@ class SqlStore:
             "threads": req.min_cpu_threads,
             "gpu": scheduling.needs_gpu(req),
         }
-        capable = [_traits_from_row(row) for row in tx.all(SQL_CAPABLE_NODES, params)]
-        if any(not scheduling.unmet(req, node) for node in capable):
-            return None
-        sample = capable[:5] or [_traits_from_row(row) for row in tx.all(SQL_SAMPLE_NODES)]
-        return scheduling.unschedulable_reason(req, sample)
+        capable = tx.all(SQL_CAPABLE_NODES, params)
+        if any(not scheduling.unmet(req, _traits_from_row(row)) for row in capable):
+            return None  # stops at the first node that fits
+        sample = capable[:5] or tx.all(SQL_SAMPLE_NODES)
+        return scheduling.unschedulable_reason(req, [_traits_from_row(row) for row in sample])
 
     def _clear_unschedulable(self, tx: Tx, node: scheduling.NodeTraits) -> None:
         """A node joined or changed: jobs it can run are no longer unschedulable."""
