@@ -26,7 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import msgspec
+import psutil
 import uvloop
 
 T = TypeVar("T")
@@ -133,9 +135,7 @@ class ServerProcess:
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the process (all its threads) since it started."""
-        stat = Path(f"/proc/{self.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2 :].split()  # fields[0] is field 3, `state`
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15: utime, stime
+        return process_cpu_seconds(self.pid)
 
     def memory(self) -> Memory:
         values: dict[str, float] = {}
@@ -156,6 +156,15 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def process_cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """User + system CPU of `pid` (all its threads) since it started, from /proc/PID/stat; with
+    `children`, the CPU of the children it has waited for instead (cutime + cstime)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # fields[0] is field 3, `state`
+    first = 13 if children else 11  # fields 16 and 17 (cutime, cstime) or 14 and 15
+    return (int(fields[first]) + int(fields[first + 1])) / CLK_TCK
 
 
 def free_port() -> int:
@@ -419,6 +428,161 @@ def run_master(ctx: Context, log_level: str = "warning") -> Iterator[ServerProce
     argv += ["--log-level", log_level]
     with serve("master", argv, port, ctx.workdir) as server:
         yield server
+
+
+# ---------------------------------------------------------------------- agents running real FFmpeg
+
+# Every core this suite may use, read at import, before `pin_load_generator` narrows this process
+# to one: agents get all of them, and so does the FFmpeg they start (it inherits the mask).
+ALL_CORES = frozenset(os.sched_getaffinity(0))
+AGENT_STOP_TIMEOUT_S = 15.0
+JOBS_POLL_S = 0.5
+JobDetail = dict[str, Any]  # GET /jobs/{id}: the job, its `attempts` and its `result`
+
+
+class AgentProcess:
+    """`ffleet agent --register` against a local master, on every core, its output in a log.
+
+    FFmpeg runs in a session of its own, so `stop()` also kills any FFmpeg the agent left.
+    """
+
+    def __init__(self, name: str, master_port: int, workdir: Path, heartbeat: str) -> None:
+        self.name = name
+        self.work_dir = workdir / f"{name}-work"
+        self.log_path = workdir / f"{name}.log"
+        argv = [
+            *("taskset", "-c", ",".join(str(core) for core in sorted(ALL_CORES))),
+            *(FFLEET, "agent", "--register", "--master", f"http://{HOST}:{master_port}"),
+            *("--allow-master-as-worker", "--yes", "--heartbeat-interval", heartbeat),
+            *("--grace", "2s", "--work-dir", str(self.work_dir)),
+        ]
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+        self.pid = self.proc.pid  # taskset execs the agent, which keeps the pid
+
+    @property
+    def node_id(self) -> str | None:
+        """The id the agent registers under (written to its work dir before it registers)."""
+        with contextlib.suppress(FileNotFoundError):
+            return (self.work_dir / "node-id").read_text().strip() or None
+        return None
+
+    def cpu_seconds(self) -> float:
+        """The agent's own CPU (all its threads), not its FFmpeg children's."""
+        return process_cpu_seconds(self.pid)
+
+    def children_cpu_seconds(self) -> float:
+        """The CPU of the children the agent has reaped (FFmpeg, `ffmpeg -version`)."""
+        return process_cpu_seconds(self.pid, children=True)
+
+    def log(self, lines: int = 30) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """SIGTERM (an idle agent exits at once), SIGKILL if it lingers, then its FFmpeg."""
+        try:
+            children = psutil.Process(self.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            children = []
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=AGENT_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        psutil.wait_procs(children, timeout=AGENT_STOP_TIMEOUT_S)
+
+
+def api_client(server: ServerProcess) -> httpx.Client:
+    """A plain synchronous client of the master (for the agent benchmarks' few requests)."""
+    return httpx.Client(base_url=f"http://{HOST}:{server.port}", timeout=CALL_TIMEOUT_S)
+
+
+def _wait_registered(api: httpx.Client, agents: Sequence[AgentProcess]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for agent in agents:
+            if agent.proc.poll() is not None:
+                raise RuntimeError(f"{agent.name} exited with {agent.proc.returncode}")
+        nodes = api.get("/nodes").raise_for_status().json()["nodes"]
+        ready = {node["id"] for node in nodes if node["status"] in ("available", "busy")}
+        if all(agent.node_id in ready for agent in agents):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"agents not registered after {STARTUP_TIMEOUT_S:g} s")
+
+
+@contextlib.contextmanager
+def run_agents(
+    ctx: Context, master: ServerProcess, heartbeats: Sequence[str]
+) -> Iterator[list[AgentProcess]]:
+    """One agent per heartbeat interval given, started together and registered with `master`
+    for the duration of the block; all of them (and any FFmpeg they started) are stopped
+    however the block ends."""
+    agents: list[AgentProcess] = []
+    try:
+        with api_client(master) as api:
+            for index, heartbeat in enumerate(heartbeats):
+                name = f"agent{index}-{master.port}"
+                agents.append(AgentProcess(name, master.port, ctx.workdir, heartbeat))
+            _wait_registered(api, agents)
+        yield agents
+    except BaseException:
+        for agent in agents:
+            print(f"--- last lines of the {agent.name} log ---\n{agent.log()}", file=sys.stderr)
+        raise
+    finally:
+        for agent in agents:
+            agent.stop()
+
+
+def submit_batch(api: httpx.Client, jobs: Sequence[dict[str, Any]]) -> list[str]:
+    """Queue `jobs` with one `POST /jobs/batch`; returns their ids in order."""
+    reply = api.post("/jobs/batch", json={"jobs": list(jobs)})
+    if reply.status_code != 201:
+        raise HttpError(f"POST /jobs/batch -> {reply.status_code}: {reply.text[:300]}")
+    return [job["id"] for job in reply.json()["jobs"]]
+
+
+def job_detail(api: httpx.Client, job_id: str) -> JobDetail:
+    detail: JobDetail = api.get(f"/jobs/{job_id}").raise_for_status().json()
+    return detail
+
+
+def wait_queue_empty(api: httpx.Client, timeout_s: float) -> None:
+    """Until the master has no pending or running job, polling every JOBS_POLL_S."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if _count(api, "pending") + _count(api, "running") == 0:
+            return
+        time.sleep(JOBS_POLL_S)
+    raise RuntimeError(f"jobs still pending or running after {timeout_s:g} s")
+
+
+def _count(api: httpx.Client, status: str) -> int:
+    reply = api.get("/jobs", params={"status": status, "limit": 1}).raise_for_status()
+    total: int = reply.json()["total"]
+    return total
+
+
+def completed_details(api: httpx.Client, ids: Sequence[str]) -> list[JobDetail]:
+    """Every job's detail; a job that did not complete raises (its error in the message)."""
+    details = [job_detail(api, job_id) for job_id in ids]
+    for detail in details:
+        if detail["status"] != "completed":
+            raise RuntimeError(f"job {detail['id']} is {detail['status']}: {detail['error']}")
+    return details
+
+
+def epoch(timestamp: str) -> float:
+    """Epoch seconds of one of the master's RFC 3339 UTC timestamps."""
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def parser(description: str | None) -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
-"""The whole master benchmark suite in one invocation, with one summary table.
+"""The whole benchmark suite (the master's costs, then the fleet's and the agent's with real
+FFmpeg) in one invocation, with one summary table.
 
 Run: `.venv/bin/python -m bench.run_all [--quick]`. Every figure is printed with its ratio to a
 baseline measured in this same run, the Go v1.0 anchor recorded in MEASUREMENTS.md and issue 5's
@@ -11,7 +12,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from bench import api_cost, claim_depth, dispatch_latency, memory
+from bench import (
+    agent_overhead,
+    api_cost,
+    claim_depth,
+    dispatch_latency,
+    fleet_efficiency,
+    memory,
+)
 from bench.common import Context, Figure, parser, print_table, session
 
 SUITES: list[tuple[str, Callable[[Context], list[Figure]]]] = [
@@ -19,6 +27,8 @@ SUITES: list[tuple[str, Callable[[Context], list[Figure]]]] = [
     (claim_depth.TITLE, claim_depth.run),
     (dispatch_latency.TITLE, dispatch_latency.run),
     (memory.TITLE, memory.run),
+    (fleet_efficiency.TITLE, fleet_efficiency.run),
+    (agent_overhead.TITLE, agent_overhead.run),
 ]
 
 
