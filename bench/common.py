@@ -630,7 +630,7 @@ def _cpu_model() -> str:
 @dataclass(frozen=True)
 class Figure:
     """One reported figure, its ratio to a baseline measured in the same run, the Go v1.0 anchor
-    (recorded in MEASUREMENTS.md, not measured now) and the issue's target."""
+    (recorded earlier, not measured now) and the target."""
 
     name: str
     value: float

@@ -2,7 +2,7 @@
 FFmpeg) in one invocation, with one summary table.
 
 Run: `.venv/bin/python -m bench.run_all [--quick]`. Every figure is printed with its ratio to a
-baseline measured in this same run, the Go v1.0 anchor recorded in MEASUREMENTS.md and issue 5's
+baseline measured in this same run, the Go v1.0 anchor recorded earlier on this machine kind and the
 target. `--quick` is CI's smoke test: tiny counts, under a minute, and its figures and verdicts
 mean nothing. The exit status is 0 whatever the verdicts; only a broken benchmark fails.
 """
