@@ -262,3 +262,11 @@ def test_an_unspooled_result_is_reported_lost_when_the_master_is_down(
         assert spool.submit(master, result()).outcome == "lost"
     assert "No space left on device" in caplog.text
     assert "lost" in caplog.text
+
+
+def test_spooled_attempts_are_listed_for_the_heartbeat(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    job_id = "6a1f2c3e-9b7d-4e2f-8a61-0c2d3e4f5a6b"  # job ids contain dashes
+    spool.write(result(job_id, 3))
+    spool.write(result("other", 1))
+    assert {(r.job_id, r.attempt) for r in spool.attempts()} == {(job_id, 3), ("other", 1)}

@@ -287,6 +287,9 @@ class Agent:
         seen = self._registrations
         with self._lock:
             reports = [entry.report() for entry in self._running.values()]
+        # Finished jobs whose results wait in the spool are still this node's attempts.
+        reported = {report.job_id for report in reports}
+        reports.extend(report for report in self.spool.attempts() if report.job_id not in reported)
         try:
             reply = self.client.heartbeat(self.node_id, reports)
         except MasterUnavailable as exc:
@@ -383,13 +386,18 @@ class Agent:
             entry.done.set()
 
     def _process(self, entry: _Running) -> Job | None:
-        job = entry.job
-        log.info("job %s attempt %d started: %s", job.id, job.attempt, job.scenario)
+        # The job stays in the heartbeat report until its result is delivered or spooled: a
+        # master that stops hearing of a running attempt hands the job to another node.
         try:
-            execution = self._execute(entry)
+            return self._execute_and_report(entry)
         finally:
             with self._lock:
-                del self._running[job.id]
+                del self._running[entry.job.id]
+
+    def _execute_and_report(self, entry: _Running) -> Job | None:
+        job = entry.job
+        log.info("job %s attempt %d started: %s", job.id, job.attempt, job.scenario)
+        execution = self._execute(entry)
         if entry.abandoned:
             log.warning("job %s attempt %d abandoned; result not posted", job.id, job.attempt)
             return None

@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol
 import msgspec
 
 from ffleet.agent.client import MasterRejected, MasterUnavailable, ResultReply
+from ffleet.models import ProgressReport
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,16 @@ class Spool:
         # result was never sent, and the job's attempt will be ended by the master.
         for stale in self.dir.glob(".*.tmp"):
             stale.unlink(missing_ok=True)
+
+    def attempts(self) -> list[ProgressReport]:
+        """The attempts whose results wait here, for the heartbeat report (file names are
+        `<job_id>-<attempt>.json`)."""
+        found = []
+        for path in self.pending():
+            job_id, _, attempt = path.stem.rpartition("-")
+            if job_id and attempt.isdigit():
+                found.append(ProgressReport(job_id=job_id, attempt=int(attempt) or None))
+        return found
 
     def pending(self) -> list[Path]:
         """Spooled results, oldest first."""
