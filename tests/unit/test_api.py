@@ -297,3 +297,21 @@ def test_a_wake_reaches_the_one_waiter_that_can_run_the_job() -> None:
             waiter.join(timeout=10)
         assert got["gpu"]["id"] == job.json()["id"]
         assert got["cpu"] == {"job": None}
+
+
+def test_a_failed_long_poll_does_not_swallow_the_next_wake() -> None:
+    settings = MasterSettings(store_url="memory", max_wait_s=10, recheck_s=60)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/jobs/next", params={"node_id": "ghost", "wait": 5}).status_code == 404
+        node_id = register(client, slots=1)
+        got: dict[str, Any] = {}
+
+        def wait() -> None:
+            got["job"] = client.get("/jobs/next", params={"node_id": node_id, "wait": 4}).json()
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        time.sleep(0.3)
+        job = client.post("/jobs", json={"scenario": "720p"}).json()
+        waiter.join(timeout=10)
+        assert got["job"]["id"] == job["id"]

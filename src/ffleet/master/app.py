@@ -145,7 +145,13 @@ class MasterApp:
         held: int | None = None  # hops of a wake this request holds and has not used yet
         while True:
             wake = self.dispatcher.enlist()
-            job = self.store.claim(node_id, time.time())
+            try:
+                job = self.store.claim(node_id, time.time())
+            except BaseException:  # e.g. an unknown node: leave no dead waiter behind
+                self.dispatcher.leave(wake)
+                if held is not None:
+                    self.dispatcher.notify(1, hops=held)
+                raise
             if job is not None:
                 self.dispatcher.leave(wake)
                 self._dispatched(job, node_id)
