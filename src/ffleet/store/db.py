@@ -53,10 +53,13 @@ class Database:
                 raw.execute("BEGIN IMMEDIATE")
                 try:
                     yield Tx(raw.cursor(), sqlite=True)
+                    raw.execute("COMMIT")
                 except BaseException:
-                    raw.execute("ROLLBACK")
+                    # Also after a failed COMMIT (disk full, I/O error): an open transaction
+                    # on the shared connection would refuse every later BEGIN.
+                    if raw.in_transaction:
+                        raw.execute("ROLLBACK")
                     raise
-                raw.execute("COMMIT")
             return
         pooled = self.engine.raw_connection()
         try:
