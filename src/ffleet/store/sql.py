@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 CLAIM_FIRST_BATCH = 4
 CLAIM_BATCH = 64
 NO_LIMIT = 2**62
+# The agent enforces a job's timeout itself, from when it receives the job; the master's bound
+# is the backstop for an agent that hangs, so it allows for dispatch and the result's trip back.
+DEADLINE_SLACK_S = 10.0
 LOST_CLAIM_GRACE_S = 10.0  # a claim reply older than this has reached its agent, or never will
 
 _encode = msgspec.json.Encoder().encode
@@ -495,7 +498,7 @@ class SqlStore:
                 "attempt": attempt,
                 "now": now,
                 "lease": now + self.policy.node_timeout_s,
-                "deadline": now + row["timeout_s"],
+                "deadline": now + row["timeout_s"] + DEADLINE_SLACK_S,
                 "seq": row["seq"],
             },
         )
