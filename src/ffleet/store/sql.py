@@ -89,14 +89,14 @@ JOB_COLUMNS = (
 )
 
 
-def _placeholders(columns: str) -> str:
+def _bind_params(columns: str) -> str:
     return ", ".join(f":{c.strip()}" for c in columns.split(","))
 
 
 SQL_NODE_GET = "SELECT * FROM nodes WHERE id = :id"
 SQL_NODE_INSERT = (
     f"INSERT INTO nodes (id, registered_at, draining, {NODE_COLUMNS}) "
-    f"VALUES (:id, :registered_at, FALSE, {_placeholders(NODE_COLUMNS)}) RETURNING *"
+    f"VALUES (:id, :registered_at, FALSE, {_bind_params(NODE_COLUMNS)}) RETURNING *"
 )
 SQL_NODE_UPDATE = (
     "UPDATE nodes SET "
@@ -127,7 +127,7 @@ SQL_ONLINE_NODES = (
     "SELECT * FROM nodes WHERE online = TRUE AND draining = FALSE AND last_heartbeat >= :since"
 )
 
-SQL_JOB_INSERT = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({_placeholders(JOB_COLUMNS)})"
+SQL_JOB_INSERT = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({_bind_params(JOB_COLUMNS)})"
 SQL_JOB_GET = "SELECT * FROM jobs WHERE id = :id"
 SQL_JOB_LOCK = "SELECT * FROM jobs WHERE id = :id FOR UPDATE"
 SQL_JOBS = "SELECT * FROM jobs ORDER BY seq LIMIT :limit OFFSET :offset"
