@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from ffleet.agent.client import MasterClient, MasterRejected, MasterUnavailable
-from ffleet.models import Job, JobRequest, Node, StoredResult
+from ffleet.models import Job, JobRequest, Node
 
 __all__ = ["FleetClient", "MasterRejected", "MasterUnavailable"]
 
@@ -25,11 +25,6 @@ class _JobPage(msgspec.Struct):
 
 class _NodeList(msgspec.Struct):
     nodes: list[Node]
-    count: int
-
-
-class _ResultList(msgspec.Struct):
-    results: list[StoredResult]
     count: int
 
 
@@ -58,10 +53,6 @@ class FleetClient(MasterClient):
 
     def nodes(self) -> list[Node]:
         return self._decode(self._send("GET", "/nodes"), _NodeList).nodes
-
-    def results(self, job_id: str | None = None) -> list[StoredResult]:
-        params = {"job_id": job_id} if job_id else None
-        return self._decode(self._send("GET", "/results", params=params), _ResultList).results
 
     def cancel(self, job_id: str) -> Job:
         return self._decode(self._send("POST", f"/jobs/{job_id}/cancel"), Job)
