@@ -21,7 +21,6 @@ import signal
 import threading
 import time
 from collections.abc import Iterable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,8 @@ import httpx
 import psutil
 import pytest
 
-from .conftest import AgentProcess, Fleet, MasterProcess, wait_until
+from tests.integration.conftest import Fleet
+from tests.processes import AgentProcess, MasterProcess, epoch, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -70,10 +70,6 @@ def all_jobs(master: MasterProcess) -> list[dict[str, Any]]:
 
 def count_by_status(master: MasterProcess) -> collections.Counter[str]:
     return collections.Counter(job["status"] for job in all_jobs(master))
-
-
-def epoch(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def agent_of(agents: Iterable[AgentProcess], node_id: str | None) -> AgentProcess:

@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import Fleet, MasterProcess
+from tests.integration.conftest import Fleet
+from tests.processes import MasterProcess
 
 pytestmark = pytest.mark.integration
 
