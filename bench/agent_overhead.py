@@ -45,13 +45,11 @@ import httpx
 
 from bench.common import (
     ALL_CORES,
-    AgentProcess,
     Context,
     Figure,
     JobDetail,
     api_client,
     completed_details,
-    epoch,
     job_detail,
     percentile,
     process_cpu_seconds,
@@ -61,6 +59,7 @@ from bench.common import (
     submit_batch,
 )
 from bench.fleet_efficiency import JOB
+from tests.processes import AgentProcess, epoch
 
 TITLE = "Agent overhead: FFmpeg bare vs. through the agent, and an idle agent"
 RATIO_TARGET = 1.02
@@ -182,10 +181,10 @@ def wait_job(api: httpx.Client, job_id: str, expected_s: float) -> JobDetail:
 
 def run_through_agent(api: httpx.Client, agent: AgentProcess, expected_s: float) -> AgentRun:
     """One job through the agent, as the agent and the master measured it."""
-    own = agent.cpu_seconds()
+    own = process_cpu_seconds(agent.pid)
     (job_id,) = submit_batch(api, [JOB])
     wait_job(api, job_id, expected_s)
-    own = agent.cpu_seconds() - own
+    own = process_cpu_seconds(agent.pid) - own
     (detail,) = completed_details(api, [job_id])
     metrics = detail["result"]["metrics"]
     cpu = metrics["cpu_user_seconds"] + metrics["cpu_system_seconds"]
@@ -253,13 +252,16 @@ def idle(ctx: Context, window_s: float, settle_s: float) -> IdleCost:
             }
             agents = {"default": default, "fast": fast}
             cpu = {name: process_cpu_seconds(pid) for name, pid in pids.items()}
-            children = {name: agent.children_cpu_seconds() for name, agent in agents.items()}
+            children = {
+                name: process_cpu_seconds(agent.pid, children=True)
+                for name, agent in agents.items()
+            }
             started = time.monotonic()
             time.sleep(window_s)
             elapsed = time.monotonic() - started
             cpu = {name: process_cpu_seconds(pid) - cpu[name] for name, pid in pids.items()}
             children = {
-                name: agent.children_cpu_seconds() - children[name]
+                name: process_cpu_seconds(agent.pid, children=True) - children[name]
                 for name, agent in agents.items()
             }
         finally:

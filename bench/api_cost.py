@@ -16,7 +16,6 @@ from bench.common import (
     Figure,
     HttpClient,
     Measurement,
-    ServerProcess,
     measure,
     node_body,
     register_nodes,
@@ -27,6 +26,7 @@ from bench.common import (
     run_standalone,
     submit_jobs,
 )
+from tests.processes import MasterProcess
 
 TITLE = "Master CPU per request and per job lifecycle"
 GO_PER_REQUEST = {"register": 121, "heartbeat": 104, "create job": 119, "post result": 115}
@@ -37,7 +37,7 @@ PICKY_BUDGET_S = 10.0  # such a create has cost O(nodes) (see BENCHMARKS.md): bo
 BATCH = 100  # jobs per POST /jobs/batch in ffleet's lifecycle
 
 
-async def per_request(master: ServerProcess, count: int) -> dict[str, Measurement]:
+async def per_request(master: MasterProcess, count: int) -> dict[str, Measurement]:
     """Each v1.0 request type in its own measured phase, with a fleet of one node per client."""
     fleet = await register_nodes(master, CONCURRENCY)
     phases: dict[str, Measurement] = {}
@@ -71,7 +71,7 @@ async def per_request(master: ServerProcess, count: int) -> dict[str, Measuremen
 
 
 async def create_in_crowd(
-    master: ServerProcess, crowd: int, count: int
+    master: MasterProcess, crowd: int, count: int
 ) -> tuple[Measurement, Measurement]:
     """POST /jobs, plain and with requirements, once `crowd` more nodes are registered."""
     await register_nodes(master, crowd)
@@ -81,7 +81,7 @@ async def create_in_crowd(
     return plain, picky
 
 
-async def lifecycle_v1(master: ServerProcess, count: int) -> float:
+async def lifecycle_v1(master: MasterProcess, count: int) -> float:
     """µs per job the v1.0 way: POST /jobs, GET /jobs/next, POST /results (3 requests)."""
     nodes = iter(await register_nodes(master, CONCURRENCY))
     jobs = iter(range(count))
@@ -97,7 +97,7 @@ async def lifecycle_v1(master: ServerProcess, count: int) -> float:
     return (await measure(master, agent)).us_per(count)
 
 
-async def lifecycle_ffleet(master: ServerProcess, count: int) -> float:
+async def lifecycle_ffleet(master: MasterProcess, count: int) -> float:
     """µs per job with ffleet's protocol: jobs arrive BATCH per request, and each result carries
     `claim_next`, so its reply is the agent's next job (about 1 + 1/BATCH requests per job)."""
     nodes = iter(await register_nodes(master, CONCURRENCY, slots=1))

@@ -19,7 +19,6 @@ from bench.common import (
     Context,
     Figure,
     HttpClient,
-    ServerProcess,
     Worker,
     measure,
     node_body,
@@ -30,6 +29,7 @@ from bench.common import (
     run_standalone,
     submit_jobs,
 )
+from tests.processes import MasterProcess
 
 TITLE = "Cost against queue depth"
 GO_CLAIM = {20_000: "153", 100_000: "308"}
@@ -59,7 +59,7 @@ def claimer(fleet: list[str], claims: int) -> Worker:
 
 
 async def depth_costs(
-    master: ServerProcess, depths: list[int], claims: int, rounds: int, batch: int
+    master: MasterProcess, depths: list[int], claims: int, rounds: int, batch: int
 ) -> dict[int, DepthCost]:
     """Median µs per claim, and µs per registration, at each depth."""
     fleet = await register_nodes(master, CONCURRENCY)

@@ -1,4 +1,5 @@
-"""Shared machinery of the benchmark suite: server processes, CPU and memory readings, the load
+"""Shared machinery of the benchmark suite: masters and agents (started as the integration
+tests start them, by tests/processes.py) pinned to their cores, CPU and memory readings, the load
 generator, the HTTP floor, percentiles and the results table.
 
 Method (BENCHMARKS.md): the server under test runs pinned to core 0 and this process, the load
@@ -14,9 +15,7 @@ import contextlib
 import math
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,20 +27,24 @@ from typing import Any, TypeVar
 
 import httpx
 import msgspec
-import psutil
 import uvloop
+
+from tests.processes import (
+    HOST,
+    AgentProcess,
+    HttpServer,
+    MasterProcess,
+    free_port,
+    wait_until,
+)
 
 T = TypeVar("T")
 
-ROOT = Path(__file__).resolve().parent.parent
-FFLEET = str(Path(sys.executable).parent / "ffleet")  # the console script of this venv
-HOST = "127.0.0.1"
 SERVER_CORE = 0
 CLIENT_CORE = 1
 CONCURRENCY = 64  # keep-alive clients, as in the Go v1.0 anchor measurements
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
-STARTUP_TIMEOUT_S = 30.0
 PHASE_TIMEOUT_S = 600.0  # no measured phase may run longer than this
 CALL_TIMEOUT_S = 120.0  # nor any request (a long-poll holds one for 30 s)
 
@@ -103,59 +106,14 @@ class Memory:
     peak_mib: float  # VmHWM: the resident high-water mark since start
 
 
-class ServerProcess:
-    """A server started under `taskset -c 0` with its output in a log file."""
-
-    def __init__(self, name: str, argv: Sequence[str], port: int, log_path: Path) -> None:
-        self.name = name
-        self.port = port
-        self.log_path = log_path
-        with log_path.open("wb") as log:
-            # taskset execs the command, so the pid is the server's own.
-            self.proc = subprocess.Popen(
-                ["taskset", "-c", str(SERVER_CORE), *argv],
-                cwd=ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.pid = self.proc.pid
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
-            with contextlib.suppress(OSError), socket.create_connection((HOST, self.port), 0.5):
-                return
-            time.sleep(0.05)
-        raise RuntimeError(
-            f"{self.name} not listening after {STARTUP_TIMEOUT_S:g} s:\n{self.log()}"
-        )
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the process (all its threads) since it started."""
-        return process_cpu_seconds(self.pid)
-
-    def memory(self) -> Memory:
-        values: dict[str, float] = {}
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                values[key] = int(rest.split()[0]) / 1024  # kB -> MiB
-        return Memory(rss_mib=values["VmRSS"], peak_mib=values["VmHWM"])
-
-    def log(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+def memory_of(pid: int) -> Memory:
+    """Resident memory of `pid` now and at its peak, from /proc/PID/status."""
+    values: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024  # kB -> MiB
+    return Memory(rss_mib=values["VmRSS"], peak_mib=values["VmHWM"])
 
 
 def process_cpu_seconds(pid: int, *, children: bool = False) -> float:
@@ -167,25 +125,23 @@ def process_cpu_seconds(pid: int, *, children: bool = False) -> float:
     return (int(fields[first]) + int(fields[first + 1])) / CLK_TCK
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+S = TypeVar("S", bound=HttpServer)
 
 
 @contextlib.contextmanager
-def serve(name: str, argv: Sequence[str], port: int, workdir: Path) -> Iterator[ServerProcess]:
-    """Run a server for the duration of the block; it is stopped however the block ends."""
-    server = ServerProcess(name, argv, port, workdir / f"{name}-{port}.log")
+def serve(server: S) -> Iterator[S]:
+    """Run `server` for the duration of the block; it is stopped however the block ends."""
     try:
-        server.wait_ready()
+        server.start()
         yield server
     except BaseException:
-        print(f"--- last lines of the {name} log ---\n{server.log()}", file=sys.stderr)
+        print(
+            f"--- last lines of the {server.name} log ---\n{server.log_tail(30)}", file=sys.stderr
+        )
         raise
     finally:
         server.stop()
+        server.close()
 
 
 # ---------------------------------------------------------------------- the load generator
@@ -263,18 +219,18 @@ class Measurement:
 
 
 async def measure(
-    server: ServerProcess, worker: Worker, concurrency: int = CONCURRENCY
+    server: HttpServer, worker: Worker, concurrency: int = CONCURRENCY
 ) -> Measurement:
     """Run `worker` on `concurrency` connected clients at once; the server's CPU is read only
     around the work itself (connections are opened before and closed after)."""
     clients = [await HttpClient.connect(server.port) for _ in range(concurrency)]
     try:
-        cpu = server.cpu_seconds()
+        cpu = process_cpu_seconds(server.pid)
         start = time.perf_counter()
         work = asyncio.gather(*(worker(client) for client in clients))
         await asyncio.wait_for(work, PHASE_TIMEOUT_S)
         wall = time.perf_counter() - start
-        cpu = server.cpu_seconds() - cpu
+        cpu = process_cpu_seconds(server.pid) - cpu
     finally:
         for client in clients:
             await client.close()
@@ -296,7 +252,7 @@ def replay(calls: Iterable[Call], expect: int = 200, budget_s: float = PHASE_TIM
     return worker
 
 
-async def register_nodes(server: ServerProcess, count: int, slots: int | None = None) -> list[str]:
+async def register_nodes(server: HttpServer, count: int, slots: int | None = None) -> list[str]:
     """Register `count` nodes through the API (unmeasured set-up); returns their ids."""
     ids: list[str] = []
     indexes = iter(range(count))
@@ -310,7 +266,7 @@ async def register_nodes(server: ServerProcess, count: int, slots: int | None = 
     return ids
 
 
-async def submit_jobs(server: ServerProcess, count: int, batch: int) -> Measurement:
+async def submit_jobs(server: HttpServer, count: int, batch: int) -> Measurement:
     """Queue `count` jobs with `POST /jobs/batch`, `batch` jobs per request."""
     sizes = [batch] * (count // batch) + ([count % batch] if count % batch else [])
     bodies = {size: batch_body(size) for size in set(sizes)}
@@ -377,7 +333,7 @@ async def round_trips(port: int, path: str, count: int) -> list[float]:
         await client.close()
 
 
-async def _floor_figures(server: ServerProcess, quick: bool) -> Floor:
+async def _floor_figures(server: HttpServer, quick: bool) -> Floor:
     count = 1_000 if quick else 20_000
     rounds = [
         (await measure(server, replay([("GET", "/health", b"")] * count))).us_per_request
@@ -389,13 +345,15 @@ async def _floor_figures(server: ServerProcess, quick: bool) -> Floor:
         rounds=tuple(rounds),
         rtt_p50_ms=percentile(rtts, 50),
         rtt_p99_ms=percentile(rtts, 99),
-        rss_mib=server.memory().rss_mib,
+        rss_mib=memory_of(server.pid).rss_mib,
     )
 
 
 def measure_floor(workdir: Path, quick: bool) -> Floor:
     port = free_port()
-    with serve("floor", [*FLOOR_ARGV, "--port", str(port)], port, workdir) as server:
+    argv = [*FLOOR_ARGV, "--port", str(port)]
+    floor_server = HttpServer("floor", argv, port, workdir / "floor.log", cores={SERVER_CORE})
+    with serve(floor_server) as server:
         floor = run_async(_floor_figures(server, quick))
     print(
         f"floor (raw ASGI on uvicorn, measured now): {floor.us_per_request:.0f} µs CPU/request "
@@ -420,13 +378,17 @@ class Context:
 
 
 @contextlib.contextmanager
-def run_master(ctx: Context, log_level: str = "warning") -> Iterator[ServerProcess]:
+def run_master(ctx: Context, log_level: str = "warning") -> Iterator[MasterProcess]:
     """`ffleet master` on a fresh SQLite file, pinned to the server core."""
     port = free_port()
-    store = f"sqlite:///{ctx.workdir / f'master-{port}.db'}"
-    argv = [FFLEET, "master", "--host", HOST, "--port", str(port), "--store", store]
-    argv += ["--log-level", log_level]
-    with serve("master", argv, port, ctx.workdir) as server:
+    master = MasterProcess(
+        ctx.workdir,
+        name=f"master-{port}",
+        port=port,
+        extra_args=["--log-level", log_level],
+        cores={SERVER_CORE},
+    )
+    with serve(master) as server:
         yield server
 
 
@@ -435,107 +397,44 @@ def run_master(ctx: Context, log_level: str = "warning") -> Iterator[ServerProce
 # Every core this suite may use, read at import, before `pin_load_generator` narrows this process
 # to one: agents get all of them, and so does the FFmpeg they start (it inherits the mask).
 ALL_CORES = frozenset(os.sched_getaffinity(0))
-AGENT_STOP_TIMEOUT_S = 15.0
 JOBS_POLL_S = 0.5
 JobDetail = dict[str, Any]  # GET /jobs/{id}: the job, its `attempts` and its `result`
 
 
-class AgentProcess:
-    """`ffleet agent --register` against a local master, on every core, its output in a log.
-
-    FFmpeg runs in a session of its own, so `stop()` also kills any FFmpeg the agent left.
-    """
-
-    def __init__(self, name: str, master_port: int, workdir: Path, heartbeat: str) -> None:
-        self.name = name
-        self.work_dir = workdir / f"{name}-work"
-        self.log_path = workdir / f"{name}.log"
-        argv = [
-            *("taskset", "-c", ",".join(str(core) for core in sorted(ALL_CORES))),
-            *(FFLEET, "agent", "--register", "--master", f"http://{HOST}:{master_port}"),
-            *("--allow-master-as-worker", "--yes", "--heartbeat-interval", heartbeat),
-            *("--grace", "2s", "--work-dir", str(self.work_dir)),
-        ]
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
-        self.pid = self.proc.pid  # taskset execs the agent, which keeps the pid
-
-    @property
-    def node_id(self) -> str | None:
-        """The id the agent registers under (written to its work dir before it registers)."""
-        with contextlib.suppress(FileNotFoundError):
-            return (self.work_dir / "node-id").read_text().strip() or None
-        return None
-
-    def cpu_seconds(self) -> float:
-        """The agent's own CPU (all its threads), not its FFmpeg children's."""
-        return process_cpu_seconds(self.pid)
-
-    def children_cpu_seconds(self) -> float:
-        """The CPU of the children the agent has reaped (FFmpeg, `ffmpeg -version`)."""
-        return process_cpu_seconds(self.pid, children=True)
-
-    def log(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        """SIGTERM (an idle agent exits at once), SIGKILL if it lingers, then its FFmpeg."""
-        try:
-            children = psutil.Process(self.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            children = []
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=AGENT_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        for child in children:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                child.kill()
-        psutil.wait_procs(children, timeout=AGENT_STOP_TIMEOUT_S)
-
-
-def api_client(server: ServerProcess) -> httpx.Client:
+def api_client(server: HttpServer) -> httpx.Client:
     """A plain synchronous client of the master (for the agent benchmarks' few requests)."""
-    return httpx.Client(base_url=f"http://{HOST}:{server.port}", timeout=CALL_TIMEOUT_S)
-
-
-def _wait_registered(api: httpx.Client, agents: Sequence[AgentProcess]) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        for agent in agents:
-            if agent.proc.poll() is not None:
-                raise RuntimeError(f"{agent.name} exited with {agent.proc.returncode}")
-        nodes = api.get("/nodes").raise_for_status().json()["nodes"]
-        ready = {node["id"] for node in nodes if node["status"] in ("available", "busy")}
-        if all(agent.node_id in ready for agent in agents):
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"agents not registered after {STARTUP_TIMEOUT_S:g} s")
+    return httpx.Client(base_url=server.url, timeout=CALL_TIMEOUT_S)
 
 
 @contextlib.contextmanager
 def run_agents(
-    ctx: Context, master: ServerProcess, heartbeats: Sequence[str]
+    ctx: Context, master: MasterProcess, heartbeats: Sequence[str]
 ) -> Iterator[list[AgentProcess]]:
-    """One agent per heartbeat interval given, started together and registered with `master`
-    for the duration of the block; all of them (and any FFmpeg they started) are stopped
-    however the block ends."""
-    agents: list[AgentProcess] = []
+    """One agent per heartbeat interval given, on every core, started together and registered
+    with `master` for the duration of the block; all of them (and any FFmpeg they started) are
+    stopped however the block ends."""
+    agents = [
+        AgentProcess(
+            ctx.workdir,
+            master.url,
+            name=f"agent{index}-{master.port}",
+            heartbeat_interval=heartbeat,
+            extra_args=["--grace", "2s"],
+            cores=ALL_CORES,
+        )
+        for index, heartbeat in enumerate(heartbeats)
+    ]
     try:
-        with api_client(master) as api:
-            for index, heartbeat in enumerate(heartbeats):
-                name = f"agent{index}-{master.port}"
-                agents.append(AgentProcess(name, master.port, ctx.workdir, heartbeat))
-            _wait_registered(api, agents)
+        for agent in agents:
+            agent.start()
+        for agent in agents:
+            agent.wait_registered(master)
         yield agents
     except BaseException:
         for agent in agents:
-            print(f"--- last lines of the {agent.name} log ---\n{agent.log()}", file=sys.stderr)
+            print(
+                f"--- last lines of the {agent.name} log ---\n{agent.log_tail(30)}", file=sys.stderr
+            )
         raise
     finally:
         for agent in agents:
@@ -557,12 +456,12 @@ def job_detail(api: httpx.Client, job_id: str) -> JobDetail:
 
 def wait_queue_empty(api: httpx.Client, timeout_s: float) -> None:
     """Until the master has no pending or running job, polling every JOBS_POLL_S."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if _count(api, "pending") + _count(api, "running") == 0:
-            return
-        time.sleep(JOBS_POLL_S)
-    raise RuntimeError(f"jobs still pending or running after {timeout_s:g} s")
+    wait_until(
+        lambda: _count(api, "pending") + _count(api, "running") == 0,
+        timeout=timeout_s,
+        interval=JOBS_POLL_S,
+        message="no job pending or running",
+    )
 
 
 def _count(api: httpx.Client, status: str) -> int:
@@ -578,11 +477,6 @@ def completed_details(api: httpx.Client, ids: Sequence[str]) -> list[JobDetail]:
         if detail["status"] != "completed":
             raise RuntimeError(f"job {detail['id']} is {detail['status']}: {detail['error']}")
     return details
-
-
-def epoch(timestamp: str) -> float:
-    """Epoch seconds of one of the master's RFC 3339 UTC timestamps."""
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def parser(description: str | None) -> argparse.ArgumentParser:

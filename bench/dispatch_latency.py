@@ -25,14 +25,15 @@ from bench.common import (
     Context,
     Figure,
     HttpClient,
-    ServerProcess,
     percentile,
+    process_cpu_seconds,
     register_nodes,
     result_body,
     run_async,
     run_master,
     run_standalone,
 )
+from tests.processes import MasterProcess
 
 TITLE = "Dispatch latency and idle cost with long-polling agents"
 AGENTS = 8
@@ -184,12 +185,12 @@ async def stream(client: HttpClient, fleet: Fleet, count: int) -> Latencies:
     return Latencies(count, latencies(fleet, submitted, until), await stalls)
 
 
-async def cpu_share(master: ServerProcess, seconds: float) -> float:
+async def cpu_share(master: MasterProcess, seconds: float) -> float:
     """The master's CPU over `seconds` of wall time, in % of one core."""
-    cpu = master.cpu_seconds()
+    cpu = process_cpu_seconds(master.pid)
     start = time.monotonic()
     await asyncio.sleep(seconds)
-    return 100 * (master.cpu_seconds() - cpu) / (time.monotonic() - start)
+    return 100 * (process_cpu_seconds(master.pid) - cpu) / (time.monotonic() - start)
 
 
 @contextlib.asynccontextmanager
@@ -207,7 +208,7 @@ async def running(fleet: Fleet) -> AsyncIterator[None]:
         raise RuntimeError(f"{len(failures)} agent(s) failed") from failures[0]
 
 
-async def fleet_of(master: ServerProcess, size: int) -> Fleet:
+async def fleet_of(master: MasterProcess, size: int) -> Fleet:
     return Fleet([Agent(node, master.port) for node in await register_nodes(master, size, 1)])
 
 
@@ -218,12 +219,12 @@ class Trickle:
 
 
 async def measured_trickle(
-    master: ServerProcess, client: HttpClient, fleet: Fleet, count: int
+    master: MasterProcess, client: HttpClient, fleet: Fleet, count: int
 ) -> Trickle:
-    cpu = master.cpu_seconds()
+    cpu = process_cpu_seconds(master.pid)
     quiet = await trickle(client, fleet, count)
     print(f"  {len(fleet.agents)} idle agent(s): {len(quiet.claimed_ms)}/{count} claimed")
-    return Trickle(quiet, (master.cpu_seconds() - cpu) * 1e6 / count)
+    return Trickle(quiet, (process_cpu_seconds(master.pid) - cpu) * 1e6 / count)
 
 
 @dataclass(frozen=True)
@@ -235,7 +236,7 @@ class Results:
     idle_agents: float
 
 
-async def scenario(master: ServerProcess, ctx: Context) -> Results:
+async def scenario(master: MasterProcess, ctx: Context) -> Results:
     await asyncio.sleep(1.0)  # let start-up settle
     idle_master = await cpu_share(master, ctx.size(15.0, 2.0))
     submitter = await HttpClient.connect(master.port)

@@ -30,14 +30,15 @@ from bench.common import (
     JobDetail,
     api_client,
     completed_details,
-    epoch,
     percentile,
+    process_cpu_seconds,
     run_agents,
     run_master,
     run_standalone,
     submit_batch,
     wait_queue_empty,
 )
+from tests.processes import epoch
 
 TITLE = "Fleet efficiency: short real-FFmpeg jobs over 2 agents"
 AGENTS = 2
@@ -109,13 +110,13 @@ def run_fleet(ctx: Context, count: int) -> FleetRun:
         warm_up = submit_batch(api, [JOB] * AGENTS)
         wait_queue_empty(api, PHASE_TIMEOUT_S)
         completed_details(api, warm_up)
-        agent_cpu = sum(agent.cpu_seconds() for agent in agents)
-        master_cpu = master.cpu_seconds()
+        agent_cpu = sum(process_cpu_seconds(agent.pid) for agent in agents)
+        master_cpu = process_cpu_seconds(master.pid)
         submitted = time.time()
         ids = submit_batch(api, [JOB] * count)
         wait_queue_empty(api, PHASE_TIMEOUT_S)
-        agent_cpu = sum(agent.cpu_seconds() for agent in agents) - agent_cpu
-        master_cpu = master.cpu_seconds() - master_cpu
+        agent_cpu = sum(process_cpu_seconds(agent.pid) for agent in agents) - agent_cpu
+        master_cpu = process_cpu_seconds(master.pid) - master_cpu
         details = completed_details(api, ids)
     jobs = [job_times(detail) for detail in details]
     first_start = min(job.started for job in jobs) - submitted

@@ -12,7 +12,7 @@ from bench.common import (
     Context,
     Figure,
     Memory,
-    ServerProcess,
+    memory_of,
     parser,
     print_table,
     register_nodes,
@@ -21,6 +21,7 @@ from bench.common import (
     session,
     submit_jobs,
 )
+from tests.processes import MasterProcess
 
 TITLE = "Master memory"
 PEAK_TARGET_MIB = 150.0
@@ -28,16 +29,16 @@ FLAT = 1.1  # "flat at 1M jobs": RSS at 1M at most 10% above RSS at 100K
 BATCH = 5_000
 
 
-async def grow(master: ServerProcess, nodes: int, job_steps: list[int]) -> list[Memory]:
+async def grow(master: MasterProcess, nodes: int, job_steps: list[int]) -> list[Memory]:
     """Memory at start, after `nodes` registrations, then after each total of queued jobs."""
-    readings = [master.memory()]
+    readings = [memory_of(master.pid)]
     await register_nodes(master, nodes)
-    readings.append(master.memory())
+    readings.append(memory_of(master.pid))
     queued = 0
     for total in job_steps:
         await submit_jobs(master, total - queued, BATCH)
         queued = total
-        readings.append(master.memory())
+        readings.append(memory_of(master.pid))
         print(f"  {total:,} jobs queued: RSS {readings[-1].rss_mib:.1f} MiB")
     return readings
 
