@@ -47,29 +47,16 @@ FINAL = ("completed", "failed", "canceled")
 # ---------------------------------------------------------------------------- helpers
 
 
-def results_of(master: MasterProcess, job_id: str) -> list[dict[str, Any]]:
-    reply = master.api.get("/results", params={"job_id": job_id})
+def listed(master: MasterProcess, collection: str, **params: str) -> list[dict[str, Any]]:
+    """GET /jobs or /results (with these query parameters): the items of the reply."""
+    reply = master.api.get(f"/{collection}", params=params)
     assert reply.status_code == 200, reply.text
-    found: list[dict[str, Any]] = reply.json()["results"]
-    return found
-
-
-def all_results(master: MasterProcess) -> list[dict[str, Any]]:
-    reply = master.api.get("/results")
-    assert reply.status_code == 200, reply.text
-    found: list[dict[str, Any]] = reply.json()["results"]
-    return found
-
-
-def all_jobs(master: MasterProcess) -> list[dict[str, Any]]:
-    reply = master.api.get("/jobs")
-    assert reply.status_code == 200, reply.text
-    found: list[dict[str, Any]] = reply.json()["jobs"]
+    found: list[dict[str, Any]] = reply.json()[collection]
     return found
 
 
 def count_by_status(master: MasterProcess) -> collections.Counter[str]:
-    return collections.Counter(job["status"] for job in all_jobs(master))
+    return collections.Counter(job["status"] for job in listed(master, "jobs"))
 
 
 def agent_of(agents: Iterable[AgentProcess], node_id: str | None) -> AgentProcess:
@@ -100,17 +87,26 @@ def fast_agent(fleet: Fleet, master: MasterProcess, name: str) -> AgentProcess:
     return fleet.agent(master, name=name, heartbeat_interval=BEAT)
 
 
-# ---------------------------------------------------------------------------- agent faults
-
-
-def test_agent_killed_mid_job_the_job_completes_on_another(fleet: Fleet) -> None:
+def caught_mid_encode(
+    fleet: Fleet,
+) -> tuple[MasterProcess, dict[str, Any], AgentProcess, AgentProcess]:
+    """A fast master, two agents and a job of a few seconds, returned once its FFmpeg runs:
+    (master, job, the agent running it, the other agent)."""
     master = fast_master(fleet)
     agents = [fast_agent(fleet, master, "agent-a"), fast_agent(fleet, master, "agent-b")]
     job = master.submit(SMALL, parameters=A_FEW_SECONDS)
     running = master.wait_job(job["id"], ["running"], timeout=30)
-    victim = agent_of(agents, running["node_id"])
-    (survivor,) = [agent for agent in agents if agent is not victim]
-    wait_until(victim.ffmpeg_pids, timeout=15, message="FFmpeg to start on the victim")
+    busy = agent_of(agents, running["node_id"])
+    (idle,) = [agent for agent in agents if agent is not busy]
+    wait_until(busy.ffmpeg_pids, timeout=15, message="FFmpeg to start on the busy agent")
+    return master, job, busy, idle
+
+
+# ---------------------------------------------------------------------------- agent faults
+
+
+def test_agent_killed_mid_job_the_job_completes_on_another(fleet: Fleet) -> None:
+    master, job, victim, survivor = caught_mid_encode(fleet)
 
     victim.kill()  # SIGKILL, and its FFmpeg with it: the machine is gone
 
@@ -121,7 +117,7 @@ def test_agent_killed_mid_job_the_job_completes_on_another(fleet: Fleet) -> None
     assert (first["node_id"], first["outcome"]) == (victim.node_id, "failed"), first
     assert "stopped sending heartbeats" in first["error"], first
     assert (second["node_id"], second["outcome"]) == (survivor.node_id, "completed"), second
-    (result,) = results_of(master, job["id"])  # nothing from the dead attempt
+    (result,) = listed(master, "results", job_id=job["id"])  # nothing from the dead attempt
     assert (result["status"], result["attempt"], result["node_id"]) == (
         "completed",
         2,
@@ -143,13 +139,7 @@ def test_stopped_agent_comes_back_and_its_stale_result_is_refused(fleet: Fleet) 
     before the worker has spooled and sent the result: the 409 path is taken every time,
     not only when the worker wins a race against the heartbeat thread.
     """
-    master = fast_master(fleet)
-    agents = [fast_agent(fleet, master, "agent-a"), fast_agent(fleet, master, "agent-b")]
-    job = master.submit(SMALL, parameters=A_FEW_SECONDS)
-    running = master.wait_job(job["id"], ["running"], timeout=30)
-    frozen = agent_of(agents, running["node_id"])
-    (other,) = [agent for agent in agents if agent is not frozen]
-    wait_until(frozen.ffmpeg_pids, timeout=15, message="FFmpeg to start on the frozen agent")
+    master, job, frozen, other = caught_mid_encode(fleet)
 
     frozen.send_signal(signal.SIGSTOP)
     try:
@@ -192,7 +182,7 @@ def test_stopped_agent_comes_back_and_its_stale_result_is_refused(fleet: Fleet) 
     # The job is as it was: completed once, by the other node; the stale result is not stored.
     again = master.job(job["id"])
     assert again["status"] == "completed" and again["node_id"] == other.node_id
-    (result,) = results_of(master, job["id"])
+    (result,) = listed(master, "results", job_id=job["id"])
     assert (result["attempt"], result["node_id"]) == (2, other.node_id)
     # The frozen agent is a working node again.
     wait_until(
@@ -220,7 +210,7 @@ def test_endless_input_times_out_retries_with_backoff_then_fails(fleet: Fleet) -
         assert attempt["node_id"] == agent.node_id
     # The retry waited at least the fixed half of the first backoff step (500 ms / 2).
     assert epoch(second["started_at"]) - epoch(first["ended_at"]) >= 0.25, done["attempts"]
-    assert not any(r["status"] == "completed" for r in results_of(master, job["id"]))
+    assert not any(r["status"] == "completed" for r in listed(master, "results", job_id=job["id"]))
     # Both FFmpegs were killed at the bound, and the agent is free for the next job.
     wait_until(lambda: not ffmpeg_using(agent.work_dir), timeout=15, message="FFmpeg killed")
     follow = master.submit(TINY, parameters={"duration": 1})
@@ -320,7 +310,7 @@ def test_master_kill_9_under_load_loses_and_repeats_nothing(fleet: Fleet) -> Non
     assert before < len(accepted) == 40  # it kept going after the restart
 
     def settled() -> bool:
-        statuses = {job["id"]: job["status"] for job in all_jobs(master)}
+        statuses = {job["id"]: job["status"] for job in listed(master, "jobs")}
         return all(statuses.get(job_id) in FINAL for job_id in accepted)
 
     wait_until(
@@ -329,11 +319,11 @@ def test_master_kill_9_under_load_loses_and_repeats_nothing(fleet: Fleet) -> Non
         interval=0.5,
         message=lambda: f"all jobs to finish: {count_by_status(master)}",
     )
-    statuses = {job["id"]: job["status"] for job in all_jobs(master)}
+    statuses = {job["id"]: job["status"] for job in listed(master, "jobs")}
     not_completed = {i: statuses.get(i) for i in accepted if statuses.get(i) != "completed"}
     assert not not_completed, f"accepted jobs lost or not completed: {not_completed}"
     completed = collections.Counter(
-        r["job_id"] for r in all_results(master) if r["status"] == "completed"
+        r["job_id"] for r in listed(master, "results") if r["status"] == "completed"
     )
     twice = {job_id: n for job_id, n in completed.items() if n > 1}
     assert not twice, f"completed more than once: {twice}"
@@ -405,7 +395,7 @@ def test_soak_random_agent_kills_lose_and_repeat_nothing(fleet: Fleet, tmp_path:
     )
     attempts = sum(len(d["attempts"]) for d in details)
     completed = collections.Counter(
-        r["job_id"] for r in all_results(master) if r["status"] == "completed"
+        r["job_id"] for r in listed(master, "results") if r["status"] == "completed"
     )
     figures = {
         "jobs": SOAK_JOBS,
