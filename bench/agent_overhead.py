@@ -305,38 +305,29 @@ def comparison_figures(found: Comparison) -> list[Figure]:
     )
     bare = f"bare, same argv ({2 * count} runs)"
     target = f"≤ {RATIO_TARGET:.2f}x"
+    measures = (("wall", _walls), ("CPU", _cpus))
     return [
-        Figure(
-            f"FFmpeg wall through the agent (median of {count})",
-            agent_wall,
-            "s",
-            bare_wall,
-            bare,
-            target=target,
-            ok=agent_wall <= RATIO_TARGET * bare_wall,
+        *(
+            Figure(
+                f"FFmpeg {name} through the agent (median of {count})",
+                _median(of(found.agent)),
+                "s",
+                _median(of(found.bare)),
+                bare,
+                target=target,
+                ok=_median(of(found.agent)) <= RATIO_TARGET * _median(of(found.bare)),
+            )
+            for name, of in measures
         ),
-        Figure(
-            f"FFmpeg CPU through the agent (median of {count})",
-            agent_cpu,
-            "s",
-            bare_cpu,
-            bare,
-            target=target,
-            ok=agent_cpu <= RATIO_TARGET * bare_cpu,
-        ),
-        Figure(
-            f"noise check: bare wall, series B (median of {count})",
-            _median(_walls(found.bare_b)),
-            "s",
-            _median(_walls(found.bare_a)),
-            "bare series A",
-        ),
-        Figure(
-            f"noise check: bare CPU, series B (median of {count})",
-            _median(_cpus(found.bare_b)),
-            "s",
-            _median(_cpus(found.bare_a)),
-            "bare series A",
+        *(
+            Figure(
+                f"noise check: bare {name}, series B (median of {count})",
+                _median(of(found.bare_b)),
+                "s",
+                _median(of(found.bare_a)),
+                "bare series A",
+            )
+            for name, of in measures
         ),
         Figure(
             "agent process's own CPU per job (mean)",
