@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from starlette.testclient import TestClient
+
+from ffleet.master.app import create_app
 from ffleet.master.dispatch import Dispatcher
+from ffleet.master.settings import MasterSettings
 
 
 def run(coro: object) -> None:
@@ -67,3 +71,33 @@ def test_left_waiters_are_skipped_and_notify_all_wakes_everyone() -> None:
         assert all(w.done() for w in many)
 
     run(scenario())
+
+
+def test_polls_that_leave_leave_no_waiter_behind() -> None:
+    async def scenario() -> None:
+        dispatcher = Dispatcher()
+        for _ in range(1000):  # what a poll without `wait` does when there is no job
+            dispatcher.leave(dispatcher.enlist())
+        assert dispatcher.waiting == 0
+        waiter = dispatcher.enlist()
+        dispatcher.leave(waiter)
+        dispatcher.leave(waiter)  # leaving twice is harmless
+        assert dispatcher.waiting == 0
+
+    run(scenario())
+
+
+def test_idle_polls_through_the_api_leave_no_waiter_behind() -> None:
+    settings = MasterSettings(store_url="memory", max_wait_s=1, recheck_s=0.02)
+    with TestClient(create_app(settings)) as client:
+        dispatcher = client.app.state.master.dispatcher  # type: ignore[attr-defined]
+        node = client.post("/nodes/register", json={"address": "10.0.0.5", "cpu_threads": 4})
+        params = {"node_id": node.json()["id"]}
+        for _ in range(200):  # a v1.0 poller: no `wait`
+            assert client.get("/jobs/next", params=params).json() == {"job": None}
+        for _ in range(3):  # long-polls that time out after several rechecks
+            assert client.get("/jobs/next", params={**params, "wait": "0.1"}).json() == {
+                "job": None
+            }
+        assert client.get("/jobs/next", params={"node_id": "ghost"}).status_code == 404
+        assert dispatcher.waiting == 0
