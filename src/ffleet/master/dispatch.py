@@ -36,7 +36,7 @@ class Dispatcher:
 
     def leave(self, future: asyncio.Future[int]) -> None:
         """Stop waiting; a wake this waiter received but did not use goes to the next one."""
-        if future.done():  # woken: `notify` already took it out of the queue
+        if future.done():  # woken (`notify` took it out of the queue) or already left
             if not future.cancelled():
                 self.pass_on(future.result())
             return
