@@ -29,6 +29,10 @@ class _NodeList(msgspec.Struct):
 
 
 class FleetClient(MasterClient):
+    """The CLI's calls. On a reset connection the GETs and `drain` (it sets a flag) are sent
+    again; `submit` never is (it would create the jobs twice), nor `cancel` and `retry`,
+    whose repeat after one that landed is refused (409) and would report a false failure."""
+
     def submit(self, requests: Sequence[JobRequest]) -> list[Job]:
         """One job through POST /jobs (the v1.0 call); many atomically through /jobs/batch."""
         if len(requests) == 1:
@@ -61,4 +65,5 @@ class FleetClient(MasterClient):
         return self._decode(self._send("POST", f"/jobs/{job_id}/retry"), Job)
 
     def drain(self, node_id: str, drain: bool = True) -> Node:
-        return self._decode(self._send("POST", f"/nodes/{node_id}/drain", {"drain": drain}), Node)
+        reply = self._send("POST", f"/nodes/{node_id}/drain", {"drain": drain}, idempotent=True)
+        return self._decode(reply, Node)

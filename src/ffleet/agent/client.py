@@ -4,10 +4,15 @@ One `httpx.Client` keeps connections alive across heartbeats, polls and results.
 split in two so callers know what to do: `MasterUnavailable` (no connection, a timeout, a 5xx,
 a reply that is not the API's) means "try again later"; `MasterRejected` (a 4xx) means the
 master understood and refused, and sending the same request again will not help.
+
+A kept-alive connection the master closes just as the client reuses it (its keep-alive timer
+ran out at that moment) fails the request once; idempotent requests are sent again at once, the
+others surface as `MasterUnavailable` (see `MasterClient._request`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -19,10 +24,16 @@ from ffleet.models import HeartbeatReply, Job, Node, ProgressReport
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 30.0
 # A long-poll reply may come `wait` seconds late on purpose; allow that plus this much.
 LONG_POLL_SLACK_S = 15.0
+# How a kept-alive connection that the master closed under a request fails: it hung up without
+# a reply, or reset the socket while the request was written or its reply awaited. A failed
+# connect is not among them: the master is down, and an immediate second try would not help.
+RESET_ERRORS = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
 class MasterUnavailable(Exception):
@@ -85,18 +96,27 @@ class MasterClient:
     # ------------------------------------------------------------------ calls
 
     def register(self, payload: Mapping[str, Any]) -> Node:
-        """POST /nodes/register; the reply is the node as the master stored it."""
+        """POST /nodes/register; the reply is the node as the master stored it.
+
+        Not repeated on a reset connection: a node registering without an id gets a new one.
+        """
         return self._decode(self._send("POST", "/nodes/register", payload), Node)
 
     def heartbeat(self, node_id: str, jobs: Sequence[ProgressReport]) -> HeartbeatReply:
-        """POST /nodes/{id}/heartbeat listing every running job; the reply carries directives."""
-        response = self._send("POST", f"/nodes/{node_id}/heartbeat", {"jobs": list(jobs)})
+        """POST /nodes/{id}/heartbeat listing every running job; the reply carries directives.
+
+        Idempotent: a repeated beat renews the same leases and reports the same jobs.
+        """
+        body = {"jobs": list(jobs)}
+        response = self._send("POST", f"/nodes/{node_id}/heartbeat", body, idempotent=True)
         return self._decode(response, HeartbeatReply)
 
     def next_job(self, node_id: str, wait: float) -> Job | None:
         """GET /jobs/next, held by the master up to `wait` s until a job is assigned.
 
-        The reply is the job object itself, or `{"job": null}` when none is assigned.
+        The reply is the job object itself, or `{"job": null}` when none is assigned. Repeated
+        on a reset connection like every GET: a claim whose reply was lost is handed back by
+        the master when the next heartbeat does not list it.
         """
         timeout = httpx.Timeout(wait + LONG_POLL_SLACK_S, connect=CONNECT_TIMEOUT_S)
         response = self._send(
@@ -112,11 +132,18 @@ class MasterClient:
         return None if wrapped is None else self._convert(response, wrapped, Job)
 
     def post_result(self, result: Mapping[str, Any]) -> ResultReply:
-        """POST /results. A 409 means the attempt is no longer current; 404, the job is unknown."""
-        return self._decode(self._send("POST", "/results", result), ResultReply)
+        """POST /results. A 409 means the attempt is no longer current; 404, the job is unknown.
+
+        Idempotent: the master stores a result once and answers a repeat with `duplicate`; a
+        `claim_next` job in a lost reply is handed back as `next_job` explains.
+        """
+        return self._decode(self._send("POST", "/results", result, idempotent=True), ResultReply)
 
     def release(self, job_id: str, node_id: str, attempt: int, reason: str) -> Job:
-        """POST /jobs/{id}/release: hand a running attempt back without counting a failure."""
+        """POST /jobs/{id}/release: hand a running attempt back without counting a failure.
+
+        Not repeated on a reset connection: a repeat of a release that landed is refused (409).
+        """
         body = {"node_id": node_id, "attempt": attempt, "reason": reason}
         return self._decode(self._send("POST", f"/jobs/{job_id}/release", body), Job)
 
@@ -130,13 +157,15 @@ class MasterClient:
         *,
         params: Mapping[str, str] | None = None,
         timeout: httpx.Timeout | None = None,
+        idempotent: bool = False,
     ) -> httpx.Response:
-        content = None if body is None else _encoder.encode(body)
+        """`body` as JSON; `idempotent` marks a POST that may be sent twice (a GET always may)."""
         try:
-            response = self._http.request(
+            response = self._request(
                 method,
                 path,
-                content=content,
+                repeatable=idempotent or method == "GET",
+                content=None if body is None else _encoder.encode(body),
                 params=params,
                 timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
             )
@@ -150,6 +179,20 @@ class MasterClient:
         if response.status_code >= 400:
             raise MasterRejected(response.status_code, _message(response))
         return response
+
+    def _request(
+        self, method: str, path: str, *, repeatable: bool, **options: Any
+    ) -> httpx.Response:
+        """Send a `repeatable` request once more, on another connection, when its connection
+        was reset under it. Never a request that must not run twice (POST /jobs): the master
+        may have acted on it before the connection went."""
+        try:
+            return self._http.request(method, path, **options)
+        except RESET_ERRORS as exc:
+            if not repeatable:
+                raise
+            log.debug("%s %s: connection reset (%s); sending it again", method, path, exc)
+        return self._http.request(method, path, **options)
 
     @staticmethod
     def _decode(response: httpx.Response, model: type[T]) -> T:
