@@ -414,7 +414,7 @@ def test_detect_hardware_on_this_machine() -> None:
     assert "libx264" in hw.encoders
     assert all(hardware_api(name) is None for name in hw.encoders)
     assert all(hardware_api(name) for name in hw.hw_encoders)
-    assert hw.has_gpu == bool(hw.gpus)
+    assert hw.has_gpu == any(gpu.vendor == "nvidia" for gpu in hw.gpus)
 
 
 def test_broken_ffmpeg_path_leaves_ffmpeg_fields_empty() -> None:
@@ -478,6 +478,8 @@ def test_an_intel_gpu_is_listed_but_is_not_has_gpu() -> None:
     assert (registration.has_gpu, registration.gpu_type) == (False, None)
     assert registration.gpus == [intel]
     assert "GPU 0:     Intel GPU 8086:56a0, memory unknown, driver i915" in format_summary(hw)
+    both = Hardware(**{**SAMPLE.__dict__, "gpus": (intel, *SAMPLE.gpus)})
+    assert (both.has_gpu, both.gpu_type) == (True, "NVIDIA GeForce RTX 4090")
 
 
 def test_format_summary() -> None:
