@@ -37,10 +37,24 @@ def parse_rfc3339(text: str) -> float:
 
 
 class GpuDescription(Struct):
+    """One GPU of a node. NVIDIA GPUs are read from the NVIDIA driver; an Intel or AMD GPU is
+    listed once a VAAPI or QSV encoder worked on its render node (`device`).
+
+    `vendor` is None in registrations from before vendors were reported, which listed only
+    NVIDIA GPUs; `driver` is the NVIDIA driver version, or the kernel driver of a render node.
+    """
+
     index: int = 0
     name: str = ""
     memory_bytes: int | None = None
     driver: str | None = None
+    vendor: str | None = None  # "nvidia", "intel", "amd" or the PCI vendor id ("0x1af4")
+    device: str | None = None  # e.g. "/dev/dri/renderD128"; None for NVIDIA GPUs
+
+    @property
+    def is_nvidia(self) -> bool:
+        """What a node's `has_gpu` counts (v1.0 meaning: an NVIDIA GPU was found)."""
+        return self.vendor in (None, "nvidia")
 
 
 class NodeRegistration(Struct, kw_only=True):

@@ -12,10 +12,9 @@ Scenario grammar: the name splits on `-` into tokens, in any order, case-insensi
 * anything else is a tag, kept lower-cased (`test-1080p` and `4K60-h264` both parse);
   no part may hold spaces, control characters or slashes (names end up in paths and URLs).
 
-Presets are per encoder family: x264/x265 `ultrafast`..`veryslow`; libvpx-vp9 `realtime`,
-`good` (the libvpx deadline) or `0`-`8` (cpu-used); SVT-AV1 `0`-`13`; NVENC `p1`-`p7`; QSV
-`veryfast`..`veryslow`; VAAPI takes none. With `engine=auto` the preset must suit at least
-one family the codec has, and the encoder is then chosen among the families that accept it.
+Engines, encoders and their presets come from `ffleet.encoders`. With `engine=auto` the preset
+must suit at least one encoder the codec has, and the encoder is then chosen among those that
+accept it.
 """
 
 from __future__ import annotations
@@ -28,6 +27,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ffleet.durations import parse_duration
+
+# The `as` imports are re-exports: the agent's executor and analyzer import them from here.
+from ffleet.encoders import DEFAULT_PRESETS as DEFAULT_PRESETS
+from ffleet.encoders import ENGINES, X26X_PRESETS, presets_of
+from ffleet.encoders import accepts_preset as accepts_preset
+from ffleet.encoders import candidate_encoders as candidate_encoders
+from ffleet.encoders import encoder_engine as encoder_engine
+from ffleet.encoders import encoder_family as encoder_family
 
 
 class ScenarioError(ValueError):
@@ -75,7 +82,6 @@ CODECS: dict[str, str] = {
     "vp9": "vp9",
     "av1": "av1",
 }
-ENGINES = ("auto", "cpu", "nvenc", "vaapi", "qsv")
 QUALITY_METRICS = ("none", "psnr", "ssim", "vmaf")
 PARAMETERS = ("duration", "bitrate", "preset", "engine", "input", "output", "quality")
 
@@ -90,86 +96,11 @@ MAX_BITRATE_BPS = 1_000_000_000
 MIN_SIDE, MAX_SIDE = 16, 8192
 MAX_FPS = 240
 
-# Encoder per (codec, engine); a missing pair means no such encoder exists in FFmpeg.
-ENGINE_ENCODERS: dict[tuple[str, str], str] = {
-    ("h264", "cpu"): "libx264",
-    ("hevc", "cpu"): "libx265",
-    ("vp9", "cpu"): "libvpx-vp9",
-    ("av1", "cpu"): "libsvtav1",
-    ("h264", "nvenc"): "h264_nvenc",
-    ("hevc", "nvenc"): "hevc_nvenc",
-    ("av1", "nvenc"): "av1_nvenc",
-    **{
-        (codec, hw): f"{codec}_{hw}"
-        for codec in ("h264", "hevc", "vp9", "av1")
-        for hw in ("qsv", "vaapi")
-    },
-}
-# Order in which engine=auto tries engines: hardware first, the CPU last.
-AUTO_ORDER = ("nvenc", "qsv", "vaapi", "cpu")
-
-_X26X_PRESETS = (
-    "ultrafast",
-    "superfast",
-    "veryfast",
-    "faster",
-    "fast",
-    "medium",
-    "slow",
-    "slower",
-    "veryslow",
-)
-_QSV_PRESETS = ("veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
-_PRESETS: dict[str, tuple[str, ...]] = {
-    "libx264": _X26X_PRESETS,
-    "libx265": _X26X_PRESETS,
-    "libvpx-vp9": ("realtime", "good", *(str(n) for n in range(9))),
-    "libsvtav1": tuple(str(n) for n in range(14)),
-    "nvenc": tuple(f"p{n}" for n in range(1, 8)),
-    "qsv": _QSV_PRESETS,
-    "vaapi": (),
-}
-# The fast defaults, so that a benchmark without a preset finishes promptly.
-DEFAULT_PRESETS: dict[str, str | None] = {
-    "libx264": "veryfast",
-    "libx265": "veryfast",
-    "libvpx-vp9": "realtime",
-    "libsvtav1": "10",
-    "nvenc": "p2",
-    "qsv": "veryfast",
-    "vaapi": None,
-}
-
 _NAMED_RE = re.compile(r"^(4k|2160p|1440p|1080p|720p|480p|360p)(\d+)?$")
 _SIZE_RE = re.compile(r"^(\d+)x(\d+)(?:@(\d+))?$")
 _FPS_RE = re.compile(r"^(\d+)fps$")
 _BITRATE_RE = re.compile(r"^(\d+(?:\.\d+)?)([kmg]?)$")
 _BITRATE_UNITS = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
-
-
-def encoder_family(encoder: str) -> str:
-    """The preset family of an encoder: its own name for CPU encoders, else the hw API."""
-    for hw in ("nvenc", "qsv", "vaapi"):
-        if encoder.endswith(f"_{hw}"):
-            return hw
-    return encoder
-
-
-def encoder_engine(encoder: str) -> str:
-    """`cpu`, `nvenc`, `qsv` or `vaapi` for an encoder name."""
-    family = encoder_family(encoder)
-    return family if family in ("nvenc", "qsv", "vaapi") else "cpu"
-
-
-def accepts_preset(encoder: str, preset: str | None) -> bool:
-    """Whether `encoder` can take `preset` (None, the default, suits every encoder)."""
-    return preset is None or preset in _PRESETS.get(encoder_family(encoder), ())
-
-
-def candidate_encoders(codec: str, engine: str) -> list[str]:
-    """Encoders that may run `codec` under `engine`, in the order engine=auto prefers."""
-    engines = AUTO_ORDER if engine == "auto" else (engine,)
-    return [ENGINE_ENCODERS[(codec, e)] for e in engines if (codec, e) in ENGINE_ENCODERS]
 
 
 def _fps(text: str, token: str) -> int:
@@ -308,7 +239,7 @@ def _preset(value: object, codec: str, engine: str) -> str:
     encoders = candidate_encoders(codec, engine)
     if any(accepts_preset(encoder, preset) for encoder in encoders):
         return preset
-    valid = sorted({p for e in encoders for p in _PRESETS[encoder_family(e)]}, key=_preset_order)
+    valid = sorted({p for e in encoders for p in presets_of(e)}, key=_preset_order)
     if not valid:
         raise ScenarioError(f"Engine {engine!r} takes no preset; leave 'preset' out.")
     raise ScenarioError(
@@ -321,8 +252,8 @@ def _preset_order(preset: str) -> tuple[int, int, str]:
     """Sort presets readably: numbers numerically, x26x names fastest first, then the rest."""
     if preset.isdigit():
         return (0, int(preset), preset)
-    if preset in _X26X_PRESETS:
-        return (1, _X26X_PRESETS.index(preset), preset)
+    if preset in X26X_PRESETS:
+        return (1, X26X_PRESETS.index(preset), preset)
     return (2, 0, preset)
 
 

@@ -3,17 +3,26 @@
 Pure functions over plain values so that every store applies exactly the same rules. Hard
 requirements filter; preferences (GPU nodes kept for GPU work, affinity, anti-affinity) only
 rank, and stop applying once a job has waited `PREFERENCE_WINDOW_S`, so they can never starve it.
+
+"GPU" here means what a node's `has_gpu` says: an NVIDIA GPU was found (the v1.0 meaning).
+Intel and AMD GPUs are reached through their encoders (`h264_vaapi`, `hevc_qsv`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import msgspec
+
+from ffleet import encoders
 from ffleet.models import Requirements
 
+if TYPE_CHECKING:
+    from ffleet.scenarios import JobSpec
+
 PREFERENCE_WINDOW_S = 10.0
-GPU_ENCODER_MARKERS = ("nvenc", "vaapi", "qsv", "amf", "videotoolbox", "v4l2m2m", "vulkan")
 
 
 @dataclass(frozen=True)
@@ -29,19 +38,39 @@ class NodeTraits:
     labels: Mapping[str, str]
 
 
+def placement_requirements(requirements: Requirements | None, spec: JobSpec) -> Requirements | None:
+    """The requirements a job is placed by: the user's plus the encoder its engine needs.
+
+    Without this an `engine=vaapi` job could go to a CPU-only node and fail there for good
+    although another node could run it. `auto` and `cpu` add nothing (see
+    `encoders.required_encoder`).
+    """
+    encoder = encoders.required_encoder(spec.scenario.codec, spec.engine)
+    if encoder is None:
+        return requirements
+    if requirements is None:
+        return Requirements(encoders=[encoder])
+    if encoder in requirements.encoders:
+        return requirements
+    return msgspec.structs.replace(requirements, encoders=[*requirements.encoders, encoder])
+
+
 def needs_gpu(req: Requirements | None) -> bool:
-    """A job needs a GPU if it says so, names a GPU model, or asks for a hardware encoder."""
+    """Whether only a node with an NVIDIA GPU can run the job: the stores' SQL pre-filter.
+
+    It must never be stricter than `unmet`: true only when `unmet` finds something missing on
+    every node whose `has_gpu` is false, or a job some node could run would never reach it.
+    """
     if req is None:
         return False
-    return bool(
-        req.gpu
-        or req.gpu_model
-        or any(marker in enc for enc in req.encoders for marker in GPU_ENCODER_MARKERS)
-    )
+    return bool(req.gpu or req.gpu_model or any(encoders.needs_nvidia(enc) for enc in req.encoders))
 
 
 def unmet(req: Requirements | None, node: NodeTraits) -> list[str]:
-    """The requirements `node` fails, in words; empty when it can run the job."""
+    """The requirements `node` fails, in words; empty when it can run the job.
+
+    `gpu_model` and NVIDIA-only encoders also need `has_gpu`, which keeps `needs_gpu` exact.
+    """
     if req is None:
         return []
     missing: list[str] = []
@@ -49,9 +78,15 @@ def unmet(req: Requirements | None, node: NodeTraits) -> list[str]:
         missing.append("a GPU")
     if req.gpu is False and node.has_gpu:
         missing.append("no GPU")
-    if req.gpu_model and not any(req.gpu_model.lower() in name.lower() for name in node.gpu_names):
+    if req.gpu_model and not (
+        node.has_gpu and any(req.gpu_model.lower() in name.lower() for name in node.gpu_names)
+    ):
         missing.append(f"GPU model {req.gpu_model!r}")
-    lacking = [enc for enc in req.encoders if enc not in node.encoders]
+    lacking = [
+        enc
+        for enc in req.encoders
+        if enc not in node.encoders or (encoders.needs_nvidia(enc) and not node.has_gpu)
+    ]
     if lacking:
         missing.append("encoders " + ", ".join(lacking))
     if node.ram_bytes < req.min_ram_bytes:

@@ -14,7 +14,6 @@ from ffleet.agent.hardware import (
     GIB,
     MIB,
     AccelHost,
-    GpuInfo,
     Hardware,
     classify_node,
     default_ffmpeg_path,
@@ -22,7 +21,6 @@ from ffleet.agent.hardware import (
     detect_gpus,
     detect_hardware,
     format_summary,
-    hw_encoder_family,
     linux_has_battery,
     parse_cpuinfo,
     parse_ffmpeg_encoders,
@@ -32,8 +30,11 @@ from ffleet.agent.hardware import (
     probe_command,
     probe_encoder,
     registration_payload,
+    render_node_gpus,
     should_probe,
 )
+from ffleet.encoders import Device, hardware_api
+from ffleet.models import GpuDescription, NodeRegistration
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "hardware"
 
@@ -47,6 +48,10 @@ FIXTURE_HW_ENCODERS = {
 }  # fmt: skip
 
 NO_ACCEL = AccelHost(system="linux", nvidia_gpu=False, render_node=None, video_devices=False)
+
+
+def nvidia(index: int, name: str, memory: int | None, driver: str | None) -> GpuDescription:
+    return GpuDescription(index, name, memory, driver, vendor="nvidia")
 
 
 def fixture(name: str) -> str:
@@ -89,14 +94,14 @@ def test_parse_meminfo_without_total_is_an_error() -> None:
 
 def test_parse_nvidia_smi_two_gpus() -> None:
     assert parse_nvidia_smi_csv(fixture("nvidia-smi-2gpu.csv")) == [
-        GpuInfo(0, "NVIDIA GeForce RTX 4090", 24564 * MIB, "550.54.14"),
-        GpuInfo(1, "NVIDIA RTX A4000", 16376 * MIB, "550.54.14"),
+        nvidia(0, "NVIDIA GeForce RTX 4090", 24564 * MIB, "550.54.14"),
+        nvidia(1, "NVIDIA RTX A4000", 16376 * MIB, "550.54.14"),
     ]
 
 
 def test_parse_nvidia_smi_unavailable_fields_are_none() -> None:
     assert parse_nvidia_smi_csv("NVIDIA GH200 480GB, [N/A], [Not Supported]\n\n") == [
-        GpuInfo(0, "NVIDIA GH200 480GB", None, None)
+        nvidia(0, "NVIDIA GH200 480GB", None, None)
     ]
 
 
@@ -127,15 +132,15 @@ def test_parse_ffmpeg_encoders_lists_video_encoders_only() -> None:
         assert other not in names
 
 
-def test_hw_encoder_family() -> None:
+def test_hardware_api() -> None:
     names = parse_ffmpeg_encoders(fixture("ffmpeg-encoders-n9.0.2.txt"))
-    assert {name for name in names if hw_encoder_family(name)} == FIXTURE_HW_ENCODERS
-    assert hw_encoder_family("h264_nvenc") == "nvenc"
-    assert hw_encoder_family("prores_ks_vulkan") == "vulkan"
-    assert hw_encoder_family("hevc_videotoolbox") == "videotoolbox"
-    assert hw_encoder_family("h264_mf") == "mf"
-    assert hw_encoder_family("libx264") is None
-    assert hw_encoder_family("mpeg4") is None
+    assert {name for name in names if hardware_api(name)} == FIXTURE_HW_ENCODERS
+    assert hardware_api("h264_nvenc") == "nvenc"
+    assert hardware_api("prores_ks_vulkan") == "vulkan"
+    assert hardware_api("hevc_videotoolbox") == "videotoolbox"
+    assert hardware_api("h264_mf") == "mf"
+    assert hardware_api("libx264") is None
+    assert hardware_api("mpeg4") is None
 
 
 @pytest.mark.parametrize(
@@ -157,9 +162,7 @@ def test_classify_node(threads: int, ram: int, battery: bool, expected: str) -> 
 
 
 def planned(host: AccelHost) -> set[str]:
-    return {
-        name for name in FIXTURE_HW_ENCODERS if should_probe(hw_encoder_family(name) or "", host)
-    }
+    return {name for name in FIXTURE_HW_ENCODERS if should_probe(hardware_api(name) or "", host)}
 
 
 def test_nothing_is_probed_without_accelerators() -> None:
@@ -178,13 +181,13 @@ def test_dri_probes_vaapi_qsv_amf_vulkan_but_not_nvenc() -> None:
     host = AccelHost(
         "linux", nvidia_gpu=False, render_node="/dev/dri/renderD128", video_devices=False
     )
-    families = {hw_encoder_family(name) for name in planned(host)}
+    families = {hardware_api(name) for name in planned(host)}
     assert families == {"vaapi", "qsv", "amf", "vulkan"}
 
 
 def test_v4l2m2m_needs_video_devices_and_videotoolbox_needs_macos() -> None:
     arm_board = AccelHost("linux", nvidia_gpu=False, render_node=None, video_devices=True)
-    assert {hw_encoder_family(n) for n in planned(arm_board)} == {"v4l2m2m"}
+    assert {hardware_api(n) for n in planned(arm_board)} == {"v4l2m2m"}
     mac = AccelHost("darwin", nvidia_gpu=False, render_node=None, video_devices=False)
     assert should_probe("videotoolbox", mac)
     assert not should_probe("videotoolbox", NO_ACCEL)
@@ -233,7 +236,7 @@ def test_detect_ffmpeg_probes_only_plausible_encoders(monkeypatch: pytest.Monkey
     version, software, working = detect_ffmpeg(default_ffmpeg_path(), host)
     assert version == "n9.0.2-17-g2a571b6068-20260930"
     assert working == ["h264_nvenc"]
-    assert {hw_encoder_family(name) for name in probed} == {"nvenc", "vulkan"}
+    assert {hardware_api(name) for name in probed} == {"nvenc", "vulkan"}
     assert "libx264" in software
     assert not set(software) & FIXTURE_HW_ENCODERS
 
@@ -295,10 +298,80 @@ def test_nvml_is_preferred(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pynvml, "nvmlDeviceGetMemoryInfo", lambda handle: FakeMemory())
     monkeypatch.setattr(shutil, "which", lambda name: pytest.fail("nvidia-smi used"))
     assert detect_gpus() == [
-        GpuInfo(0, "NVIDIA H100 #0", 80 * GIB, "570.86.15"),
-        GpuInfo(1, "NVIDIA H100 #1", 80 * GIB, "570.86.15"),
+        nvidia(0, "NVIDIA H100 #0", 80 * GIB, "570.86.15"),
+        nvidia(1, "NVIDIA H100 #1", 80 * GIB, "570.86.15"),
     ]
     assert calls == ["init", "shutdown"]
+
+
+# --- render-node GPUs ---------------------------------------------------------------------
+
+DRI_HOST = AccelHost(
+    "linux", nvidia_gpu=False, render_node="/dev/dri/renderD128", video_devices=False
+)
+
+
+def fake_drm(root: Path, vendor: str, device: str, driver: str | None) -> Path:
+    """A /sys/class/drm tree with renderD128 -> a PCI device, as the kernel lays it out."""
+    pci = root / "devices" / "pci0000:00" / "0000:00:02.0"
+    pci.mkdir(parents=True)
+    (pci / "vendor").write_text(vendor + "\n")
+    (pci / "device").write_text(device + "\n")
+    if driver is not None:
+        (root / "drivers" / driver).mkdir(parents=True)
+        (pci / "driver").symlink_to(root / "drivers" / driver)
+    drm = root / "class" / "drm"
+    (drm / "renderD128").mkdir(parents=True)
+    (drm / "renderD128" / "device").symlink_to(pci)
+    return drm
+
+
+@pytest.mark.parametrize(
+    ("vendor", "device", "driver", "expected"),
+    [
+        ("0x8086", "0x56a0", "i915", ("intel", "Intel GPU 8086:56a0", "i915")),
+        ("0x1002", "0x73bf", "amdgpu", ("amd", "AMD GPU 1002:73bf", "amdgpu")),
+        ("0x1af4", "0x1050", None, ("0x1af4", "GPU 1af4:1050", None)),
+    ],
+)
+def test_a_working_vaapi_or_qsv_encoder_lists_the_render_node_gpu(
+    tmp_path: Path,
+    vendor: str,
+    device: str,
+    driver: str | None,
+    expected: tuple[str, str, str | None],
+) -> None:
+    drm = fake_drm(tmp_path, vendor, device, driver)
+    for working in (["h264_vaapi"], ["libx264", "hevc_qsv"]):
+        (gpu,) = render_node_gpus(working, DRI_HOST, 1, drm)
+        assert (gpu.vendor, gpu.name, gpu.driver) == expected
+        assert (gpu.index, gpu.device, gpu.memory_bytes) == (1, "/dev/dri/renderD128", None)
+        assert not gpu.is_nvidia
+
+
+def test_no_render_node_gpu_without_proof_or_for_nvidia(tmp_path: Path) -> None:
+    drm = fake_drm(tmp_path, "0x8086", "0x56a0", "i915")
+    assert render_node_gpus(["h264_nvenc", "h264_vulkan"], DRI_HOST, 0, drm) == []
+    assert render_node_gpus(["h264_vaapi"], NO_ACCEL, 0, drm) == []
+    nvidia_drm = fake_drm(tmp_path / "nv", "0x10de", "0x2684", "nvidia")
+    assert render_node_gpus(["h264_vaapi"], DRI_HOST, 0, nvidia_drm) == []
+
+
+def test_unreadable_sysfs_still_lists_a_non_nvidia_gpu(tmp_path: Path) -> None:
+    (gpu,) = render_node_gpus(["h264_vaapi"], DRI_HOST, 0, tmp_path)
+    assert (gpu.vendor, gpu.name, gpu.driver) == ("unknown", "GPU", None)
+    assert not gpu.is_nvidia
+
+
+def test_accel_host_devices() -> None:
+    assert NO_ACCEL.devices == frozenset()
+    assert DRI_HOST.devices == {Device.RENDER_NODE}
+    both = AccelHost(
+        "linux", nvidia_gpu=True, render_node="/dev/dri/renderD128", video_devices=True
+    )
+    assert both.devices == {Device.NVIDIA_GPU, Device.RENDER_NODE, Device.VIDEO_NODE}
+    windows = AccelHost("windows", nvidia_gpu=False, render_node="x", video_devices=True)
+    assert windows.devices == {Device.WINDOWS}
 
 
 # --- battery ------------------------------------------------------------------------------
@@ -339,9 +412,9 @@ def test_detect_hardware_on_this_machine() -> None:
     assert hw.ffmpeg_path == default_ffmpeg_path()
     assert hw.ffmpeg_version
     assert "libx264" in hw.encoders
-    assert all(hw_encoder_family(name) is None for name in hw.encoders)
-    assert all(hw_encoder_family(name) for name in hw.hw_encoders)
-    assert hw.has_gpu == bool(hw.gpus)
+    assert all(hardware_api(name) is None for name in hw.encoders)
+    assert all(hardware_api(name) for name in hw.hw_encoders)
+    assert hw.has_gpu == any(gpu.vendor == "nvidia" for gpu in hw.gpus)
 
 
 def test_broken_ffmpeg_path_leaves_ffmpeg_fields_empty() -> None:
@@ -356,7 +429,7 @@ SAMPLE = Hardware(
     cpu_threads=32,
     cpu_model="AMD Ryzen 9 7950X 16-Core Processor",
     ram_bytes=64 * GIB,
-    gpus=(GpuInfo(0, "NVIDIA GeForce RTX 4090", 24564 * MIB, "550.54.14"),),
+    gpus=(nvidia(0, "NVIDIA GeForce RTX 4090", 24564 * MIB, "550.54.14"),),
     node_type="server",
     os="linux",
     arch="x86_64",
@@ -377,28 +450,36 @@ def test_gpu_properties() -> None:
 
 
 def test_registration_payload() -> None:
-    payload = registration_payload(SAMPLE, "http://10.0.0.7:8701", {"os": "ubuntu", "rack": "b"})
-    assert payload == {
-        "address": "http://10.0.0.7:8701",
-        "type": "server",
-        "cpu_threads": 32,
-        "cpu_model": "AMD Ryzen 9 7950X 16-Core Processor",
-        "has_gpu": True,
-        "gpu_type": "NVIDIA GeForce RTX 4090",
-        "ram_bytes": 64 * GIB,
-        "labels": {"os": "ubuntu", "arch": "x86_64", "hostname": "enc-01", "rack": "b"},
-        "hostname": "enc-01",
-        "ffmpeg_version": "n9.0.2-17-g2a571b6068-20260930",
-        "encoders": ["libx264", "libx265", "h264_nvenc"],
-        "gpus": [
-            {
-                "index": 0,
-                "name": "NVIDIA GeForce RTX 4090",
-                "memory_bytes": 24564 * MIB,
-                "driver": "550.54.14",
-            }
-        ],
-    }
+    registration = registration_payload(
+        SAMPLE, "http://10.0.0.7:8701", {"os": "ubuntu", "rack": "b"}, slots=2, node_id="n-1"
+    )
+    assert registration == NodeRegistration(
+        address="http://10.0.0.7:8701",
+        type="server",
+        cpu_threads=32,
+        cpu_model="AMD Ryzen 9 7950X 16-Core Processor",
+        has_gpu=True,
+        gpu_type="NVIDIA GeForce RTX 4090",
+        ram_bytes=64 * GIB,
+        labels={"os": "ubuntu", "arch": "x86_64", "hostname": "enc-01", "rack": "b"},
+        id="n-1",
+        hostname="enc-01",
+        ffmpeg_version="n9.0.2-17-g2a571b6068-20260930",
+        encoders=["libx264", "libx265", "h264_nvenc"],
+        gpus=[nvidia(0, "NVIDIA GeForce RTX 4090", 24564 * MIB, "550.54.14")],
+        slots=2,
+    )
+
+
+def test_an_intel_gpu_is_listed_but_is_not_has_gpu() -> None:
+    intel = GpuDescription(0, "Intel GPU 8086:56a0", None, "i915", "intel", "/dev/dri/renderD128")
+    hw = Hardware(**{**SAMPLE.__dict__, "gpus": (intel,), "hw_encoders": ("h264_vaapi",)})
+    registration = registration_payload(hw, "http://10.0.0.7:8701", {})
+    assert (registration.has_gpu, registration.gpu_type) == (False, None)
+    assert registration.gpus == [intel]
+    assert "GPU 0:     Intel GPU 8086:56a0, memory unknown, driver i915" in format_summary(hw)
+    both = Hardware(**{**SAMPLE.__dict__, "gpus": (intel, *SAMPLE.gpus)})
+    assert (both.has_gpu, both.gpu_type) == (True, "NVIDIA GeForce RTX 4090")
 
 
 def test_format_summary() -> None:

@@ -20,7 +20,7 @@ from typing import Any, Self, TypeVar
 import httpx
 import msgspec
 
-from ffleet.models import HeartbeatReply, Job, Node, ProgressReport
+from ffleet.models import HeartbeatReply, Job, Node, NodeRegistration, ProgressReport
 
 T = TypeVar("T")
 
@@ -95,12 +95,12 @@ class MasterClient:
 
     # ------------------------------------------------------------------ calls
 
-    def register(self, payload: Mapping[str, Any]) -> Node:
+    def register(self, registration: NodeRegistration) -> Node:
         """POST /nodes/register; the reply is the node as the master stored it.
 
         Not repeated on a reset connection: a node registering without an id gets a new one.
         """
-        return self._decode(self._send("POST", "/nodes/register", payload), Node)
+        return self._decode(self._send("POST", "/nodes/register", registration), Node)
 
     def heartbeat(self, node_id: str, jobs: Sequence[ProgressReport]) -> HeartbeatReply:
         """POST /nodes/{id}/heartbeat listing every running job; the reply carries directives.

@@ -23,47 +23,28 @@ import imageio_ffmpeg  # type: ignore[import-untyped]
 import psutil
 import pynvml  # type: ignore[import-untyped]
 
+from ffleet.encoders import HARDWARE_APIS, RENDER_NODE_GPU_APIS, Device, can_work_with, hardware_api
+from ffleet.models import GpuDescription, NodeRegistration, NodeType
+
 GIB = 1024**3
 MIB = 1024**2
 
 # Anything slower than this is a hung driver or binary; the agent must still start.
 COMMAND_TIMEOUT_S = 10.0
 
-# Encoders that drive a hardware (or OS media framework) block. Listing one only means the
-# FFmpeg build knows it, so each is probed with a real encode before it is advertised.
-HW_ENCODER_MARKERS = (
-    "nvenc",
-    "vaapi",
-    "qsv",
-    "amf",
-    "v4l2m2m",
-    "vulkan",
-    "videotoolbox",
-    "d3d12va",
-    "mediacodec",
-    "omx",
-    "rkmpp",
-)
-
+# A hardware encoder in FFmpeg's list only means the build knows it, so each is probed with
+# a real encode before it is advertised.
 _PROBE_SOURCE = "color=size=256x256:duration=0.1"
-
-# APIs whose encoders only take frames already in device memory: the probe must upload.
-_UPLOAD_FAMILIES = frozenset({"vaapi", "vulkan", "d3d12va"})
 
 # Software encoders worth naming in the start-up summary.
 _NOTABLE_ENCODERS = ("libx264", "libx265", "libsvtav1", "libaom-av1", "libvpx-vp9")
 
 _UNAVAILABLE = frozenset({"", "[n/a]", "n/a", "[not supported]", "[unknown error]"})
 
-
-@dataclass(frozen=True)
-class GpuInfo:
-    """One NVIDIA GPU as the driver reports it."""
-
-    index: int
-    name: str
-    memory_bytes: int | None
-    driver: str | None
+DRM_CLASS = Path("/sys/class/drm")
+_PCI_VENDORS = {"0x8086": "intel", "0x1002": "amd", "0x10de": "nvidia"}
+_VENDOR_LABELS = {"intel": "Intel", "amd": "AMD"}
+_PCI_IDS = ("vendor", "device")
 
 
 @dataclass(frozen=True)
@@ -74,8 +55,8 @@ class Hardware:
     cpu_threads: int
     cpu_model: str
     ram_bytes: int
-    gpus: tuple[GpuInfo, ...]
-    node_type: str
+    gpus: tuple[GpuDescription, ...]  # NVIDIA GPUs first, then a render node's GPU
+    node_type: NodeType
     os: str
     arch: str
     has_battery: bool
@@ -86,12 +67,13 @@ class Hardware:
 
     @property
     def has_gpu(self) -> bool:
-        return bool(self.gpus)
+        """An NVIDIA GPU was found: what `has_gpu` has meant to the master since v1.0."""
+        return any(gpu.is_nvidia for gpu in self.gpus)
 
     @property
     def gpu_type(self) -> str | None:
-        """Name of the first GPU; the registry keeps one GPU type per node."""
-        return self.gpus[0].name if self.gpus else None
+        """Name of the first NVIDIA GPU; the registry keeps one GPU type per node."""
+        return next((gpu.name for gpu in self.gpus if gpu.is_nvidia), None)
 
 
 @dataclass(frozen=True)
@@ -102,6 +84,19 @@ class AccelHost:
     nvidia_gpu: bool
     render_node: str | None  # first /dev/dri/renderD*, needed by VAAPI
     video_devices: bool  # any /dev/video*, needed by V4L2 mem2mem
+
+    @property
+    def devices(self) -> frozenset[Device]:
+        """The catalogue's devices this machine offers hardware encoders."""
+        linux = self.system == "linux"
+        offered = {
+            Device.NVIDIA_GPU: self.nvidia_gpu,
+            Device.RENDER_NODE: linux and self.render_node is not None,
+            Device.VIDEO_NODE: linux and self.video_devices,
+            Device.WINDOWS: self.system == "windows",
+            Device.MACOS: self.system == "darwin",
+        }
+        return frozenset(device for device, present in offered.items() if present)
 
 
 # --- pure parsers -------------------------------------------------------------------------
@@ -154,10 +149,10 @@ def _optional(value: str) -> str | None:
     return None if value.lower() in _UNAVAILABLE else value
 
 
-def parse_nvidia_smi_csv(text: str) -> list[GpuInfo]:
+def parse_nvidia_smi_csv(text: str) -> list[GpuDescription]:
     """Parse ``nvidia-smi --query-gpu=name,memory.total,driver_version
     --format=csv,noheader,nounits`` (one line per GPU in index order; memory in MiB)."""
-    gpus: list[GpuInfo] = []
+    gpus: list[GpuDescription] = []
     for line in text.splitlines():
         if not line.strip():
             continue
@@ -167,11 +162,12 @@ def parse_nvidia_smi_csv(text: str) -> list[GpuInfo]:
             raise ValueError(f"unexpected nvidia-smi line: {line!r}")
         name, memory, driver = (_optional(field) for field in fields)
         gpus.append(
-            GpuInfo(
+            GpuDescription(
                 index=len(gpus),
                 name=name or "",
                 memory_bytes=int(float(memory) * MIB) if memory is not None else None,
                 driver=driver,
+                vendor="nvidia",
             )
         )
     return gpus
@@ -200,7 +196,7 @@ def parse_ffmpeg_encoders(text: str) -> list[str]:
     return names
 
 
-def classify_node(threads: int, ram_bytes: int, has_battery: bool) -> str:
+def classify_node(threads: int, ram_bytes: int, has_battery: bool) -> NodeType:
     """Coarse node class the master uses to group comparable machines."""
     if has_battery:
         return "laptop"
@@ -209,46 +205,27 @@ def classify_node(threads: int, ram_bytes: int, has_battery: bool) -> str:
     return "desktop"
 
 
-def hw_encoder_family(name: str) -> str | None:
-    """The hardware API an encoder drives, or None for a software encoder."""
-    if name.endswith("_mf"):  # Windows Media Foundation
-        return "mf"
-    return next((marker for marker in HW_ENCODER_MARKERS if marker in name), None)
-
-
-def should_probe(family: str, host: AccelHost) -> bool:
-    """Whether a probe of this encoder family can possibly succeed here.
+def should_probe(api: str, host: AccelHost) -> bool:
+    """Whether a probe of this hardware API's encoders can possibly succeed here.
 
     Probing is a real encode; skipping the hopeless ones keeps agent start-up fast. Unknown
-    families are always probed, since a wrong skip would hide a working encoder.
+    APIs are always probed, since a wrong skip would hide a working encoder.
     """
-    linux = host.system == "linux"
-    windows = host.system == "windows"
-    rules = {
-        "nvenc": host.nvidia_gpu,
-        "vaapi": linux and host.render_node is not None,
-        "qsv": windows or (linux and host.render_node is not None),
-        "amf": windows or (linux and host.render_node is not None),
-        "vulkan": windows or (linux and (host.render_node is not None or host.nvidia_gpu)),
-        "v4l2m2m": linux and host.video_devices,
-        "videotoolbox": host.system == "darwin",
-        "d3d12va": windows,
-        "mf": windows,
-    }
-    return rules.get(family, True)
+    return can_work_with(api, host.devices)
 
 
 def probe_command(ffmpeg: str, encoder: str, render_node: str | None = None) -> list[str]:
     """Argv of a one-frame test encode with ``encoder``, output discarded."""
-    family = hw_encoder_family(encoder)
+    api = hardware_api(encoder)
+    uploads = api is not None and HARDWARE_APIS[api].uploads
     argv = [ffmpeg, "-hide_banner", "-loglevel", "error"]
-    if family in _UPLOAD_FAMILIES:
-        device = f"{family}=hw"
-        if family == "vaapi" and render_node:
+    if uploads:
+        device = f"{api}=hw"
+        if api == "vaapi" and render_node:
             device += f":{render_node}"
         argv += ["-init_hw_device", device, "-filter_hw_device", "hw"]
     argv += ["-f", "lavfi", "-i", _PROBE_SOURCE, "-frames:v", "1"]
-    if family in _UPLOAD_FAMILIES:
+    if uploads:
         argv += ["-vf", "format=nv12,hwupload"]
     argv += ["-c:v", encoder, "-f", "null", "-"]
     return argv
@@ -304,7 +281,7 @@ def detect_ram() -> int:
     return int(psutil.virtual_memory().total)
 
 
-def _nvml_gpus() -> list[GpuInfo]:
+def _nvml_gpus() -> list[GpuDescription]:
     pynvml.nvmlInit()
     try:
         driver = _optional(str(pynvml.nvmlSystemGetDriverVersion()))
@@ -312,11 +289,12 @@ def _nvml_gpus() -> list[GpuInfo]:
         for index in range(pynvml.nvmlDeviceGetCount()):
             handle = pynvml.nvmlDeviceGetHandleByIndex(index)
             gpus.append(
-                GpuInfo(
+                GpuDescription(
                     index=index,
                     name=str(pynvml.nvmlDeviceGetName(handle)),
                     memory_bytes=int(pynvml.nvmlDeviceGetMemoryInfo(handle).total),
                     driver=driver,
+                    vendor="nvidia",
                 )
             )
         return gpus
@@ -324,7 +302,7 @@ def _nvml_gpus() -> list[GpuInfo]:
         pynvml.nvmlShutdown()
 
 
-def _nvidia_smi_gpus() -> list[GpuInfo]:
+def _nvidia_smi_gpus() -> list[GpuDescription]:
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return []
@@ -338,7 +316,7 @@ def _nvidia_smi_gpus() -> list[GpuInfo]:
         return []
 
 
-def detect_gpus() -> list[GpuInfo]:
+def detect_gpus() -> list[GpuDescription]:
     """NVIDIA GPUs via NVML, else via nvidia-smi; none when neither library nor tool works."""
     try:
         return _nvml_gpus()
@@ -372,7 +350,32 @@ def detect_battery() -> bool:
     return sensors_battery is not None and sensors_battery() is not None
 
 
-def detect_accel_host(gpus: Sequence[GpuInfo]) -> AccelHost:
+def render_node_gpus(
+    working: Sequence[str], host: AccelHost, index: int, drm: Path = DRM_CLASS
+) -> list[GpuDescription]:
+    """The GPU behind the render node, once a VAAPI or QSV encoder worked on it (the proof it
+    is there), described from sysfs: PCI vendor and device ids, kernel driver.
+
+    None for an NVIDIA card: the NVIDIA driver describes it, and only that sets `has_gpu`.
+    """
+    node = host.render_node
+    if node is None or not any(hardware_api(name) in RENDER_NODE_GPU_APIS for name in working):
+        return []
+    sysfs = drm / Path(node).name / "device"
+    vendor_id, device_id = ((_read_text(str(sysfs / f)) or "").strip().lower() for f in _PCI_IDS)
+    vendor = _PCI_VENDORS.get(vendor_id, vendor_id or "unknown")
+    if vendor == "nvidia":
+        return []
+    try:
+        driver: str | None = (sysfs / "driver").readlink().name
+    except OSError:
+        driver = None
+    ids = ":".join(part.removeprefix("0x") for part in (vendor_id, device_id) if part)
+    name = " ".join(part for part in (_VENDOR_LABELS.get(vendor), "GPU", ids) if part)
+    return [GpuDescription(index=index, name=name, driver=driver, vendor=vendor, device=node)]
+
+
+def detect_accel_host(gpus: Sequence[GpuDescription]) -> AccelHost:
     dri = Path("/dev/dri")
     render_nodes = sorted(dri.glob("renderD*")) if dri.is_dir() else []
     return AccelHost(
@@ -404,12 +407,12 @@ def detect_ffmpeg(ffmpeg: str, host: AccelHost) -> tuple[str, list[str], list[st
     """
     version = parse_ffmpeg_version(_run([ffmpeg, "-version"]) or "")
     listed = parse_ffmpeg_encoders(_run([ffmpeg, "-hide_banner", "-encoders"]) or "")
-    software = [name for name in listed if hw_encoder_family(name) is None]
+    software = [name for name in listed if hardware_api(name) is None]
     hardware = [
         name
         for name in listed
-        if (family := hw_encoder_family(name)) is not None
-        and should_probe(family, host)
+        if (api := hardware_api(name)) is not None
+        and should_probe(api, host)
         and probe_encoder(ffmpeg, name, host.render_node)
     ]
     return version, software, hardware
@@ -432,8 +435,10 @@ def detect_hardware(ffmpeg_path: str | None = None) -> Hardware:
     threads, model = detect_cpu()
     ram = detect_ram()
     battery = detect_battery()
-    gpus = detect_gpus()
-    version, software, hardware = detect_ffmpeg(ffmpeg, detect_accel_host(gpus))
+    nvidia = detect_gpus()
+    host = detect_accel_host(nvidia)
+    version, software, hardware = detect_ffmpeg(ffmpeg, host)
+    gpus = [*nvidia, *render_node_gpus(hardware, host, index=len(nvidia))]
     return Hardware(
         hostname=socket.gethostname(),
         cpu_threads=threads,
@@ -454,30 +459,31 @@ def detect_hardware(ffmpeg_path: str | None = None) -> Hardware:
 # --- presentation -------------------------------------------------------------------------
 
 
-def registration_payload(hw: Hardware, address: str, labels: dict[str, str]) -> dict[str, object]:
+def registration_payload(
+    hw: Hardware,
+    address: str,
+    labels: dict[str, str],
+    *,
+    slots: int | None = None,
+    node_id: str | None = None,
+) -> NodeRegistration:
     """Body of POST /nodes/register; user labels override the automatic ones."""
-    return {
-        "address": address,
-        "type": hw.node_type,
-        "cpu_threads": hw.cpu_threads,
-        "cpu_model": hw.cpu_model,
-        "has_gpu": hw.has_gpu,
-        "gpu_type": hw.gpu_type,
-        "ram_bytes": hw.ram_bytes,
-        "labels": {"os": hw.os, "arch": hw.arch, "hostname": hw.hostname, **labels},
-        "hostname": hw.hostname,
-        "ffmpeg_version": hw.ffmpeg_version,
-        "encoders": [*hw.encoders, *hw.hw_encoders],
-        "gpus": [
-            {
-                "index": gpu.index,
-                "name": gpu.name,
-                "memory_bytes": gpu.memory_bytes,
-                "driver": gpu.driver,
-            }
-            for gpu in hw.gpus
-        ],
-    }
+    return NodeRegistration(
+        address=address,
+        type=hw.node_type,
+        cpu_threads=hw.cpu_threads,
+        cpu_model=hw.cpu_model,
+        has_gpu=hw.has_gpu,
+        gpu_type=hw.gpu_type,
+        ram_bytes=hw.ram_bytes,
+        labels={"os": hw.os, "arch": hw.arch, "hostname": hw.hostname, **labels},
+        id=node_id,
+        hostname=hw.hostname,
+        ffmpeg_version=hw.ffmpeg_version,
+        encoders=[*hw.encoders, *hw.hw_encoders],
+        gpus=list(hw.gpus),
+        slots=slots,
+    )
 
 
 def _gib(value: int) -> str:

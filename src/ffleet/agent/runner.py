@@ -206,14 +206,14 @@ class Agent:
         return False
 
     def _register(self) -> None:
-        payload: dict[str, Any] = {
-            **registration_payload(
-                self.hardware, _local_address(self.config.master_url), dict(self.config.labels)
-            ),
-            "slots": self.config.slots,
-            "id": self.node_id,
-        }
-        node = self.client.register(payload)
+        registration = registration_payload(
+            self.hardware,
+            _local_address(self.config.master_url),
+            dict(self.config.labels),
+            slots=self.config.slots,
+            node_id=self.node_id,
+        )
+        node = self.client.register(registration)
         if node.id != self.node_id:  # a master that assigns its own ids (v1.0)
             self.node_id = node.id
             _write_atomic(self.config.work_dir / "node-id", node.id)

@@ -230,9 +230,9 @@ class SqlStore:
             "type": registration.type,
             "cpu_threads": registration.cpu_threads,
             "cpu_model": registration.cpu_model,
-            "has_gpu": registration.has_gpu or bool(registration.gpus),
+            "has_gpu": registration.has_gpu or any(gpu.is_nvidia for gpu in registration.gpus),
             "gpu_type": registration.gpu_type
-            or (registration.gpus[0].name if registration.gpus else None),
+            or next((gpu.name for gpu in registration.gpus if gpu.is_nvidia), None),
             "ram_bytes": registration.ram_bytes,
             "labels": _dumps(registration.labels),
             "hostname": registration.hostname,
@@ -333,12 +333,13 @@ class SqlStore:
         rows = [self._job_values(req, now) for req in requests]
         with self.db.transaction() as tx:
             reasons: dict[str, str | None] = {}
-            for row, req in zip(rows, requests, strict=True):
-                if req.requirements is None:
+            for row in rows:
+                key = row["requirements"]
+                if key is None:
                     continue
-                if row["requirements"] not in reasons:
-                    reasons[row["requirements"]] = self._unschedulable(tx, req.requirements)
-                row["unschedulable_reason"] = reasons[row["requirements"]]
+                if key not in reasons:
+                    reasons[key] = self._unschedulable(tx, _decode(key, type=Requirements))
+                row["unschedulable_reason"] = reasons[key]
             tx.many(SQL_JOB_INSERT, rows)
         return [_job_from_row(row) for row in rows]
 
@@ -354,7 +355,7 @@ class SqlStore:
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
         timeout = min(req.timeout_s or default_timeout_s(spec), self.policy.max_job_timeout_s)
-        reqs = req.requirements
+        reqs = scheduling.placement_requirements(req.requirements, spec)
         return {
             "id": str(uuid.uuid4()),
             "scenario": req.scenario,
