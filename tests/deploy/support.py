@@ -55,3 +55,14 @@ def dev_module(name: str) -> ModuleType:
     except ImportError:
         unavailable(f"{name} is not installed (a dev dependency)")
         raise
+
+
+def parsed(name: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The flag values `ffleet NAME` would run with under `env` alone: click parses and checks
+    every variable (types, ranges, list splitting) as at a real start, without running it."""
+    for key in envvars(name):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    params: dict[str, Any] = command(name).make_context(name, []).params
+    return params

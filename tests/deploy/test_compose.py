@@ -12,7 +12,7 @@ import yaml
 
 from ffleet.agent.executor import TERM_GRACE_S
 from ffleet.durations import parse_duration
-from tests.deploy.support import DEPLOY, default, envvars
+from tests.deploy.support import DEPLOY, default, envvars, parsed
 from tests.deploy.test_container import healthcheck_command
 
 COMPOSE = DEPLOY / "compose.yaml"
@@ -84,6 +84,18 @@ def test_ffleet_variables_are_ones_the_command_reads(services: dict[str, Any], n
     command = "master" if name == "master" else "agent"
     used = {key for key in services[name]["environment"] if key.startswith("FFLEET_")}
     assert used <= envvars(command), sorted(used - envvars(command))
+
+
+@pytest.mark.parametrize("name", ["master", *AGENTS])
+def test_settings_parse_as_the_command_expects(
+    services: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    command = "master" if name == "master" else "agent"
+    env = {key: interpolated(str(value)) for key, value in services[name]["environment"].items()}
+    params = parsed(command, env, monkeypatch)
+    if command == "agent":
+        assert params["register"] is True
+        assert params["label"] == ["site=compose", f"agent={name[-1]}"]
 
 
 def test_no_ffleet_variable_outside_the_ffleet_services(services: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ from tests.deploy.helm_render import (
     render_chart,
     render_template,
 )
-from tests.deploy.support import DEPLOY, default, dev_module, envvars
+from tests.deploy.support import DEPLOY, default, dev_module, envvars, parsed
 
 RENDERED = DEPLOY / "kubernetes" / "ffleet.yaml"
 KUBERNETES_VERSION = "1.30.0"  # the oldest release the chart is meant for
@@ -178,6 +178,37 @@ def test_every_ffleet_variable_is_one_the_command_reads() -> None:
         for source in spec.get("envFrom", []):
             names |= set(docs[("ConfigMap", source["configMapRef"]["name"])]["data"])
         assert names <= envvars(command), f"{workload}: {sorted(names - envvars(command))}"
+
+
+@pytest.mark.parametrize(
+    ("workload", "command"),
+    [
+        (("Deployment", "ffleet-master"), "master"),
+        (("Deployment", "ffleet-agent-cpu"), "agent"),
+        (("DaemonSet", "ffleet-agent-gpu"), "agent"),
+    ],
+)
+def test_settings_parse_as_the_command_expects(
+    workload: tuple[str, str], command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the pod's environment would be (ConfigMaps, then env:), as the command parses it."""
+    docs = manifests()
+    spec = container(docs[workload])
+    env: dict[str, str] = {}
+    for source in spec.get("envFrom", []):
+        env |= docs[("ConfigMap", source["configMapRef"]["name"])]["data"]
+    for item in spec["env"]:
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        else:
+            env[item["name"]] = default_values()["store"]["url"]  # the Secret's value
+    env = {key: value for key, value in env.items() if key.startswith("FFLEET_")}
+    params = parsed(command, env, monkeypatch)
+    if command == "agent":
+        assert params["register"] is True
+        assert params["label"] and all("=" in label for label in params["label"])
+    else:
+        assert params["port"] == default_values()["master"]["port"]
 
 
 def test_pods_stop_after_the_agents_grace() -> None:

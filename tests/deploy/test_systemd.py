@@ -13,7 +13,7 @@ import pytest
 
 from ffleet.agent.executor import TERM_GRACE_S
 from ffleet.durations import parse_duration
-from tests.deploy.support import DEPLOY, default, envvars, unavailable
+from tests.deploy.support import DEPLOY, default, envvars, parsed, unavailable
 
 SYSTEMD = DEPLOY / "systemd"
 UNITS = {"master": SYSTEMD / "ffleet-master.service", "agent": SYSTEMD / "ffleet-agent.service"}
@@ -151,3 +151,28 @@ def test_every_variable_is_one_the_command_reads(name: str) -> None:
     used = set(re.findall(r"\bFFLEET_[A-Z_]+", text))
     assert used, "no settings at all?"
     assert used <= envvars(name), f"not read by `ffleet {name}`: {sorted(used - envvars(name))}"
+
+
+def env_file(path: Path, *, uncomment: bool) -> dict[str, str]:
+    """KEY=VALUE lines as systemd reads them (the examples quote nothing)."""
+    found = {}
+    for raw in path.read_text().splitlines():
+        line = raw.removeprefix("#") if uncomment else raw
+        if re.match(r"FFLEET_[A-Z_]+=", line):
+            key, _, value = line.partition("=")
+            found[key] = value
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(UNITS))
+def test_settings_parse_as_the_command_expects(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unit's own settings, overridden by every example line uncommented."""
+    env = environment(UNITS[name]) | env_file(ENV_EXAMPLES[name], uncomment=True)
+    params = parsed(name, env, monkeypatch)
+    if name == "agent":
+        assert params["register"] is True
+        assert params["label"] == ["site=lab", "rack=3"]
+        assert params["input_dir"] == [Path("/srv/media"), Path("/srv/clips")]
+    else:
+        assert params["host"] == "0.0.0.0"
+        assert params["store"].startswith("postgresql://")
