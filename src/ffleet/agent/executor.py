@@ -64,6 +64,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ffleet.agent.analyzer import analyze
 from ffleet.agent.meters import EnergyMeter, GpuSampler
+from ffleet.agent.safety import resolve_input_path
 from ffleet.scenarios import (
     DEFAULT_PRESETS,
     JobSpec,
@@ -72,7 +73,6 @@ from ffleet.scenarios import (
     candidate_encoders,
     encoder_engine,
     encoder_family,
-    resolve_input_path,
 )
 
 log = logging.getLogger(__name__)
