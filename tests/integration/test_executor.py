@@ -11,15 +11,11 @@ import imageio_ffmpeg  # type: ignore[import-untyped]
 import psutil
 import pytest
 
-from ffleet.agent.executor import (
-    Execution,
-    Progress,
-    build_argv,
-    choose_encoder,
-    execute,
-)
+from ffleet.agent.argv import build_argv, choose_encoder
+from ffleet.agent.executor import Execution, execute
 from ffleet.agent.hardware import usable_encoders
 from ffleet.agent.meters import GpuSampler
+from ffleet.agent.progress import Progress
 from ffleet.local_run import run_local
 from ffleet.scenarios import JobSpec, ScenarioError, build_job_spec
 

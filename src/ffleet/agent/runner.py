@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 
 from ffleet.agent.client import MasterClient, MasterRejected, MasterUnavailable
 from ffleet.agent.executor import Execution, execute
-from ffleet.agent.executor import Progress as ExecProgress
 from ffleet.agent.hardware import Hardware, registration_payload
+from ffleet.agent.progress import Progress as ExecProgress
 from ffleet.agent.spool import Spool
 from ffleet.models import Directive, Job, Progress, ProgressReport, rfc3339
 from ffleet.scenarios import ScenarioError, build_job_spec, default_timeout_s
