@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ffleet.agent.executor import Execution, execute
 from ffleet.agent.hardware import default_ffmpeg_path, usable_encoders
-from ffleet.agent.progress import Progress
+from ffleet.models import Progress
 from ffleet.scenarios import build_job_spec, default_timeout_s
 
 

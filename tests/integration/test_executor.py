@@ -15,8 +15,8 @@ from ffleet.agent.argv import build_argv, choose_encoder
 from ffleet.agent.executor import Execution, execute
 from ffleet.agent.hardware import usable_encoders
 from ffleet.agent.meters import GpuSampler
-from ffleet.agent.progress import Progress
 from ffleet.local_run import run_local
+from ffleet.models import Progress
 from ffleet.scenarios import JobSpec, ScenarioError, build_job_spec
 
 FFMPEG: str = imageio_ffmpeg.get_ffmpeg_exe()

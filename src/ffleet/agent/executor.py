@@ -35,8 +35,9 @@ from ffleet.agent.metrics import (
     record_gpu,
     record_progress,
 )
-from ffleet.agent.progress import Progress, ProgressParser
+from ffleet.agent.progress import ProgressParser
 from ffleet.agent.safety import resolve_input_path
+from ffleet.models import Progress
 from ffleet.scenarios import JobSpec, ScenarioError, encoder_engine
 
 ExecutionStatus = Literal["completed", "failed", "canceled", "timeout"]

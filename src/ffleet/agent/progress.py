@@ -1,4 +1,4 @@
-"""Parse FFmpeg's `-progress` output into `Progress` snapshots.
+"""Parse FFmpeg's `-progress` output into the `Progress` the agent reports to the master.
 
 FFmpeg writes `key=value` lines and ends each block with `progress=continue` (or `=end`); the
 parser keeps the latest values, so the final ones are also the run's frame count, speed and,
@@ -9,27 +9,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from ffleet.models import Progress
 from ffleet.scenarios import JobSpec
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Progress:
-    """One `-progress` block. `percent` is frames done over frames expected, or media time
-    over duration when FFmpeg has not reported a frame count yet."""
-
-    frame: int | None
-    fps: float | None
-    percent: float | None
-    out_time_s: float | None
-    speed: float | None
-
-
 class ProgressParser:
-    """Folds `-progress` lines into the latest values and reports each finished block."""
+    """Folds `-progress` lines into the latest values and reports each finished block.
+
+    `percent` is frames done over frames expected, or media time over duration while FFmpeg
+    has not reported a frame count yet.
+    """
 
     def __init__(self, spec: JobSpec, on_progress: Callable[[Progress], None] | None) -> None:
         self._expected_frames = spec.duration_s * spec.scenario.fps
@@ -72,7 +64,6 @@ class ProgressParser:
             frame=self.frame,
             fps=self.fps,
             percent=None if percent is None else min(100.0, max(0.0, percent)),
-            out_time_s=self.out_time_s,
             speed=self.speed,
         )
 

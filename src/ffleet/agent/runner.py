@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 from ffleet.agent.client import MasterClient, MasterRejected, MasterUnavailable
 from ffleet.agent.executor import Execution, execute
 from ffleet.agent.hardware import Hardware, registration_payload
-from ffleet.agent.progress import Progress as ExecProgress
 from ffleet.agent.spool import Spool
 from ffleet.models import Directive, Job, Progress, ProgressReport, rfc3339
 from ffleet.scenarios import ScenarioError, build_job_spec, default_timeout_s
@@ -70,22 +69,18 @@ class _Running:
     cancel: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)  # result posted or released
     timeout_s: float = 0.0
-    progress: ExecProgress | None = None
+    progress: Progress | None = None
     cancel_reason: str | None = None  # a user's cancel, told by the master
     abandoned: bool = False  # the master gave this attempt away: never post its result
     released: bool = False  # shutdown outlasted the grace period: hand the job back
 
-    def set_progress(self, progress: ExecProgress) -> None:
+    def set_progress(self, progress: Progress) -> None:
         self.progress = progress
 
     def report(self) -> ProgressReport:
-        now = self.progress
-        wire = (
-            None
-            if now is None
-            else Progress(percent=now.percent, fps=now.fps, frame=now.frame, speed=now.speed)
+        return ProgressReport(
+            job_id=self.job.id, attempt=self.job.attempt or None, progress=self.progress
         )
-        return ProgressReport(job_id=self.job.id, attempt=self.job.attempt or None, progress=wire)
 
 
 class _Reachability:
