@@ -262,7 +262,7 @@ def test_endless_input_times_out(tmp_path: Path, encoders: frozenset[str]) -> No
     elapsed = time.monotonic() - started
     assert result.status == "timeout"
     assert result.error == "timed out after 2 s"
-    assert result.retryable is False
+    assert result.retryable is True  # as the master's reaper decides for its own timeouts
     assert elapsed < 10
     frames = result.metrics["frames"]
     assert isinstance(frames, int) and frames > 0

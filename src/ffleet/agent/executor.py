@@ -46,7 +46,8 @@ ExecutionStatus = Literal["completed", "failed", "canceled", "timeout"]
 @dataclass
 class Execution:
     """A job's outcome. `retryable` says whether running it again could succeed: False for
-    bad parameters or inputs, encoders that cannot open, timeouts and cancels."""
+    bad parameters or inputs, encoders that cannot open, and cancels; True for a timeout, as
+    the master's reaper also decides for an attempt it times out itself."""
 
     status: ExecutionStatus
     metrics: dict[str, object]
@@ -205,10 +206,11 @@ class _Job:
             return f"cannot start FFmpeg {argv[0]!r}: {exc}"
 
     def _stopped(self, child: ChildExit) -> Execution:
-        """The result for a child we had to kill: a retry would meet the same bound."""
+        """The result for a child we had to kill. A timeout may pass on a retry (another node,
+        a quieter moment); a cancel was asked for and is final."""
         self.metrics.set("stderr_tail", child.stderr_tail)
         if child.stopped == "timeout":
             return self.result(
-                "timeout", f"timed out after {self.timeout_s:g} s", False, "timed out"
+                "timeout", f"timed out after {self.timeout_s:g} s", True, "timed out"
             )
         return self.result("canceled", "canceled", False, "canceled")

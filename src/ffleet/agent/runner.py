@@ -445,12 +445,11 @@ class Agent:
 
     def _result(self, entry: _Running, execution: Execution) -> dict[str, Any]:
         job = entry.job
-        status, error, retryable = execution.status, execution.error, execution.retryable
-        if status == "timeout":
-            status, error, retryable = "failed", f"timed out after {entry.timeout_s:g} s", True
-        elif status == "canceled":
+        # The wire has no `timeout` status; the executor already said whether a retry may help.
+        status = "failed" if execution.status == "timeout" else execution.status
+        error = execution.error
+        if status == "canceled":
             error = entry.cancel_reason or error or "canceled"
-            retryable = False
         return {
             "job_id": job.id,
             "node_id": self.node_id,
@@ -460,7 +459,7 @@ class Agent:
             "analyzer_output": execution.analyzer_output,
             "error": error,
             "completed_at": rfc3339(time.time()),
-            "retryable": retryable,
+            "retryable": execution.retryable,
         }
 
     def _release(self, job: Job) -> None:
