@@ -15,7 +15,14 @@ from typing import Any, Self, TypeVar
 import httpx
 import msgspec
 
-from ffleet.models import HeartbeatReply, Job, Node, ProgressReport
+from ffleet.models import (
+    HeartbeatReply,
+    Job,
+    Node,
+    NodeRegistration,
+    ProgressReport,
+    ResultSubmission,
+)
 
 T = TypeVar("T")
 
@@ -84,9 +91,9 @@ class MasterClient:
 
     # ------------------------------------------------------------------ calls
 
-    def register(self, payload: Mapping[str, Any]) -> Node:
+    def register(self, registration: NodeRegistration) -> Node:
         """POST /nodes/register; the reply is the node as the master stored it."""
-        return self._decode(self._send("POST", "/nodes/register", payload), Node)
+        return self._decode(self._send("POST", "/nodes/register", registration), Node)
 
     def heartbeat(self, node_id: str, jobs: Sequence[ProgressReport]) -> HeartbeatReply:
         """POST /nodes/{id}/heartbeat listing every running job; the reply carries directives."""
@@ -111,7 +118,7 @@ class MasterClient:
         wrapped = body.get("job")  # `{"job": {...}}`: what the v1.0 Go agent expected
         return None if wrapped is None else self._convert(response, wrapped, Job)
 
-    def post_result(self, result: Mapping[str, Any]) -> ResultReply:
+    def post_result(self, result: ResultSubmission) -> ResultReply:
         """POST /results. A 409 means the attempt is no longer current; 404, the job is unknown."""
         return self._decode(self._send("POST", "/results", result), ResultReply)
 

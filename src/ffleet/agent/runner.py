@@ -22,14 +22,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
+from typing import TextIO
 from urllib.parse import urlsplit
+
+import msgspec
 
 from ffleet.agent.client import MasterClient, MasterRejected, MasterUnavailable
 from ffleet.agent.executor import Execution, execute
 from ffleet.agent.hardware import Hardware, registration_payload
 from ffleet.agent.spool import Spool
-from ffleet.models import Directive, Job, Progress, ProgressReport, rfc3339
+from ffleet.models import (
+    Directive,
+    Job,
+    NodeRegistration,
+    Progress,
+    ProgressReport,
+    ResultSubmission,
+    rfc3339,
+)
 from ffleet.scenarios import ScenarioError, build_job_spec, default_timeout_s
 
 log = logging.getLogger(__name__)
@@ -201,14 +211,15 @@ class Agent:
         return False
 
     def _register(self) -> None:
-        payload: dict[str, Any] = {
-            **registration_payload(
-                self.hardware, _local_address(self.config.master_url), dict(self.config.labels)
-            ),
-            "slots": self.config.slots,
-            "id": self.node_id,
-        }
-        node = self.client.register(payload)
+        described = registration_payload(
+            self.hardware, _local_address(self.config.master_url), dict(self.config.labels)
+        )
+        registration = msgspec.structs.replace(
+            msgspec.convert(described, NodeRegistration),  # a struct passes through as is
+            id=self.node_id,
+            slots=self.config.slots,
+        )
+        node = self.client.register(registration)
         if node.id != self.node_id:  # a master that assigns its own ids (v1.0)
             self.node_id = node.id
             _write_atomic(self.config.work_dir / "node-id", node.id)
@@ -404,8 +415,8 @@ class Agent:
             "job %s attempt %d finished: %s%s",
             job.id,
             job.attempt,
-            result["status"],
-            f" ({result['error']})" if result["error"] else "",
+            result.status,
+            f" ({result.error})" if result.error else "",
         )
         delivery = self.spool.submit(self.client, result, claim_next=not self._stop.is_set())
         if delivery.outcome == "spooled":
@@ -443,24 +454,23 @@ class Agent:
             with contextlib.suppress(OSError):
                 job_dir.rmdir()  # kept only when it holds a file the job asked to keep
 
-    def _result(self, entry: _Running, execution: Execution) -> dict[str, Any]:
+    def _result(self, entry: _Running, execution: Execution) -> ResultSubmission:
         job = entry.job
-        # The wire has no `timeout` status; the executor already said whether a retry may help.
-        status = "failed" if execution.status == "timeout" else execution.status
         error = execution.error
-        if status == "canceled":
+        if execution.status == "canceled":
             error = entry.cancel_reason or error or "canceled"
-        return {
-            "job_id": job.id,
-            "node_id": self.node_id,
-            "attempt": job.attempt or None,  # a v1.0 master numbers no attempts
-            "status": status,
-            "metrics": execution.metrics,
-            "analyzer_output": execution.analyzer_output,
-            "error": error,
-            "completed_at": rfc3339(time.time()),
-            "retryable": execution.retryable,
-        }
+        return ResultSubmission(
+            job_id=job.id,
+            node_id=self.node_id,
+            attempt=job.attempt or None,  # a v1.0 master numbers no attempts
+            # The wire has no `timeout` status; the executor already said whether to retry.
+            status="failed" if execution.status == "timeout" else execution.status,
+            metrics=execution.metrics,
+            analyzer_output=execution.analyzer_output,
+            error=error,
+            completed_at=rfc3339(time.time()),
+            retryable=execution.retryable,
+        )
 
     def _release(self, job: Job) -> None:
         """Hand an unfinished job back so another node runs it at once (no failed attempt)."""
