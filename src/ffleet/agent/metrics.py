@@ -123,6 +123,7 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
 
 
 def record_child(metrics: Metrics, child: ChildExit) -> None:
+    """Wall time, CPU time and memory of the FFmpeg child itself (its rusage, not ours)."""
     wall = child.wall_s
     metrics.set("wall_seconds", wall)
     no_rusage = "wait4 returned no rusage (the child was reaped elsewhere)"
@@ -139,6 +140,8 @@ def record_child(metrics: Metrics, child: ChildExit) -> None:
 def record_progress(
     metrics: Metrics, spec: JobSpec, parser: ProgressParser, output: Path | None
 ) -> None:
+    """Frames and speed from FFmpeg's last `-progress` block; the size of an encoded file is
+    read from disk, a stream's is FFmpeg's `total_size` (the bytes it sent)."""
     frames = parser.frame
     metrics.set("frames", frames, "FFmpeg reported no frame count")
     wall = metrics.values["wall_seconds"]
@@ -160,6 +163,7 @@ def record_progress(
 
 
 def record_energy(metrics: Metrics, joules: float | None, reason: str | None) -> None:
+    """The CPU package energy and the average power over the encode's wall time."""
     metrics.set("energy_joules", joules, reason)
     wall = metrics.values["wall_seconds"]
     power = ratio(joules, wall if isinstance(wall, float) else None)
@@ -167,6 +171,7 @@ def record_energy(metrics: Metrics, joules: float | None, reason: str | None) ->
 
 
 def record_gpu(metrics: Metrics, sampler: GpuSampler | None, encoder: str) -> None:
+    """NVML figures for an NVENC encode; for any other encoder, why there are none."""
     keys = {
         "gpu_utilization_percent": "utilization_percent",
         "gpu_encoder_utilization_percent": "encoder_utilization_percent",
