@@ -10,19 +10,15 @@ master: it logs once and tries again.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
 import re
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TextIO
 from urllib.parse import urlsplit
 
 import msgspec
@@ -31,6 +27,7 @@ from ffleet.agent.client import MasterClient, MasterRejected, MasterUnavailable
 from ffleet.agent.executor import Execution, execute
 from ffleet.agent.hardware import Hardware, registration_payload
 from ffleet.agent.spool import Spool
+from ffleet.agent.work_dir import WorkDirInUse, lock_work_dir, read_node_id, write_node_id
 from ffleet.models import (
     Directive,
     Job,
@@ -122,9 +119,12 @@ class Agent:
         self.hardware = hardware
         self.client = client
         config.work_dir.mkdir(parents=True, exist_ok=True)
-        self._lock_file = _lock_work_dir(config.work_dir)
+        try:
+            self._lock_file = lock_work_dir(config.work_dir)
+        except WorkDirInUse as exc:
+            raise AgentError(str(exc)) from None
         self.spool = Spool(config.work_dir)
-        self.node_id = _node_id(config.work_dir)
+        self.node_id = read_node_id(config.work_dir)
         self._encoders = frozenset((*hardware.encoders, *hardware.hw_encoders))
         self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
@@ -222,7 +222,7 @@ class Agent:
         node = self.client.register(registration)
         if node.id != self.node_id:  # a master that assigns its own ids (v1.0)
             self.node_id = node.id
-            _write_atomic(self.config.work_dir / "node-id", node.id)
+            write_node_id(self.config.work_dir, node.id)
         self._registrations += 1
         log.info(
             "registered with %s as node %s (%d slot(s))",
@@ -486,39 +486,7 @@ class Agent:
         log.info("job %s attempt %d released: %s", job.id, job.attempt, SHUTDOWN_REASON)
 
 
-# ---------------------------------------------------------------------- work dir
-
-
-def _lock_work_dir(work_dir: Path) -> TextIO:
-    """Hold an exclusive lock on the work dir: two agents there would share one node id."""
-    handle = (work_dir / "agent.lock").open("a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        raise AgentError(f"another agent is already using the work dir {work_dir}") from None
-    return handle
-
-
-def _node_id(work_dir: Path) -> str:
-    """This agent's node id, kept in `<work_dir>/node-id` so a restart is the same node."""
-    path = work_dir / "node-id"
-    with contextlib.suppress(FileNotFoundError):
-        stored = path.read_text(encoding="utf-8").strip()
-        if stored:
-            return stored
-    node_id = str(uuid.uuid4())
-    _write_atomic(path, node_id)
-    return node_id
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    with temp.open("w", encoding="utf-8") as handle:
-        handle.write(text + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+# ---------------------------------------------------------------------- network
 
 
 def _local_address(master_url: str) -> str:
