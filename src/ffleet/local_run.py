@@ -11,8 +11,9 @@ import threading
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
-from ffleet.agent.executor import Execution, Progress, execute
+from ffleet.agent.executor import Execution, execute
 from ffleet.agent.hardware import default_ffmpeg_path, usable_encoders
+from ffleet.models import Progress
 from ffleet.scenarios import build_job_spec, default_timeout_s
 
 

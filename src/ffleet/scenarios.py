@@ -23,18 +23,10 @@ import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from ffleet.durations import parse_duration
-
-# The `as` imports are re-exports: the agent's executor and analyzer import them from here.
-from ffleet.encoders import DEFAULT_PRESETS as DEFAULT_PRESETS
-from ffleet.encoders import ENGINES, X26X_PRESETS, presets_of
-from ffleet.encoders import accepts_preset as accepts_preset
-from ffleet.encoders import candidate_encoders as candidate_encoders
-from ffleet.encoders import encoder_engine as encoder_engine
-from ffleet.encoders import encoder_family as encoder_family
+from ffleet.encoders import ENGINES, X26X_PRESETS, accepts_preset, candidate_encoders, presets_of
 
 
 class ScenarioError(ValueError):
@@ -294,32 +286,6 @@ def build_job_spec(scenario: str, parameters: Mapping[str, object] | None) -> Jo
         output=output,
         quality=quality,
     )
-
-
-def resolve_input_path(path: str, allowed_dirs: Sequence[Path]) -> Path:
-    """Resolve an input file (symlinks followed) and make sure it lies inside an allowed dir.
-
-    A relative path is looked up in each allowed directory in turn. Raises `ScenarioError`,
-    so that a job cannot read arbitrary files of the agent's host.
-    """
-    if not allowed_dirs:
-        raise ScenarioError(
-            "This agent allows no input files; start it with an input directory to use 'input'."
-        )
-    roots = [Path(root).resolve() for root in allowed_dirs]
-    candidate = Path(path)
-    tries = [candidate] if candidate.is_absolute() else [root / candidate for root in roots]
-    outside = False
-    for attempt in tries:
-        resolved = attempt.resolve()
-        if not any(resolved.is_relative_to(root) for root in roots):
-            outside = True
-            continue
-        if resolved.is_file():
-            return resolved
-    if outside:
-        raise ScenarioError(f"Input {path!r} is outside the input directories this agent allows.")
-    raise ScenarioError(f"Input file {path!r} does not exist in the allowed input directories.")
 
 
 _PIXELS_720P = 1280 * 720

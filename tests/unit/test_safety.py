@@ -1,10 +1,12 @@
-"""Tests of the master-as-worker guard. Addresses are only resolved, never contacted."""
+"""Tests of the agent's safety checks: the input-path sandbox and the master-as-worker guard.
+Addresses are only resolved, never contacted."""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 import psutil
 import pytest
@@ -14,7 +16,9 @@ from ffleet.agent.safety import (
     MasterAsWorkerRefused,
     confirm_master_as_worker,
     master_is_local,
+    resolve_input_path,
 )
+from ffleet.scenarios import ScenarioError
 
 PROMPT = "Do you want to continue? (yes/no): "
 
@@ -214,3 +218,26 @@ def test_no_terminal_without_yes_refuses() -> None:
         confirm(console, allow=True, assume_yes=False, interactive=False)
     assert console.prompts == []
     assert console.printed == [MASTER_AS_WORKER_WARNING]
+
+
+def test_resolve_input_path(tmp_path: Path) -> None:
+    allowed = tmp_path / "media"
+    (allowed / "sub").mkdir(parents=True)
+    clip = allowed / "sub" / "clip.mp4"
+    clip.write_bytes(b"x")
+    outside = tmp_path / "secret.mp4"
+    outside.write_bytes(b"x")
+    (allowed / "link.mp4").symlink_to(outside)
+
+    assert resolve_input_path(str(clip), [allowed]) == clip
+    assert resolve_input_path("sub/clip.mp4", [tmp_path / "other", allowed]) == clip
+    assert resolve_input_path(f"{allowed}/sub/../sub/clip.mp4", [allowed]) == clip
+    for escape in ("../secret.mp4", f"{allowed}/../secret.mp4", "link.mp4", str(outside)):
+        with pytest.raises(ScenarioError, match="outside"):
+            resolve_input_path(escape, [allowed])
+    with pytest.raises(ScenarioError, match="does not exist"):
+        resolve_input_path("missing.mp4", [allowed])
+    with pytest.raises(ScenarioError, match="does not exist"):
+        resolve_input_path("sub", [allowed])  # a directory is not an input file
+    with pytest.raises(ScenarioError, match="allows no input files"):
+        resolve_input_path(str(clip), [])

@@ -5,30 +5,38 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import pytest
+from msgspec.structs import replace
 
 from ffleet.agent.client import MasterRejected, MasterUnavailable, ResultReply
 from ffleet.agent.spool import Spool
-from ffleet.models import Job
+from ffleet.models import Job, ResultSubmission
 
 
-def result(job_id: str = "job-1", attempt: int = 1, status: str = "completed") -> dict[str, Any]:
-    return {
-        "job_id": job_id,
-        "node_id": "node-1",
-        "attempt": attempt,
-        "status": status,
-        "metrics": {"frames": 30},
-        "analyzer_output": {},
-        "error": None,
-        "completed_at": "2026-01-01T00:00:00Z",
-        "retryable": False,
-    }
+def result(
+    job_id: str = "job-1",
+    attempt: int = 1,
+    status: Literal["completed", "failed", "canceled"] = "completed",
+) -> ResultSubmission:
+    return ResultSubmission(
+        job_id=job_id,
+        node_id="node-1",
+        attempt=attempt,
+        status=status,
+        metrics={"frames": 30},
+        analyzer_output={},
+        error=None,
+        completed_at="2026-01-01T00:00:00Z",
+        retryable=False,
+    )
+
+
+def read(path: Path) -> ResultSubmission:
+    return msgspec.json.decode(path.read_bytes(), type=ResultSubmission)
 
 
 class FakeMaster:
@@ -37,12 +45,12 @@ class FakeMaster:
     def __init__(self, spool: Spool, answer: Exception | ResultReply | None = None) -> None:
         self.spool = spool
         self.answer = answer or ResultReply()
-        self.posted: list[dict[str, Any]] = []
+        self.posted: list[ResultSubmission] = []
         self.on_disk_when_sent: list[bool] = []
 
-    def post_result(self, body: Mapping[str, Any]) -> ResultReply:
-        self.posted.append(dict(body))
-        name = f"{body['job_id']}-{body['attempt']}.json"
+    def post_result(self, body: ResultSubmission) -> ResultReply:
+        self.posted.append(body)
+        name = f"{body.job_id}-{body.attempt}.json"
         self.on_disk_when_sent.append((self.spool.dir / name).is_file())
         if isinstance(self.answer, Exception):
             raise self.answer
@@ -57,18 +65,19 @@ def test_result_is_on_disk_before_it_is_sent_and_deleted_after(tmp_path: Path) -
 
     assert delivery.outcome == "delivered"
     assert master.on_disk_when_sent == [True]
-    assert master.posted == [{**result(), "claim_next": True}]
+    assert master.posted == [replace(result(), claim_next=True)]
     assert spool.pending() == []
     assert list(spool.dir.iterdir()) == [spool.rejected_dir]  # no temp file left behind
 
 
-def test_written_file_holds_the_result_without_claim_next(tmp_path: Path) -> None:
+def test_written_file_holds_the_encoded_result_without_claim_next(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
 
-    path = spool.write(result("abc", 3))
+    path = spool.write(replace(result("abc", 3), claim_next=True))
 
     assert path == tmp_path / "spool" / "abc-3.json"
-    assert json.loads(path.read_text()) == result("abc", 3)
+    assert path.read_bytes() == msgspec.json.encode(replace(result("abc", 3), claim_next=True))
+    assert read(path) == replace(result("abc", 3), claim_next=True)
 
 
 def test_unavailable_master_keeps_the_result_for_a_resend(tmp_path: Path) -> None:
@@ -80,7 +89,7 @@ def test_unavailable_master_keeps_the_result_for_a_resend(tmp_path: Path) -> Non
 
     up = FakeMaster(spool)
     assert spool.resend(up) is True
-    assert up.posted == [{**result(), "claim_next": False}]  # nobody would run a claimed job
+    assert up.posted == [replace(result(), claim_next=False)]  # nobody would run a claimed job
     assert spool.pending() == []
 
 
@@ -91,7 +100,45 @@ def test_spooled_results_survive_a_restart(tmp_path: Path) -> None:
     master = FakeMaster(restarted)
 
     assert restarted.resend(master) is True
-    assert [body["job_id"] for body in master.posted] == ["job-1"]
+    assert master.posted == [result()]
+
+
+def test_a_result_spooled_as_a_plain_object_by_an_earlier_agent_is_still_delivered(
+    tmp_path: Path,
+) -> None:
+    """Earlier agents spooled a JSON object built by hand; an upgraded agent must send it."""
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    earlier: dict[str, Any] = {
+        "job_id": "job-1",
+        "node_id": "node-1",
+        "attempt": 2,
+        "status": "failed",
+        "metrics": {"frames": 12, "unavailable": {"energy_joules": "no RAPL"}},
+        "analyzer_output": {"efficiency": {"realtime_factor": None}},
+        "error": "timed out after 2 s",
+        "completed_at": "2026-01-01T00:00:00Z",
+        "retryable": True,
+    }
+    (spool_dir / "job-1-2.json").write_text(json.dumps(earlier))
+    spool = Spool(tmp_path)
+    master = FakeMaster(spool)
+
+    assert [(r.job_id, r.attempt) for r in spool.attempts()] == [("job-1", 2)]
+    assert spool.resend(master) is True
+
+    assert master.posted == [ResultSubmission(**earlier)]
+    assert spool.pending() == [] and list(spool.rejected_dir.iterdir()) == []
+
+
+def test_a_spool_file_that_is_not_a_result_is_moved_aside(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    (spool.dir / "job-1-1.json").write_text(json.dumps({"job_id": "job-1", "status": "lost"}))
+    master = FakeMaster(spool)
+
+    assert spool.resend(master) is True
+    assert master.posted == []
+    assert [path.name for path in spool.rejected_dir.iterdir()] == ["job-1-1.json"]
 
 
 def test_duplicate_acceptance_deletes_the_result(tmp_path: Path) -> None:
@@ -122,7 +169,7 @@ def test_refused_result_is_moved_to_rejected_and_logged(
     assert delivery.outcome == "rejected"
     assert spool.pending() == []
     kept = spool.rejected_dir / "job-1-1.json"
-    assert json.loads(kept.read_text()) == result()
+    assert read(kept) == result()
     assert message in caplog.text
     assert str(kept) in caplog.text
 
@@ -134,7 +181,7 @@ def test_a_second_rejection_of_the_same_name_keeps_both(tmp_path: Path) -> None:
     spool.submit(master, result(status="failed"))
     spool.submit(master, result(status="completed"))
 
-    kept = sorted(json.loads(path.read_text())["status"] for path in spool.rejected_dir.iterdir())
+    kept = sorted(read(path).status for path in spool.rejected_dir.iterdir())
     assert kept == ["completed", "failed"]
 
 
@@ -170,9 +217,9 @@ class FailsOnAttempt(FakeMaster):
         self.failing = attempt
         self.error = error
 
-    def post_result(self, body: Mapping[str, Any]) -> ResultReply:
-        if body["attempt"] == self.failing:
-            self.posted.append(dict(body))
+    def post_result(self, body: ResultSubmission) -> ResultReply:
+        if body.attempt == self.failing:
+            self.posted.append(body)
             raise self.error
         return super().post_result(body)
 
@@ -192,7 +239,7 @@ def test_resend_goes_oldest_first_and_stops_when_the_master_is_unreachable(
     master = FailsOnAttempt(spool, 2, MasterUnavailable("connection refused"))
 
     assert spool.resend(master) is False
-    assert [body["attempt"] for body in master.posted] == [1, 2]
+    assert [body.attempt for body in master.posted] == [1, 2]
     assert [path.name for path in spool.pending()] == ["job-2.json", "job-3.json"]
 
 
@@ -202,7 +249,7 @@ def test_a_result_the_master_fails_on_does_not_hold_up_the_others(tmp_path: Path
     master = FailsOnAttempt(spool, 2, MasterUnavailable("HTTP 500 internal error", 500))
 
     assert spool.resend(master) is True  # the master answered for every result
-    assert [body["attempt"] for body in master.posted] == [1, 2, 3]
+    assert [body.attempt for body in master.posted] == [1, 2, 3]
     assert [path.name for path in spool.pending()] == ["job-2.json"]
 
 
@@ -236,7 +283,7 @@ def test_job_ids_cannot_escape_the_spool_dir(tmp_path: Path) -> None:
     assert path.name == "______etc_passwd-1.json"
 
 
-def disk_full(result: Mapping[str, Any]) -> Path:
+def disk_full(result: ResultSubmission) -> Path:
     raise OSError(28, "No space left on device")
 
 
@@ -248,7 +295,7 @@ def test_a_result_that_cannot_be_spooled_is_still_sent(
     master = FakeMaster(spool)
 
     assert spool.submit(master, result()).outcome == "delivered"
-    assert [body["job_id"] for body in master.posted] == ["job-1"]
+    assert master.posted == [result()]
 
 
 def test_an_unspooled_result_is_reported_lost_when_the_master_is_down(

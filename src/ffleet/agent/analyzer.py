@@ -29,7 +29,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from ffleet.scenarios import JobSpec, encoder_engine
+from ffleet.agent.metrics import ratio
+from ffleet.encoders import encoder_engine
+from ffleet.scenarios import JobSpec
 
 HEADROOM_FACTOR = 1.2
 STREAM_SPEED_FLOOR = 0.95
@@ -50,12 +52,6 @@ def _number(metrics: Mapping[str, object], key: str) -> float | None:
     return float(value)
 
 
-def _ratio(numerator: float | None, denominator: float | None) -> float | None:
-    if numerator is None or denominator is None or denominator <= 0:
-        return None
-    return numerator / denominator
-
-
 def analyze(
     spec: JobSpec, metrics: Mapping[str, object], *, cpu_count: int | None = None
 ) -> dict[str, object]:
@@ -69,12 +65,12 @@ def analyze(
     user, system = _number(metrics, "cpu_user_seconds"), _number(metrics, "cpu_system_seconds")
     cpu = None if user is None or system is None else user + system
     bitrate = _number(metrics, "bitrate_bps")
-    realtime = _ratio(_ratio(frames, scenario.fps), wall)
+    realtime = ratio(ratio(frames, scenario.fps), wall)
     efficiency = {
         "realtime_factor": realtime,
-        "frames_per_cpu_second": _ratio(frames, cpu),
-        "frames_per_joule": _ratio(frames, _number(metrics, "energy_joules")),
-        "quality_per_kbps": _ratio(
+        "frames_per_cpu_second": ratio(frames, cpu),
+        "frames_per_joule": ratio(frames, _number(metrics, "energy_joules")),
+        "quality_per_kbps": ratio(
             _number(metrics, "quality_score"), None if bitrate is None else bitrate / 1000
         ),
     }
@@ -90,7 +86,7 @@ def analyze(
         },
         "efficiency": efficiency,
         "recommendation": _recommend(
-            spec, metrics, realtime, _ratio(cpu, wall), cpu_count or os.cpu_count() or 1
+            spec, metrics, realtime, ratio(cpu, wall), cpu_count or os.cpu_count() or 1
         ),
     }
 

@@ -20,7 +20,14 @@ from typing import Any, Self, TypeVar
 import httpx
 import msgspec
 
-from ffleet.models import HeartbeatReply, Job, Node, NodeRegistration, ProgressReport
+from ffleet.models import (
+    HeartbeatReply,
+    Job,
+    Node,
+    NodeRegistration,
+    ProgressReport,
+    ResultSubmission,
+)
 
 T = TypeVar("T")
 
@@ -131,7 +138,7 @@ class MasterClient:
         wrapped = body.get("job")  # `{"job": {...}}`: what the v1.0 Go agent expected
         return None if wrapped is None else self._convert(response, wrapped, Job)
 
-    def post_result(self, result: Mapping[str, Any]) -> ResultReply:
+    def post_result(self, result: ResultSubmission) -> ResultReply:
         """POST /results. A 409 means the attempt is no longer current; 404, the job is unknown.
 
         Idempotent: the master stores a result once and answers a repeat with `duplicate`; a

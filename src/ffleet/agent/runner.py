@@ -10,27 +10,30 @@ master: it logs once and tries again.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
 import re
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from ffleet.agent.client import MasterClient, MasterRejected, MasterUnavailable
 from ffleet.agent.executor import Execution, execute
-from ffleet.agent.executor import Progress as ExecProgress
 from ffleet.agent.hardware import Hardware, registration_payload
 from ffleet.agent.spool import Spool
-from ffleet.models import Directive, Job, Progress, ProgressReport, rfc3339
+from ffleet.agent.work_dir import WorkDirInUse, lock_work_dir, read_node_id, write_node_id
+from ffleet.models import (
+    Directive,
+    Job,
+    Progress,
+    ProgressReport,
+    ResultSubmission,
+    rfc3339,
+)
 from ffleet.scenarios import ScenarioError, build_job_spec, default_timeout_s
 
 log = logging.getLogger(__name__)
@@ -70,22 +73,18 @@ class _Running:
     cancel: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)  # result posted or released
     timeout_s: float = 0.0
-    progress: ExecProgress | None = None
+    progress: Progress | None = None
     cancel_reason: str | None = None  # a user's cancel, told by the master
     abandoned: bool = False  # the master gave this attempt away: never post its result
     released: bool = False  # shutdown outlasted the grace period: hand the job back
 
-    def set_progress(self, progress: ExecProgress) -> None:
+    def set_progress(self, progress: Progress) -> None:
         self.progress = progress
 
     def report(self) -> ProgressReport:
-        now = self.progress
-        wire = (
-            None
-            if now is None
-            else Progress(percent=now.percent, fps=now.fps, frame=now.frame, speed=now.speed)
+        return ProgressReport(
+            job_id=self.job.id, attempt=self.job.attempt or None, progress=self.progress
         )
-        return ProgressReport(job_id=self.job.id, attempt=self.job.attempt or None, progress=wire)
 
 
 class _Reachability:
@@ -117,9 +116,12 @@ class Agent:
         self.hardware = hardware
         self.client = client
         config.work_dir.mkdir(parents=True, exist_ok=True)
-        self._lock_file = _lock_work_dir(config.work_dir)
+        try:
+            self._lock_file = lock_work_dir(config.work_dir)
+        except WorkDirInUse as exc:
+            raise AgentError(str(exc)) from None
         self.spool = Spool(config.work_dir)
-        self.node_id = _node_id(config.work_dir)
+        self.node_id = read_node_id(config.work_dir)
         self._encoders = frozenset((*hardware.encoders, *hardware.hw_encoders))
         self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
@@ -216,7 +218,7 @@ class Agent:
         node = self.client.register(registration)
         if node.id != self.node_id:  # a master that assigns its own ids (v1.0)
             self.node_id = node.id
-            _write_atomic(self.config.work_dir / "node-id", node.id)
+            write_node_id(self.config.work_dir, node.id)
         self._registrations += 1
         log.info(
             "registered with %s as node %s (%d slot(s))",
@@ -409,8 +411,8 @@ class Agent:
             "job %s attempt %d finished: %s%s",
             job.id,
             job.attempt,
-            result["status"],
-            f" ({result['error']})" if result["error"] else "",
+            result.status,
+            f" ({result.error})" if result.error else "",
         )
         delivery = self.spool.submit(self.client, result, claim_next=not self._stop.is_set())
         if delivery.outcome == "spooled":
@@ -448,25 +450,23 @@ class Agent:
             with contextlib.suppress(OSError):
                 job_dir.rmdir()  # kept only when it holds a file the job asked to keep
 
-    def _result(self, entry: _Running, execution: Execution) -> dict[str, Any]:
+    def _result(self, entry: _Running, execution: Execution) -> ResultSubmission:
         job = entry.job
-        status, error, retryable = execution.status, execution.error, execution.retryable
-        if status == "timeout":
-            status, error, retryable = "failed", f"timed out after {entry.timeout_s:g} s", True
-        elif status == "canceled":
+        error = execution.error
+        if execution.status == "canceled":
             error = entry.cancel_reason or error or "canceled"
-            retryable = False
-        return {
-            "job_id": job.id,
-            "node_id": self.node_id,
-            "attempt": job.attempt or None,  # a v1.0 master numbers no attempts
-            "status": status,
-            "metrics": execution.metrics,
-            "analyzer_output": execution.analyzer_output,
-            "error": error,
-            "completed_at": rfc3339(time.time()),
-            "retryable": retryable,
-        }
+        return ResultSubmission(
+            job_id=job.id,
+            node_id=self.node_id,
+            attempt=job.attempt or None,  # a v1.0 master numbers no attempts
+            # The wire has no `timeout` status; the executor already said whether to retry.
+            status="failed" if execution.status == "timeout" else execution.status,
+            metrics=execution.metrics,
+            analyzer_output=execution.analyzer_output,
+            error=error,
+            completed_at=rfc3339(time.time()),
+            retryable=execution.retryable,
+        )
 
     def _release(self, job: Job) -> None:
         """Hand an unfinished job back so another node runs it at once (no failed attempt)."""
@@ -482,39 +482,7 @@ class Agent:
         log.info("job %s attempt %d released: %s", job.id, job.attempt, SHUTDOWN_REASON)
 
 
-# ---------------------------------------------------------------------- work dir
-
-
-def _lock_work_dir(work_dir: Path) -> TextIO:
-    """Hold an exclusive lock on the work dir: two agents there would share one node id."""
-    handle = (work_dir / "agent.lock").open("a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        raise AgentError(f"another agent is already using the work dir {work_dir}") from None
-    return handle
-
-
-def _node_id(work_dir: Path) -> str:
-    """This agent's node id, kept in `<work_dir>/node-id` so a restart is the same node."""
-    path = work_dir / "node-id"
-    with contextlib.suppress(FileNotFoundError):
-        stored = path.read_text(encoding="utf-8").strip()
-        if stored:
-            return stored
-    node_id = str(uuid.uuid4())
-    _write_atomic(path, node_id)
-    return node_id
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    with temp.open("w", encoding="utf-8") as handle:
-        handle.write(text + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+# ---------------------------------------------------------------------- network
 
 
 def _local_address(master_url: str) -> str:

@@ -1,19 +1,25 @@
-"""Guard against running an agent on the master's own machine.
+"""The agent's safety checks: what a job may read, and where the agent may run.
 
-Encoding next to the master makes both worse: FFmpeg and the master compete for the same
-CPU, memory and disks, so this node's benchmark numbers stop being comparable, and the
-master slows down for the whole fleet. It is allowed for development only, after an
-explicit opt-in.
+A job names its input file, so the path is resolved and kept inside the directories the agent
+was started with: a job must not read arbitrary files of the agent's host.
+
+An agent refuses to run on the master's own machine unless told to: FFmpeg and the master
+would compete for the same CPU, memory and disks, so this node's benchmark numbers stop being
+comparable, and the master slows down for the whole fleet. It is allowed for development only,
+after an explicit opt-in.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
+
+from ffleet.scenarios import ScenarioError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -28,6 +34,32 @@ A master-as-worker setup is meant for development and testing only:
 Run agents on other machines for real work."""
 
 CONFIRM_PROMPT = "Do you want to continue? (yes/no): "
+
+
+def resolve_input_path(path: str, allowed_dirs: Sequence[Path]) -> Path:
+    """Resolve an input file (symlinks followed) and make sure it lies inside an allowed dir.
+
+    A relative path is looked up in each allowed directory in turn. Raises `ScenarioError`,
+    so that a job cannot read arbitrary files of the agent's host.
+    """
+    if not allowed_dirs:
+        raise ScenarioError(
+            "This agent allows no input files; start it with an input directory to use 'input'."
+        )
+    roots = [Path(root).resolve() for root in allowed_dirs]
+    candidate = Path(path)
+    tries = [candidate] if candidate.is_absolute() else [root / candidate for root in roots]
+    outside = False
+    for attempt in tries:
+        resolved = attempt.resolve()
+        if not any(resolved.is_relative_to(root) for root in roots):
+            outside = True
+            continue
+        if resolved.is_file():
+            return resolved
+    if outside:
+        raise ScenarioError(f"Input {path!r} is outside the input directories this agent allows.")
+    raise ScenarioError(f"Input file {path!r} does not exist in the allowed input directories.")
 
 
 class MasterAsWorkerRefused(Exception):

@@ -6,6 +6,9 @@ accepted it. A master that is down, restarting or failing keeps it spooled; it i
 the master answers again and on the agent's next start. A result the master refuses for good
 (409: the attempt is no longer current; 404: the master forgot the job) is moved to
 `spool/rejected/` and kept for a person to look at, never silently dropped.
+
+A file holds one encoded `ResultSubmission` and is read back with that type. The JSON objects
+earlier agents spooled have the same fields, so they are still delivered after an upgrade.
 """
 
 from __future__ import annotations
@@ -16,15 +19,14 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 import msgspec
 
 from ffleet.agent.client import MasterRejected, MasterUnavailable, ResultReply
-from ffleet.models import ProgressReport
+from ffleet.models import ProgressReport, ResultSubmission
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 class ResultSender(Protocol):
-    def post_result(self, result: Mapping[str, Any]) -> ResultReply: ...
+    def post_result(self, result: ResultSubmission) -> ResultReply: ...
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,9 @@ class Spool:
                 continue
         return [path for _, _, path in sorted(found)]
 
-    def write(self, result: Mapping[str, Any]) -> Path:
+    def write(self, result: ResultSubmission) -> Path:
         """Store `result` durably (temp file, fsync, rename, fsync the directory)."""
-        name = _UNSAFE.sub("_", f"{result['job_id']}-{result['attempt']}") + ".json"
+        name = _UNSAFE.sub("_", f"{result.job_id}-{result.attempt}") + ".json"
         path = self.dir / name
         fd, temp = tempfile.mkstemp(dir=self.dir, prefix=f".{name}.", suffix=".tmp")
         try:
@@ -97,7 +99,7 @@ class Spool:
         return path
 
     def submit(
-        self, sender: ResultSender, result: Mapping[str, Any], *, claim_next: bool = False
+        self, sender: ResultSender, result: ResultSubmission, *, claim_next: bool = False
     ) -> Delivery:
         """Spool `result`, then send it; `claim_next` asks for the next job in the reply.
 
@@ -115,7 +117,7 @@ class Spool:
     def send(self, sender: ResultSender, path: Path, *, claim_next: bool = False) -> Delivery:
         """Send one spooled result and settle its file by the master's answer."""
         try:
-            result: dict[str, Any] = msgspec.json.decode(path.read_bytes(), type=dict[str, Any])
+            result = msgspec.json.decode(path.read_bytes(), type=ResultSubmission)
         except FileNotFoundError:
             return Delivery("delivered")  # another thread delivered it meanwhile
         except (OSError, msgspec.DecodeError) as exc:
@@ -124,11 +126,15 @@ class Spool:
         return self._post(sender, result, path, claim_next)
 
     def _post(
-        self, sender: ResultSender, result: Mapping[str, Any], path: Path | None, claim_next: bool
+        self,
+        sender: ResultSender,
+        result: ResultSubmission,
+        path: Path | None,
+        claim_next: bool,
     ) -> Delivery:
         label = _label(result)
         try:
-            reply = sender.post_result({**result, "claim_next": claim_next})
+            reply = sender.post_result(msgspec.structs.replace(result, claim_next=claim_next))
         except MasterUnavailable as exc:
             if path is None:
                 log.error("result for %s lost: master unavailable (%s)", label, exc)
@@ -147,7 +153,7 @@ class Spool:
         log.info(
             "result for %s (%s) delivered%s",
             label,
-            result.get("status"),
+            result.status,
             " (already stored)" if reply.duplicate else "",
         )
         return Delivery("delivered", reply)
@@ -178,8 +184,8 @@ class Spool:
         log.warning("result for %s %s; kept in %s", label or path.name, reason, target)
 
 
-def _label(result: Mapping[str, Any]) -> str:
-    return f"job {result.get('job_id')} attempt {result.get('attempt')}"
+def _label(result: ResultSubmission) -> str:
+    return f"job {result.job_id} attempt {result.attempt}"
 
 
 def _fsync_dir(directory: Path) -> None:
