@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from ffleet.agent.executor import TERM_GRACE_S
+from ffleet.agent.child_process import TERM_GRACE_S
 from ffleet.durations import parse_duration
 from tests.deploy.support import DEPLOY, default, envvars, parsed
 from tests.deploy.test_container import healthcheck_command

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ffleet.agent.executor import TERM_GRACE_S
+from ffleet.agent.child_process import TERM_GRACE_S
 from ffleet.durations import parse_duration
 from tests.deploy.helm_render import (
     CHART,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ffleet.agent.executor import TERM_GRACE_S
+from ffleet.agent.child_process import TERM_GRACE_S
 from ffleet.durations import parse_duration
 from tests.deploy.support import DEPLOY, default, envvars, parsed, unavailable
 
