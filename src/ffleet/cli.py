@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ffleet.agent.command import agent
+from ffleet.agent.cli import agent
 from ffleet.cli_support import DEFAULT_MASTER, configure_logging, duration_option, parse_pairs
 
 if TYPE_CHECKING:
