@@ -21,6 +21,7 @@ from ffleet.models import (
     ResultSubmission,
     StoredResult,
 )
+from ffleet.policy import SchedulingPolicy as SchedulingPolicy  # the store's input, re-exported
 
 
 class StoreError(Exception):
@@ -41,17 +42,6 @@ class Conflict(StoreError):
 
 class InvalidRequest(StoreError):
     status_code = 400
-
-
-@dataclass(frozen=True)
-class SchedulingPolicy:
-    """Timings that decide when attempts end and when they run again."""
-
-    node_timeout_s: float = 90.0
-    max_job_timeout_s: float = 6 * 3600.0
-    backoff_base_s: float = 2.0
-    backoff_cap_s: float = 300.0
-    aging_interval_s: float = 60.0  # a waiting job gains one priority step per interval
 
 
 @dataclass
