@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +12,18 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ffleet.agent.cli import agent
-from ffleet.cli_support import DEFAULT_MASTER, configure_logging, duration_option, parse_pairs
+from ffleet.cli_support import (
+    DEFAULT_LOG_LEVEL,
+    LogLevelOption,
+    Seconds,
+    checked,
+    configure_logging,
+    duration_option,
+    parse_pairs,
+)
+from ffleet.master.settings import MasterSettings
+from ffleet.policy import SchedulingPolicy
+from ffleet.settings import DEFAULT_MASTER_URL
 
 if TYPE_CHECKING:
     from ffleet.client import FleetClient
@@ -24,12 +36,15 @@ app = typer.Typer(
 app.command("agent")(agent)
 
 
+MASTER = MasterSettings()
+
+
 @app.command()
 def master(
     host: Annotated[str, typer.Option(envvar="FFLEET_HOST", help="Address to listen on.")] = (
-        "127.0.0.1"
+        MASTER.host
     ),
-    port: Annotated[int, typer.Option(envvar="FFLEET_PORT", help="TCP port.")] = 8080,
+    port: Annotated[int, typer.Option(envvar="FFLEET_PORT", help="TCP port.")] = MASTER.port,
     store: Annotated[
         str,
         typer.Option(
@@ -37,74 +52,110 @@ def master(
             help="Where state lives: memory (lost on restart), sqlite:///PATH, "
             "or postgresql://USER@HOST/DB.",
         ),
-    ] = "sqlite:///ffleet.db",
+    ] = MASTER.store_url,
     node_timeout: Annotated[
-        str,
-        typer.Option(
-            envvar="FFLEET_NODE_TIMEOUT",
-            help="A node silent this long is offline and its running attempts end "
-            "(default: 3 x the agents' 30s heartbeat).",
+        float,
+        duration_option(
+            "FFLEET_NODE_TIMEOUT",
+            "A node silent this long is offline and its running attempts end. Keep every "
+            "agent's --heartbeat-interval at most half of it (the master cannot check that).",
         ),
-    ] = "90s",
+    ] = Seconds(MASTER.policy.node_timeout_s),
     max_job_timeout: Annotated[
-        str, typer.Option(envvar="FFLEET_MAX_JOB_TIMEOUT", help="Cap on any job's timeout.")
-    ] = "6h",
+        float, duration_option("FFLEET_MAX_JOB_TIMEOUT", "Cap on any job's timeout.")
+    ] = Seconds(MASTER.policy.max_job_timeout_s),
     backoff_base: Annotated[
-        str, typer.Option(envvar="FFLEET_BACKOFF_BASE", help="First retry delay (doubles).")
-    ] = "2s",
+        float, duration_option("FFLEET_BACKOFF_BASE", "First retry delay (doubles).")
+    ] = Seconds(MASTER.policy.backoff_base_s),
     backoff_cap: Annotated[
-        str, typer.Option(envvar="FFLEET_BACKOFF_CAP", help="Longest retry delay.")
-    ] = "5m",
+        float, duration_option("FFLEET_BACKOFF_CAP", "Longest retry delay.")
+    ] = Seconds(MASTER.policy.backoff_cap_s),
     aging_interval: Annotated[
-        str,
-        typer.Option(
-            envvar="FFLEET_AGING_INTERVAL",
-            help="A waiting job gains one priority step per interval while better work waits.",
+        float,
+        duration_option(
+            "FFLEET_AGING_INTERVAL",
+            "A waiting job gains one priority step per interval while better work waits.",
         ),
-    ] = "60s",
+    ] = Seconds(MASTER.policy.aging_interval_s),
     reap_interval: Annotated[
-        str, typer.Option(envvar="FFLEET_REAP_INTERVAL", help="How often expiry is checked.")
-    ] = "1s",
+        float,
+        duration_option(
+            "FFLEET_REAP_INTERVAL",
+            "How often expiry is checked (at most half of --node-timeout).",
+        ),
+    ] = Seconds(MASTER.reap_interval_s),
     max_body_bytes: Annotated[
         int, typer.Option(envvar="FFLEET_MAX_BODY_BYTES", help="Largest request body accepted.")
-    ] = 1024 * 1024,
-    log_level: Annotated[str, typer.Option(envvar="FFLEET_LOG_LEVEL")] = "info",
+    ] = MASTER.max_body_bytes,
+    max_wait: Annotated[
+        float,
+        duration_option(
+            "FFLEET_MAX_WAIT",
+            "Longest a job request may wait for work (long-poll); 0 answers at once.",
+        ),
+    ] = Seconds(MASTER.max_wait_s),
+    recheck_interval: Annotated[
+        float,
+        duration_option(
+            "FFLEET_RECHECK_INTERVAL",
+            "A waiting job request looks for work this often even unwoken (work another "
+            "master created in a shared database).",
+        ),
+    ] = Seconds(MASTER.recheck_s),
+    keep_alive: Annotated[
+        float,
+        duration_option(
+            "FFLEET_KEEP_ALIVE",
+            "How long an idle HTTP connection stays open; keep it well above every client's "
+            "pause between requests (the agents' --heartbeat-interval).",
+        ),
+    ] = Seconds(MASTER.keep_alive_s),
+    log_level: LogLevelOption = DEFAULT_LOG_LEVEL,
 ) -> None:
     """Run the master: node registry, job queue and HTTP API."""
     import uvicorn
 
     from ffleet.master.app import create_app
-    from ffleet.master.settings import MasterSettings
-    from ffleet.store import SchedulingPolicy, redact_url
+    from ffleet.store import redact_url
 
+    settings = checked(
+        lambda: MasterSettings(
+            host=host,
+            port=port,
+            store_url=store,
+            policy=SchedulingPolicy(
+                node_timeout_s=node_timeout,
+                max_job_timeout_s=max_job_timeout,
+                backoff_base_s=backoff_base,
+                backoff_cap_s=backoff_cap,
+                aging_interval_s=aging_interval,
+            ),
+            reap_interval_s=reap_interval,
+            max_body_bytes=max_body_bytes,
+            max_wait_s=max_wait,
+            recheck_s=recheck_interval,
+            keep_alive_s=keep_alive,
+        )
+    )
     configure_logging(log_level)
-    policy = SchedulingPolicy(
-        node_timeout_s=duration_option(node_timeout, "--node-timeout"),
-        max_job_timeout_s=duration_option(max_job_timeout, "--max-job-timeout"),
-        backoff_base_s=duration_option(backoff_base, "--backoff-base"),
-        backoff_cap_s=duration_option(backoff_cap, "--backoff-cap"),
-        aging_interval_s=duration_option(aging_interval, "--aging-interval"),
-    )
-    settings = MasterSettings(
-        store_url=store,
-        policy=policy,
-        reap_interval_s=duration_option(reap_interval, "--reap-interval"),
-        max_body_bytes=max_body_bytes,
-    )
     try:
         application = create_app(settings)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--store") from None
     logging.getLogger("ffleet.master").info(
-        "master listening on http://%s:%d (store %s)", host, port, redact_url(store)
+        "master listening on http://%s:%d (store %s)",
+        settings.host,
+        settings.port,
+        redact_url(settings.store_url),
     )
     uvicorn.run(
         application,
-        host=host,
-        port=port,
-        log_level=log_level.lower(),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
         access_log=False,
         proxy_headers=False,  # ffleet reads no forwarded headers; parsing them costs per request
+        timeout_keep_alive=math.ceil(settings.keep_alive_s),  # uvicorn takes whole seconds
     )
 
 
@@ -125,7 +176,12 @@ def parameter_values(items: list[str]) -> dict[str, object]:
 
 ParamOption = Annotated[
     list[str],
-    typer.Option("--param", "-p", help="Job parameter KEY=VALUE (repeatable), e.g. duration=5."),
+    typer.Option(
+        "--param",
+        "-p",
+        envvar="FFLEET_PARAM",
+        help="Job parameter KEY=VALUE (repeatable), e.g. duration=5.",
+    ),
 ]
 
 
@@ -137,7 +193,8 @@ def run(
         str | None, typer.Option(envvar="FFLEET_FFMPEG", help="FFmpeg binary (default: bundled).")
     ] = None,
     timeout: Annotated[
-        str | None, typer.Option(help="Hard limit (default: derived from the scenario).")
+        float | None,
+        duration_option("FFLEET_TIMEOUT", "Hard limit (default: derived from the scenario)."),
     ] = None,
 ) -> None:
     """Run one job on this machine, without a master, and print the result JSON."""
@@ -151,7 +208,7 @@ def run(
             scenario,
             parameter_values(param),
             ffmpeg_path=ffmpeg,
-            timeout_s=None if timeout is None else duration_option(timeout, "--timeout"),
+            timeout_s=timeout,
         )
     except ScenarioError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -166,7 +223,9 @@ def run(
 MasterOption = Annotated[
     str, typer.Option("--master", envvar="FFLEET_MASTER", help="The master's URL.")
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+JsonOption = Annotated[
+    bool, typer.Option("--json", envvar="FFLEET_JSON", help="Print JSON instead of a table.")
+]
 
 
 @contextmanager
@@ -214,16 +273,38 @@ def submit(
     ] = None,
     param: ParamOption = [],  # noqa: B006 - typer reads the default, never mutates it
     matrix: Annotated[
-        Path | None, typer.Option(help="YAML matrix file (see README: Benchmark matrices).")
+        Path | None,
+        typer.Option(
+            envvar="FFLEET_MATRIX", help="YAML matrix file (see README: Benchmark matrices)."
+        ),
     ] = None,
-    priority: Annotated[str, typer.Option(help="high, medium, low or an integer.")] = "medium",
-    count: Annotated[int, typer.Option(min=1, max=10_000, help="Identical copies.")] = 1,
-    max_attempts: Annotated[int, typer.Option(min=1, max=100)] = 3,
-    timeout: Annotated[str | None, typer.Option(help="Job timeout (default: derived).")] = None,
-    require_gpu: Annotated[bool, typer.Option(help="Only GPU nodes may run it.")] = False,
-    require_encoder: Annotated[list[str], typer.Option(help="Encoder the node must have.")] = [],  # noqa: B006
-    require_label: Annotated[list[str], typer.Option(help="KEY=VALUE the node must carry.")] = [],  # noqa: B006
-    master: MasterOption = DEFAULT_MASTER,
+    priority: Annotated[
+        str, typer.Option(envvar="FFLEET_PRIORITY", help="high, medium, low or an integer.")
+    ] = "medium",
+    count: Annotated[
+        int, typer.Option(envvar="FFLEET_COUNT", min=1, max=10_000, help="Identical copies.")
+    ] = 1,
+    max_attempts: Annotated[
+        int,
+        typer.Option(
+            envvar="FFLEET_MAX_ATTEMPTS", min=1, max=100, help="Runs before the job fails."
+        ),
+    ] = 3,
+    timeout: Annotated[
+        float | None, duration_option("FFLEET_TIMEOUT", "Job timeout (default: derived).")
+    ] = None,
+    require_gpu: Annotated[
+        bool, typer.Option(envvar="FFLEET_REQUIRE_GPU", help="Only GPU nodes may run it.")
+    ] = False,
+    require_encoder: Annotated[
+        list[str],
+        typer.Option(envvar="FFLEET_REQUIRE_ENCODER", help="Encoder the node must have."),
+    ] = [],  # noqa: B006 - typer reads the default, never mutates it
+    require_label: Annotated[
+        list[str],
+        typer.Option(envvar="FFLEET_REQUIRE_LABEL", help="KEY=VALUE the node must carry."),
+    ] = [],  # noqa: B006 - typer reads the default, never mutates it
+    master: MasterOption = DEFAULT_MASTER_URL,
     as_json: JsonOption = False,
 ) -> None:
     """Submit a job (SCENARIO with --param), or every job of a --matrix file, atomically."""
@@ -254,7 +335,7 @@ def submit(
                 parameters=parameter_values(param),
                 priority=int(priority) if priority.lstrip("-").isdigit() else priority,
                 max_attempts=max_attempts,
-                timeout_s=None if timeout is None else duration_option(timeout, "--timeout"),
+                timeout_s=timeout,
                 requirements=requirements,
             )
         except msgspec.ValidationError as exc:
@@ -273,10 +354,17 @@ def submit(
 
 @app.command()
 def jobs(
-    status: Annotated[str | None, typer.Option(help="pending, running, completed, ...")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
-    offset: Annotated[int, typer.Option(min=0)] = 0,
-    master: MasterOption = DEFAULT_MASTER,
+    status: Annotated[
+        str | None,
+        typer.Option(envvar="FFLEET_STATUS", help="Only jobs with this status: pending, ..."),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(envvar="FFLEET_LIMIT", min=1, max=10_000, help="Jobs shown at most.")
+    ] = 50,
+    offset: Annotated[
+        int, typer.Option(envvar="FFLEET_OFFSET", min=0, help="Jobs skipped first.")
+    ] = 0,
+    master: MasterOption = DEFAULT_MASTER_URL,
     as_json: JsonOption = False,
 ) -> None:
     """List jobs, oldest first."""
@@ -309,7 +397,7 @@ def jobs(
 @app.command()
 def job(
     job_id: str,
-    master: MasterOption = DEFAULT_MASTER,
+    master: MasterOption = DEFAULT_MASTER_URL,
 ) -> None:
     """Show one job: status, attempts, progress, metrics and analysis (JSON)."""
     with fleet_client(master) as client:
@@ -317,7 +405,7 @@ def job(
 
 
 @app.command()
-def nodes(master: MasterOption = DEFAULT_MASTER, as_json: JsonOption = False) -> None:
+def nodes(master: MasterOption = DEFAULT_MASTER_URL, as_json: JsonOption = False) -> None:
     """List registered nodes."""
     with fleet_client(master) as client:
         found = client.nodes()
@@ -345,13 +433,23 @@ def nodes(master: MasterOption = DEFAULT_MASTER, as_json: JsonOption = False) ->
 
 @app.command()
 def results(
-    status: Annotated[str | None, typer.Option(help="Only jobs with this status.")] = None,
-    csv_path: Annotated[Path | None, typer.Option("--csv", help="Also write a CSV file.")] = None,
-    json_path: Annotated[
-        Path | None, typer.Option("--json-file", help="Also write every detail as JSON.")
+    status: Annotated[
+        str | None,
+        typer.Option(envvar="FFLEET_STATUS", help="Only jobs with this status: completed, ..."),
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 1000,
-    master: MasterOption = DEFAULT_MASTER,
+    csv_path: Annotated[
+        Path | None, typer.Option("--csv", envvar="FFLEET_CSV", help="Also write a CSV file.")
+    ] = None,
+    json_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--json-file", envvar="FFLEET_JSON_FILE", help="Also write every detail as JSON."
+        ),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(envvar="FFLEET_LIMIT", min=1, max=10_000, help="Jobs read at most.")
+    ] = 1000,
+    master: MasterOption = DEFAULT_MASTER_URL,
 ) -> None:
     """Results of finished jobs as a table (and CSV / JSON files)."""
 
@@ -371,7 +469,7 @@ def results(
 
 
 @app.command()
-def cancel(job_id: str, master: MasterOption = DEFAULT_MASTER) -> None:
+def cancel(job_id: str, master: MasterOption = DEFAULT_MASTER_URL) -> None:
     """Cancel a job: pending ones at once, running ones through their agent."""
     with fleet_client(master) as client:
         found = client.cancel(job_id)
@@ -379,7 +477,7 @@ def cancel(job_id: str, master: MasterOption = DEFAULT_MASTER) -> None:
 
 
 @app.command()
-def retry(job_id: str, master: MasterOption = DEFAULT_MASTER) -> None:
+def retry(job_id: str, master: MasterOption = DEFAULT_MASTER_URL) -> None:
     """Queue a failed or canceled job again."""
     with fleet_client(master) as client:
         typer.echo(f"{job_id}: {client.retry(job_id).status}")
@@ -388,8 +486,10 @@ def retry(job_id: str, master: MasterOption = DEFAULT_MASTER) -> None:
 @app.command()
 def drain(
     node_id: str,
-    undo: Annotated[bool, typer.Option("--undo", help="Accept work again.")] = False,
-    master: MasterOption = DEFAULT_MASTER,
+    undo: Annotated[
+        bool, typer.Option("--undo", envvar="FFLEET_UNDO", help="Accept work again.")
+    ] = False,
+    master: MasterOption = DEFAULT_MASTER_URL,
 ) -> None:
     """Let a node finish its work and take no more (or --undo)."""
     with fleet_client(master) as client:
@@ -398,11 +498,16 @@ def drain(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Where the database, logs and results go.")] = Path(
-        "ffleet-demo"
-    ),
-    agents: Annotated[int, typer.Option(min=1, max=8, help="Local agents to start.")] = 2,
-    duration: Annotated[float, typer.Option(min=0.5, max=60, help="Seconds of video per job.")] = 2,
+    out: Annotated[
+        Path, typer.Option(envvar="FFLEET_OUT", help="Where the database, logs and results go.")
+    ] = Path("ffleet-demo"),
+    agents: Annotated[
+        int, typer.Option(envvar="FFLEET_AGENTS", min=1, max=8, help="Local agents to start.")
+    ] = 2,
+    duration: Annotated[
+        float,
+        typer.Option(envvar="FFLEET_DURATION", min=0.5, max=60, help="Seconds of video per job."),
+    ] = 2,
 ) -> None:
     """Benchmark a small matrix (360p/720p x h264/h265/vp9) on this machine, end to end.
 

@@ -1,14 +1,60 @@
-"""What every `ffleet` command shares: logging setup, durations and KEY=VALUE flags."""
+"""What every `ffleet` command shares: logging, durations, KEY=VALUE flags, refused settings."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from ffleet.durations import parse_duration
+from ffleet.durations import format_duration, parse_duration
+from ffleet.settings import SettingsError
 
-DEFAULT_MASTER = "http://127.0.0.1:8080"
+T = TypeVar("T")
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class Seconds(float):
+    """A duration default that --help shows as a user would type it (`1m30s`, not `90.0`)."""
+
+    def __str__(self) -> str:
+        return format_duration(self)
+
+
+def duration(value: str | float) -> float:
+    """Parses a `500ms`/`10s`/`1m` flag (a bad one is a usage error naming it, exit status 2);
+    a default read from a settings object is seconds already."""
+    if isinstance(value, float | int):
+        return float(value)
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def duration_option(envvar: str, help: str) -> Any:
+    """A flag that takes a duration and hands the command seconds."""
+    return typer.Option(envvar=envvar, help=help, parser=duration, metavar="DURATION")
+
+
+def log_level(text: str) -> str:
+    if text.lower() not in LOG_LEVELS:
+        raise typer.BadParameter(f"{text!r} is not one of {', '.join(LOG_LEVELS)}")
+    return text.lower()
+
+
+LogLevelOption = Annotated[
+    str,
+    typer.Option(
+        envvar="FFLEET_LOG_LEVEL",
+        help=f"One of {', '.join(LOG_LEVELS)}.",
+        parser=log_level,
+        metavar="LEVEL",
+    ),
+]
+DEFAULT_LOG_LEVEL = "info"
 
 
 def configure_logging(level: str) -> None:
@@ -20,12 +66,17 @@ def configure_logging(level: str) -> None:
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.root.level))
 
 
-def duration_option(text: str, flag: str) -> float:
-    """`500ms`, `10s`, `1m` into seconds; a bad value is a usage error naming the flag."""
+def checked(build: Callable[[], T]) -> T:
+    """Builds a settings object; a refused value ends the command with its message (exit 2)."""
     try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint=flag) from None
+        return build()
+    except SettingsError as exc:
+        refuse(str(exc))
+
+
+def refuse(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
 
 
 def parse_pairs(items: list[str], flag: str) -> dict[str, str]:

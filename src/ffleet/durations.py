@@ -1,4 +1,4 @@
-"""Human durations (`500ms`, `10s`, `1m`, `1h30m`) for flags shared by master and agent."""
+"""Human durations (`500ms`, `10s`, `1m`, `1h30m`): read from flags, shown in help and errors."""
 
 from __future__ import annotations
 
@@ -30,3 +30,22 @@ def parse_duration(text: str) -> float:
     if seconds < 0:
         raise ValueError(f"invalid duration {text!r}: must not be negative")
     return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The inverse of `parse_duration`, to the millisecond: 90 gives `1m30s`, 0.5 `500ms`."""
+    if seconds < 0:  # only ever shown, in the message that refuses it
+        return f"-{format_duration(-seconds)}"
+    hours, rest = divmod(round(seconds * 1000), 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    whole, millis = divmod(rest, 1000)
+    parts = [f"{hours}h"] if hours else []
+    if minutes:
+        parts.append(f"{minutes}m")
+    if whole and millis:
+        parts.append(f"{whole}.{millis:03d}".rstrip("0") + "s")
+    elif whole:
+        parts.append(f"{whole}s")
+    elif millis:
+        parts.append(f"{millis}ms")
+    return "".join(parts) or "0s"

@@ -7,6 +7,7 @@ the grace period, then are handed back to the master; a second signal skips the 
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
 from pathlib import Path
@@ -15,14 +16,19 @@ from typing import Annotated
 
 import typer
 
+from ffleet.agent.settings import MAX_SLOTS, AgentSettings
 from ffleet.cli_support import (
-    DEFAULT_MASTER,
+    DEFAULT_LOG_LEVEL,
+    LogLevelOption,
+    Seconds,
+    checked,
     configure_logging,
     duration_option,
     parse_pairs,
 )
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+AGENT = AgentSettings()
 
 
 def _err(message: str) -> None:
@@ -32,7 +38,7 @@ def _err(message: str) -> None:
 def agent(
     master: Annotated[
         str, typer.Option(envvar="FFLEET_MASTER", help="URL of the master to work for.")
-    ] = DEFAULT_MASTER,
+    ] = AGENT.master_url,
     register: Annotated[
         bool,
         typer.Option(
@@ -42,20 +48,28 @@ def agent(
         ),
     ] = False,
     poll_interval: Annotated[
-        str,
-        typer.Option(
-            envvar="FFLEET_POLL_INTERVAL",
-            help="Pause between job requests when the master is unreachable or does not long-poll.",
+        float,
+        duration_option(
+            "FFLEET_POLL_INTERVAL",
+            "Pause between job requests when the master is unreachable or does not long-poll.",
         ),
-    ] = "10s",
+    ] = Seconds(AGENT.poll_interval_s),
     heartbeat_interval: Annotated[
-        str,
-        typer.Option(
-            envvar="FFLEET_HEARTBEAT_INTERVAL",
-            help="How often to report liveness and progress (keep it well under the master's "
-            "--node-timeout).",
+        float,
+        duration_option(
+            "FFLEET_HEARTBEAT_INTERVAL",
+            "How often to report liveness and progress: at most half of the master's "
+            "--node-timeout (the agent cannot check that).",
         ),
-    ] = "30s",
+    ] = Seconds(AGENT.heartbeat_interval_s),
+    long_poll: Annotated[
+        float,
+        duration_option(
+            "FFLEET_LONG_POLL",
+            "How long one job request waits at the master for work (the master caps it at "
+            "its --max-wait).",
+        ),
+    ] = Seconds(AGENT.long_poll_s),
     allow_master_as_worker: Annotated[
         bool,
         typer.Option(
@@ -85,7 +99,7 @@ def agent(
             envvar="FFLEET_WORK_DIR",
             help="Where the node id, the result spool and job files live.",
         ),
-    ] = Path("ffleet-agent"),
+    ] = AGENT.work_dir,
     label: Annotated[
         list[str] | None,
         typer.Option(
@@ -97,19 +111,18 @@ def agent(
         int,
         typer.Option(
             envvar="FFLEET_SLOTS",
-            min=1,
-            max=256,
-            help="Jobs run at once (more than 1 disturbs benchmark measurements).",
+            help=f"Jobs run at once, 1 to {MAX_SLOTS} (more than 1 disturbs benchmark "
+            "measurements).",
         ),
-    ] = 1,
+    ] = AGENT.slots,
     grace: Annotated[
-        str,
-        typer.Option(
-            envvar="FFLEET_GRACE",
-            help="On SIGTERM/SIGINT, how long running jobs may finish before they are "
-            "stopped and handed back.",
+        float,
+        duration_option(
+            "FFLEET_GRACE",
+            "On SIGTERM/SIGINT, how long running jobs may finish before they are stopped "
+            "and handed back.",
         ),
-    ] = "30s",
+    ] = Seconds(AGENT.grace_s),
     input_dir: Annotated[
         list[Path] | None,
         typer.Option(
@@ -117,25 +130,34 @@ def agent(
             help="A directory jobs may read input files from (repeatable; none by default).",
         ),
     ] = None,
-    log_level: Annotated[str, typer.Option(envvar="FFLEET_LOG_LEVEL")] = "info",
+    log_level: LogLevelOption = DEFAULT_LOG_LEVEL,
 ) -> None:
     """Run an agent: detect hardware, register with the master, run FFmpeg jobs."""
     from ffleet.agent.client import MasterClient
     from ffleet.agent.hardware import detect_hardware, format_summary
-    from ffleet.agent.runner import Agent, AgentConfig, AgentError
+    from ffleet.agent.runner import Agent, AgentError
     from ffleet.agent.safety import (
         MasterAsWorkerRefused,
         confirm_master_as_worker,
         master_is_local,
     )
 
-    configure_logging(log_level)
-    labels = parse_pairs(label or [], "--label")
     if "://" not in master:  # `host:port` alone means plain HTTP
         master = f"http://{master}"
-    poll_s = duration_option(poll_interval, "--poll-interval")
-    heartbeat_s = duration_option(heartbeat_interval, "--heartbeat-interval")
-    grace_s = duration_option(grace, "--grace")
+    settings = checked(
+        lambda: AgentSettings(
+            master_url=master,
+            work_dir=work_dir,
+            labels=parse_pairs(label or [], "--label"),
+            slots=slots,
+            poll_interval_s=poll_interval,
+            heartbeat_interval_s=heartbeat_interval,
+            long_poll_s=long_poll,
+            grace_s=grace,
+            input_dirs=tuple(input_dir or ()),
+        )
+    )
+    configure_logging(log_level)
     try:
         hardware = detect_hardware(ffmpeg)
     except RuntimeError as exc:  # no bundled FFmpeg for this platform
@@ -156,20 +178,10 @@ def agent(
         except MasterAsWorkerRefused as exc:
             _err(str(exc))
             raise typer.Exit(1) from None
-        labels["master_as_worker"] = "true"
-
-    config = AgentConfig(
-        master_url=master,
-        work_dir=work_dir,
-        labels=labels,
-        slots=slots,
-        poll_interval_s=poll_s,
-        heartbeat_interval_s=heartbeat_s,
-        grace_s=grace_s,
-        input_dirs=tuple(input_dir or ()),
-    )
+        labels = {**settings.labels, "master_as_worker": "true"}
+        settings = dataclasses.replace(settings, labels=labels)
     try:
-        with MasterClient(master) as client, Agent(config, hardware, client) as worker:
+        with MasterClient(master) as client, Agent(settings, hardware, client) as worker:
 
             def on_signal(signum: int, frame: FrameType | None) -> None:
                 worker.request_stop()

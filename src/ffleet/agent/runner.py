@@ -15,15 +15,15 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
 
 from ffleet.agent.client import MasterClient, MasterRejected, MasterUnavailable
 from ffleet.agent.executor import Execution, execute
 from ffleet.agent.hardware import Hardware, registration_payload
+from ffleet.agent.settings import AgentSettings
 from ffleet.agent.spool import Spool
 from ffleet.agent.work_dir import WorkDirInUse, lock_work_dir, read_node_id, write_node_id
 from ffleet.models import (
@@ -38,7 +38,6 @@ from ffleet.scenarios import ScenarioError, build_job_spec, default_timeout_s
 
 log = logging.getLogger(__name__)
 
-LONG_POLL_S = 30.0
 START_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
 SHUTDOWN_REASON = "agent shutting down"
@@ -50,19 +49,6 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 class AgentError(Exception):
     """The agent cannot run as configured (work dir in use, registration refused)."""
-
-
-@dataclass(frozen=True)
-class AgentConfig:
-    master_url: str
-    work_dir: Path
-    labels: Mapping[str, str] = field(default_factory=dict)
-    slots: int = 1
-    poll_interval_s: float = 10.0
-    heartbeat_interval_s: float = 30.0
-    grace_s: float = 30.0
-    input_dirs: tuple[Path, ...] = ()
-    long_poll_s: float = LONG_POLL_S
 
 
 @dataclass
@@ -111,7 +97,7 @@ class _Reachability:
 class Agent:
     """One agent process: `run()` serves until `request_stop()`, then shuts down cleanly."""
 
-    def __init__(self, config: AgentConfig, hardware: Hardware, client: MasterClient) -> None:
+    def __init__(self, config: AgentSettings, hardware: Hardware, client: MasterClient) -> None:
         self.config = config
         self.hardware = hardware
         self.client = client

@@ -1,19 +1,59 @@
-"""Master configuration: one object, filled from CLI flags (each with an FFLEET_* twin)."""
+"""The master's settings: one validated object, the only place its defaults are written.
+
+`ffleet master` builds it from its flags (each with an FFLEET_* twin) and reads its defaults
+from it. A value that cannot work is refused when the object is built.
+
+The master cannot know its agents' heartbeat intervals (nor they its node timeout), so the rule
+that ties them, a heartbeat at most every half node timeout, is documented, not checked: each
+process refuses only what it can see itself.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ffleet.store.base import SchedulingPolicy
+from ffleet.durations import format_duration
+from ffleet.policy import SchedulingPolicy
+from ffleet.settings import DEFAULT_HOST, DEFAULT_PORT, require, require_positive
 
 
 @dataclass(frozen=True)
 class MasterSettings:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
     store_url: str = "sqlite:///ffleet.db"
     policy: SchedulingPolicy = field(default_factory=SchedulingPolicy)
     reap_interval_s: float = 1.0
     max_body_bytes: int = 1024 * 1024
-    max_wait_s: float = 60.0  # longest long-poll a client may ask for
+    max_wait_s: float = 60.0  # longest long-poll a client may ask for; 0: answer at once
     # A long-poll re-tries its claim this often even unwoken: the safety net for work that
     # appears without this master knowing (another master on the same PostgreSQL database).
     recheck_s: float = 5.0
+    # An idle connection stays open this long. Well above every client's pause between two
+    # requests: a client that reuses a connection just as the server closes it gets a reset.
+    keep_alive_s: float = 75.0
+
+    def __post_init__(self) -> None:
+        policy = self.policy
+        require(bool(self.host), "--host must not be empty")
+        require(0 < self.port < 65536, f"--port must be between 1 and 65535 (got {self.port})")
+        require_positive("--node-timeout", policy.node_timeout_s)
+        require_positive("--max-job-timeout", policy.max_job_timeout_s)
+        require_positive("--backoff-base", policy.backoff_base_s)
+        require(
+            policy.backoff_cap_s >= policy.backoff_base_s,
+            f"--backoff-cap ({format_duration(policy.backoff_cap_s)}) must be at least "
+            f"--backoff-base ({format_duration(policy.backoff_base_s)})",
+        )
+        require_positive("--aging-interval", policy.aging_interval_s)
+        require_positive("--reap-interval", self.reap_interval_s)
+        require(
+            self.reap_interval_s <= policy.node_timeout_s / 2,
+            f"--reap-interval ({format_duration(self.reap_interval_s)}) must be at most half "
+            f"of --node-timeout ({format_duration(policy.node_timeout_s)}), so that a silent "
+            "node is noticed within one and a half node timeouts",
+        )
+        require(self.max_body_bytes > 0, "--max-body-bytes must be more than 0")
+        require(self.max_wait_s >= 0, "--max-wait must not be negative")
+        require_positive("--recheck-interval", self.recheck_s)
+        require_positive("--keep-alive", self.keep_alive_s)

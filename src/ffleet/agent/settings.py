@@ -1,0 +1,43 @@
+"""The agent's settings: one validated object, the only place its defaults are written.
+
+`ffleet agent` builds it from its flags (each with an FFLEET_* twin) and reads its defaults
+from it; the running `Agent` reads nothing else. A value that cannot work is refused when the
+object is built.
+
+The agent cannot know its master's node timeout, so the rule that ties them, a heartbeat at
+most every half node timeout, is documented, not checked (see ffleet.master.settings).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ffleet.settings import DEFAULT_MASTER_URL, require, require_positive
+
+MAX_SLOTS = 256  # what a master accepts in a registration
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    master_url: str = DEFAULT_MASTER_URL
+    work_dir: Path = Path("ffleet-agent")
+    labels: Mapping[str, str] = field(default_factory=dict)
+    slots: int = 1
+    poll_interval_s: float = 10.0  # between job requests when the master does not long-poll
+    heartbeat_interval_s: float = 30.0
+    grace_s: float = 30.0
+    input_dirs: tuple[Path, ...] = ()
+    long_poll_s: float = 30.0  # how long one job request waits at the master for work
+
+    def __post_init__(self) -> None:
+        require(
+            1 <= self.slots <= MAX_SLOTS,
+            f"--slots must be between 1 and {MAX_SLOTS} (got {self.slots})",
+        )
+        require_positive("--poll-interval", self.poll_interval_s)
+        require_positive("--heartbeat-interval", self.heartbeat_interval_s)
+        # Zero would ask the master to answer at once and then ask again at once: a busy loop.
+        require_positive("--long-poll", self.long_poll_s)
+        require(self.grace_s >= 0, "--grace must not be negative")
