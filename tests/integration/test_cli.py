@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import csv
+import http.client
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+import typer.main
+from typer.core import TyperGroup, TyperOption
 from typer.testing import CliRunner
 
 from ffleet.cli import app
@@ -91,10 +95,58 @@ def test_nodes_and_drain(fleet: Fleet) -> None:
     assert code == 0 and "available" in out
 
 
-def test_master_help_documents_every_flag() -> None:
-    outcome = runner.invoke(app, ["master", "--help"], env={"COLUMNS": "200"})
-    for flag in ("--host", "--port", "--store", "--node-timeout", "--backoff-base", "FFLEET_STORE"):
-        assert flag in outcome.output
+def every_option() -> list[tuple[str, TyperOption]]:
+    """(command, option) for every option of every command, read from the app itself."""
+    group = typer.main.get_command(app)
+    assert isinstance(group, TyperGroup)
+    return [
+        (name, param)
+        for name, command in sorted(group.commands.items())
+        for param in command.params
+        if isinstance(param, TyperOption) and param.name != "help"
+    ]
+
+
+def twin_of(option: TyperOption) -> str:
+    """--heartbeat-interval has FFLEET_HEARTBEAT_INTERVAL: one name, whichever command uses it."""
+    flag = max(option.opts, key=len)
+    return "FFLEET_" + flag.removeprefix("--").replace("-", "_").upper()
+
+
+def test_every_flag_of_every_command_has_its_twin_in_help() -> None:
+    options = every_option()
+    assert {"--keep-alive", "--long-poll", "--max-wait", "--priority"} <= {
+        opt for _, option in options for opt in option.opts
+    }
+    helps: dict[str, str] = {}
+    for command, option in options:
+        if command not in helps:
+            outcome = runner.invoke(app, [command, "--help"], env={"COLUMNS": "250"})
+            assert outcome.exit_code == 0, outcome.output
+            helps[command] = outcome.output
+        twin = twin_of(option)
+        assert option.envvar == twin, f"{command} {option.opts}: {option.envvar!r}"
+        assert twin in helps[command], f"{command} --help does not show {twin}"
+        assert max(option.opts, key=len) in helps[command]
+
+
+def test_a_connection_idle_past_five_seconds_still_serves(fleet: Fleet) -> None:
+    """uvicorn closes an idle connection after 5 s by default, and a client that reuses it
+    at that moment gets a reset; the master keeps idle connections far longer."""
+    master = fleet.master()
+    connection = http.client.HTTPConnection("127.0.0.1", master.port, timeout=10)
+    try:
+        for pause in (0.0, 5.5):
+            time.sleep(pause)
+            connection.request("GET", "/health")
+            response = connection.getresponse()
+            assert response.status == 200 and b"healthy" in response.read()
+            assert connection.sock is not None
+            if pause == 0.0:
+                local = connection.sock.getsockname()
+        assert connection.sock.getsockname() == local  # the same connection, reused
+    finally:
+        connection.close()
 
 
 def test_demo_runs_a_real_matrix_and_writes_results(tmp_path: Path) -> None:
