@@ -15,6 +15,7 @@ from typer.core import TyperGroup, TyperOption
 from typer.testing import CliRunner
 
 from ffleet.cli import app
+from ffleet.cli_support import Seconds
 from tests.integration.conftest import Fleet, MasterProcess, ffleet_executable, free_port
 
 pytestmark = pytest.mark.integration
@@ -128,6 +129,18 @@ def test_every_flag_of_every_command_has_its_twin_in_help() -> None:
         assert option.envvar == twin, f"{command} {option.opts}: {option.envvar!r}"
         assert twin in helps[command], f"{command} --help does not show {twin}"
         assert max(option.opts, key=len) in helps[command]
+
+
+def test_readme_documents_every_master_and_agent_flag_with_its_default() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `--")]
+    for command, option in every_option():
+        if command not in ("master", "agent"):
+            continue
+        flag = max(option.opts, key=len)
+        [row] = [row for row in rows if f"`{flag}" in row.split("|")[1]]
+        if isinstance(option.default, Seconds):
+            assert str(option.default) in row.split("|")[2], f"{flag}: README says {row!r}"
 
 
 def test_a_connection_idle_past_five_seconds_still_serves(fleet: Fleet) -> None:
