@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -71,12 +71,8 @@ def checked(build: Callable[[], T]) -> T:
     try:
         return build()
     except SettingsError as exc:
-        refuse(str(exc))
-
-
-def refuse(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def parse_pairs(items: list[str], flag: str) -> dict[str, str]:

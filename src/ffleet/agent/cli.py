@@ -1,8 +1,10 @@
 """`ffleet agent`: detect this machine, and with `--register` serve a master until stopped.
 
 Every flag has an FFLEET_* environment twin, so a systemd unit or container can configure an
-agent without a command line. SIGTERM and SIGINT stop it cleanly (exit 0): running jobs get
-the grace period, then are handed back to the master; a second signal skips the grace.
+agent without a command line; every default is read from `AgentSettings`, which also refuses,
+before anything starts, a value that cannot work. SIGTERM and SIGINT stop it cleanly (exit 0):
+running jobs get the grace period, then are handed back to the master; a second signal skips
+the grace.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from ffleet.cli_support import (
 )
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-AGENT = AgentSettings()
+AGENT_DEFAULTS = AgentSettings()
 
 
 def _err(message: str) -> None:
@@ -38,7 +40,7 @@ def _err(message: str) -> None:
 def agent(
     master: Annotated[
         str, typer.Option(envvar="FFLEET_MASTER", help="URL of the master to work for.")
-    ] = AGENT.master_url,
+    ] = AGENT_DEFAULTS.master_url,
     register: Annotated[
         bool,
         typer.Option(
@@ -53,7 +55,7 @@ def agent(
             "FFLEET_POLL_INTERVAL",
             "Pause between job requests when the master is unreachable or does not long-poll.",
         ),
-    ] = Seconds(AGENT.poll_interval_s),
+    ] = Seconds(AGENT_DEFAULTS.poll_interval_s),
     heartbeat_interval: Annotated[
         float,
         duration_option(
@@ -61,7 +63,7 @@ def agent(
             "How often to report liveness and progress: at most half of the master's "
             "--node-timeout (the agent cannot check that).",
         ),
-    ] = Seconds(AGENT.heartbeat_interval_s),
+    ] = Seconds(AGENT_DEFAULTS.heartbeat_interval_s),
     long_poll: Annotated[
         float,
         duration_option(
@@ -69,7 +71,7 @@ def agent(
             "How long one job request waits at the master for work (the master caps it at "
             "its --max-wait).",
         ),
-    ] = Seconds(AGENT.long_poll_s),
+    ] = Seconds(AGENT_DEFAULTS.long_poll_s),
     allow_master_as_worker: Annotated[
         bool,
         typer.Option(
@@ -99,7 +101,7 @@ def agent(
             envvar="FFLEET_WORK_DIR",
             help="Where the node id, the result spool and job files live.",
         ),
-    ] = AGENT.work_dir,
+    ] = AGENT_DEFAULTS.work_dir,
     label: Annotated[
         list[str] | None,
         typer.Option(
@@ -114,7 +116,7 @@ def agent(
             help=f"Jobs run at once, 1 to {MAX_SLOTS} (more than 1 disturbs benchmark "
             "measurements).",
         ),
-    ] = AGENT.slots,
+    ] = AGENT_DEFAULTS.slots,
     grace: Annotated[
         float,
         duration_option(
@@ -122,7 +124,7 @@ def agent(
             "On SIGTERM/SIGINT, how long running jobs may finish before they are stopped "
             "and handed back.",
         ),
-    ] = Seconds(AGENT.grace_s),
+    ] = Seconds(AGENT_DEFAULTS.grace_s),
     input_dir: Annotated[
         list[Path] | None,
         typer.Option(

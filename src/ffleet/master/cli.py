@@ -1,0 +1,147 @@
+"""`ffleet master`: serve the node registry, the job queue and the HTTP API until stopped.
+
+Every flag has an FFLEET_* environment twin; every default is read from `MasterSettings`, which
+also refuses, before anything starts, a combination that cannot work.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Annotated
+
+import typer
+
+from ffleet.cli_support import (
+    DEFAULT_LOG_LEVEL,
+    LogLevelOption,
+    Seconds,
+    checked,
+    configure_logging,
+    duration_option,
+)
+from ffleet.master.settings import MasterSettings
+from ffleet.policy import SchedulingPolicy
+
+MASTER_DEFAULTS = MasterSettings()
+
+
+def master(
+    host: Annotated[str, typer.Option(envvar="FFLEET_HOST", help="Address to listen on.")] = (
+        MASTER_DEFAULTS.host
+    ),
+    port: Annotated[
+        int, typer.Option(envvar="FFLEET_PORT", help="TCP port.")
+    ] = MASTER_DEFAULTS.port,
+    store: Annotated[
+        str,
+        typer.Option(
+            envvar="FFLEET_STORE",
+            help="Where state lives: memory (lost on restart), sqlite:///PATH, "
+            "or postgresql://USER@HOST/DB.",
+        ),
+    ] = MASTER_DEFAULTS.store_url,
+    node_timeout: Annotated[
+        float,
+        duration_option(
+            "FFLEET_NODE_TIMEOUT",
+            "A node silent this long is offline and its running attempts end. Keep every "
+            "agent's --heartbeat-interval at most half of it (the master cannot check that).",
+        ),
+    ] = Seconds(MASTER_DEFAULTS.policy.node_timeout_s),
+    max_job_timeout: Annotated[
+        float, duration_option("FFLEET_MAX_JOB_TIMEOUT", "Cap on any job's timeout.")
+    ] = Seconds(MASTER_DEFAULTS.policy.max_job_timeout_s),
+    backoff_base: Annotated[
+        float, duration_option("FFLEET_BACKOFF_BASE", "First retry delay (doubles).")
+    ] = Seconds(MASTER_DEFAULTS.policy.backoff_base_s),
+    backoff_cap: Annotated[
+        float, duration_option("FFLEET_BACKOFF_CAP", "Longest retry delay.")
+    ] = Seconds(MASTER_DEFAULTS.policy.backoff_cap_s),
+    aging_interval: Annotated[
+        float,
+        duration_option(
+            "FFLEET_AGING_INTERVAL",
+            "A waiting job gains one priority step per interval while better work waits.",
+        ),
+    ] = Seconds(MASTER_DEFAULTS.policy.aging_interval_s),
+    reap_interval: Annotated[
+        float,
+        duration_option(
+            "FFLEET_REAP_INTERVAL",
+            "How often expiry is checked (at most half of --node-timeout).",
+        ),
+    ] = Seconds(MASTER_DEFAULTS.reap_interval_s),
+    max_body_bytes: Annotated[
+        int, typer.Option(envvar="FFLEET_MAX_BODY_BYTES", help="Largest request body accepted.")
+    ] = MASTER_DEFAULTS.max_body_bytes,
+    max_wait: Annotated[
+        float,
+        duration_option(
+            "FFLEET_MAX_WAIT",
+            "Longest a job request may wait for work (long-poll); 0 answers at once.",
+        ),
+    ] = Seconds(MASTER_DEFAULTS.max_wait_s),
+    recheck_interval: Annotated[
+        float,
+        duration_option(
+            "FFLEET_RECHECK_INTERVAL",
+            "A waiting job request looks for work this often even unwoken (work another "
+            "master created in a shared database).",
+        ),
+    ] = Seconds(MASTER_DEFAULTS.recheck_s),
+    keep_alive: Annotated[
+        float,
+        duration_option(
+            "FFLEET_KEEP_ALIVE",
+            "How long an idle HTTP connection stays open; keep it well above every client's "
+            "pause between requests (the agents' --heartbeat-interval).",
+        ),
+    ] = Seconds(MASTER_DEFAULTS.keep_alive_s),
+    log_level: LogLevelOption = DEFAULT_LOG_LEVEL,
+) -> None:
+    """Run the master: node registry, job queue and HTTP API."""
+    import uvicorn
+
+    from ffleet.master.app import create_app
+    from ffleet.store import redact_url
+
+    settings = checked(
+        lambda: MasterSettings(
+            host=host,
+            port=port,
+            store_url=store,
+            policy=SchedulingPolicy(
+                node_timeout_s=node_timeout,
+                max_job_timeout_s=max_job_timeout,
+                backoff_base_s=backoff_base,
+                backoff_cap_s=backoff_cap,
+                aging_interval_s=aging_interval,
+            ),
+            reap_interval_s=reap_interval,
+            max_body_bytes=max_body_bytes,
+            max_wait_s=max_wait,
+            recheck_s=recheck_interval,
+            keep_alive_s=keep_alive,
+        )
+    )
+    configure_logging(log_level)
+    try:
+        application = create_app(settings)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--store") from None
+    logging.getLogger("ffleet.master").info(
+        "master listening on http://%s:%d (store %s)",
+        settings.host,
+        settings.port,
+        redact_url(settings.store_url),
+    )
+    uvicorn.run(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        access_log=False,
+        proxy_headers=False,  # ffleet reads no forwarded headers; parsing them costs per request
+        timeout_keep_alive=math.ceil(settings.keep_alive_s),  # uvicorn takes whole seconds
+    )
