@@ -154,7 +154,7 @@ def submit(
     max_attempts: Annotated[
         int,
         typer.Option(
-            envvar="FFLEET_MAX_ATTEMPTS", min=1, max=100, help="Runs before the job fails."
+            envvar="FFLEET_MAX_ATTEMPTS", min=1, max=100, help="Attempts before the job fails."
         ),
     ] = 3,
     timeout: Annotated[
