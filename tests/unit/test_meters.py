@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -8,6 +7,7 @@ from typing import Any
 import pytest
 
 from ffleet.agent.meters import EnergyMeter, GpuSampler
+from tests.processes import wait_until
 
 
 def _domain(root: Path, name: str, label: str, energy: int, max_range: int | None) -> Path:
@@ -51,7 +51,7 @@ def test_energy_poll_catches_several_wraps(tmp_path: Path) -> None:
     meter = EnergyMeter(tmp_path, poll_interval_s=0.01)
     meter.start()
     counter.write_text("5000000\n")  # wrapped once: +6 J
-    time.sleep(0.3)
+    wait_until(lambda: meter.joules_so_far() == pytest.approx(6.0), timeout=10)
     counter.write_text("1000000\n")  # wrapped again: +6 J
     joules, reason = meter.stop()
     assert reason is None
@@ -125,6 +125,7 @@ class _FakeNvml:
         self.gpus, self.power, self.energy = gpus, power, energy
         self.energy_mj = 1_000_000
         self.shutdowns = 0
+        self.polls = 0
 
     def nvmlInit(self) -> None:
         pass
@@ -139,6 +140,7 @@ class _FakeNvml:
         return ("gpu", index)
 
     def nvmlDeviceGetUtilizationRates(self, handle: object) -> SimpleNamespace:
+        self.polls += 1
         return SimpleNamespace(gpu=50, memory=10)
 
     def nvmlDeviceGetEncoderUtilization(self, handle: object) -> list[int]:
@@ -160,7 +162,7 @@ def test_gpu_sampler_averages_samples() -> None:
     nvml = _FakeNvml()
     sampler = GpuSampler(interval_s=0.01, nvml=nvml)
     sampler.start()
-    time.sleep(0.1)
+    wait_until(lambda: nvml.polls >= 2, timeout=10)
     reading, reason = sampler.stop()
     assert reason is None and reading is not None
     assert reading.samples >= 2
@@ -180,9 +182,10 @@ def test_gpu_sampler_short_run_still_samples_once() -> None:
 
 
 def test_gpu_sampler_reports_unsupported_fields() -> None:
-    sampler = GpuSampler(interval_s=0.01, nvml=_FakeNvml(power=False, energy=False))
+    nvml = _FakeNvml(power=False, energy=False)
+    sampler = GpuSampler(interval_s=0.01, nvml=nvml)
     sampler.start()
-    time.sleep(0.05)
+    wait_until(lambda: nvml.polls >= 1, timeout=10)
     reading, reason = sampler.stop()
     assert reason is None and reading is not None
     assert reading.power_watts is None and reading.energy_joules is None

@@ -71,6 +71,14 @@ class EnergyMeter:
             return None, "RAPL unavailable: no package domains were found"
         return sum(domain.total_uj for domain in self._domains) / 1e6, None
 
+    def joules_so_far(self) -> float | None:
+        """The running total the poll has folded so far (a live reading while a job runs);
+        None when energy cannot be measured."""
+        with self._lock:
+            if self._reason is not None or not self._domains:
+                return None
+            return sum(domain.total_uj for domain in self._domains) / 1e6
+
     def _discover(self) -> list[_Domain]:
         if not self._root.is_dir():
             self._reason = (
