@@ -9,6 +9,7 @@ from ffleet.store.base import (
     ReapReport,
     ResultOutcome,
     SchedulingPolicy,
+    SchemaTooNew,
     Store,
     StoreError,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "ReapReport",
     "ResultOutcome",
     "SchedulingPolicy",
+    "SchemaTooNew",
     "Store",
     "StoreError",
     "open_store",
@@ -29,5 +31,8 @@ __all__ = [
 
 
 def open_store(url: str, policy: SchedulingPolicy | None = None) -> Store:
-    """`memory`, `sqlite:///PATH` or `postgresql://...` (see README: Storage)."""
+    """`memory`, `sqlite:///PATH` or `postgresql://...` (see README: Storage).
+
+    Migrates the database to this version's schema first; SchemaTooNew if a newer ffleet
+    already migrated it further."""
     return SqlStore(url, policy)

@@ -43,6 +43,11 @@ class InvalidRequest(StoreError):
     status_code = 400
 
 
+class SchemaTooNew(StoreError, ValueError):
+    """The database was migrated by a newer ffleet than this one. A ValueError too, so that
+    `ffleet master` reports it as a bad `--store` like any other unusable store URL."""
+
+
 @dataclass(frozen=True)
 class SchedulingPolicy:
     """Timings that decide when attempts end and when they run again."""

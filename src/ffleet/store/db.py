@@ -1,10 +1,10 @@
 """Connections and transactions for the SQL store, on SQLite and PostgreSQL alike.
 
-SQLAlchemy owns what it is best at: URLs, the connection pool, and the dialect-specific DDL of
-the migrations. The hot path runs prepared SQL text straight on the DB-API connection, because
-SQLAlchemy's per-statement expression and compile-cache work measured ~3x the cost of the
-statement itself on SQLite here (heartbeat: 444 us through Core vs 136 us raw), and the master's
-CPU per request is dominated by such statements.
+SQLAlchemy owns what it is best at: URLs and the connection pool. The hot path runs prepared
+SQL text straight on the DB-API connection, because SQLAlchemy's per-statement expression and
+compile-cache work measured ~3x the cost of the statement itself on SQLite here (heartbeat:
+444 us through Core vs 136 us raw), and the master's CPU per request is dominated by such
+statements.
 
 SQL is written once with `:name` parameters; for psycopg it is rewritten to `%(name)s` when
 first used. `{lock}` in a query becomes `FOR UPDATE SKIP LOCKED` on PostgreSQL and nothing on
@@ -119,6 +119,10 @@ class Tx:
         if self._sqlite:
             return cast(Any, row)[0]  # sqlite3.Row is indexable by position
         return next(iter(row.values()))
+
+    def ddl(self, statement: str) -> None:
+        """Run one literal DDL statement (a migration step; it takes no parameters)."""
+        self._cursor.execute(statement)
 
 
 @lru_cache(maxsize=512)

@@ -49,7 +49,7 @@ from ffleet.store.base import (
     SchedulingPolicy,
 )
 from ffleet.store.db import Database, Row, Tx
-from ffleet.store.schema import migrate
+from ffleet.store.migrate import migrate
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +214,11 @@ class SqlStore:
         self.url = url
         self.db = Database(url)
         self._for_update = not self.db.is_sqlite
-        with self.db.engine.begin() as conn:
-            applied = migrate(conn, time.time())
+        try:
+            applied = migrate(self.db, time.time())
+        except BaseException:
+            self.db.close()
+            raise
         if applied:
             log.info("schema migrated to version %s (%s)", applied[-1], redact_url(url))
 
