@@ -267,6 +267,20 @@ def test_cancel_retry_drain_release_endpoints(client: TestClient) -> None:
     assert released.json()["status"] == "pending"
 
 
+def test_moves_the_state_machine_forbids_are_409_with_the_reason(client: TestClient) -> None:
+    job_id = client.post("/jobs", json={"scenario": "720p"}).json()["id"]
+    retried = client.post(f"/jobs/{job_id}/retry")
+    assert retried.status_code == 409
+    assert retried.json() == {
+        "error": "only canceled or failed jobs can be retried; job is pending"
+    }
+    client.post(f"/jobs/{job_id}/cancel")
+    again = client.post(f"/jobs/{job_id}/cancel")
+    assert again.status_code == 409 and again.json() == {
+        "error": f"job {job_id} is already canceled"
+    }
+
+
 def test_openapi_and_docs(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert spec["openapi"].startswith("3.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ffleet.store.base import (
     Conflict,
+    IllegalTransition,
     InvalidRequest,
     NotFound,
     ReapReport,
@@ -17,6 +18,7 @@ from ffleet.store.sql import SqlStore, redact_url
 
 __all__ = [
     "Conflict",
+    "IllegalTransition",
     "InvalidRequest",
     "NotFound",
     "ReapReport",

@@ -39,9 +39,10 @@ from ffleet.models import (
     rfc3339,
 )
 from ffleet.scenarios import ScenarioError, build_job_spec, default_timeout_s
-from ffleet.states import JobStatus, NodeStatus, check_transition
+from ffleet.states import Event, JobStatus, NodeStatus, allows, describe_sources
 from ffleet.store.base import (
     Conflict,
+    IllegalTransition,
     InvalidRequest,
     NotFound,
     ReapReport,
@@ -50,6 +51,7 @@ from ffleet.store.base import (
 )
 from ffleet.store.db import Database, Row, Tx
 from ffleet.store.migrate import migrate
+from ffleet.store.transitions import transition
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,8 @@ NO_LIMIT = 2**62
 # is the backstop for an agent that hangs, so it allows for dispatch and the result's trip back.
 DEADLINE_SLACK_S = 10.0
 LOST_CLAIM_GRACE_S = 10.0  # a claim reply older than this has reached its agent, or never will
+# What each reported result status does to the job (a failure may still be retried).
+RESULT_EVENTS = {"completed": Event.COMPLETE, "canceled": Event.ABORT, "failed": Event.FAIL}
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
@@ -144,12 +148,6 @@ SQL_CANDIDATES = (
     "ORDER BY priority DESC, seq LIMIT :batch {lock}"
 )
 SQL_AFTER = "AND (priority < :last_priority OR (priority = :last_priority AND seq > :last_seq))"
-SQL_START = (
-    "UPDATE jobs SET status = 'running', node_id = :node, attempt = :attempt, started_at = :now, "
-    "completed_at = NULL, lease_expires_at = :lease, deadline_at = :deadline, progress = NULL, "
-    "cancel_requested = FALSE, unschedulable_reason = NULL "
-    "WHERE seq = :seq AND status = 'pending' RETURNING *"
-)
 SQL_CANCEL_FLAG = "UPDATE jobs SET cancel_requested = TRUE WHERE seq = :seq RETURNING *"
 SQL_EXPIRED = (
     "SELECT * FROM jobs WHERE status = 'running' "
@@ -327,7 +325,9 @@ class SqlStore:
             assert full is not None
             log.warning("job %s: node %s does not run it; queued again", job_id, full["node_id"])
             self._close_attempt(tx, full, now, "released", "the agent never received the job")
-            self._requeue(tx, full, now, not_before=now, retry_count=full["retry_count"])
+            self._requeue(
+                tx, full, Event.REQUEUE, now, not_before=now, retry_count=full["retry_count"]
+            )
             del mine[job_id]
 
     # ------------------------------------------------------------------ jobs
@@ -492,21 +492,17 @@ class SqlStore:
         return None
 
     def _start_attempt(self, tx: Tx, row: Row, node_id: str, now: float) -> Job:
-        check_transition(row["status"], JobStatus.RUNNING)
         attempt = row["attempt"] + 1
-        claimed = tx.one(
-            SQL_START,
-            {
-                "node": node_id,
-                "attempt": attempt,
-                "now": now,
-                "lease": now + self.policy.node_timeout_s,
-                "deadline": now + row["timeout_s"] + DEADLINE_SLACK_S,
-                "seq": row["seq"],
-            },
+        claimed = transition(
+            tx,
+            row,
+            Event.CLAIM,
+            node_id=node_id,
+            attempt=attempt,
+            now=now,
+            lease=now + self.policy.node_timeout_s,
+            deadline=now + row["timeout_s"] + DEADLINE_SLACK_S,
         )
-        if claimed is None:  # lost a race that row locking should have prevented
-            raise Conflict(f"job {row['id']} was claimed concurrently")
         tx.run(
             SQL_ATTEMPT_INSERT,
             {"job_id": row["id"], "attempt": attempt, "node_id": node_id, "now": now},
@@ -514,12 +510,13 @@ class SqlStore:
         return _job_from_row(claimed)
 
     def submit_result(self, result: ResultSubmission, now: float) -> ResultOutcome:
+        event = RESULT_EVENTS[result.status]
         with self.db.transaction() as tx:
             row = self._locked_job(tx, result.job_id)
             attempt = result.attempt if result.attempt is not None else row["attempt"]
             key = {"job_id": row["id"], "attempt": attempt}
             if (
-                row["status"] != JobStatus.RUNNING
+                not allows(row["status"], event)
                 or row["attempt"] != attempt
                 or row["node_id"] != result.node_id
             ):
@@ -563,11 +560,13 @@ class SqlStore:
                     "received_at": now,
                 },
             )
-            if result.status == "completed":
-                job = self._finish(tx, row, JobStatus.COMPLETED, now, None, "completed")
-            elif result.status == "canceled":
+            if event is Event.COMPLETE:
+                self._close_attempt(tx, row, now, "completed", None)
+                job = self._finish(tx, row, event, now, None)
+            elif event is Event.ABORT:
                 error = result.error or "canceled"
-                job = self._finish(tx, row, JobStatus.CANCELED, now, error, "canceled")
+                self._close_attempt(tx, row, now, "canceled", error)
+                job = self._finish(tx, row, event, now, error)
             else:
                 error = result.error or "failed"
                 job = self._end_attempt(tx, row, now, error, retryable=result.retryable)
@@ -585,35 +584,38 @@ class SqlStore:
         with self.db.transaction() as tx:
             row = self._locked_job(tx, job_id)
             if (
-                row["status"] != JobStatus.RUNNING
+                not allows(row["status"], Event.REQUEUE)
                 or row["attempt"] != attempt
                 or row["node_id"] != node_id
             ):
                 raise Conflict(f"attempt {attempt} of job {job_id} is not running on {node_id}")
             self._close_attempt(tx, row, now, "released", reason)
-            return self._requeue(tx, row, now, not_before=now, retry_count=row["retry_count"])
+            return self._requeue(
+                tx, row, Event.REQUEUE, now, not_before=now, retry_count=row["retry_count"]
+            )
 
     def cancel(self, job_id: str, now: float) -> Job:
+        """Pending: the `cancel` event at once. Running: flagged, and the agent's report
+        of the stopped attempt is the `abort` event."""
         with self.db.transaction() as tx:
             row = self._locked_job(tx, job_id)
-            if row["status"] == JobStatus.PENDING:
-                return self._set_status(
-                    tx, row, JobStatus.CANCELED, completed_at=now, error="canceled by a user"
-                )
-            if row["status"] == JobStatus.RUNNING:
+            if allows(row["status"], Event.CANCEL):
+                return self._finish(tx, row, Event.CANCEL, now, "canceled by a user")
+            if allows(row["status"], Event.ABORT):
                 flagged = tx.one(SQL_CANCEL_FLAG, {"seq": row["seq"]})
                 assert flagged is not None
                 return _job_from_row(flagged)
-            raise Conflict(f"job {job_id} is already {row['status']}")
+            raise IllegalTransition(f"job {job_id} is already {row['status']}")
 
     def retry(self, job_id: str, now: float) -> Job:
         with self.db.transaction() as tx:
             row = self._locked_job(tx, job_id)
-            if row["status"] not in (JobStatus.FAILED, JobStatus.CANCELED):
-                raise Conflict(
-                    f"only failed or canceled jobs can be retried; job is {row['status']}"
+            if not allows(row["status"], Event.RETRY):
+                raise IllegalTransition(
+                    f"only {describe_sources(Event.RETRY)} jobs can be retried; "
+                    f"job is {row['status']}"
                 )
-            return self._requeue(tx, row, now, not_before=now, retry_count=0)
+            return self._requeue(tx, row, Event.RETRY, now, not_before=now, retry_count=0)
 
     def list_results(
         self, job_id: str | None, limit: int | None, offset: int
@@ -676,14 +678,20 @@ class SqlStore:
         if decision.not_before is not None:
             log.info("job %s attempt %s ended (%s); retrying", row["id"], row["attempt"], reason)
             return self._requeue(
-                tx, row, now, not_before=decision.not_before, retry_count=failures, error=reason
+                tx,
+                row,
+                Event.REQUEUE,
+                now,
+                not_before=decision.not_before,
+                retry_count=failures,
+                error=reason,
             )
         summary = "; ".join(
             f"attempt {a['attempt']}: {a['error']}"
             for a in tx.all(SQL_FAILED_ATTEMPTS, {"job_id": row["id"]})
         )
         log.info("job %s failed: %s", row["id"], reason)
-        return self._finish(tx, row, JobStatus.FAILED, now, summary or reason, None, failures)
+        return self._finish(tx, row, Event.FAIL, now, summary or reason, failures)
 
     def _close_attempt(self, tx: Tx, row: Row, now: float, outcome: str, error: str | None) -> None:
         tx.run(
@@ -701,53 +709,31 @@ class SqlStore:
         self,
         tx: Tx,
         row: Row,
-        status: JobStatus,
+        event: Event,
         now: float,
         error: str | None,
-        outcome: str | None,
         retry_count: int | None = None,
     ) -> Job:
-        if outcome is not None:
-            self._close_attempt(tx, row, now, outcome, error if outcome != "completed" else None)
-        extra = {} if retry_count is None else {"retry_count": retry_count}
-        return self._set_status(tx, row, status, completed_at=now, error=error, **extra)
+        """Move the job to the final status of `event` (complete, fail, cancel, abort)."""
+        count = row["retry_count"] if retry_count is None else retry_count
+        return _job_from_row(transition(tx, row, event, now=now, error=error, retry_count=count))
 
     def _requeue(
         self,
         tx: Tx,
         row: Row,
+        event: Event,
         now: float,
         *,
         not_before: float,
         retry_count: int,
         error: str | None = None,
     ) -> Job:
-        return self._set_status(
-            tx,
-            row,
-            JobStatus.PENDING,
-            node_id=None,
-            not_before=not_before,
-            retry_count=retry_count,
-            error=error,
-            completed_at=None,
-            lease_expires_at=None,
-            deadline_at=None,
-            cancel_requested=False,
-            aged_at=now,
-            priority=row["base_priority"],
+        """Queue the job again (`requeue` an ended attempt, or a user's `retry`) at its own
+        priority, claimable from `not_before`."""
+        changed = transition(
+            tx, row, event, now=now, not_before=not_before, retry_count=retry_count, error=error
         )
-
-    def _set_status(self, tx: Tx, row: Row, status: JobStatus, **values: Any) -> Job:
-        """The only place a job's status is written: checked against the transition table and
-        guarded by the status it was read in, so a concurrent change makes it fail loudly."""
-        check_transition(row["status"], status)
-        changed = tx.one(
-            _set_status_sql(tuple(sorted(values))),
-            {**values, "status": status.value, "seq": row["seq"], "from": row["status"]},
-        )
-        if changed is None:
-            raise Conflict(f"job {row['id']} changed concurrently; try again")
         return _job_from_row(changed)
 
     def _node(self, tx: Tx, node_id: str) -> Node:
@@ -790,21 +776,6 @@ class SqlStore:
         for kind in tx.all(SQL_UNSCHEDULABLE_KINDS):
             if not scheduling.unmet(_requirements(kind["requirements"]), node):
                 tx.run(SQL_NOW_SCHEDULABLE, {"requirements": kind["requirements"]})
-
-
-_SET_STATUS_CACHE: dict[tuple[str, ...], str] = {}
-
-
-def _set_status_sql(columns: tuple[str, ...]) -> str:
-    sql = _SET_STATUS_CACHE.get(columns)
-    if sql is None:
-        assigns = "".join(f", {c} = :{c}" for c in columns)
-        sql = (
-            f"UPDATE jobs SET status = :status{assigns} "
-            "WHERE seq = :seq AND status = :from RETURNING *"
-        )
-        _SET_STATUS_CACHE[columns] = sql
-    return sql
 
 
 # ---------------------------------------------------------------------- rows -> models
