@@ -16,7 +16,6 @@ from ffleet.store.transitions import transition
 from tests.unit.test_states import ALLOWED
 
 T0 = 1_800_000_000.0
-JOB_GET = "SELECT * FROM jobs WHERE id = :id"
 # Enough for every event's statement (each takes the ones it names).
 VALUES = {
     "node_id": "n1",
@@ -52,14 +51,14 @@ def test_transition_writes_exactly_the_allowed_pairs(
     for event in (e for e in Event if MOVES[e].target is target):
         _force(store, job_id, source)
         with store.db.transaction() as tx:
-            row = tx.one(JOB_GET, {"id": job_id})
+            row = tx.one("job_get", {"id": job_id})
             assert row is not None
             try:
                 changed = transition(tx, row, event, **VALUES)
             except IllegalTransition as exc:
                 assert str(exc).startswith(f"job {job_id} is {source.value}: '{event}'")
                 assert exc.status_code == 409
-                stored = tx.one(JOB_GET, {"id": job_id})
+                stored = tx.one("job_get", {"id": job_id})
                 assert stored is not None and stored["status"] == source.value
             else:
                 assert changed["status"] == target.value
@@ -71,11 +70,11 @@ def test_a_row_changed_since_it_was_read_is_not_overwritten(store: Store) -> Non
     assert isinstance(store, SqlStore)
     job_id = _job(store)
     with store.db.transaction() as tx:
-        stale = tx.one(JOB_GET, {"id": job_id})
+        stale = tx.one("job_get", {"id": job_id})
     _force(store, job_id, JobStatus.CANCELED)
     with store.db.transaction() as tx:
         assert stale is not None
         with pytest.raises(Conflict, match="changed concurrently"):
             transition(tx, stale, Event.CLAIM, **VALUES)
-        stored = tx.one(JOB_GET, {"id": job_id})
+        stored = tx.one("job_get", {"id": job_id})
         assert stored is not None and stored["status"] == "canceled"

@@ -14,7 +14,8 @@ from ffleet.store.base import (
     Store,
     StoreError,
 )
-from ffleet.store.sql import SqlStore, redact_url
+from ffleet.store.db import redact_url
+from ffleet.store.sql import SqlStore
 
 __all__ = [
     "Conflict",

@@ -20,17 +20,6 @@ from ffleet.store.db import Database
 MIGRATIONS = resources.files("ffleet.store").joinpath("migrations")
 _FILE = re.compile(r"^(\d{4})_(\w+?)(?:\.(sqlite|postgresql))?\.sql$")
 _STATEMENT_END = re.compile(r";\s*$", re.MULTILINE)
-# The table that records versions, exactly as release 0.1.0 created it on each engine.
-_SCHEMA_TABLE = {
-    "sqlite": (
-        "CREATE TABLE IF NOT EXISTS ffleet_schema (version INTEGER NOT NULL, "
-        "description TEXT NOT NULL, applied_at DOUBLE NOT NULL, PRIMARY KEY (version))"
-    ),
-    "postgresql": (
-        "CREATE TABLE IF NOT EXISTS ffleet_schema (version SERIAL NOT NULL, "
-        "description TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (version))"
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -78,10 +67,9 @@ def migrate(db: Database, now: float, migrations: list[Migration] | None = None)
     steps = load(db.dialect) if migrations is None else migrations
     latest = steps[-1].version
     with db.transaction() as tx:
-        if db.dialect == "postgresql":  # concurrent masters starting at once migrate once
-            tx.run("SELECT pg_advisory_xact_lock(7716221)")
-        tx.ddl(_SCHEMA_TABLE[db.dialect])
-        done = {row["version"] for row in tx.all("SELECT version FROM ffleet_schema")}
+        tx.run("schema_lock")
+        tx.run("schema_table_create")
+        done = {row["version"] for row in tx.all("schema_versions")}
         if done and max(done) > latest:
             raise SchemaTooNew(
                 f"the database has schema version {max(done)}, newer than the {latest} this "
@@ -94,8 +82,7 @@ def migrate(db: Database, now: float, migrations: list[Migration] | None = None)
             for statement in step.statements:
                 tx.ddl(statement)
             tx.run(
-                "INSERT INTO ffleet_schema (version, description, applied_at) "
-                "VALUES (:version, :description, :applied_at)",
+                "schema_record",
                 {"version": step.version, "description": step.description, "applied_at": now},
             )
             applied.append(step.version)

@@ -14,31 +14,15 @@ from ffleet.states import MOVES, Event, allows, describe_sources
 from ffleet.store.base import Conflict, IllegalTransition
 from ffleet.store.db import Row, Tx
 
-_GUARD = " WHERE seq = :seq AND status = :from RETURNING *"
-_CLAIM = (
-    "UPDATE jobs SET status = :status, node_id = :node_id, attempt = :attempt, "
-    "started_at = :now, completed_at = NULL, lease_expires_at = :lease, deadline_at = :deadline, "
-    "progress = NULL, cancel_requested = FALSE, unschedulable_reason = NULL" + _GUARD
-)
-_REQUEUE = (
-    "UPDATE jobs SET status = :status, node_id = NULL, not_before = :not_before, "
-    "retry_count = :retry_count, error = :error, completed_at = NULL, lease_expires_at = NULL, "
-    "deadline_at = NULL, cancel_requested = FALSE, aged_at = :now, priority = base_priority"
-    + _GUARD
-)
-_FINISH = (
-    "UPDATE jobs SET status = :status, completed_at = :now, error = :error, "
-    "retry_count = :retry_count" + _GUARD
-)
-# The statement each event runs; these are the only statements that write `status`.
+# The statement (queries.sql) each event runs; every one of them sets `status`.
 STATEMENTS: dict[Event, str] = {
-    Event.CLAIM: _CLAIM,
-    Event.REQUEUE: _REQUEUE,
-    Event.RETRY: _REQUEUE,
-    Event.CANCEL: _FINISH,
-    Event.COMPLETE: _FINISH,
-    Event.FAIL: _FINISH,
-    Event.ABORT: _FINISH,
+    Event.CLAIM: "transition_claim",
+    Event.REQUEUE: "transition_requeue",
+    Event.RETRY: "transition_requeue",
+    Event.CANCEL: "transition_finish",
+    Event.COMPLETE: "transition_finish",
+    Event.FAIL: "transition_finish",
+    Event.ABORT: "transition_finish",
 }
 
 
