@@ -204,7 +204,9 @@ def show_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]
 def print_json(value: object) -> None:
     import msgspec
 
-    typer.echo(msgspec.json.format(msgspec.json.encode(value)).decode())
+    from ffleet.models import encode_hook
+
+    typer.echo(msgspec.json.format(msgspec.json.encode(value, enc_hook=encode_hook)).decode())
 
 
 @app.command()

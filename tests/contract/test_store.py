@@ -55,7 +55,7 @@ def test_register_and_read_back_a_node(store: Store) -> None:
     assert fetched == created
     assert fetched.status == "available"
     assert fetched.labels == {"rack": "a"}
-    assert fetched.last_heartbeat == "2027-01-15T08:00:00Z"
+    assert fetched.last_heartbeat == T0
     assert [n.id for n in store.list_nodes()] == [created.id]
 
 
@@ -88,7 +88,7 @@ def test_job_has_v1_fields_and_defaults(store: Store) -> None:
     assert job.status == "pending"
     assert job.confidence == "auto"
     assert job.retry_count == 0 and job.node_id is None and job.error is None
-    assert job.created_at == "2027-01-15T08:00:00Z"
+    assert job.created_at == T0
     assert job.timeout_s is not None and job.timeout_s > 0
     assert job.max_attempts == 3 and job.priority == 5
 
@@ -141,7 +141,7 @@ def test_claim_starts_an_attempt(store: Store) -> None:
     job = store.claim(node_id, T0 + 1)
     assert job is not None and job.id == job_id
     assert job.status == "running" and job.node_id == node_id and job.attempt == 1
-    assert job.started_at == "2027-01-15T08:00:01Z"
+    assert job.started_at == T0 + 1
     detail = store.get_job(job_id)
     assert [(a.attempt, a.node_id, a.outcome) for a in detail.attempts] == [(1, node_id, None)]
     assert store.get_node(node_id).current_job_id == job_id
@@ -204,7 +204,7 @@ def test_result_completes_the_job_and_is_stored(store: Store) -> None:
     )
     assert not outcome.duplicate and outcome.job.status == "completed"
     detail = store.get_job(job_id)
-    assert detail.job.completed_at == "2027-01-15T08:00:05Z"
+    assert detail.job.completed_at == T0 + 5
     assert detail.result is not None and detail.result.metrics == {"fps": 120.5}
     assert detail.result.analyzer_output == {"ok": True}
     assert detail.attempts[0].outcome == "completed"

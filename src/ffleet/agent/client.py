@@ -15,7 +15,7 @@ from typing import Any, Self, TypeVar
 import httpx
 import msgspec
 
-from ffleet.models import HeartbeatReply, Job, Node, ProgressReport
+from ffleet.models import HeartbeatReply, Job, Node, ProgressReport, decode_hook, encode_hook
 
 T = TypeVar("T")
 
@@ -54,7 +54,7 @@ class ResultReply(msgspec.Struct, kw_only=True):
     job: Job | None = None
 
 
-_encoder = msgspec.json.Encoder()
+_encoder = msgspec.json.Encoder(enc_hook=encode_hook)
 
 
 class MasterClient:
@@ -154,7 +154,7 @@ class MasterClient:
     @staticmethod
     def _decode(response: httpx.Response, model: type[T]) -> T:
         try:
-            return msgspec.json.decode(response.content, type=model)
+            return msgspec.json.decode(response.content, type=model, dec_hook=decode_hook)
         except msgspec.DecodeError as exc:
             # A proxy's HTML page or a different service: not an answer from the master.
             raise MasterUnavailable(
@@ -164,7 +164,7 @@ class MasterClient:
     @staticmethod
     def _convert(response: httpx.Response, value: object, model: type[T]) -> T:
         try:
-            return msgspec.convert(value, model)
+            return msgspec.convert(value, model, dec_hook=decode_hook)
         except msgspec.ValidationError as exc:
             raise MasterUnavailable(
                 f"{response.request.url.path}: unexpected reply: {exc}", response.status_code

@@ -1,4 +1,9 @@
-"""Database rows into API structs, and the JSON text columns both ways."""
+"""Database rows into API structs, and the JSON text columns both ways.
+
+Times stay epoch floats (wrapped as Timestamp, which costs no parsing); they become RFC 3339
+text only when the HTTP layer encodes a reply. Inside JSON columns (a job's progress) they are
+stored as epoch numbers; text written by release 0.1.0 still reads back.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +20,21 @@ from ffleet.models import (
     Progress,
     Requirements,
     StoredResult,
-    rfc3339,
+    Timestamp,
+    as_timestamp,
+    decode_hook,
 )
 from ffleet.states import NodeStatus
 from ffleet.store.db import Row
 
-_encode = msgspec.json.Encoder().encode
+
+def _epoch(value: object) -> object:
+    if isinstance(value, Timestamp):
+        return float(value)
+    raise NotImplementedError(f"cannot store {type(value).__name__}")
+
+
+_encode = msgspec.json.Encoder(enc_hook=_epoch).encode
 _decode = msgspec.json.decode
 
 
@@ -37,7 +51,7 @@ def requirements(raw: str | None) -> Requirements | None:
 
 
 def _progress(raw: str | None) -> Progress | None:
-    return None if raw is None else _decode(raw, type=Progress)
+    return None if raw is None else _decode(raw, type=Progress, dec_hook=decode_hook)
 
 
 def group_running(rows: list[Row]) -> dict[str, list[str]]:
@@ -84,8 +98,8 @@ def node_from_row(row: Row, running: list[str]) -> Node:
         ram_bytes=row["ram_bytes"],
         labels=loads(row["labels"]),
         status=node_status(bool(row["online"]), bool(row["draining"]), row["slots"], len(running)),
-        last_heartbeat=rfc3339(row["last_heartbeat"]),
-        registered_at=rfc3339(row["registered_at"]),
+        last_heartbeat=Timestamp(row["last_heartbeat"]),
+        registered_at=Timestamp(row["registered_at"]),
         current_job_id=running[0] if running else None,
         hostname=row["hostname"],
         ffmpeg_version=row["ffmpeg_version"],
@@ -105,9 +119,9 @@ def job_from_row(row: Row) -> Job:
         parameters=loads(row["parameters"]),
         status=row["status"],
         node_id=row["node_id"],
-        created_at=rfc3339(row["created_at"]),
-        started_at=rfc3339(row["started_at"]),
-        completed_at=rfc3339(row["completed_at"]),
+        created_at=Timestamp(row["created_at"]),
+        started_at=as_timestamp(row["started_at"]),
+        completed_at=as_timestamp(row["completed_at"]),
         retry_count=row["retry_count"],
         error=row["error"],
         priority=row["priority"],
@@ -117,7 +131,7 @@ def job_from_row(row: Row) -> Job:
         timeout_s=row["timeout_s"],
         max_attempts=row["max_attempts"],
         attempt=row["attempt"],
-        not_before=rfc3339(row["not_before"]),
+        not_before=Timestamp(row["not_before"]),
         progress=_progress(row["progress"]),
         cancel_requested=bool(row["cancel_requested"]),
         unschedulable_reason=row["unschedulable_reason"],
@@ -128,8 +142,8 @@ def attempt_from_row(row: Row) -> Attempt:
     return Attempt(
         attempt=row["attempt"],
         node_id=row["node_id"],
-        started_at=rfc3339(row["started_at"]),
-        ended_at=rfc3339(row["ended_at"]),
+        started_at=Timestamp(row["started_at"]),
+        ended_at=as_timestamp(row["ended_at"]),
         outcome=row["outcome"],
         error=row["error"],
     )
@@ -144,6 +158,6 @@ def result_from_row(row: Row) -> StoredResult:
         metrics=loads(row["metrics"]),
         analyzer_output=loads(row["analyzer_output"]),
         error=row["error"],
-        completed_at=rfc3339(row["completed_at"]),
-        received_at=rfc3339(row["received_at"]),
+        completed_at=as_timestamp(row["completed_at"]),
+        received_at=Timestamp(row["received_at"]),
     )

@@ -36,9 +36,9 @@ from ffleet.models import (
     Requirements,
     ResultSubmission,
     StoredResult,
+    Timestamp,
     parse_rfc3339,
     priority_value,
-    rfc3339,
 )
 from ffleet.scenarios import ScenarioError, build_job_spec, default_timeout_s
 from ffleet.states import Event, JobStatus, allows, describe_sources
@@ -169,7 +169,7 @@ class SqlStore:
                         )
                     )
                 elif report.progress is not None:
-                    progress = msgspec.structs.replace(report.progress, updated_at=rfc3339(now))
+                    progress = msgspec.structs.replace(report.progress, updated_at=Timestamp(now))
                     tx.run("progress_store", {"progress": dumps(progress), "id": report.job_id})
             directives.extend(
                 Directive(
@@ -443,7 +443,8 @@ class SqlStore:
                 job = attempts.fail(tx, row, now, reason, retryable=True, policy=self.policy)
                 if job.status == JobStatus.PENDING:
                     report.requeued_jobs.append(job.id)
-                    report.retry_at.append(parse_rfc3339(job.not_before or ""))
+                    assert job.not_before is not None  # a queued job always has one
+                    report.retry_at.append(job.not_before)
                 else:
                     report.failed_jobs.append(job.id)
             report.aged_jobs = self._age(tx, now)
