@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-import msgspec
 from msgspec import Meta, Struct, field
 
 NonNegInt = Annotated[int, Meta(ge=0)]
@@ -281,8 +280,3 @@ def priority_value(value: int | str) -> int:
     if not -MAX_PRIORITY <= value <= MAX_PRIORITY:
         raise ValueError(f"priority must be between {-MAX_PRIORITY} and {MAX_PRIORITY}")
     return value
-
-
-def to_builtins(value: object) -> Any:
-    """Structs -> plain JSON types (for the CLI and tests)."""
-    return msgspec.to_builtins(value)

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ffleet.models import Requirements
+from ffleet.scenarios import JobSpec
 
 PREFERENCE_WINDOW_S = 10.0
 GPU_ENCODER_MARKERS = ("nvenc", "vaapi", "qsv", "amf", "videotoolbox", "v4l2m2m", "vulkan")
@@ -38,6 +39,12 @@ def needs_gpu(req: Requirements | None) -> bool:
         or req.gpu_model
         or any(marker in enc for enc in req.encoders for marker in GPU_ENCODER_MARKERS)
     )
+
+
+def placement_requirements(requirements: Requirements | None, spec: JobSpec) -> Requirements | None:
+    """The requirements placement enforces for a job with `spec`: for now the user's own,
+    unchanged (nothing is derived from the job's parameters yet)."""
+    return requirements
 
 
 def unmet(req: Requirements | None, node: NodeTraits) -> list[str]:

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from ffleet.models import (
+    GpuDescription,
     Heartbeat,
     JobRequest,
     NodeRegistration,
@@ -57,6 +58,16 @@ def test_register_and_read_back_a_node(store: Store) -> None:
     assert fetched.labels == {"rack": "a"}
     assert fetched.last_heartbeat == T0
     assert [n.id for n in store.list_nodes()] == [created.id]
+
+
+def test_has_gpu_is_what_the_agent_reports_whatever_devices_it_lists(store: Store) -> None:
+    """`has_gpu` means an NVIDIA GPU was found (v1.0); a VAAPI device listed in `gpus` is not."""
+    intel = GpuDescription(name="Intel UHD 770")
+    listed = store.register_node(NodeRegistration(has_gpu=False, gpus=[intel]), T0)
+    assert listed.has_gpu is False and listed.gpus == [intel]
+    assert listed.gpu_type == "Intel UHD 770"
+    nvidia = store.register_node(NodeRegistration(has_gpu=True, gpu_type="NVIDIA L4"), T0)
+    assert nvidia.has_gpu is True
 
 
 def test_unknown_node_is_not_found(store: Store) -> None:

@@ -99,7 +99,7 @@ class SqlStore:
             "type": registration.type,
             "cpu_threads": registration.cpu_threads,
             "cpu_model": registration.cpu_model,
-            "has_gpu": registration.has_gpu or bool(registration.gpus),
+            "has_gpu": registration.has_gpu,  # "an NVIDIA GPU was found", as in v1.0
             "gpu_type": registration.gpu_type
             or (registration.gpus[0].name if registration.gpus else None),
             "ram_bytes": registration.ram_bytes,
@@ -232,7 +232,7 @@ class SqlStore:
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
         timeout = min(req.timeout_s or default_timeout_s(spec), self.policy.max_job_timeout_s)
-        reqs = req.requirements
+        reqs = scheduling.placement_requirements(req.requirements, spec)
         values = {
             "id": str(uuid.uuid4()),
             "scenario": req.scenario,
