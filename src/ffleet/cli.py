@@ -130,7 +130,9 @@ def show_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]
 def print_json(value: object) -> None:
     import msgspec
 
-    typer.echo(msgspec.json.format(msgspec.json.encode(value)).decode())
+    from ffleet.models import encode_hook
+
+    typer.echo(msgspec.json.format(msgspec.json.encode(value, enc_hook=encode_hook)).decode())
 
 
 @app.command()
@@ -321,12 +323,11 @@ def results(
     """Results of finished jobs as a table (and CSV / JSON files)."""
 
     from ffleet import report
+    from ffleet.states import FINISHED
 
     with fleet_client(master) as client:
         found, _ = client.jobs(status, limit, 0)
-        details = [
-            client.job(j.id) for j in found if j.status in ("completed", "failed", "canceled")
-        ]
+        details = [client.job(j.id) for j in found if j.status in FINISHED]
     rows = [report.row_for(detail) for detail in details]
     report.console().print(report.table(rows))
     if csv_path is not None:

@@ -22,9 +22,9 @@ from rich.table import Table
 from ffleet import report
 from ffleet.client import FleetClient, MasterUnavailable
 from ffleet.matrix import expand
+from ffleet.states import FINISHED
 
 MATRIX = {"resolutions": ["360p", "720p"], "codecs": ["h264", "h265", "vp9"]}
-FINISHED = ("completed", "failed", "canceled")
 START_TIMEOUT_S = 30.0
 RUN_TIMEOUT_S = 600.0
 

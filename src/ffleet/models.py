@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-import msgspec
 from msgspec import Meta, Struct, field
 
 NonNegInt = Annotated[int, Meta(ge=0)]
@@ -19,6 +18,39 @@ Labels = dict[str, str]
 NodeType = Literal["server", "desktop", "laptop"]
 PRIORITY_NAMES: dict[str, int] = {"high": 10, "medium": 5, "low": 0}
 MAX_PRIORITY = 1000
+
+
+class Timestamp(float):
+    """A time as epoch seconds that travels as RFC 3339 UTC text (what the v1.0 API sends).
+
+    The store computes with it as the float it is; only JSON encoding and decoding see text,
+    through `encode_hook` and `decode_hook`, which every encoder and decoder of these structs
+    passes to msgspec. Formatting is msgspec's own (a datetime), as exact as `rfc3339`.
+    """
+
+    __slots__ = ()
+
+
+def as_timestamp(epoch: float | None) -> Timestamp | None:
+    return None if epoch is None else Timestamp(epoch)
+
+
+def encode_hook(value: object) -> object:
+    """msgspec `enc_hook`: a Timestamp goes out as RFC 3339 UTC, e.g. `2027-01-15T08:00:00Z`."""
+    if isinstance(value, Timestamp):
+        return datetime.fromtimestamp(value, UTC)
+    raise NotImplementedError(f"cannot encode {type(value).__name__}")
+
+
+def decode_hook(kind: type, value: object) -> object:
+    """msgspec `dec_hook`: a Timestamp comes in as RFC 3339 text (or epoch seconds)."""
+    if kind is Timestamp:
+        if isinstance(value, str):
+            return Timestamp(parse_rfc3339(value))
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return Timestamp(value)
+        raise TypeError(f"expected an RFC 3339 time, got {type(value).__name__}")
+    raise NotImplementedError(f"cannot decode {kind.__name__}")
 
 
 def rfc3339(epoch: float | None) -> str | None:
@@ -88,8 +120,8 @@ class Node(Struct, kw_only=True):
     ram_bytes: int
     labels: Labels
     status: str
-    last_heartbeat: str | None
-    registered_at: str | None
+    last_heartbeat: Timestamp | None
+    registered_at: Timestamp | None
     current_job_id: str | None
     hostname: str | None = None
     ffmpeg_version: str | None = None
@@ -137,7 +169,7 @@ class Progress(Struct, kw_only=True):
     fps: float | None = None
     frame: int | None = None
     speed: float | None = None
-    updated_at: str | None = None
+    updated_at: Timestamp | None = None
 
 
 class Job(Struct, kw_only=True):
@@ -147,9 +179,9 @@ class Job(Struct, kw_only=True):
     parameters: dict[str, Any]
     status: str
     node_id: str | None
-    created_at: str | None
-    started_at: str | None
-    completed_at: str | None
+    created_at: Timestamp | None
+    started_at: Timestamp | None
+    completed_at: Timestamp | None
     retry_count: int
     error: str | None
     # ffleet additions
@@ -160,7 +192,7 @@ class Job(Struct, kw_only=True):
     timeout_s: float | None = None
     max_attempts: int = 3
     attempt: int = 0
-    not_before: str | None = None
+    not_before: Timestamp | None = None
     progress: Progress | None = None
     cancel_requested: bool = False
     unschedulable_reason: str | None = None
@@ -169,8 +201,8 @@ class Job(Struct, kw_only=True):
 class Attempt(Struct, kw_only=True):
     attempt: int
     node_id: str
-    started_at: str | None
-    ended_at: str | None
+    started_at: Timestamp | None
+    ended_at: Timestamp | None
     outcome: str | None  # None while running
     error: str | None
 
@@ -198,8 +230,8 @@ class StoredResult(Struct, kw_only=True):
     metrics: dict[str, Any]
     analyzer_output: dict[str, Any]
     error: str | None
-    completed_at: str | None
-    received_at: str | None
+    completed_at: Timestamp | None
+    received_at: Timestamp | None
 
 
 class JobDetail(Struct, kw_only=True):
@@ -262,8 +294,3 @@ def priority_value(value: int | str) -> int:
     if not -MAX_PRIORITY <= value <= MAX_PRIORITY:
         raise ValueError(f"priority must be between {-MAX_PRIORITY} and {MAX_PRIORITY}")
     return value
-
-
-def to_builtins(value: object) -> Any:
-    """Structs -> plain JSON types (for the CLI and tests)."""
-    return msgspec.to_builtins(value)

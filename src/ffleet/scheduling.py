@@ -18,6 +18,7 @@ import msgspec
 
 from ffleet import encoders
 from ffleet.models import Requirements
+from ffleet.scenarios import JobSpec
 
 if TYPE_CHECKING:
     from ffleet.scenarios import JobSpec

@@ -1,11 +1,14 @@
-"""Job and node states, and the one table of allowed job transitions.
+"""Job and node states, and the one table of what moves a job from one status to another.
 
-Every job status change in every store goes through `check_transition`, so the rules live here and
-nowhere else: a store that tries an illegal move raises instead of corrupting the queue.
+Every job status change in the store is one of these events, applied by
+`ffleet.store.transitions.transition`, which checks it here first; the store's pre-checks
+(can this job be canceled, retried, given a result?) ask `allows` too. So the rules live here
+and nowhere else: a move the table lacks is refused, never written.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -24,31 +27,53 @@ class NodeStatus(StrEnum):
     DRAINING = "draining"
 
 
-TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED})
+class Event(StrEnum):
+    CLAIM = "claim"
+    CANCEL = "cancel"
+    COMPLETE = "complete"
+    FAIL = "fail"
+    REQUEUE = "requeue"
+    ABORT = "abort"
+    RETRY = "retry"
 
-# (from, to) -> the event that causes it.
-TRANSITIONS: dict[tuple[JobStatus, JobStatus], str] = {
-    (JobStatus.PENDING, JobStatus.RUNNING): "claimed by a node",
-    (JobStatus.PENDING, JobStatus.CANCELED): "canceled before it ran",
-    (JobStatus.RUNNING, JobStatus.COMPLETED): "result accepted",
-    (JobStatus.RUNNING, JobStatus.FAILED): "failed and not retried",
-    (JobStatus.RUNNING, JobStatus.PENDING): "attempt ended; queued again",
-    (JobStatus.RUNNING, JobStatus.CANCELED): "canceled while running",
-    (JobStatus.FAILED, JobStatus.PENDING): "retried by a user",
-    (JobStatus.CANCELED, JobStatus.PENDING): "retried by a user",
+
+@dataclass(frozen=True)
+class Move:
+    sources: frozenset[JobStatus]
+    target: JobStatus
+    meaning: str
+
+
+def _move(sources: set[JobStatus], target: JobStatus, meaning: str) -> Move:
+    return Move(frozenset(sources), target, meaning)
+
+
+MOVES: dict[Event, Move] = {
+    Event.CLAIM: _move({JobStatus.PENDING}, JobStatus.RUNNING, "claimed by a node"),
+    Event.CANCEL: _move({JobStatus.PENDING}, JobStatus.CANCELED, "canceled before it ran"),
+    Event.COMPLETE: _move({JobStatus.RUNNING}, JobStatus.COMPLETED, "result accepted"),
+    Event.FAIL: _move({JobStatus.RUNNING}, JobStatus.FAILED, "failed and not retried"),
+    Event.REQUEUE: _move({JobStatus.RUNNING}, JobStatus.PENDING, "attempt ended; queued again"),
+    Event.ABORT: _move({JobStatus.RUNNING}, JobStatus.CANCELED, "stopped by its agent on cancel"),
+    Event.RETRY: _move(
+        {JobStatus.FAILED, JobStatus.CANCELED}, JobStatus.PENDING, "retried by a user"
+    ),
 }
 
 
-class IllegalTransition(Exception):
-    """A store was asked for a status change the state machine forbids."""
+def allows(current: str, event: Event) -> bool:
+    """Whether `event` may happen to a job in status `current`."""
+    return current in MOVES[event].sources
 
 
-def check_transition(current: str, target: str) -> None:
-    """Raise IllegalTransition unless `current -> target` is in TRANSITIONS."""
-    if (JobStatus(current), JobStatus(target)) not in TRANSITIONS:
-        raise IllegalTransition(f"job cannot go from {current} to {target}")
+# Statuses a job stays in until a user retries it: what "finished" means to users.
+FINISHED = frozenset(
+    status
+    for status in JobStatus
+    if not any(allows(status, event) for event in Event if event is not Event.RETRY)
+)
 
 
-def sources_of(target: JobStatus) -> tuple[str, ...]:
-    """The statuses from which `target` may be reached (used in guarded UPDATE ... WHERE)."""
-    return tuple(src.value for (src, dst) in TRANSITIONS if dst is target)
+def describe_sources(event: Event) -> str:
+    """`failed or canceled`: the statuses `event` starts from, for messages."""
+    return " or ".join(sorted(MOVES[event].sources))

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from ffleet.models import (
+    GpuDescription,
     Heartbeat,
     JobRequest,
     NodeRegistration,
@@ -55,8 +56,18 @@ def test_register_and_read_back_a_node(store: Store) -> None:
     assert fetched == created
     assert fetched.status == "available"
     assert fetched.labels == {"rack": "a"}
-    assert fetched.last_heartbeat == "2027-01-15T08:00:00Z"
+    assert fetched.last_heartbeat == T0
     assert [n.id for n in store.list_nodes()] == [created.id]
+
+
+def test_has_gpu_is_what_the_agent_reports_whatever_devices_it_lists(store: Store) -> None:
+    """`has_gpu` means an NVIDIA GPU was found (v1.0); a VAAPI device listed in `gpus` is not."""
+    intel = GpuDescription(name="Intel UHD 770")
+    listed = store.register_node(NodeRegistration(has_gpu=False, gpus=[intel]), T0)
+    assert listed.has_gpu is False and listed.gpus == [intel]
+    assert listed.gpu_type == "Intel UHD 770"
+    nvidia = store.register_node(NodeRegistration(has_gpu=True, gpu_type="NVIDIA L4"), T0)
+    assert nvidia.has_gpu is True
 
 
 def test_unknown_node_is_not_found(store: Store) -> None:
@@ -88,7 +99,7 @@ def test_job_has_v1_fields_and_defaults(store: Store) -> None:
     assert job.status == "pending"
     assert job.confidence == "auto"
     assert job.retry_count == 0 and job.node_id is None and job.error is None
-    assert job.created_at == "2027-01-15T08:00:00Z"
+    assert job.created_at == T0
     assert job.timeout_s is not None and job.timeout_s > 0
     assert job.max_attempts == 3 and job.priority == 5
 
@@ -141,7 +152,7 @@ def test_claim_starts_an_attempt(store: Store) -> None:
     job = store.claim(node_id, T0 + 1)
     assert job is not None and job.id == job_id
     assert job.status == "running" and job.node_id == node_id and job.attempt == 1
-    assert job.started_at == "2027-01-15T08:00:01Z"
+    assert job.started_at == T0 + 1
     detail = store.get_job(job_id)
     assert [(a.attempt, a.node_id, a.outcome) for a in detail.attempts] == [(1, node_id, None)]
     assert store.get_node(node_id).current_job_id == job_id
@@ -204,7 +215,7 @@ def test_result_completes_the_job_and_is_stored(store: Store) -> None:
     )
     assert not outcome.duplicate and outcome.job.status == "completed"
     detail = store.get_job(job_id)
-    assert detail.job.completed_at == "2027-01-15T08:00:05Z"
+    assert detail.job.completed_at == T0 + 5
     assert detail.result is not None and detail.result.metrics == {"fps": 120.5}
     assert detail.result.analyzer_output == {"ok": True}
     assert detail.attempts[0].outcome == "completed"

@@ -3,16 +3,20 @@ nothing."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 import pytest
 from starlette.testclient import TestClient
 
 from ffleet.master.app import create_app
+from ffleet.master.http import JsonResponse
 from ffleet.master.settings import MasterSettings
+from ffleet.models import Progress, Timestamp, decode_hook, rfc3339
 from ffleet.store import SchedulingPolicy
 
 NODE = {
@@ -265,6 +269,47 @@ def test_cancel_retry_drain_release_endpoints(client: TestClient) -> None:
         f"/jobs/{job_id}/release", json={"node_id": node_id, "attempt": claimed["attempt"]}
     )
     assert released.json()["status"] == "pending"
+
+
+def test_moves_the_state_machine_forbids_are_409_with_the_reason(client: TestClient) -> None:
+    job_id = client.post("/jobs", json={"scenario": "720p"}).json()["id"]
+    retried = client.post(f"/jobs/{job_id}/retry")
+    assert retried.status_code == 409
+    assert retried.json() == {
+        "error": "only canceled or failed jobs can be retried; job is pending"
+    }
+    client.post(f"/jobs/{job_id}/cancel")
+    again = client.post(f"/jobs/{job_id}/cancel")
+    assert again.status_code == 409 and again.json() == {
+        "error": f"job {job_id} is already canceled"
+    }
+
+
+RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z$")
+
+
+def test_times_go_out_as_rfc3339_utc(client: TestClient) -> None:
+    node_id = register(client)
+    node = client.get(f"/nodes/{node_id}").json()
+    job_id = client.post("/jobs", json={"scenario": "720p"}).json()["id"]
+    client.get("/jobs/next", params={"node_id": node_id})
+    detail = client.get(f"/jobs/{job_id}").json()
+    times = [node["last_heartbeat"], node["registered_at"], detail["created_at"]]
+    times += [detail["started_at"], detail["not_before"], detail["attempts"][0]["started_at"]]
+    assert all(RFC3339_UTC.match(t) for t in times), times
+    assert detail["completed_at"] is None and detail["attempts"][0]["ended_at"] is None
+
+
+@pytest.mark.parametrize("epoch", [0.0, 1_800_000_000.0, 1_800_000_000.5, 1_767_225_600.123456])
+def test_a_timestamp_is_encoded_as_the_v1_master_formatted_it(epoch: float) -> None:
+    """Byte for byte what 0.1.0 sent (`rfc3339`), and read back to the same float."""
+    progress = Progress(updated_at=Timestamp(epoch))
+    body = JsonResponse(progress).body
+    assert body == b'{"percent":null,"fps":null,"frame":null,"speed":null,"updated_at":"%s"}' % (
+        str(rfc3339(epoch)).encode()
+    )
+    back = msgspec.json.decode(body, type=Progress, dec_hook=decode_hook)
+    assert back.updated_at == epoch
 
 
 def test_openapi_and_docs(client: TestClient) -> None:

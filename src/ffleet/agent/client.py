@@ -27,6 +27,8 @@ from ffleet.models import (
     NodeRegistration,
     ProgressReport,
     ResultSubmission,
+    decode_hook,
+    encode_hook,
 )
 
 T = TypeVar("T")
@@ -72,7 +74,7 @@ class ResultReply(msgspec.Struct, kw_only=True):
     job: Job | None = None
 
 
-_encoder = msgspec.json.Encoder()
+_encoder = msgspec.json.Encoder(enc_hook=encode_hook)
 
 
 class MasterClient:
@@ -204,7 +206,7 @@ class MasterClient:
     @staticmethod
     def _decode(response: httpx.Response, model: type[T]) -> T:
         try:
-            return msgspec.json.decode(response.content, type=model)
+            return msgspec.json.decode(response.content, type=model, dec_hook=decode_hook)
         except msgspec.DecodeError as exc:
             # A proxy's HTML page or a different service: not an answer from the master.
             raise MasterUnavailable(
@@ -214,7 +216,7 @@ class MasterClient:
     @staticmethod
     def _convert(response: httpx.Response, value: object, model: type[T]) -> T:
         try:
-            return msgspec.convert(value, model)
+            return msgspec.convert(value, model, dec_hook=decode_hook)
         except msgspec.ValidationError as exc:
             raise MasterUnavailable(
                 f"{response.request.url.path}: unexpected reply: {exc}", response.status_code

@@ -39,7 +39,7 @@ from ffleet.models import (
     NodeRegistration,
     Release,
     ResultSubmission,
-    parse_rfc3339,
+    encode_hook,
 )
 from ffleet.states import JobStatus
 from ffleet.store import Store, StoreError, open_store
@@ -124,9 +124,9 @@ class MasterApp:
 
     async def get_job(self, request: Request) -> Response:
         detail = self.store.get_job(request.path_params["job_id"])
-        body = msgspec.to_builtins(detail.job)
-        body["attempts"] = msgspec.to_builtins(detail.attempts)
-        body["result"] = msgspec.to_builtins(detail.result)
+        body = msgspec.to_builtins(detail.job, enc_hook=encode_hook)
+        body["attempts"] = msgspec.to_builtins(detail.attempts, enc_hook=encode_hook)
+        body["result"] = msgspec.to_builtins(detail.result, enc_hook=encode_hook)
         return JsonResponse(body)
 
     async def next_job(self, request: Request) -> Response:
@@ -181,7 +181,7 @@ class MasterApp:
     def _wake_when_due(self, job: Job) -> None:
         """A job queued again with a backoff becomes claimable later: wake a waiter then."""
         if job.status == JobStatus.PENDING and job.not_before is not None:
-            self._wake_at(parse_rfc3339(job.not_before))
+            self._wake_at(job.not_before)
 
     def _wake_at(self, when: float) -> None:
         delay = max(0.0, when - time.time())

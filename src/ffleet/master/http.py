@@ -12,9 +12,11 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ffleet.models import decode_hook, encode_hook
+
 T = TypeVar("T")
 
-_encoder = msgspec.json.Encoder()
+_encoder = msgspec.json.Encoder(enc_hook=encode_hook)  # times go out as RFC 3339
 
 
 class ApiError(Exception):
@@ -67,7 +69,7 @@ async def decode(request: Request, model: type[T], limit: int, *, optional: bool
             raise ApiError(400, "request body is empty; a JSON object is required")
         body = b"{}"
     try:
-        return msgspec.json.decode(body, type=model)
+        return msgspec.json.decode(body, type=model, dec_hook=decode_hook)
     except msgspec.ValidationError as exc:
         raise ApiError(422, f"invalid request: {exc}") from None
     except msgspec.DecodeError as exc:

@@ -19,6 +19,7 @@ from ffleet.models import (
     Release,
     ResultSubmission,
     StoredResult,
+    Timestamp,
 )
 
 # (method, path, summary, request model, success status, response model or description)
@@ -104,7 +105,17 @@ _MODELS = [
     ResultSubmission,
     StoredResult,
 ]
-_, _COMPONENTS = msgspec.json.schema_components(_MODELS, ref_template="#/components/schemas/{name}")
+
+
+def _schema_hook(kind: type) -> dict[str, Any]:
+    if kind is Timestamp:
+        return {"type": "string", "format": "date-time"}  # RFC 3339 UTC on the wire
+    raise NotImplementedError(f"no schema for {kind.__name__}")
+
+
+_, _COMPONENTS = msgspec.json.schema_components(
+    _MODELS, ref_template="#/components/schemas/{name}", schema_hook=_schema_hook
+)
 _ERROR = {
     "description": "error",
     "content": {

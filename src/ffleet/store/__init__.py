@@ -4,23 +4,28 @@ from __future__ import annotations
 
 from ffleet.store.base import (
     Conflict,
+    IllegalTransition,
     InvalidRequest,
     NotFound,
     ReapReport,
     ResultOutcome,
     SchedulingPolicy,
+    SchemaTooNew,
     Store,
     StoreError,
 )
-from ffleet.store.sql import SqlStore, redact_url
+from ffleet.store.db import redact_url
+from ffleet.store.sql import SqlStore
 
 __all__ = [
     "Conflict",
+    "IllegalTransition",
     "InvalidRequest",
     "NotFound",
     "ReapReport",
     "ResultOutcome",
     "SchedulingPolicy",
+    "SchemaTooNew",
     "Store",
     "StoreError",
     "open_store",
@@ -29,5 +34,8 @@ __all__ = [
 
 
 def open_store(url: str, policy: SchedulingPolicy | None = None) -> Store:
-    """`memory`, `sqlite:///PATH` or `postgresql://...` (see README: Storage)."""
+    """`memory`, `sqlite:///PATH` or `postgresql://...` (see README: Storage).
+
+    Migrates the database to this version's schema first; SchemaTooNew if a newer ffleet
+    already migrated it further."""
     return SqlStore(url, policy)

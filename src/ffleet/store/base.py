@@ -44,6 +44,15 @@ class InvalidRequest(StoreError):
     status_code = 400
 
 
+class IllegalTransition(Conflict):
+    """A status change the state machine (ffleet.states) does not allow from the job's status."""
+
+
+class SchemaTooNew(StoreError, ValueError):
+    """The database was migrated by a newer ffleet than this one. A ValueError too, so that
+    `ffleet master` reports it as a bad `--store` like any other unusable store URL."""
+
+
 @dataclass
 class ResultOutcome:
     """What `submit_result` did: `duplicate` when the same result had already been stored;

@@ -1,30 +1,25 @@
 """Connections and transactions for the SQL store, on SQLite and PostgreSQL alike.
 
-SQLAlchemy owns what it is best at: URLs, the connection pool, and the dialect-specific DDL of
-the migrations. The hot path runs prepared SQL text straight on the DB-API connection, because
-SQLAlchemy's per-statement expression and compile-cache work measured ~3x the cost of the
-statement itself on SQLite here (heartbeat: 444 us through Core vs 136 us raw), and the master's
-CPU per request is dominated by such statements.
-
-SQL is written once with `:name` parameters; for psycopg it is rewritten to `%(name)s` when
-first used. `{lock}` in a query becomes `FOR UPDATE SKIP LOCKED` on PostgreSQL and nothing on
-SQLite, where the transaction already holds the database's write lock.
+SQLAlchemy owns what it is best at: URLs and the connection pool. Statements run straight on
+the DB-API connection, because SQLAlchemy's per-statement expression and compile-cache work
+measured ~3x the cost of the statement itself on SQLite here (heartbeat: 444 us through Core vs
+136 us raw), and the master's CPU per request is dominated by such statements. A statement is
+named, not written, here: its text for this engine comes from the catalogue in queries.py.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import StaticPool
 
+from ffleet.store import queries
+
 Row = Mapping[str, Any]
-_PARAM = re.compile(r"(?<![:\w]):(\w+)")
 
 
 class Database:
@@ -34,6 +29,7 @@ class Database:
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
         self.is_sqlite = self.dialect == "sqlite"
+        self.queries = queries.for_dialect(self.dialect)
         # SQLite: one connection for the process, used under a mutex (it is not thread-safe,
         # and SQLite has one writer anyway). PostgreSQL: pooled connections, row locks.
         self._mutex = threading.Lock() if self.is_sqlite else None
@@ -52,7 +48,7 @@ class Database:
                 raw = self._sqlite.driver_connection
                 raw.execute("BEGIN IMMEDIATE")
                 try:
-                    yield Tx(raw.cursor(), sqlite=True)
+                    yield Tx(raw.cursor(), self.queries, sqlite=True)
                     raw.execute("COMMIT")
                 except BaseException:
                     # Also after a failed COMMIT (disk full, I/O error): an open transaction
@@ -66,7 +62,7 @@ class Database:
             raw = pooled.driver_connection
             assert raw is not None
             try:
-                yield Tx(raw.cursor(), sqlite=False)
+                yield Tx(raw.cursor(), self.queries, sqlite=False)
             except BaseException:
                 raw.rollback()
                 raise
@@ -76,10 +72,11 @@ class Database:
 
 
 class Tx:
-    """Statements inside one transaction; rows come back as mappings keyed by column name."""
+    """Named statements inside one transaction; rows come back as mappings keyed by column."""
 
-    def __init__(self, cursor: Any, *, sqlite: bool) -> None:
+    def __init__(self, cursor: Any, statements: Mapping[str, str], *, sqlite: bool) -> None:
         self._cursor = cursor
+        self._statements = statements
         self._sqlite = sqlite
         if sqlite:
             import sqlite3
@@ -90,45 +87,36 @@ class Tx:
 
             cursor.row_factory = dict_row
 
-    def _sql(self, sql: str) -> str:
-        return _sqlite_sql(sql) if self._sqlite else _postgres_sql(sql)
-
-    def run(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+    def run(self, name: str, params: Mapping[str, Any] | None = None) -> int:
         """Execute; returns the number of rows changed."""
-        self._cursor.execute(self._sql(sql), params or {})
+        self._cursor.execute(self._statements[name], params or {})
         return int(self._cursor.rowcount)
 
-    def many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        self._cursor.executemany(self._sql(sql), rows)
+    def many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        self._cursor.executemany(self._statements[name], rows)
 
-    def one(self, sql: str, params: Mapping[str, Any] | None = None) -> Row | None:
-        self._cursor.execute(self._sql(sql), params or {})
+    def one(self, name: str, params: Mapping[str, Any] | None = None) -> Row | None:
+        self._cursor.execute(self._statements[name], params or {})
         row: Row | None = self._cursor.fetchone()
         if row is not None:
             self._cursor.fetchall()  # finish the statement (RETURNING on SQLite)
         return row
 
-    def all(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
-        self._cursor.execute(self._sql(sql), params or {})
+    def all(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        self._cursor.execute(self._statements[name], params or {})
         return list(self._cursor.fetchall())
 
-    def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
-        row = self.one(sql, params)
+    def scalar(self, name: str, params: Mapping[str, Any] | None = None) -> Any:
+        row = self.one(name, params)
         if row is None:
             return None
         if self._sqlite:
             return cast(Any, row)[0]  # sqlite3.Row is indexable by position
         return next(iter(row.values()))
 
-
-@lru_cache(maxsize=512)
-def _sqlite_sql(sql: str) -> str:
-    return sql.replace("{lock}", "")
-
-
-@lru_cache(maxsize=512)
-def _postgres_sql(sql: str) -> str:
-    return _PARAM.sub(r"%(\1)s", sql.replace("{lock}", "FOR UPDATE SKIP LOCKED"))
+    def ddl(self, statement: str) -> None:
+        """Run one literal DDL statement (a migration step; it takes no parameters)."""
+        self._cursor.execute(statement)
 
 
 def make_engine(url: str) -> Engine:
@@ -162,3 +150,12 @@ def make_engine(url: str) -> Engine:
     raise ValueError(
         f"unsupported store URL {url!r}: use memory, sqlite:///PATH or postgresql://USER@HOST/DB"
     )
+
+
+def redact_url(url: str) -> str:
+    """Hide a password in a database URL before it reaches a log line."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"

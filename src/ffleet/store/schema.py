@@ -1,21 +1,21 @@
-"""Tables and versioned migrations for the SQL store (SQLite and PostgreSQL).
+"""The declared current schema of the SQL store: what every migrated database must be.
+
+This is a declaration, never executed: databases are built and upgraded only by the frozen DDL
+files in migrations/ (see migrate.py), and tests/contract/test_schema.py proves on SQLite and
+PostgreSQL that all migrations together build exactly these tables, columns, types and indexes.
+A schema change edits this file and adds one migration.
 
 Times are epoch seconds (double precision): cheap to compare in indexes and identical on both
 engines. Structured values (labels, parameters, metrics) are JSON text, encoded and decoded by
 the store with msgspec, so both engines store and return exactly the same thing.
-A migration is an ordered, numbered step; `migrate` applies the missing ones inside one
-transaction and records each in `ffleet_schema`, so upgrading an old database is one start-up.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    Connection,
     Double,
     Index,
     Integer,
@@ -23,8 +23,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    select,
-    text,
 )
 
 metadata = MetaData()
@@ -141,35 +139,3 @@ Index(
     sqlite_where=jobs.c.unschedulable_reason.is_not(None),
     postgresql_where=jobs.c.unschedulable_reason.is_not(None),
 )
-
-
-def _initial(conn: Connection) -> None:
-    """Version 1. Tables are created with their indexes."""
-    for table in (nodes, jobs, attempts, results):
-        table.create(conn)
-
-
-MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
-    (1, "nodes, jobs, attempts, results", _initial),
-]
-
-LATEST = MIGRATIONS[-1][0]
-
-
-def migrate(conn: Connection, now: float) -> list[int]:
-    """Apply missing migrations in order; returns the versions applied. Call inside a transaction
-    (on PostgreSQL an advisory lock makes concurrent masters apply them once)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(7716221)"))
-    schema_version.create(conn, checkfirst=True)
-    done = set(conn.execute(select(schema_version.c.version)).scalars())
-    applied = []
-    for version, description, step in MIGRATIONS:
-        if version in done:
-            continue
-        step(conn)
-        conn.execute(
-            schema_version.insert().values(version=version, description=description, applied_at=now)
-        )
-        applied.append(version)
-    return applied

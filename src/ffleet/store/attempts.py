@@ -1,0 +1,111 @@
+"""Attempts: how one starts, and how it ends (completed, failed and maybe retried, requeued).
+
+Each step pairs the attempt's own row with the job's transition, inside the caller's
+transaction, so a job's status and its attempt history always agree.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ffleet import retry
+from ffleet.models import Job
+from ffleet.states import Event
+from ffleet.store.base import SchedulingPolicy
+from ffleet.store.db import Row, Tx
+from ffleet.store.rows import job_from_row
+from ffleet.store.transitions import transition
+
+log = logging.getLogger(__name__)
+
+# The agent enforces a job's timeout itself, from when it receives the job; the master's bound
+# is the backstop for an agent that hangs, so it allows for dispatch and the result's trip back.
+DEADLINE_SLACK_S = 10.0
+
+
+def start(tx: Tx, row: Row, node_id: str, now: float, policy: SchedulingPolicy) -> Job:
+    """Give the pending job `row` to `node_id` as its next attempt."""
+    attempt = row["attempt"] + 1
+    claimed = transition(
+        tx,
+        row,
+        Event.CLAIM,
+        node_id=node_id,
+        attempt=attempt,
+        now=now,
+        lease=now + policy.node_timeout_s,
+        deadline=now + row["timeout_s"] + DEADLINE_SLACK_S,
+    )
+    tx.run(
+        "attempt_insert", {"job_id": row["id"], "attempt": attempt, "node_id": node_id, "now": now}
+    )
+    return job_from_row(claimed)
+
+
+def close(tx: Tx, row: Row, now: float, outcome: str, error: str | None) -> None:
+    """End the job's current attempt with `outcome` (completed, failed, canceled, released)."""
+    tx.run(
+        "attempt_close",
+        {
+            "now": now,
+            "outcome": outcome,
+            "error": error,
+            "job_id": row["id"],
+            "attempt": row["attempt"],
+        },
+    )
+
+
+def finish(
+    tx: Tx, row: Row, event: Event, now: float, error: str | None, retry_count: int | None = None
+) -> Job:
+    """Move the job to the final status of `event` (complete, fail, cancel, abort)."""
+    count = row["retry_count"] if retry_count is None else retry_count
+    return job_from_row(transition(tx, row, event, now=now, error=error, retry_count=count))
+
+
+def requeue(
+    tx: Tx,
+    row: Row,
+    event: Event,
+    now: float,
+    *,
+    not_before: float,
+    retry_count: int,
+    error: str | None = None,
+) -> Job:
+    """Queue the job again (`requeue` an ended attempt, or a user's `retry`) at its own
+    priority, claimable from `not_before`."""
+    return job_from_row(
+        transition(
+            tx, row, event, now=now, not_before=not_before, retry_count=retry_count, error=error
+        )
+    )
+
+
+def fail(
+    tx: Tx, row: Row, now: float, reason: str, *, retryable: bool, policy: SchedulingPolicy
+) -> Job:
+    """A running attempt failed or was lost: retry with backoff, or fail the job for good."""
+    failures = row["retry_count"] + 1
+    decision = retry.decide(
+        failures, row["max_attempts"], retryable, now, policy.backoff_base_s, policy.backoff_cap_s
+    )
+    close(tx, row, now, "failed", reason)
+    if decision.not_before is not None:
+        log.info("job %s attempt %s ended (%s); retrying", row["id"], row["attempt"], reason)
+        return requeue(
+            tx,
+            row,
+            Event.REQUEUE,
+            now,
+            not_before=decision.not_before,
+            retry_count=failures,
+            error=reason,
+        )
+    summary = "; ".join(
+        f"attempt {a['attempt']}: {a['error']}"
+        for a in tx.all("attempts_failed", {"job_id": row["id"]})
+    )
+    log.info("job %s failed: %s", row["id"], reason)
+    return finish(tx, row, Event.FAIL, now, summary or reason, failures)

@@ -1,0 +1,47 @@
+-- PostgreSQL's side of the statements that differ. Claim and reap lock the rows they read with
+-- FOR UPDATE SKIP LOCKED, so several masters share one database without handing a job out
+-- twice or waiting on each other; single-job changes lock the row they change.
+
+-- Concurrent masters starting at once apply the migrations once.
+-- name: schema_lock
+SELECT pg_advisory_xact_lock(7716221)
+
+-- name: schema_table_create
+CREATE TABLE IF NOT EXISTS ffleet_schema (
+    version SERIAL NOT NULL,
+    description TEXT NOT NULL,
+    applied_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (version)
+)
+
+-- name: job_locked
+SELECT * FROM jobs WHERE id = :id FOR UPDATE
+
+-- name: running_of_node_locked
+SELECT * FROM jobs WHERE status = 'running' AND node_id = :node FOR UPDATE SKIP LOCKED
+
+-- name: running_expired_locked
+SELECT * FROM jobs
+WHERE status = 'running' AND (lease_expires_at < :now OR deadline_at < :now)
+FOR UPDATE SKIP LOCKED
+
+-- The claim walk's first read: the best pending jobs this node's RAM and threads allow.
+-- name: claim_candidates
+SELECT seq, id, status, attempt, priority, timeout_s, requirements, affinity, anti_affinity,
+    req_gpu, created_at, not_before
+FROM jobs
+WHERE status = 'pending' AND not_before <= :now AND req_min_ram <= :ram
+    AND req_min_threads <= :threads AND req_gpu = :gpu
+ORDER BY priority DESC, seq LIMIT :batch
+FOR UPDATE SKIP LOCKED
+
+-- The walk's later reads continue after the last job the previous read returned.
+-- name: claim_candidates_after
+SELECT seq, id, status, attempt, priority, timeout_s, requirements, affinity, anti_affinity,
+    req_gpu, created_at, not_before
+FROM jobs
+WHERE status = 'pending' AND not_before <= :now AND req_min_ram <= :ram
+    AND req_min_threads <= :threads AND req_gpu = :gpu
+    AND (priority < :last_priority OR (priority = :last_priority AND seq > :last_seq))
+ORDER BY priority DESC, seq LIMIT :batch
+FOR UPDATE SKIP LOCKED

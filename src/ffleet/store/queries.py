@@ -1,0 +1,68 @@
+"""Named SQL statements, read once from the `.sql` files that ship beside this module.
+
+A file is a series of sections, each opened by a `-- name: NAME` line; other comment lines are
+documentation and are dropped. `queries.sql` holds what SQLite and PostgreSQL run alike;
+`queries.sqlite.sql` and `queries.postgresql.sql` hold, under the same names in both, the
+statements that differ (mostly in how they lock rows), so every dialect choice is written out
+there and nowhere else. Parameters are written `:name`; for psycopg they become `%(name)s` here,
+once per statement, not per execution.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from importlib import resources
+
+DIALECTS = ("sqlite", "postgresql")
+_SECTION = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+_PARAM = re.compile(r"(?<![:\w]):(\w+)")
+
+
+class QueryFileError(Exception):
+    """A `.sql` file of the package is malformed (a bug in ffleet, caught at import)."""
+
+
+def parse(text: str, source: str) -> dict[str, str]:
+    """Sections of one file: name -> statement, comments and surrounding blank lines dropped."""
+    parts = _SECTION.split(text)
+    statements: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        lines = [line for line in body.splitlines() if not line.lstrip().startswith("--")]
+        statement = "\n".join(lines).strip()
+        if not statement:
+            raise QueryFileError(f"{source}: section {name!r} is empty")
+        if name in statements:
+            raise QueryFileError(f"{source}: section {name!r} appears twice")
+        statements[name] = statement
+    return statements
+
+
+def _read(filename: str) -> dict[str, str]:
+    return parse(resources.files("ffleet.store").joinpath(filename).read_text("utf-8"), filename)
+
+
+def _load() -> dict[str, Mapping[str, str]]:
+    shared = _read("queries.sql")
+    variants = {dialect: _read(f"queries.{dialect}.sql") for dialect in DIALECTS}
+    names = set(variants[DIALECTS[0]])
+    for dialect, statements in variants.items():
+        if set(statements) != names:
+            raise QueryFileError(f"queries.{dialect}.sql names differ from the other dialect's")
+        if names & set(shared):
+            raise QueryFileError(f"queries.{dialect}.sql repeats a shared statement")
+    catalogs: dict[str, Mapping[str, str]] = {}
+    for dialect, statements in variants.items():
+        merged = {**shared, **statements}
+        if dialect == "postgresql":
+            merged = {name: _PARAM.sub(r"%(\1)s", sql) for name, sql in merged.items()}
+        catalogs[dialect] = merged
+    return catalogs
+
+
+CATALOGS = _load()
+
+
+def for_dialect(dialect: str) -> Mapping[str, str]:
+    """The statements of one engine (`sqlite` or `postgresql`), by name."""
+    return CATALOGS[dialect]

@@ -1,0 +1,190 @@
+-- Statements both engines run as written. Those that differ between SQLite and PostgreSQL are
+-- in queries.sqlite.sql and queries.postgresql.sql, under the same names in both.
+-- Every section starts with a `-- name: NAME` line; parameters are `:name`.
+
+-- ------------------------------------------------------------------------------- schema
+
+-- name: schema_versions
+SELECT version FROM ffleet_schema ORDER BY version
+
+-- name: schema_record
+INSERT INTO ffleet_schema (version, description, applied_at)
+VALUES (:version, :description, :applied_at)
+
+-- ------------------------------------------------------------------------------- nodes
+
+-- name: node_get
+SELECT * FROM nodes WHERE id = :id
+
+-- name: node_insert
+INSERT INTO nodes (
+    id, registered_at, draining, address, type, cpu_threads, cpu_model, has_gpu, gpu_type,
+    ram_bytes, labels, hostname, ffmpeg_version, encoders, gpus, slots, online, last_heartbeat
+) VALUES (
+    :id, :registered_at, FALSE, :address, :type, :cpu_threads, :cpu_model, :has_gpu, :gpu_type,
+    :ram_bytes, :labels, :hostname, :ffmpeg_version, :encoders, :gpus, :slots, :online,
+    :last_heartbeat
+) RETURNING *
+
+-- name: node_update
+UPDATE nodes SET
+    address = :address, type = :type, cpu_threads = :cpu_threads, cpu_model = :cpu_model,
+    has_gpu = :has_gpu, gpu_type = :gpu_type, ram_bytes = :ram_bytes, labels = :labels,
+    hostname = :hostname, ffmpeg_version = :ffmpeg_version, encoders = :encoders, gpus = :gpus,
+    slots = :slots, online = :online, last_heartbeat = :last_heartbeat
+WHERE id = :id RETURNING *
+
+-- name: nodes_all
+SELECT * FROM nodes ORDER BY registered_at, id
+
+-- name: node_drain
+UPDATE nodes SET draining = :draining WHERE id = :id
+
+-- name: node_beat
+UPDATE nodes SET last_heartbeat = :now, online = TRUE WHERE id = :id RETURNING draining, slots
+
+-- name: nodes_online
+SELECT * FROM nodes WHERE online = TRUE AND draining = FALSE AND last_heartbeat >= :since
+
+-- Nodes that pass the requirements SQL can check; the rest is checked in Python on these.
+-- name: nodes_capable
+SELECT * FROM nodes
+WHERE ram_bytes >= :ram AND cpu_threads >= :threads AND (has_gpu = TRUE OR :gpu = FALSE)
+LIMIT 2000
+
+-- name: nodes_sample
+SELECT * FROM nodes ORDER BY registered_at LIMIT 5
+
+-- name: nodes_mark_offline
+UPDATE nodes SET online = FALSE WHERE online = TRUE AND last_heartbeat < :cut RETURNING id
+
+-- ------------------------------------------------------------------------------- running jobs
+
+-- name: leases_renew
+UPDATE jobs SET lease_expires_at = :lease WHERE node_id = :node AND status = 'running'
+RETURNING id, attempt, cancel_requested, started_at
+
+-- name: progress_store
+UPDATE jobs SET progress = :progress WHERE id = :id AND status = 'running'
+
+-- name: running_all
+SELECT node_id, id FROM jobs WHERE status = 'running' ORDER BY started_at, seq
+
+-- name: running_of_node
+SELECT node_id, id FROM jobs WHERE status = 'running' AND node_id = :node ORDER BY started_at, seq
+
+-- Reads at most `slots` index entries, however many jobs the node holds.
+-- name: node_is_full
+SELECT count(*) >= :slots FROM (
+    SELECT 1 FROM jobs WHERE status = 'running' AND node_id = :node LIMIT :slots
+) AS running
+
+-- name: cancel_flag
+UPDATE jobs SET cancel_requested = TRUE WHERE seq = :seq RETURNING *
+
+-- ------------------------------------------------------------------------------- jobs
+
+-- name: job_insert
+INSERT INTO jobs (
+    id, scenario, confidence, parameters, status, node_id, created_at, started_at,
+    completed_at, retry_count, error, priority, base_priority, aged_at, requirements, req_gpu,
+    req_min_ram, req_min_threads, affinity, anti_affinity, timeout_s, max_attempts, attempt,
+    not_before, lease_expires_at, deadline_at, progress, cancel_requested, unschedulable_reason
+) VALUES (
+    :id, :scenario, :confidence, :parameters, :status, :node_id, :created_at, :started_at,
+    :completed_at, :retry_count, :error, :priority, :base_priority, :aged_at, :requirements,
+    :req_gpu, :req_min_ram, :req_min_threads, :affinity, :anti_affinity, :timeout_s,
+    :max_attempts, :attempt, :not_before, :lease_expires_at, :deadline_at, :progress,
+    :cancel_requested, :unschedulable_reason
+)
+
+-- name: job_get
+SELECT * FROM jobs WHERE id = :id
+
+-- name: jobs_page
+SELECT * FROM jobs ORDER BY seq LIMIT :limit OFFSET :offset
+
+-- name: jobs_page_by_status
+SELECT * FROM jobs WHERE status = :status ORDER BY seq LIMIT :limit OFFSET :offset
+
+-- name: jobs_count
+SELECT count(*) FROM jobs
+
+-- name: jobs_count_by_status
+SELECT count(*) FROM jobs WHERE status = :status
+
+-- name: pending_top_priority
+SELECT max(priority) FROM jobs WHERE status = 'pending'
+
+-- name: pending_age
+UPDATE jobs SET priority = priority + 1, aged_at = :now
+WHERE status = 'pending' AND priority < :top AND aged_at <= :cut
+
+-- name: unschedulable_kinds
+SELECT DISTINCT requirements FROM jobs WHERE unschedulable_reason IS NOT NULL
+
+-- name: now_schedulable
+UPDATE jobs SET unschedulable_reason = NULL
+WHERE unschedulable_reason IS NOT NULL AND requirements = :requirements
+
+-- ------------------------------------------------------------------------------- transitions
+-- The only statements that write `status`; run by store/transitions.py after the state
+-- machine allowed the move, and guarded by the status the row was read in.
+
+-- name: transition_claim
+UPDATE jobs SET
+    status = :status, node_id = :node_id, attempt = :attempt, started_at = :now,
+    completed_at = NULL, lease_expires_at = :lease, deadline_at = :deadline, progress = NULL,
+    cancel_requested = FALSE, unschedulable_reason = NULL
+WHERE seq = :seq AND status = :from RETURNING *
+
+-- name: transition_requeue
+UPDATE jobs SET
+    status = :status, node_id = NULL, not_before = :not_before, retry_count = :retry_count,
+    error = :error, completed_at = NULL, lease_expires_at = NULL, deadline_at = NULL,
+    cancel_requested = FALSE, aged_at = :now, priority = base_priority
+WHERE seq = :seq AND status = :from RETURNING *
+
+-- name: transition_finish
+UPDATE jobs SET
+    status = :status, completed_at = :now, error = :error, retry_count = :retry_count
+WHERE seq = :seq AND status = :from RETURNING *
+
+-- ------------------------------------------------------------------------------- attempts
+
+-- name: attempt_insert
+INSERT INTO attempts (job_id, attempt, node_id, started_at)
+VALUES (:job_id, :attempt, :node_id, :now)
+
+-- name: attempt_close
+UPDATE attempts SET ended_at = :now, outcome = :outcome, error = :error
+WHERE job_id = :job_id AND attempt = :attempt AND ended_at IS NULL
+
+-- name: attempts_of_job
+SELECT * FROM attempts WHERE job_id = :job_id ORDER BY attempt
+
+-- name: attempts_failed
+SELECT attempt, error FROM attempts WHERE job_id = :job_id AND outcome = 'failed'
+ORDER BY attempt
+
+-- ------------------------------------------------------------------------------- results
+
+-- name: result_of_attempt
+SELECT status, node_id FROM results WHERE job_id = :job_id AND attempt = :attempt
+
+-- name: result_insert
+INSERT INTO results (
+    job_id, attempt, node_id, status, metrics, analyzer_output, error, completed_at, received_at
+) VALUES (
+    :job_id, :attempt, :node_id, :status, :metrics, :analyzer_output, :error, :completed_at,
+    :received_at
+)
+
+-- name: result_latest
+SELECT * FROM results WHERE job_id = :job_id ORDER BY attempt DESC LIMIT 1
+
+-- name: results_page
+SELECT * FROM results ORDER BY received_at, job_id, attempt LIMIT :limit OFFSET :offset
+
+-- name: results_of_job
+SELECT * FROM results WHERE job_id = :job_id ORDER BY attempt LIMIT :limit OFFSET :offset

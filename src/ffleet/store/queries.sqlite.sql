@@ -1,0 +1,42 @@
+-- SQLite's side of the statements that differ. Every transaction is BEGIN IMMEDIATE, so it
+-- already holds the database's write lock: reads that lock rows on PostgreSQL lock nothing here.
+
+-- name: schema_lock
+SELECT 1
+
+-- name: schema_table_create
+CREATE TABLE IF NOT EXISTS ffleet_schema (
+    version INTEGER NOT NULL,
+    description TEXT NOT NULL,
+    applied_at DOUBLE NOT NULL,
+    PRIMARY KEY (version)
+)
+
+-- name: job_locked
+SELECT * FROM jobs WHERE id = :id
+
+-- name: running_of_node_locked
+SELECT * FROM jobs WHERE status = 'running' AND node_id = :node
+
+-- name: running_expired_locked
+SELECT * FROM jobs
+WHERE status = 'running' AND (lease_expires_at < :now OR deadline_at < :now)
+
+-- The claim walk's first read: the best pending jobs this node's RAM and threads allow.
+-- name: claim_candidates
+SELECT seq, id, status, attempt, priority, timeout_s, requirements, affinity, anti_affinity,
+    req_gpu, created_at, not_before
+FROM jobs
+WHERE status = 'pending' AND not_before <= :now AND req_min_ram <= :ram
+    AND req_min_threads <= :threads AND req_gpu = :gpu
+ORDER BY priority DESC, seq LIMIT :batch
+
+-- The walk's later reads continue after the last job the previous read returned.
+-- name: claim_candidates_after
+SELECT seq, id, status, attempt, priority, timeout_s, requirements, affinity, anti_affinity,
+    req_gpu, created_at, not_before
+FROM jobs
+WHERE status = 'pending' AND not_before <= :now AND req_min_ram <= :ram
+    AND req_min_threads <= :threads AND req_gpu = :gpu
+    AND (priority < :last_priority OR (priority = :last_priority AND seq > :last_seq))
+ORDER BY priority DESC, seq LIMIT :batch

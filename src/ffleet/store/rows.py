@@ -1,0 +1,163 @@
+"""Database rows into API structs, and the JSON text columns both ways.
+
+Times stay epoch floats (wrapped as Timestamp, which costs no parsing); they become RFC 3339
+text only when the HTTP layer encodes a reply. Inside JSON columns (a job's progress) they are
+stored as epoch numbers; text written by release 0.1.0 still reads back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ffleet import scheduling
+from ffleet.models import (
+    Attempt,
+    GpuDescription,
+    Job,
+    Node,
+    Progress,
+    Requirements,
+    StoredResult,
+    Timestamp,
+    as_timestamp,
+    decode_hook,
+)
+from ffleet.states import NodeStatus
+from ffleet.store.db import Row
+
+
+def _epoch(value: object) -> object:
+    if isinstance(value, Timestamp):
+        return float(value)
+    raise NotImplementedError(f"cannot store {type(value).__name__}")
+
+
+_encode = msgspec.json.Encoder(enc_hook=_epoch).encode
+_decode = msgspec.json.decode
+
+
+def dumps(value: Any) -> str | None:
+    return None if value is None else _encode(value).decode()
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else _decode(text)
+
+
+def requirements(raw: str | None) -> Requirements | None:
+    return None if raw is None else _decode(raw, type=Requirements)
+
+
+def _progress(raw: str | None) -> Progress | None:
+    return None if raw is None else _decode(raw, type=Progress, dec_hook=decode_hook)
+
+
+def group_running(rows: list[Row]) -> dict[str, list[str]]:
+    """`(node_id, id)` rows of running jobs -> job ids per node."""
+    running: dict[str, list[str]] = {}
+    for row in rows:
+        running.setdefault(row["node_id"], []).append(row["id"])
+    return running
+
+
+def node_status(online: bool, draining: bool, slots: int | None, running: int) -> str:
+    if not online:
+        return NodeStatus.OFFLINE.value
+    if draining:
+        return NodeStatus.DRAINING.value
+    if running and running >= (slots or 1):
+        return NodeStatus.BUSY.value
+    return NodeStatus.AVAILABLE.value
+
+
+def traits_from_row(row: Row) -> scheduling.NodeTraits:
+    gpus = loads(row["gpus"])
+    return scheduling.NodeTraits(
+        node_id=row["id"],
+        has_gpu=bool(row["has_gpu"]),
+        gpu_names=[g.get("name", "") for g in gpus]
+        or ([row["gpu_type"]] if row["gpu_type"] else []),
+        encoders=frozenset(loads(row["encoders"])),
+        ram_bytes=row["ram_bytes"],
+        cpu_threads=row["cpu_threads"],
+        labels=loads(row["labels"]),
+    )
+
+
+def node_from_row(row: Row, running: list[str]) -> Node:
+    return Node(
+        id=row["id"],
+        address=row["address"],
+        type=row["type"],
+        cpu_threads=row["cpu_threads"],
+        cpu_model=row["cpu_model"],
+        has_gpu=bool(row["has_gpu"]),
+        gpu_type=row["gpu_type"],
+        ram_bytes=row["ram_bytes"],
+        labels=loads(row["labels"]),
+        status=node_status(bool(row["online"]), bool(row["draining"]), row["slots"], len(running)),
+        last_heartbeat=Timestamp(row["last_heartbeat"]),
+        registered_at=Timestamp(row["registered_at"]),
+        current_job_id=running[0] if running else None,
+        hostname=row["hostname"],
+        ffmpeg_version=row["ffmpeg_version"],
+        encoders=loads(row["encoders"]),
+        gpus=_decode(row["gpus"], type=list[GpuDescription]),
+        slots=row["slots"],
+        draining=bool(row["draining"]),
+        running_job_ids=running,
+    )
+
+
+def job_from_row(row: Row) -> Job:
+    return Job(
+        id=row["id"],
+        scenario=row["scenario"],
+        confidence=row["confidence"],
+        parameters=loads(row["parameters"]),
+        status=row["status"],
+        node_id=row["node_id"],
+        created_at=Timestamp(row["created_at"]),
+        started_at=as_timestamp(row["started_at"]),
+        completed_at=as_timestamp(row["completed_at"]),
+        retry_count=row["retry_count"],
+        error=row["error"],
+        priority=row["priority"],
+        requirements=requirements(row["requirements"]),
+        affinity=loads(row["affinity"]),
+        anti_affinity=loads(row["anti_affinity"]),
+        timeout_s=row["timeout_s"],
+        max_attempts=row["max_attempts"],
+        attempt=row["attempt"],
+        not_before=Timestamp(row["not_before"]),
+        progress=_progress(row["progress"]),
+        cancel_requested=bool(row["cancel_requested"]),
+        unschedulable_reason=row["unschedulable_reason"],
+    )
+
+
+def attempt_from_row(row: Row) -> Attempt:
+    return Attempt(
+        attempt=row["attempt"],
+        node_id=row["node_id"],
+        started_at=Timestamp(row["started_at"]),
+        ended_at=as_timestamp(row["ended_at"]),
+        outcome=row["outcome"],
+        error=row["error"],
+    )
+
+
+def result_from_row(row: Row) -> StoredResult:
+    return StoredResult(
+        job_id=row["job_id"],
+        attempt=row["attempt"],
+        node_id=row["node_id"],
+        status=row["status"],
+        metrics=loads(row["metrics"]),
+        analyzer_output=loads(row["analyzer_output"]),
+        error=row["error"],
+        completed_at=as_timestamp(row["completed_at"]),
+        received_at=Timestamp(row["received_at"]),
+    )
