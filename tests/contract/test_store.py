@@ -61,11 +61,11 @@ def test_register_and_read_back_a_node(store: Store) -> None:
 
 
 def test_has_gpu_is_what_the_agent_reports_whatever_devices_it_lists(store: Store) -> None:
-    """`has_gpu` means an NVIDIA GPU was found (v1.0); a VAAPI device listed in `gpus` is not."""
-    intel = GpuDescription(name="Intel UHD 770")
+    """`has_gpu` and `gpu_type` describe NVIDIA GPUs (v1.0); a VAAPI device in `gpus` is not one."""
+    intel = GpuDescription(name="Intel UHD 770", vendor="intel", device="/dev/dri/renderD128")
     listed = store.register_node(NodeRegistration(has_gpu=False, gpus=[intel]), T0)
     assert listed.has_gpu is False and listed.gpus == [intel]
-    assert listed.gpu_type == "Intel UHD 770"
+    assert listed.gpu_type is None
     nvidia = store.register_node(NodeRegistration(has_gpu=True, gpu_type="NVIDIA L4"), T0)
     assert nvidia.has_gpu is True
 
