@@ -6,15 +6,24 @@ split (MasterUnavailable: retry later; MasterRejected: the master said no, and w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import httpx
 import msgspec
 
 from ffleet.agent.client import MasterClient, MasterRejected, MasterUnavailable
 from ffleet.models import Job, JobRequest, Node
 
 __all__ = ["FleetClient", "MasterRejected", "MasterUnavailable"]
+
+log = logging.getLogger(__name__)
+
+# A 503 with Retry-After (the master's store is unavailable, nothing was done) is sent again
+# for up to this long before the command gives up: a database restart should not fail it.
+UNAVAILABLE_PATIENCE_S = 30.0
 
 
 class _JobPage(msgspec.Struct):
@@ -31,7 +40,31 @@ class _NodeList(msgspec.Struct):
 class FleetClient(MasterClient):
     """The CLI's calls. On a reset connection the GETs and `drain` (it sets a flag) are sent
     again; `submit` never is (it would create the jobs twice), nor `cancel` and `retry`,
-    whose repeat after one that landed is refused (409) and would report a false failure."""
+    whose repeat after one that landed is refused (409) and would report a false failure.
+    Every call is sent again after a 503 with Retry-After: the master did nothing with it."""
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        *,
+        params: Mapping[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
+        idempotent: bool = False,
+    ) -> httpx.Response:
+        deadline = time.monotonic() + UNAVAILABLE_PATIENCE_S
+        while True:
+            try:
+                return super()._send(
+                    method, path, body, params=params, timeout=timeout, idempotent=idempotent
+                )
+            except MasterUnavailable as exc:
+                pause = exc.retry_after
+                if pause is None or time.monotonic() + pause > deadline:
+                    raise
+                log.warning("%s; trying again in %g s", exc, pause)
+                time.sleep(pause)
 
     def submit(self, requests: Sequence[JobRequest]) -> list[Job]:
         """One job through POST /jobs (the v1.0 call); many atomically through /jobs/batch."""

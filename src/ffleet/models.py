@@ -130,6 +130,7 @@ class Node(Struct, kw_only=True):
     slots: int | None = None
     draining: bool = False
     running_job_ids: list[str] = field(default_factory=list)
+    problem: str | None = None  # why the node is `unhealthy` (its agent's own report)
 
 
 class Requirements(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -257,6 +258,7 @@ class Heartbeat(Struct, kw_only=True):
     """
 
     jobs: list[ProgressReport] | None = None
+    problem: str | None = None  # what keeps the agent from taking work (an unwritable spool)
 
 
 class Directive(Struct, kw_only=True):

@@ -25,6 +25,7 @@ class NodeStatus(StrEnum):
     BUSY = "busy"
     OFFLINE = "offline"
     DRAINING = "draining"
+    UNHEALTHY = "unhealthy"  # online, but its agent reports a problem that keeps it from work
 
 
 class Event(StrEnum):

@@ -298,7 +298,7 @@ def test_a_result_that_cannot_be_spooled_is_still_sent(
     assert master.posted == [result()]
 
 
-def test_an_unspooled_result_is_reported_lost_when_the_master_is_down(
+def test_an_unspooled_result_is_held_in_memory_until_delivered(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     spool = Spool(tmp_path)
@@ -306,9 +306,26 @@ def test_an_unspooled_result_is_reported_lost_when_the_master_is_down(
     master = FakeMaster(spool, MasterUnavailable("connection refused"))
 
     with caplog.at_level(logging.ERROR, logger="ffleet.agent.spool"):
-        assert spool.submit(master, result()).outcome == "lost"
+        assert spool.submit(master, result()).outcome == "held"
     assert "No space left on device" in caplog.text
-    assert "lost" in caplog.text
+    # Still this node's attempt, as heartbeats say, and sent again until the master has it.
+    assert [(r.job_id, r.attempt) for r in spool.attempts()] == [("job-1", 1)]
+    assert spool.waiting()
+    assert not spool.resend(master)
+    master.answer = ResultReply()
+    assert spool.resend(master)
+    assert master.posted[-1] == result()
+    assert not spool.waiting() and spool.attempts() == []
+
+
+def test_the_probe_says_why_the_spool_cannot_be_written(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    assert spool.probe() is None
+    spool.dir.rename(tmp_path / "elsewhere")
+    (tmp_path / "spool").write_text("not a directory")
+    problem = spool.probe()
+    assert problem is not None and "cannot be written" in problem
+    assert str(spool.dir) in problem
 
 
 def test_spooled_attempts_are_listed_for_the_heartbeat(tmp_path: Path) -> None:

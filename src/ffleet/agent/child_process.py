@@ -1,6 +1,8 @@
 """Supervise one FFmpeg child: spawn it, stop it on a timeout or cancel, reap and measure it.
 
-The child runs in its own session so that a kill reaches every process it started. It is reaped
+The child runs in its own session so that a kill reaches every process it started, and on Linux
+it is told to die with the agent (`PR_SET_PDEATHSIG`): an orphan would encode on beside the
+retry, slowing it, and nobody would measure or stop it. It is reaped
 with `os.wait4`, so its own CPU time and peak memory are measured, not ours. Its stderr is read
 as it comes: the last bytes are kept for the result, and the failure markers that went past say
 whether running the job again could help.
@@ -9,19 +11,25 @@ whether running the job again could help.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import resource
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Literal
 
+from ffleet.agent.neighbours import other_ffmpeg
+
 STDERR_TAIL_BYTES = 4096
 TERM_GRACE_S = 2.0
 _POLL_S = 0.05
+NEIGHBOUR_CHECK_S = 1.0  # how often other FFmpeg processes are looked for during a run
+_PR_SET_PDEATHSIG = 1
 
 # Matched against every stderr line: failures that a retry of the same job cannot fix ...
 _PERMANENT = (
@@ -63,6 +71,7 @@ class ChildExit:
     stderr_tail: str
     stopped: StopReason | None  # set when we had to kill it
     permanent: bool  # stderr showed a failure retrying cannot fix
+    others_seen: int = 0  # other FFmpeg processes that ran on this machine meanwhile
 
 
 class _StderrTail:
@@ -88,10 +97,12 @@ def run_child(
     deadline: float,
     cancel: threading.Event,
     on_line: Callable[[str], None] | None,
+    on_start: Callable[[int], None] | None = None,
 ) -> ChildExit:
     """Run argv in its own session to its end, the monotonic `deadline` or a cancel; SIGTERM,
     then SIGKILL after a grace period, reaches its whole process group. `on_line` gets each
-    stdout line from a reader thread. Raises OSError when the child cannot start."""
+    stdout line from a reader thread; `on_start` the child's pid (its group's id). Raises
+    OSError when the child cannot start."""
     started = time.monotonic()
     proc = subprocess.Popen(
         argv,
@@ -99,8 +110,11 @@ def run_child(
         stdout=subprocess.PIPE if on_line is not None else subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        preexec_fn=_die_with_parent(os.getpid()),
     )
     reaper = _Reaper(proc.pid)
+    if on_start is not None:
+        on_start(proc.pid)
 
     def read_stdout(stream: IO[bytes]) -> None:
         assert on_line is not None
@@ -117,8 +131,13 @@ def run_child(
     reaper.start()
 
     stop_reason: StopReason | None = None
+    others: set[int] = set()
+    next_look = time.monotonic()
     try:
         while not reaper.finished.wait(_POLL_S):
+            if time.monotonic() >= next_look:
+                others |= other_ffmpeg({proc.pid})
+                next_look = time.monotonic() + NEIGHBOUR_CHECK_S
             if cancel.is_set():
                 stop_reason = "canceled"
                 break
@@ -151,7 +170,28 @@ def run_child(
         stderr_tail=tail.buffer.decode("utf-8", "replace"),
         stopped=stopped,
         permanent=tail.permanent and not tail.transient,
+        others_seen=len(others),
     )
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """Linux: a function for the forked child, before exec, that asks the kernel to SIGKILL
+    it when the thread that started it dies (the agent is killed: its threads all go), and
+    exits if the agent died before the request was made. It only calls prctl, resolved here
+    in the parent, and getppid: nothing that takes a lock another thread could hold at the
+    fork, which is what makes a preexec function unsafe in a threaded program."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    getppid = os.getppid
+    exit_now = os._exit
+
+    def in_child() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if getppid() != parent:
+            exit_now(127)
+
+    return in_child
 
 
 class _Reaper:

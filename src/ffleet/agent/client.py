@@ -50,11 +50,16 @@ class MasterUnavailable(Exception):
 
     `status_code` is the HTTP status of a reply that came but was of no use (a 5xx, or not
     the API's JSON); None when no reply came at all (the master is unreachable).
+    `retry_after` is the master's Retry-After in seconds (a 503: its store is unavailable, and
+    nothing was done).
     """
 
-    def __init__(self, message: str, status_code: int | None = None) -> None:
+    def __init__(
+        self, message: str, status_code: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.retry_after = retry_after
 
 
 class MasterRejected(Exception):
@@ -111,12 +116,15 @@ class MasterClient:
         """
         return self._decode(self._send("POST", "/nodes/register", registration), Node)
 
-    def heartbeat(self, node_id: str, jobs: Sequence[ProgressReport]) -> HeartbeatReply:
-        """POST /nodes/{id}/heartbeat listing every running job; the reply carries directives.
+    def heartbeat(
+        self, node_id: str, jobs: Sequence[ProgressReport], problem: str | None = None
+    ) -> HeartbeatReply:
+        """POST /nodes/{id}/heartbeat listing every running job, and what keeps this node from
+        taking work (`problem`); the reply carries directives.
 
         Idempotent: a repeated beat renews the same leases and reports the same jobs.
         """
-        body = {"jobs": list(jobs)}
+        body = {"jobs": list(jobs), "problem": problem}
         response = self._send("POST", f"/nodes/{node_id}/heartbeat", body, idempotent=True)
         return self._decode(response, HeartbeatReply)
 
@@ -184,6 +192,7 @@ class MasterClient:
             raise MasterUnavailable(
                 f"{method} {path}: HTTP {response.status_code} {_message(response)}",
                 response.status_code,
+                _retry_after(response),
             )
         if response.status_code >= 400:
             raise MasterRejected(response.status_code, _message(response))
@@ -221,6 +230,14 @@ class MasterClient:
             raise MasterUnavailable(
                 f"{response.request.url.path}: unexpected reply: {exc}", response.status_code
             ) from exc
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds (the master sends seconds, never a date); None if absent."""
+    try:
+        return max(0.0, float(response.headers["retry-after"]))
+    except (KeyError, ValueError):
+        return None
 
 
 def _describe(exc: httpx.HTTPError) -> str:

@@ -87,13 +87,15 @@ def execute(
     cancel: threading.Event,
     on_progress: Callable[[Progress], None] | None = None,
     allowed_input_dirs: Sequence[Path] = (),
+    on_child: Callable[[int], None] | None = None,
 ) -> Execution:
     """Run one job to completion, failure, timeout or cancel, and measure it.
 
     `encoders` are the encoders this node can really use; `timeout_s` bounds the encode and
-    the quality pass together; `on_progress` is called from a reader thread.
+    the quality pass together; `on_progress` is called from a reader thread; `on_child` gets
+    the pid of each FFmpeg started (see leftovers.py).
     """
-    job = _Job(spec, ffmpeg, timeout_s, cancel)
+    job = _Job(spec, ffmpeg, timeout_s, cancel, on_child)
     try:
         encoder = choose_encoder(spec, encoders)
         if spec.input is not None:
@@ -122,8 +124,16 @@ def execute(
 class _Job:
     """One execution's state: the spec, the shared deadline and the metrics being filled."""
 
-    def __init__(self, spec: JobSpec, ffmpeg: str, timeout_s: float, cancel: threading.Event):
+    def __init__(
+        self,
+        spec: JobSpec,
+        ffmpeg: str,
+        timeout_s: float,
+        cancel: threading.Event,
+        on_child: Callable[[int], None] | None,
+    ):
         self.spec = spec
+        self.on_child = on_child
         self.ffmpeg = ffmpeg
         self.timeout_s = timeout_s
         self.deadline = time.monotonic() + timeout_s
@@ -202,7 +212,13 @@ class _Job:
     def _spawn(self, argv: list[str], on_line: Callable[[str], None] | None) -> ChildExit | str:
         """The finished child, or why it could not start."""
         try:
-            return run_child(argv, deadline=self.deadline, cancel=self.cancel, on_line=on_line)
+            return run_child(
+                argv,
+                deadline=self.deadline,
+                cancel=self.cancel,
+                on_line=on_line,
+                on_start=self.on_child,
+            )
         except OSError as exc:
             return f"cannot start FFmpeg {argv[0]!r}: {exc}"
 

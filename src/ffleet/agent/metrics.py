@@ -28,6 +28,9 @@ ffmpeg_argv                        the encode argv (an RTMP stream key is redact
 quality_ffmpeg_argv                the quality-pass argv, or None
 encoder                            the FFmpeg encoder chosen, e.g. `libx264`
 exit_code                          FFmpeg's exit code; negative: killed by that signal
+concurrent_ffmpeg                  other FFmpeg processes seen on the machine during the
+                                   encode (checked every second): above 0, the figures were
+                                   not measured alone
 stderr_tail                        last 4 KiB of FFmpeg's stderr when the job did not complete
 output_path                        the kept file for `output=file`, else None
 cpu_usage / memory_usage           legacy: cpu_utilization_percent, peak_rss_bytes (bytes)
@@ -69,6 +72,7 @@ _MEASURED = (
     "gpu_encoder_utilization_percent",
     "gpu_power_watts",
     "gpu_energy_joules",
+    "concurrent_ffmpeg",
     "quality_score",
     "ffmpeg_version",
     "cpu_usage",
@@ -135,6 +139,7 @@ def record_child(metrics: Metrics, child: ChildExit) -> None:
     metrics.set("cpu_utilization_percent", None if cores is None else cores * 100, no_rusage)
     metrics.set("peak_rss_bytes", child.peak_rss_bytes, no_rusage)
     metrics.set("exit_code", child.exit_code)
+    metrics.set("concurrent_ffmpeg", child.others_seen)
 
 
 def record_progress(

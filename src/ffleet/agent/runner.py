@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from ffleet.agent.client import MasterClient, MasterRejected, MasterUnavailable
 from ffleet.agent.executor import Execution, execute
 from ffleet.agent.hardware import Hardware, registration_payload
+from ffleet.agent.leftovers import RunRecord, clean_leftovers
 from ffleet.agent.settings import AgentSettings
 from ffleet.agent.spool import Spool
 from ffleet.agent.work_dir import WorkDirInUse, lock_work_dir, read_node_id, write_node_id
@@ -118,6 +119,7 @@ class Agent:
         self._spool_waiting = threading.Event()
         self._link = _Reachability(config.master_url)
         self._holds_requests = True  # until a /jobs/next reply shows the master does not wait
+        self._problem: str | None = None  # what keeps this node from taking work now
 
     def close(self) -> None:
         self._lock_file.close()
@@ -143,7 +145,10 @@ class Agent:
     # ------------------------------------------------------------------ lifecycle
 
     def run(self) -> None:
-        """Resend the spool, register, serve until a stop request, then shut down."""
+        """Clean up after a previous run, resend the spool, register, serve until a stop
+        request, then shut down."""
+        clean_leftovers(self.config.work_dir)
+        self._check_spool()
         if not self._start():
             log.info("agent stopped before it registered")
             return
@@ -279,7 +284,7 @@ class Agent:
         reported = {report.job_id for report in reports}
         reports.extend(report for report in self.spool.attempts() if report.job_id not in reported)
         try:
-            reply = self.client.heartbeat(self.node_id, reports)
+            reply = self.client.heartbeat(self.node_id, reports, self._problem)
         except MasterUnavailable as exc:
             self._link.failed(exc)
             return
@@ -295,7 +300,7 @@ class Agent:
             self._apply(directive)
         if self._spool_waiting.is_set():
             self.spool.resend(self.client)
-            if not self.spool.pending():
+            if not self.spool.waiting():
                 self._spool_waiting.clear()
 
     def _apply(self, directive: Directive) -> None:
@@ -329,7 +334,22 @@ class Agent:
                 job = None
                 self._stop.wait(self.config.poll_interval_s)
 
+    def _check_spool(self) -> str | None:
+        """Probe the spool; log when it starts or stops failing. A node that could not keep a
+        result claims nothing, and says why in its heartbeats."""
+        problem = self.spool.probe()
+        with self._lock:
+            before, self._problem = self._problem, problem
+        if problem is not None and before is None:
+            log.error("%s: claiming no work until it can", problem)
+        elif problem is None and before is not None:
+            log.warning("the result spool can be written again: taking work")
+        return problem
+
     def _poll(self) -> Job | None:
+        if self._check_spool() is not None:
+            self._stop.wait(self.config.poll_interval_s)
+            return None
         seen = self._registrations
         wait = self.config.long_poll_s
         asked = time.monotonic()
@@ -400,8 +420,9 @@ class Agent:
             result.status,
             f" ({result.error})" if result.error else "",
         )
-        delivery = self.spool.submit(self.client, result, claim_next=not self._stop.is_set())
-        if delivery.outcome == "spooled":
+        claim_next = not self._stop.is_set() and self._check_spool() is None
+        delivery = self.spool.submit(self.client, result, claim_next=claim_next)
+        if delivery.outcome in ("spooled", "held"):
             self._spool_waiting.set()
         following = delivery.reply.job if delivery.reply is not None else None
         if following is not None and self._stop.is_set():
@@ -417,6 +438,7 @@ class Agent:
             spec = build_job_spec(job.scenario, job.parameters)
             # The master ends the attempt at the same bound; a v1.0 master sends none.
             entry.timeout_s = job.timeout_s or default_timeout_s(spec)
+            record = RunRecord.begin(job_dir)
             return execute(
                 spec,
                 ffmpeg=self.hardware.ffmpeg_path,
@@ -426,6 +448,7 @@ class Agent:
                 cancel=entry.cancel,
                 on_progress=entry.set_progress,
                 allowed_input_dirs=self.config.input_dirs,
+                on_child=record.child_started,
             )
         except ScenarioError as exc:
             return Execution("failed", {}, {}, str(exc), retryable=False)
@@ -434,6 +457,7 @@ class Agent:
             return Execution("failed", {}, {}, f"agent error: {exc!r}", retryable=True)
         finally:
             with contextlib.suppress(OSError):
+                RunRecord(job_dir).end()
                 job_dir.rmdir()  # kept only when it holds a file the job asked to keep
 
     def _result(self, entry: _Running, execution: Execution) -> ResultSubmission:

@@ -7,6 +7,10 @@ the master answers again and on the agent's next start. A result the master refu
 (409: the attempt is no longer current; 404: the master forgot the job) is moved to
 `spool/rejected/` and kept for a person to look at, never silently dropped.
 
+A spool that cannot be written (read-only, full) must not lose results either: `probe()` tells
+the agent to claim nothing while it fails, and a result that cannot be written is held in
+memory, listed in heartbeats like a spooled one and resent until the master has it.
+
 A file holds one encoded `ResultSubmission` and is read back with that type. The JSON objects
 earlier agents spooled have the same fields, so they are still delivered after an upgrade.
 """
@@ -41,9 +45,9 @@ class ResultSender(Protocol):
 class Delivery:
     """What became of one result: `delivered` (with the master's reply), `rejected` (moved to
     spool/rejected/), `spooled` (the master is unavailable; it stays for a later resend) or
-    `lost` (it could neither be spooled nor sent)."""
+    `held` (the same, but in memory: the spool could not be written)."""
 
-    outcome: Literal["delivered", "rejected", "spooled", "lost"]
+    outcome: Literal["delivered", "rejected", "spooled", "held"]
     reply: ResultReply | None = None
     unreachable: bool = False  # spooled because no answer came at all
 
@@ -56,6 +60,8 @@ class Spool:
         self.rejected_dir = self.dir / "rejected"
         self.rejected_dir.mkdir(parents=True, exist_ok=True)
         self._resend_lock = threading.Lock()
+        self._held: dict[str, ResultSubmission] = {}  # by spool file name; could not be written
+        self._held_lock = threading.Lock()
         # A temporary file is a write that never completed (the agent died mid-write); its
         # result was never sent, and the job's attempt will be ended by the master.
         for stale in self.dir.glob(".*.tmp"):
@@ -69,7 +75,33 @@ class Spool:
             job_id, _, attempt = path.stem.rpartition("-")
             if job_id and attempt.isdigit():
                 found.append(ProgressReport(job_id=job_id, attempt=int(attempt) or None))
+        with self._held_lock:
+            found += [
+                ProgressReport(job_id=r.job_id, attempt=r.attempt) for r in self._held.values()
+            ]
         return found
+
+    def waiting(self) -> bool:
+        """Whether any result waits for the master, on disk or in memory."""
+        with self._held_lock:
+            if self._held:
+                return True
+        return bool(self.pending())
+
+    def probe(self) -> str | None:
+        """Whether a result could be spooled now: write, fsync and remove a small file. None
+        if it can, else why not."""
+        try:
+            fd, temp = tempfile.mkstemp(dir=self.dir, prefix=".probe.", suffix=".tmp")
+            try:
+                os.write(fd, b"ffleet spool probe\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                os.unlink(temp)
+        except OSError as exc:
+            return f"the result spool {self.dir} cannot be written ({exc.strerror or exc})"
+        return None
 
     def pending(self) -> list[Path]:
         """Spooled results, oldest first."""
@@ -83,7 +115,7 @@ class Spool:
 
     def write(self, result: ResultSubmission) -> Path:
         """Store `result` durably (temp file, fsync, rename, fsync the directory)."""
-        name = _UNSAFE.sub("_", f"{result.job_id}-{result.attempt}") + ".json"
+        name = _file_name(result)
         path = self.dir / name
         fd, temp = tempfile.mkstemp(dir=self.dir, prefix=f".{name}.", suffix=".tmp")
         try:
@@ -103,13 +135,17 @@ class Spool:
     ) -> Delivery:
         """Spool `result`, then send it; `claim_next` asks for the next job in the reply.
 
-        A result that cannot be spooled (a full disk) is still sent: better than nothing.
+        A result that cannot be spooled (a full disk) is still sent, and held in memory until
+        the master has it.
         """
         try:
             path: Path | None = self.write(result)
         except OSError as exc:
             log.error(
-                "result for %s cannot be spooled (%s); sending it anyway", _label(result), exc
+                "result for %s cannot be spooled (%s); sending it, and keeping it in memory "
+                "until it is delivered",
+                _label(result),
+                exc,
             )
             path = None
         return self._post(sender, result, path, claim_next)
@@ -136,17 +172,22 @@ class Spool:
         try:
             reply = sender.post_result(msgspec.structs.replace(result, claim_next=claim_next))
         except MasterUnavailable as exc:
+            unreachable = exc.status_code is None
             if path is None:
-                log.error("result for %s lost: master unavailable (%s)", label, exc)
-                return Delivery("lost")
+                log.warning("result for %s held in memory: master unavailable (%s)", label, exc)
+                with self._held_lock:
+                    self._held[_file_name(result)] = result
+                return Delivery("held", unreachable=unreachable)
             log.warning("result for %s kept in the spool: master unavailable (%s)", label, exc)
-            return Delivery("spooled", unreachable=exc.status_code is None)
+            return Delivery("spooled", unreachable=unreachable)
         except MasterRejected as exc:
             if path is None:
+                self._forget(result)
                 log.warning("result for %s refused by the master (%s)", label, exc)
             else:
                 self._reject(path, f"refused by the master ({exc})", label)
             return Delivery("rejected")
+        self._forget(result)
         if path is not None:
             path.unlink(missing_ok=True)
             _fsync_dir(self.dir)
@@ -170,7 +211,13 @@ class Spool:
                 delivery = self.send(sender, path)
                 if delivery.outcome == "spooled" and delivery.unreachable:
                     return False
-            return True
+            with self._held_lock:
+                held = list(self._held.values())
+            return all(not self._post(sender, result, None, False).unreachable for result in held)
+
+    def _forget(self, result: ResultSubmission) -> None:
+        with self._held_lock:
+            self._held.pop(_file_name(result), None)
 
     def _reject(self, path: Path, reason: str, label: str | None = None) -> None:
         target = self.rejected_dir / path.name
@@ -182,6 +229,10 @@ class Spool:
             return
         _fsync_dir(self.dir)
         log.warning("result for %s %s; kept in %s", label or path.name, reason, target)
+
+
+def _file_name(result: ResultSubmission) -> str:
+    return _UNSAFE.sub("_", f"{result.job_id}-{result.attempt}") + ".json"
 
 
 def _label(result: ResultSubmission) -> str:

@@ -30,7 +30,9 @@ from ffleet.master.http import (
     query_float,
     query_int,
 )
+from ffleet.master.reap_hold import ReapHold
 from ffleet.master.settings import MasterSettings
+from ffleet.master.store_health import RETRY_AFTER_S, StoreHealth
 from ffleet.models import (
     Heartbeat,
     Job,
@@ -42,7 +44,7 @@ from ffleet.models import (
     encode_hook,
 )
 from ffleet.states import JobStatus
-from ffleet.store import Store, StoreError, open_store
+from ffleet.store import Store, StoreError, StoreUnavailable, open_store
 
 log = logging.getLogger("ffleet.master")
 
@@ -61,6 +63,10 @@ class MasterApp:
         self.settings = settings
         self.dispatcher = Dispatcher()
         self.limit = settings.max_body_bytes
+        self.store_health = StoreHealth()
+        self.hold = ReapHold(settings.policy.node_timeout_s, settings.reap_interval_s)
+        self.stopping = False  # a planned stop began: no more reaping nor dispatching
+        self._reaper: asyncio.Task[None] | None = None
 
     # -------------------------------------------------------------- nodes
 
@@ -135,7 +141,7 @@ class MasterApp:
         if not node_id:
             raise ApiError(400, "query parameter node_id is required")
         wait = query_float(request, "wait", 0.0, high=self.settings.max_wait_s)
-        job = await self._claim_waiting(request, node_id, wait)
+        job = None if self.stopping else await self._claim_waiting(request, node_id, wait)
         if job is None:
             return JsonResponse({"job": None})
         return JsonResponse(job)
@@ -143,7 +149,7 @@ class MasterApp:
     async def _claim_waiting(self, request: Request, node_id: str, wait: float) -> Job | None:
         deadline = time.monotonic() + wait
         held: int | None = None  # hops of a wake this request holds and has not used yet
-        while True:
+        while not self.stopping:
             wake = self.dispatcher.enlist()
             try:
                 job = self.store.claim(node_id, time.time())
@@ -169,10 +175,14 @@ class MasterApp:
                 )
             except TimeoutError:
                 self.dispatcher.leave(wake)
+            except BaseException:  # the request was cancelled: its wake goes to the next one
+                self.dispatcher.leave(wake)
+                raise
             if await request.is_disconnected():
                 if held is not None:  # nobody would receive a job: hand the wake on unspent
                     self.dispatcher.notify(1, hops=held)
                 return None
+        return None
 
     @staticmethod
     def _dispatched(job: Job, node_id: str) -> None:
@@ -211,6 +221,9 @@ class MasterApp:
 
     async def post_result(self, request: Request) -> Response:
         result = await decode(request, ResultSubmission, self.limit)
+        asked_next = result.claim_next
+        if self.stopping:  # a stopping master hands out no more work
+            result = msgspec.structs.replace(result, claim_next=False)
         outcome = self.store.submit_result(result, time.time())
         job = outcome.job
         if outcome.duplicate:
@@ -228,7 +241,7 @@ class MasterApp:
         reply: dict[str, Any] = {"status": "success"}
         if outcome.duplicate:
             reply["duplicate"] = True
-        if result.claim_next:
+        if asked_next:
             reply["job"] = outcome.next_job
             if outcome.next_job is not None:
                 self._dispatched(outcome.next_job, result.node_id)
@@ -243,7 +256,27 @@ class MasterApp:
     # -------------------------------------------------------------- misc
 
     async def health(self, request: Request) -> Response:
+        """Liveness only, as in v1.0: the process answers. Readiness is `/ready`."""
         return JsonResponse({"status": "healthy"})
+
+    async def ready(self, request: Request) -> Response:
+        """Whether this master can serve: its store answers and takes writes, and it is not
+        stopping. 503 otherwise, so a load balancer routes elsewhere."""
+        try:
+            self.store.check()
+        except StoreUnavailable as exc:
+            self.store_unavailable(exc.cause)
+            return _unready("unavailable", "unavailable", exc.cause)
+        self.store_health.ok()
+        if self.stopping:
+            return _unready("stopping", "ok", "the master is shutting down")
+        return JsonResponse({"status": "ready", "store": "ok", "reason": None})
+
+    def store_unavailable(self, cause: str) -> None:
+        """A store call failed for a cause outside ffleet: log the change, and do not count the
+        time against nodes (heartbeats fail too)."""
+        self.store_health.failed(cause)
+        self.hold.blind()
 
     async def openapi_json(self, request: Request) -> Response:
         return JsonResponse(openapi.SPEC)
@@ -251,21 +284,56 @@ class MasterApp:
     async def docs(self, request: Request) -> Response:
         return HTMLResponse(openapi.DOCS_HTML)
 
+    def start(self) -> None:
+        self._reaper = asyncio.create_task(self.reaper())
+
+    def stop(self) -> None:
+        """A planned stop: stop reaping and dispatching first, then answer every waiting job
+        request at once with no job, so the process can exit within moments."""
+        if self.stopping:
+            return
+        self.stopping = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+        waiting = self.dispatcher.waiting
+        self.dispatcher.notify_all()
+        log.info("master stopping: reaper stopped, %d waiting job request(s) answered", waiting)
+
+    async def closed(self) -> None:
+        self.stop()
+        if self._reaper is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+
     async def reaper(self) -> None:
         """End what outlived its time, every `reap_interval_s`, for as long as the app runs.
 
-        It starts one node timeout after the master does: the master's own downtime must not
-        count against nodes and leases, so agents get a full timeout to reach it again (and
-        deliver the results they spooled meanwhile) before anything is declared lost.
+        Never while the master could not see its fleet (see reap_hold.py): one node timeout
+        after its start, after a stall of its own or a clock step, after a store failure. While
+        held it only checks the store, so that it knows when the store is back.
         """
-        await asyncio.sleep(self.settings.policy.node_timeout_s)
         while True:
             await asyncio.sleep(self.settings.reap_interval_s)
+            gap = self.hold.tick()
+            if gap is not None:
+                log.warning(
+                    "%s; no node is judged for %g s (heartbeats went unheard meanwhile)",
+                    gap,
+                    self.hold.hold_s,
+                )
             try:
+                if not self.hold.may_reap():
+                    self.store.check()
+                    self.store_health.ok()
+                    continue
                 report = self.store.reap(time.time())
+            except StoreUnavailable as exc:
+                self.store_unavailable(exc.cause)
+                continue
             except Exception:
                 log.exception("reaper pass failed; will try again")
                 continue
+            self.store_health.ok()
             for node_id in report.offline_nodes:
                 log.warning("node %s missed its heartbeats: offline", node_id)
             for job_id in report.requeued_jobs:
@@ -278,6 +346,7 @@ class MasterApp:
     def routes(self) -> list[Route]:
         return [
             Route("/health", self.health, methods=["GET"]),
+            Route("/ready", self.ready, methods=["GET"]),
             Route("/nodes/register", self.register, methods=["POST"]),
             Route("/nodes", self.list_nodes, methods=["GET"]),
             Route("/nodes/{node_id}", self.get_node, methods=["GET"]),
@@ -313,6 +382,23 @@ async def _store_error(request: Request, exc: Exception) -> Response:
     return _refused(request, exc.status_code, str(exc))
 
 
+def _unready(status: str, store: str, reason: str) -> Response:
+    return JsonResponse(
+        {"status": status, "store": store, "reason": reason},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    """503 with the cause; logged once per change of condition, not once per request."""
+    assert isinstance(exc, StoreUnavailable)
+    request.app.state.master.store_unavailable(exc.cause)
+    return JsonResponse(
+        {"error": str(exc)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)}
+    )
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     code = getattr(exc, "status_code", 500)
     detail = getattr(exc, "detail", "error")
@@ -335,13 +421,11 @@ def create_app(settings: MasterSettings, store: Store | None = None) -> Starlett
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(master.reaper())
+        master.start()
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await master.closed()
             if owned:
                 master.store.close()
 
@@ -350,6 +434,7 @@ def create_app(settings: MasterSettings, store: Store | None = None) -> Starlett
         lifespan=lifespan,
         exception_handlers={
             ApiError: _api_error,
+            StoreUnavailable: _store_unavailable,
             StoreError: _store_error,
             HTTPException: _http_error,
             Exception: _unexpected,

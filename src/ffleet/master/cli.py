@@ -7,7 +7,6 @@ also refuses, before anything starts, a combination that cannot work.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Annotated
 
 import typer
@@ -101,9 +100,8 @@ def master(
     log_level: LogLevelOption = DEFAULT_LOG_LEVEL,
 ) -> None:
     """Run the master: node registry, job queue and HTTP API."""
-    import uvicorn
-
     from ffleet.master.app import create_app
+    from ffleet.master.serve import serve
     from ffleet.store import redact_url
 
     settings = checked(
@@ -136,12 +134,4 @@ def master(
         settings.port,
         redact_url(settings.store_url),
     )
-    uvicorn.run(
-        application,
-        host=settings.host,
-        port=settings.port,
-        log_level=log_level,
-        access_log=False,
-        proxy_headers=False,  # ffleet reads no forwarded headers; parsing them costs per request
-        timeout_keep_alive=math.ceil(settings.keep_alive_s),  # uvicorn takes whole seconds
-    )
+    serve(application, settings, log_level)

@@ -25,6 +25,14 @@ from ffleet.models import (
 # (method, path, summary, request model, success status, response model or description)
 ENDPOINTS: list[tuple[str, str, str, type | None, int, type | str]] = [
     ("get", "/health", 'Liveness: {"status": "healthy"}', None, 200, "status object"),
+    (
+        "get",
+        "/ready",
+        "Readiness: the store answers and takes writes; 503 with the reason if not",
+        None,
+        200,
+        "{status, store, reason}",
+    ),
     ("post", "/nodes/register", "Register a node (v1.0)", NodeRegistration, 201, Node),
     ("get", "/nodes", "List nodes: {nodes, count} (v1.0)", None, 200, "{nodes: [Node], count}"),
     ("get", "/nodes/{node_id}", "One node", None, 200, Node),

@@ -13,6 +13,7 @@ from ffleet.store.base import (
     SchemaTooNew,
     Store,
     StoreError,
+    StoreUnavailable,
 )
 from ffleet.store.db import redact_url
 from ffleet.store.sql import SqlStore
@@ -28,6 +29,7 @@ __all__ = [
     "SchemaTooNew",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "open_store",
     "redact_url",
 ]

@@ -48,6 +48,17 @@ class IllegalTransition(Conflict):
     """A status change the state machine (ffleet.states) does not allow from the job's status."""
 
 
+class StoreUnavailable(StoreError):
+    """The database cannot serve now (disk full, read-only, connection lost, lock timeout):
+    nothing is wrong with the request, so it is worth sending again later."""
+
+    status_code = 503
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(f"store unavailable: {cause}")
+        self.cause = cause
+
+
 class SchemaTooNew(StoreError, ValueError):
     """The database was migrated by a newer ffleet than this one. A ValueError too, so that
     `ffleet master` reports it as a bad `--store` like any other unusable store URL."""
@@ -79,6 +90,10 @@ class Store(Protocol):
     """Persistent registry of nodes, jobs, attempts and results."""
 
     def close(self) -> None: ...
+
+    def check(self) -> None:
+        """Prove the store answers and accepts a write; StoreUnavailable says why it cannot."""
+        ...
 
     def register_node(self, registration: NodeRegistration, now: float) -> Node:
         """Add a node, or refresh a known one when `registration.id` names it.

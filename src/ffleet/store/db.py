@@ -18,6 +18,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import StaticPool
 
 from ffleet.store import queries
+from ffleet.store.availability import unavailable_cause
+from ffleet.store.base import StoreUnavailable
 
 Row = Mapping[str, Any]
 
@@ -42,7 +44,19 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
-        """Commit on success, roll back on any exception."""
+        """Commit on success, roll back on any exception. A database that cannot serve now
+        (see availability.py) raises StoreUnavailable naming the cause."""
+        try:
+            with self._transaction() as tx:
+                yield tx
+        except Exception as exc:
+            cause = unavailable_cause(exc)
+            if cause is None:
+                raise
+            raise StoreUnavailable(cause) from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Tx]:
         if self._mutex is not None:
             with self._mutex:
                 raw = self._sqlite.driver_connection
@@ -63,8 +77,11 @@ class Database:
             assert raw is not None
             try:
                 yield Tx(raw.cursor(), self.queries, sqlite=False)
-            except BaseException:
-                raw.rollback()
+            except BaseException as exc:
+                if unavailable_cause(exc) is not None:
+                    pooled.invalidate()  # a lost connection must not go back to the pool
+                else:
+                    raw.rollback()
                 raise
             raw.commit()
         finally:

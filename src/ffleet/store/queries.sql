@@ -11,6 +11,12 @@ SELECT version FROM ffleet_schema ORDER BY version
 INSERT INTO ffleet_schema (version, description, applied_at)
 VALUES (:version, :description, :applied_at)
 
+-- A write that changes nothing: proves that the database takes writes (a read-only database
+-- refuses it; a full disk refuses it once the page cannot be written) with no table of its own.
+-- name: store_write_probe
+UPDATE ffleet_schema SET applied_at = applied_at
+WHERE version = (SELECT max(version) FROM ffleet_schema)
+
 -- ------------------------------------------------------------------------------- nodes
 
 -- name: node_get
@@ -31,7 +37,7 @@ UPDATE nodes SET
     address = :address, type = :type, cpu_threads = :cpu_threads, cpu_model = :cpu_model,
     has_gpu = :has_gpu, gpu_type = :gpu_type, ram_bytes = :ram_bytes, labels = :labels,
     hostname = :hostname, ffmpeg_version = :ffmpeg_version, encoders = :encoders, gpus = :gpus,
-    slots = :slots, online = :online, last_heartbeat = :last_heartbeat
+    slots = :slots, online = :online, last_heartbeat = :last_heartbeat, problem = NULL
 WHERE id = :id RETURNING *
 
 -- name: nodes_all
@@ -41,7 +47,8 @@ SELECT * FROM nodes ORDER BY registered_at, id
 UPDATE nodes SET draining = :draining WHERE id = :id
 
 -- name: node_beat
-UPDATE nodes SET last_heartbeat = :now, online = TRUE WHERE id = :id RETURNING draining, slots
+UPDATE nodes SET last_heartbeat = :now, online = TRUE, problem = :problem WHERE id = :id
+RETURNING draining, slots
 
 -- name: nodes_online
 SELECT * FROM nodes WHERE online = TRUE AND draining = FALSE AND last_heartbeat >= :since

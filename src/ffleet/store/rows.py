@@ -62,9 +62,13 @@ def group_running(rows: list[Row]) -> dict[str, list[str]]:
     return running
 
 
-def node_status(online: bool, draining: bool, slots: int | None, running: int) -> str:
+def node_status(
+    online: bool, draining: bool, slots: int | None, running: int, problem: str | None = None
+) -> str:
     if not online:
         return NodeStatus.OFFLINE.value
+    if problem:
+        return NodeStatus.UNHEALTHY.value
     if draining:
         return NodeStatus.DRAINING.value
     if running and running >= (slots or 1):
@@ -97,7 +101,9 @@ def node_from_row(row: Row, running: list[str]) -> Node:
         gpu_type=row["gpu_type"],
         ram_bytes=row["ram_bytes"],
         labels=loads(row["labels"]),
-        status=node_status(bool(row["online"]), bool(row["draining"]), row["slots"], len(running)),
+        status=node_status(
+            bool(row["online"]), bool(row["draining"]), row["slots"], len(running), row["problem"]
+        ),
         last_heartbeat=Timestamp(row["last_heartbeat"]),
         registered_at=Timestamp(row["registered_at"]),
         current_job_id=running[0] if running else None,
@@ -108,6 +114,7 @@ def node_from_row(row: Row, running: list[str]) -> Node:
         slots=row["slots"],
         draining=bool(row["draining"]),
         running_job_ids=running,
+        problem=row["problem"],
     )
 
 

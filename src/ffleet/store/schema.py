@@ -56,6 +56,7 @@ nodes = Table(
     Column("online", Boolean, nullable=False),
     Column("last_heartbeat", Double, nullable=False),
     Column("registered_at", Double, nullable=False),
+    Column("problem", Text),  # migration 2
 )
 
 jobs = Table(

@@ -91,6 +91,10 @@ class SqlStore:
     def close(self) -> None:
         self.db.close()
 
+    def check(self) -> None:
+        with self.db.transaction() as tx:
+            tx.run("store_write_probe")
+
     # ------------------------------------------------------------------ nodes
 
     def register_node(self, registration: NodeRegistration, now: float) -> Node:
@@ -147,7 +151,7 @@ class SqlStore:
 
     def heartbeat(self, node_id: str, beat: Heartbeat, now: float) -> HeartbeatReply:
         with self.db.transaction() as tx:
-            node = tx.one("node_beat", {"now": now, "id": node_id})
+            node = tx.one("node_beat", {"now": now, "id": node_id, "problem": beat.problem})
             if node is None:
                 raise NotFound(f"node {node_id} not found")
             lease = now + self.policy.node_timeout_s
@@ -181,7 +185,9 @@ class SqlStore:
                 for row in mine.values()
                 if row["cancel_requested"]
             )
-            status = node_status(True, bool(node["draining"]), node["slots"], len(mine))
+            status = node_status(
+                True, bool(node["draining"]), node["slots"], len(mine), beat.problem
+            )
             return HeartbeatReply(node_status=status, directives=directives)
 
     def _hand_back_unreported(

@@ -1,0 +1,50 @@
+"""Serve the master's app with uvicorn, and stop it quickly and harmlessly.
+
+On SIGTERM uvicorn stops accepting connections and then waits for every open request, a
+long-poll included (up to its `wait`), while the reaper keeps judging nodes whose heartbeats
+can no longer arrive. So the master stops reaping and dispatching *before* uvicorn waits, and
+answers every waiting job request at once with no job: the process is gone in moments, and
+no attempt ends because it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import sys
+
+import uvicorn
+from starlette.applications import Starlette
+from uvicorn.config import STARTUP_FAILURE
+
+from ffleet.master.settings import MasterSettings
+
+# A request still open this long after the stop began is cut off (a stuck client upload).
+STOP_GRACE_S = 5
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, application: Starlette) -> None:
+        super().__init__(config)
+        self._application = application
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._application.state.master.stop()
+        await super().shutdown(sockets=sockets)
+
+
+def serve(application: Starlette, settings: MasterSettings, log_level: str) -> None:
+    config = uvicorn.Config(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        access_log=False,
+        proxy_headers=False,  # ffleet reads no forwarded headers; parsing them costs per request
+        timeout_keep_alive=math.ceil(settings.keep_alive_s),  # uvicorn takes whole seconds
+        timeout_graceful_shutdown=STOP_GRACE_S,
+    )
+    server = _Server(config, application)
+    server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)  # as uvicorn.run does

@@ -1,0 +1,3 @@
+-- nodes.problem: what keeps a node from taking work (its spool cannot be written)
+
+ALTER TABLE nodes ADD COLUMN problem TEXT;
