@@ -3,6 +3,8 @@ nothing."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import threading
 import time
@@ -13,11 +15,11 @@ import msgspec
 import pytest
 from starlette.testclient import TestClient
 
-from ffleet.master.app import create_app
+from ffleet.master.app import MasterApp, create_app
 from ffleet.master.http import JsonResponse
 from ffleet.master.settings import MasterSettings
-from ffleet.models import Progress, Timestamp, decode_hook, rfc3339
-from ffleet.store import SchedulingPolicy
+from ffleet.models import NodeRegistration, Progress, Timestamp, decode_hook, rfc3339
+from ffleet.store import SchedulingPolicy, open_store
 
 NODE = {
     "address": "10.0.0.5",
@@ -360,3 +362,29 @@ def test_a_failed_long_poll_does_not_swallow_the_next_wake() -> None:
         job = client.post("/jobs", json={"scenario": "720p"}).json()
         waiter.join(timeout=10)
         assert got["job"]["id"] == job["id"]
+
+
+def test_a_cancelled_long_poll_leaves_the_dispatcher() -> None:
+    """A request task cancelled while it waits (its client went away, the server stops) must
+    not stay queued: it would swallow the wake meant for a waiter that is still there."""
+    store = open_store("memory")
+    master = MasterApp(store, MasterSettings())
+    node = store.register_node(NodeRegistration(address="a", cpu_threads=1), 0.0)
+
+    class Connected:
+        async def is_disconnected(self) -> bool:
+            return False
+
+    async def scenario() -> int:
+        waiting = asyncio.create_task(
+            master._claim_waiting(Connected(), node.id, 30.0)  # type: ignore[arg-type]
+        )
+        await asyncio.sleep(0.05)
+        assert master.dispatcher.waiting == 1
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        return master.dispatcher.waiting
+
+    assert asyncio.run(scenario()) == 0
+    store.close()

@@ -284,7 +284,7 @@ class Agent:
         reported = {report.job_id for report in reports}
         reports.extend(report for report in self.spool.attempts() if report.job_id not in reported)
         try:
-            reply = self.client.heartbeat(self.node_id, reports, self._problem)
+            reply = self.client.heartbeat(self.node_id, reports, self._check_spool())
         except MasterUnavailable as exc:
             self._link.failed(exc)
             return
