@@ -142,7 +142,7 @@ def test_sigterm_stops_the_master_at_once_and_ends_no_attempt(fleet: Fleet) -> N
     job = master.submit(SMALL, parameters=LONG)
     master.wait_job(job["id"], ["running"], timeout=30)
     wait_until(busy.ffmpeg_pids, timeout=15, message="FFmpeg to start")
-    idle = fleet.agent(
+    fleet.agent(  # an idle agent whose long-poll waits on the master
         master, name="idle", heartbeat_interval=BEAT, extra_args=["--long-poll", "30s"]
     )
     time.sleep(1)  # the idle agent's long-poll is open now
