@@ -494,3 +494,20 @@ def test_attempt_the_agent_does_not_report_is_handed_back(store: Store) -> None:
     detail = store.get_job(job_id)
     assert detail.job.status == "pending" and detail.job.retry_count == 0
     assert detail.attempts[0].outcome == "released"
+
+
+def test_tally_counts_jobs_by_status_and_submitted_priority(store: Store) -> None:
+    jobs(store, 2, priority="high")
+    (low,) = jobs(store, priority="low")
+    jobs(store, requirements=Requirements(gpu=True))
+    node_id = node(store)
+    claimed = store.claim(node_id, T0)
+    assert claimed is not None and claimed.priority == 10
+    store.cancel(low, T0)
+    tally = {(t.status, t.priority, t.unschedulable): t.jobs for t in store.tally_jobs()}
+    assert tally == {
+        ("running", 10, False): 1,
+        ("pending", 10, False): 1,
+        ("canceled", 0, False): 1,
+        ("pending", 5, True): 1,
+    }

@@ -75,6 +75,17 @@ class ReapReport:
     retry_at: list[float] = field(default_factory=list)  # not_before of the requeued jobs
 
 
+@dataclass(frozen=True)
+class JobTally:
+    """How many jobs share a status and a submitted priority (`unschedulable`: pending jobs
+    no registered node can run are counted apart)."""
+
+    status: str
+    priority: int
+    unschedulable: bool
+    jobs: int
+
+
 class Store(Protocol):
     """Persistent registry of nodes, jobs, attempts and results."""
 
@@ -109,6 +120,10 @@ class Store(Protocol):
         self, status: str | None, limit: int | None, offset: int
     ) -> tuple[list[Job], int]:
         """Jobs in submission order and the total matching `status`."""
+        ...
+
+    def tally_jobs(self) -> list[JobTally]:
+        """Job counts read from the store, so every master reports the same, restart or not."""
         ...
 
     def claim(self, node_id: str, now: float) -> Job | None:

@@ -113,6 +113,12 @@ SELECT count(*) FROM jobs
 -- name: jobs_count_by_status
 SELECT count(*) FROM jobs WHERE status = :status
 
+-- What /metrics reports: jobs by status and submitted priority, unschedulable ones apart.
+-- name: jobs_tally
+SELECT status, base_priority AS priority, unschedulable_reason IS NOT NULL AS unschedulable,
+       count(*) AS jobs
+FROM jobs GROUP BY status, base_priority, unschedulable_reason IS NOT NULL
+
 -- name: pending_top_priority
 SELECT max(priority) FROM jobs WHERE status = 'pending'
 

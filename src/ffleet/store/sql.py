@@ -47,6 +47,7 @@ from ffleet.store.base import (
     Conflict,
     IllegalTransition,
     InvalidRequest,
+    JobTally,
     NotFound,
     ReapReport,
     ResultOutcome,
@@ -291,6 +292,18 @@ class SqlStore:
                 total = tx.scalar("jobs_count_by_status", page)
                 rows = tx.all("jobs_page_by_status", page)
             return [job_from_row(row) for row in rows], int(total)
+
+    def tally_jobs(self) -> list[JobTally]:
+        with self.db.transaction() as tx:
+            return [
+                JobTally(
+                    status=row["status"],
+                    priority=int(row["priority"]),
+                    unschedulable=bool(row["unschedulable"]),
+                    jobs=int(row["jobs"]),
+                )
+                for row in tx.all("jobs_tally")
+            ]
 
     def claim(self, node_id: str, now: float) -> Job | None:
         with self.db.transaction() as tx:
