@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -30,6 +31,12 @@ from ffleet.master.http import (
     query_float,
     query_int,
 )
+from ffleet.master.metrics import (
+    CONTENT_TYPE,
+    HttpMetricsMiddleware,
+    MasterMetrics,
+    route_templates,
+)
 from ffleet.master.settings import MasterSettings
 from ffleet.models import (
     Heartbeat,
@@ -42,7 +49,7 @@ from ffleet.models import (
     encode_hook,
 )
 from ffleet.states import JobStatus
-from ffleet.store import Store, StoreError, open_store
+from ffleet.store import Conflict, Store, StoreError, open_store
 
 log = logging.getLogger("ffleet.master")
 
@@ -60,6 +67,7 @@ class MasterApp:
         self.store = store
         self.settings = settings
         self.dispatcher = Dispatcher()
+        self.metrics = MasterMetrics(store, lambda: self.dispatcher.waiting)
         self.limit = settings.max_body_bytes
 
     # -------------------------------------------------------------- nodes
@@ -146,7 +154,9 @@ class MasterApp:
         while True:
             wake = self.dispatcher.enlist()
             try:
+                started = time.perf_counter()
                 job = self.store.claim(node_id, time.time())
+                claim_seconds = time.perf_counter() - started
             except BaseException:  # e.g. an unknown node: leave no dead waiter behind
                 self.dispatcher.leave(wake)
                 if held is not None:
@@ -154,7 +164,7 @@ class MasterApp:
                 raise
             if job is not None:
                 self.dispatcher.leave(wake)
-                self._dispatched(job, node_id)
+                self._dispatched(job, node_id, claim_seconds)
                 return job
             if held is not None:  # woken, yet nothing here for this node: next waiter's turn
                 self.dispatcher.pass_on(held)
@@ -174,9 +184,9 @@ class MasterApp:
                     self.dispatcher.notify(1, hops=held)
                 return None
 
-    @staticmethod
-    def _dispatched(job: Job, node_id: str) -> None:
+    def _dispatched(self, job: Job, node_id: str, claim_seconds: float) -> None:
         log.info("job %s (attempt %d) dispatched to node %s", job.id, job.attempt, node_id)
+        self.metrics.dispatched(job, claim_seconds)
 
     def _wake_when_due(self, job: Job) -> None:
         """A job queued again with a backoff becomes claimable later: wake a waiter then."""
@@ -195,6 +205,7 @@ class MasterApp:
     async def retry(self, request: Request) -> Response:
         job = self.store.retry(request.path_params["job_id"], time.time())
         log.info("job %s queued again by a user", job.id)
+        self.metrics.user_retried()
         self.dispatcher.notify()
         return JsonResponse(job)
 
@@ -211,7 +222,13 @@ class MasterApp:
 
     async def post_result(self, request: Request) -> Response:
         result = await decode(request, ResultSubmission, self.limit)
-        outcome = self.store.submit_result(result, time.time())
+        started = time.perf_counter()
+        try:
+            outcome = self.store.submit_result(result, time.time())
+        except Conflict:
+            self.metrics.stale_result()
+            raise
+        store_seconds = time.perf_counter() - started
         job = outcome.job
         if outcome.duplicate:
             log.info("duplicate result for job %s ignored", job.id)
@@ -224,6 +241,7 @@ class MasterApp:
                 job.status,
                 f" ({result.error})" if result.error else "",
             )
+            self.metrics.result_stored(result, job, time.time())
             self._wake_when_due(job)
         reply: dict[str, Any] = {"status": "success"}
         if outcome.duplicate:
@@ -231,7 +249,8 @@ class MasterApp:
         if result.claim_next:
             reply["job"] = outcome.next_job
             if outcome.next_job is not None:
-                self._dispatched(outcome.next_job, result.node_id)
+                # the claim shared the result's transaction: its time is the dispatch's
+                self._dispatched(outcome.next_job, result.node_id, store_seconds)
         return JsonResponse(reply)
 
     async def list_results(self, request: Request) -> Response:
@@ -244,6 +263,10 @@ class MasterApp:
 
     async def health(self, request: Request) -> Response:
         return JsonResponse({"status": "healthy"})
+
+    async def metrics_text(self, request: Request) -> Response:
+        """Prometheus text format; the fleet's gauges are read from the store now."""
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
 
     async def openapi_json(self, request: Request) -> Response:
         return JsonResponse(openapi.SPEC)
@@ -268,6 +291,7 @@ class MasterApp:
                 continue
             for node_id in report.offline_nodes:
                 log.warning("node %s missed its heartbeats: offline", node_id)
+            self.metrics.reaped(report)
             for job_id in report.requeued_jobs:
                 log.warning("job %s lost its attempt; queued again with backoff", job_id)
             for job_id in report.failed_jobs:
@@ -293,6 +317,7 @@ class MasterApp:
             Route("/jobs/{job_id}/release", self.release, methods=["POST"]),
             Route("/results", self.post_result, methods=["POST"]),
             Route("/results", self.list_results, methods=["GET"]),
+            Route("/metrics", self.metrics_text, methods=["GET"]),
             Route("/openapi.json", self.openapi_json, methods=["GET"]),
             Route("/docs", self.docs, methods=["GET"]),
         ]
@@ -345,8 +370,14 @@ def create_app(settings: MasterSettings, store: Store | None = None) -> Starlett
             if owned:
                 master.store.close()
 
+    routes = master.routes()
     app = Starlette(
-        routes=master.routes(),
+        routes=routes,
+        middleware=[
+            Middleware(
+                HttpMetricsMiddleware, metrics=master.metrics, templates=route_templates(routes)
+            )
+        ],
         lifespan=lifespan,
         exception_handlers={
             ApiError: _api_error,

@@ -91,6 +91,7 @@ ENDPOINTS: list[tuple[str, str, str, type | None, int, type | str]] = [
         200,
         "{results: [StoredResult], count}",
     ),
+    ("get", "/metrics", "Prometheus metrics (text format)", None, 200, "Prometheus text"),
 ]
 
 _MODELS = [
