@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from ffleet.agent.client import MasterClient, MasterRejected, MasterUnavailable
 from ffleet.agent.executor import Execution, execute
+from ffleet.agent.exporter import AgentExporter, RunningJob
 from ffleet.agent.hardware import Hardware, registration_payload
 from ffleet.agent.settings import AgentSettings
 from ffleet.agent.spool import Spool
@@ -118,9 +119,15 @@ class Agent:
         self._spool_waiting = threading.Event()
         self._link = _Reachability(config.master_url)
         self._holds_requests = True  # until a /jobs/next reply shows the master does not wait
+        self.exporter = AgentExporter(lambda: self.node_id, self._running_jobs)
 
     def close(self) -> None:
         self._lock_file.close()
+
+    def _running_jobs(self) -> list[RunningJob]:
+        with self._lock:
+            entries = list(self._running.values())
+        return [RunningJob(e.job.id, e.job.scenario, e.progress) for e in entries]
 
     def __enter__(self) -> Agent:
         return self
@@ -393,6 +400,7 @@ class Agent:
             self._release(job)
             return None
         result = self._result(entry, execution)
+        self.exporter.job_finished(result)
         log.info(
             "job %s attempt %d finished: %s%s",
             job.id,

@@ -30,6 +30,8 @@ class AgentSettings:
     grace_s: float = 30.0
     input_dirs: tuple[Path, ...] = ()
     long_poll_s: float = 30.0  # how long one job request waits at the master for work
+    metrics_port: int | None = None  # None: no metrics endpoint
+    metrics_host: str = "127.0.0.1"  # the endpoint has no authentication: loopback by default
 
     def __post_init__(self) -> None:
         require(
@@ -41,3 +43,8 @@ class AgentSettings:
         # Zero would ask the master to answer at once and then ask again at once: a busy loop.
         require_positive("--long-poll", self.long_poll_s)
         require(self.grace_s >= 0, "--grace must not be negative")
+        require(
+            self.metrics_port is None or 0 < self.metrics_port < 65536,
+            f"--metrics-port must be between 1 and 65535 (got {self.metrics_port})",
+        )
+        require(bool(self.metrics_host), "--metrics-host must not be empty")
