@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from ffleet.master import openapi
+from ffleet.master.archive import ArchiveCollector, ResultArchive
 from ffleet.master.dispatch import Dispatcher
 from ffleet.master.http import (
     ApiError,
@@ -68,6 +69,10 @@ class MasterApp:
         self.settings = settings
         self.dispatcher = Dispatcher()
         self.metrics = MasterMetrics(store, lambda: self.dispatcher.waiting)
+        self.archive: ResultArchive | None = None
+        if settings.victoriametrics_url is not None:
+            self.archive = ResultArchive(settings.victoriametrics_url)
+            self.metrics.registry.register(ArchiveCollector(self.archive))
         self.limit = settings.max_body_bytes
 
     # -------------------------------------------------------------- nodes
@@ -242,6 +247,8 @@ class MasterApp:
                 f" ({result.error})" if result.error else "",
             )
             self.metrics.result_stored(result, job, time.time())
+            if self.archive is not None and result.status == "completed":
+                self.archive.add(result, job, job.completed_at or time.time())
             self._wake_when_due(job)
         reply: dict[str, Any] = {"status": "success"}
         if outcome.duplicate:
@@ -360,13 +367,18 @@ def create_app(settings: MasterSettings, store: Store | None = None) -> Starlett
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(master.reaper())
+        tasks = [asyncio.create_task(master.reaper())]
+        if master.archive is not None:
+            tasks.append(asyncio.create_task(master.archive.run()))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if master.archive is not None:
+                await master.archive.close()
             if owned:
                 master.store.close()
 
