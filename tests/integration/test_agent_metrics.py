@@ -40,7 +40,7 @@ def test_agent_metrics_show_the_running_job_then_count_it(fleet: Fleet) -> None:
 
     seen = wait_until(running, timeout=30, message="the job's progress on the agent's endpoint")
     labels, ratio = seen["ffleet_agent_job_progress_ratio"][0]
-    assert labels == {"job": job["id"], "scenario": "320x240-h264"} and 0 < ratio < 1
+    assert labels == {"job_id": job["id"], "scenario": "320x240-h264"} and 0 < ratio < 1
     assert seen["ffleet_agent_job_fps"][0][1] > 0
     assert seen["ffleet_agent_ffmpeg_rss_bytes"][0][1] > 1 << 20
     assert seen["ffleet_agent_ffmpeg_cpu_seconds"][0][1] > 0

@@ -64,10 +64,10 @@ class _LiveCollector(Collector):
         progress = GaugeMetricFamily(
             "ffleet_agent_job_progress_ratio",
             "How far each running job is, 0 to 1.",
-            labels=["job", "scenario"],
+            labels=["job_id", "scenario"],
         )
         fps = GaugeMetricFamily(
-            "ffleet_agent_job_fps", "Each running job's encoding speed.", labels=["job", "scenario"]
+            "ffleet_agent_job_fps", "Each running job's encoding speed.", labels=["job_id", "scenario"]
         )
         for job in jobs:
             seen = job.progress
