@@ -64,6 +64,14 @@ def agent(
             "--node-timeout (the agent cannot check that).",
         ),
     ] = Seconds(AGENT_DEFAULTS.heartbeat_interval_s),
+    progress_interval: Annotated[
+        float,
+        duration_option(
+            "FFLEET_PROGRESS_INTERVAL",
+            "While a job runs, how often to report its progress (and so hear of a cancel); "
+            "an idle agent beats at --heartbeat-interval only.",
+        ),
+    ] = Seconds(AGENT_DEFAULTS.progress_interval_s),
     long_poll: Annotated[
         float,
         duration_option(
@@ -169,6 +177,7 @@ def agent(
             slots=slots,
             poll_interval_s=poll_interval,
             heartbeat_interval_s=heartbeat_interval,
+            progress_interval_s=progress_interval,
             long_poll_s=long_poll,
             grace_s=grace,
             input_dirs=tuple(input_dir or ()),

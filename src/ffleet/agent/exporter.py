@@ -67,7 +67,9 @@ class _LiveCollector(Collector):
             labels=["job_id", "scenario"],
         )
         fps = GaugeMetricFamily(
-            "ffleet_agent_job_fps", "Each running job's encoding speed.", labels=["job_id", "scenario"]
+            "ffleet_agent_job_fps",
+            "Each running job's encoding speed.",
+            labels=["job_id", "scenario"],
         )
         for job in jobs:
             seen = job.progress
