@@ -511,3 +511,13 @@ def test_tally_counts_jobs_by_status_and_submitted_priority(store: Store) -> Non
         ("canceled", 0, False): 1,
         ("pending", 5, True): 1,
     }
+
+
+def test_ids_with_prefix_finds_what_a_short_id_stands_for(store: Store) -> None:
+    job_ids = jobs(store, 3)
+    node_id = node(store)
+    assert store.ids_with_prefix("job", job_ids[0][:8], 2) == [job_ids[0]]
+    assert store.ids_with_prefix("job", "", 5) == sorted(job_ids)
+    assert store.ids_with_prefix("job", job_ids[0] + "x", 2) == []
+    assert store.ids_with_prefix("node", node_id[:4], 2) == [node_id]
+    assert store.ids_with_prefix("node", job_ids[0], 2) == []

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import msgspec
 from starlette.applications import Starlette
@@ -50,11 +50,12 @@ from ffleet.models import (
     encode_hook,
 )
 from ffleet.states import JobStatus
-from ffleet.store import Conflict, Store, StoreError, open_store
+from ffleet.store import Conflict, InvalidRequest, NotFound, Store, StoreError, open_store
 
 log = logging.getLogger("ffleet.master")
 
 Handler = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
 
 
 class DrainRequest(msgspec.Struct):
@@ -95,8 +96,25 @@ class MasterApp:
         found = self.store.list_nodes()
         return JsonResponse({"nodes": found, "count": len(found)})
 
+    def _by_id(self, kind: Literal["job", "node"], given: str, action: Callable[[str], T]) -> T:
+        """`action` on the object `given` names: its full id, or a unique start of it (what a
+        user copies from an 8-character table column). Exact ids cost nothing more."""
+        try:
+            return action(given)
+        except NotFound:
+            found = self.store.ids_with_prefix(kind, given, 2)
+            if len(found) != 1:
+                if found:
+                    raise InvalidRequest(
+                        f"{given!r} starts the ids of several {kind}s; give more of it"
+                    ) from None
+                raise
+            return action(found[0])
+
     async def get_node(self, request: Request) -> Response:
-        return JsonResponse(self.store.get_node(request.path_params["node_id"]))
+        return JsonResponse(
+            self._by_id("node", request.path_params["node_id"], self.store.get_node)
+        )
 
     async def heartbeat(self, request: Request) -> Response:
         node_id = request.path_params["node_id"]
@@ -105,7 +123,11 @@ class MasterApp:
 
     async def drain(self, request: Request) -> Response:
         body = await decode(request, DrainRequest, self.limit, optional=True)
-        node = self.store.set_draining(request.path_params["node_id"], body.drain)
+        node = self._by_id(
+            "node",
+            request.path_params["node_id"],
+            lambda node_id: self.store.set_draining(node_id, body.drain),
+        )
         log.info("node %s %s", node.id, "draining" if body.drain else "accepting work again")
         return JsonResponse(node)
 
@@ -136,7 +158,7 @@ class MasterApp:
         return JsonResponse({"jobs": found, "count": len(found), "total": total})
 
     async def get_job(self, request: Request) -> Response:
-        detail = self.store.get_job(request.path_params["job_id"])
+        detail = self._by_id("job", request.path_params["job_id"], self.store.get_job)
         body = msgspec.to_builtins(detail.job, enc_hook=encode_hook)
         body["attempts"] = msgspec.to_builtins(detail.attempts, enc_hook=encode_hook)
         body["result"] = msgspec.to_builtins(detail.result, enc_hook=encode_hook)
@@ -203,12 +225,20 @@ class MasterApp:
         asyncio.get_running_loop().call_later(delay, self.dispatcher.notify)
 
     async def cancel(self, request: Request) -> Response:
-        job = self.store.cancel(request.path_params["job_id"], time.time())
+        job = self._by_id(
+            "job",
+            request.path_params["job_id"],
+            lambda job_id: self.store.cancel(job_id, time.time()),
+        )
         log.info("job %s cancel requested (now %s)", job.id, job.status)
         return JsonResponse(job)
 
     async def retry(self, request: Request) -> Response:
-        job = self.store.retry(request.path_params["job_id"], time.time())
+        job = self._by_id(
+            "job",
+            request.path_params["job_id"],
+            lambda job_id: self.store.retry(job_id, time.time()),
+        )
         log.info("job %s queued again by a user", job.id)
         self.metrics.user_retried()
         self.dispatcher.notify()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from ffleet.models import (
     Heartbeat,
@@ -124,6 +124,10 @@ class Store(Protocol):
 
     def tally_jobs(self) -> list[JobTally]:
         """Job counts read from the store, so every master reports the same, restart or not."""
+        ...
+
+    def ids_with_prefix(self, kind: Literal["job", "node"], prefix: str, limit: int) -> list[str]:
+        """Up to `limit` job or node ids that start with `prefix`, in id order."""
         ...
 
     def claim(self, node_id: str, now: float) -> Job | None:

@@ -119,6 +119,13 @@ SELECT status, base_priority AS priority, unschedulable_reason IS NOT NULL AS un
        count(*) AS jobs
 FROM jobs GROUP BY status, base_priority, unschedulable_reason IS NOT NULL
 
+-- Ids starting with what a user typed (tables print 8 characters); rare, so a scan is fine.
+-- name: job_ids_with_prefix
+SELECT id FROM jobs WHERE substr(id, 1, :length) = :prefix ORDER BY id LIMIT :limit
+
+-- name: node_ids_with_prefix
+SELECT id FROM nodes WHERE substr(id, 1, :length) = :prefix ORDER BY id LIMIT :limit
+
 -- name: pending_top_priority
 SELECT max(priority) FROM jobs WHERE status = 'pending'
 

@@ -19,7 +19,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -304,6 +304,11 @@ class SqlStore:
                 )
                 for row in tx.all("jobs_tally")
             ]
+
+    def ids_with_prefix(self, kind: Literal["job", "node"], prefix: str, limit: int) -> list[str]:
+        params = {"prefix": prefix, "length": len(prefix), "limit": limit}
+        with self.db.transaction() as tx:
+            return [row["id"] for row in tx.all(f"{kind}_ids_with_prefix", params)]
 
     def claim(self, node_id: str, now: float) -> Job | None:
         with self.db.transaction() as tx:
