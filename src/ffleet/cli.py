@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ffleet.agent.cli import agent
-from ffleet.cli_support import duration_option, parse_pairs
+from ffleet.cli_support import Seconds, duration_option, parse_pairs
 from ffleet.master.cli import master
 from ffleet.settings import DEFAULT_MASTER_URL
 
@@ -24,6 +24,26 @@ app = typer.Typer(
 )
 app.command("agent")(agent)
 app.command("master")(master)
+
+
+def _show_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        typer.echo(f"ffleet {version('ffleet')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """ffleet: run FFmpeg workloads across a fleet of machines and bring every result home."""
 
 
 def parameter_values(items: list[str]) -> dict[str, object]:
@@ -319,8 +339,9 @@ def results(
         int, typer.Option(envvar="FFLEET_LIMIT", min=1, max=10_000, help="Jobs read at most.")
     ] = 1000,
     master: MasterOption = DEFAULT_MASTER_URL,
+    as_json: JsonOption = False,
 ) -> None:
-    """Results of finished jobs as a table (and CSV / JSON files)."""
+    """Results of finished jobs as a table (and CSV / JSON files); --json prints the rows."""
 
     from ffleet import report
     from ffleet.states import FINISHED
@@ -329,7 +350,10 @@ def results(
         found, _ = client.jobs(status, limit, 0)
         details = [client.job(j.id) for j in found if j.status in FINISHED]
     rows = [report.row_for(detail) for detail in details]
-    report.console().print(report.table(rows))
+    if as_json:
+        print_json(rows)
+    else:
+        report.console().print(report.table(rows))
     if csv_path is not None:
         report.write_csv(rows, csv_path)
     if json_path is not None:
@@ -337,18 +361,29 @@ def results(
 
 
 @app.command()
-def cancel(job_id: str, master: MasterOption = DEFAULT_MASTER_URL) -> None:
+def cancel(
+    job_id: str, master: MasterOption = DEFAULT_MASTER_URL, as_json: JsonOption = False
+) -> None:
     """Cancel a job: pending ones at once, running ones through their agent."""
     with fleet_client(master) as client:
         found = client.cancel(job_id)
+    if as_json:
+        print_json(found)
+        return
     typer.echo(f"{found.id}: {'cancel requested' if found.cancel_requested else found.status}")
 
 
 @app.command()
-def retry(job_id: str, master: MasterOption = DEFAULT_MASTER_URL) -> None:
+def retry(
+    job_id: str, master: MasterOption = DEFAULT_MASTER_URL, as_json: JsonOption = False
+) -> None:
     """Queue a failed or canceled job again."""
     with fleet_client(master) as client:
-        typer.echo(f"{job_id}: {client.retry(job_id).status}")
+        found = client.retry(job_id)
+    if as_json:
+        print_json(found)
+        return
+    typer.echo(f"{found.id}: {found.status}")
 
 
 @app.command()
@@ -358,10 +393,29 @@ def drain(
         bool, typer.Option("--undo", envvar="FFLEET_UNDO", help="Accept work again.")
     ] = False,
     master: MasterOption = DEFAULT_MASTER_URL,
+    as_json: JsonOption = False,
 ) -> None:
     """Let a node finish its work and take no more (or --undo)."""
     with fleet_client(master) as client:
-        typer.echo(f"{node_id}: {client.drain(node_id, not undo).status}")
+        found = client.drain(node_id, not undo)
+    if as_json:
+        print_json(found)
+        return
+    typer.echo(f"{found.id}: {found.status}")
+
+
+@app.command("watch")
+def watch_fleet(
+    interval: Annotated[
+        float, duration_option("FFLEET_INTERVAL", "How often the table is redrawn.")
+    ] = Seconds(1.0),
+    master: MasterOption = DEFAULT_MASTER_URL,
+) -> None:
+    """A live table of the nodes and running jobs, with progress and ETA; Ctrl-C leaves."""
+    from ffleet.watch import watch
+
+    with fleet_client(master) as client:
+        watch(client, interval)
 
 
 @app.command()
