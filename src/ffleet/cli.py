@@ -404,6 +404,38 @@ def drain(
     typer.echo(f"{found.id}: {found.status}")
 
 
+@app.command("report")
+def comparison_report(
+    out: Annotated[
+        Path, typer.Option(envvar="FFLEET_OUT", help="Directory for report.html and the PNGs.")
+    ],
+    scenario: Annotated[
+        str | None,
+        typer.Option(envvar="FFLEET_SCENARIO", help="Only scenarios containing this text."),
+    ] = None,
+    node: Annotated[
+        str | None, typer.Option(envvar="FFLEET_NODE", help="Only nodes whose id starts so.")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(envvar="FFLEET_LIMIT", min=1, max=10_000, help="Jobs read at most.")
+    ] = 1000,
+    master: MasterOption = DEFAULT_MASTER_URL,
+) -> None:
+    """Write an HTML report with PNG charts comparing nodes x scenarios (mean ± spread)."""
+    from ffleet.comparison_report import write_report
+
+    with fleet_client(master) as client:
+        found, _ = client.jobs("completed", limit, 0)
+        chosen = [
+            job
+            for job in found
+            if (scenario is None or scenario in job.scenario)
+            and (node is None or (job.node_id or "").startswith(node))
+        ]
+        details = [client.job(job.id) for job in chosen]
+    typer.echo(f"wrote {write_report(details, out)}")
+
+
 @app.command("watch")
 def watch_fleet(
     interval: Annotated[

@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -71,3 +72,12 @@ def test_watch_shows_the_fleet_and_leaves_cleanly_on_ctrl_c(fleet: Fleet) -> Non
     assert watching.returncode == 0, out
     assert "Traceback" not in out
     assert job[:8] in out and node[:8] in out and "360p-h264" in out and "40" in out
+
+
+def test_report_compares_the_stored_results(fleet: Fleet, tmp_path: Path) -> None:
+    master = fleet.master()
+    finished_job(master)
+    code, out = ffleet(master, "report", "--out", str(tmp_path / "report"), "--scenario", "360p")
+    assert code == 0 and "report.html" in out, out
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "360p-h264" in page and "250" in page
