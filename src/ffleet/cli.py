@@ -320,8 +320,13 @@ def nodes(master: MasterOption = DEFAULT_MASTER_URL, as_json: JsonOption = False
     )
 
 
-@app.command()
+results_app = typer.Typer(no_args_is_help=False)
+app.add_typer(results_app, name="results")
+
+
+@results_app.callback(invoke_without_command=True)
 def results(
+    ctx: typer.Context,
     status: Annotated[
         str | None,
         typer.Option(envvar="FFLEET_STATUS", help="Only jobs with this status: completed, ..."),
@@ -341,7 +346,12 @@ def results(
     master: MasterOption = DEFAULT_MASTER_URL,
     as_json: JsonOption = False,
 ) -> None:
-    """Results of finished jobs as a table (and CSV / JSON files); --json prints the rows."""
+    """Results of finished jobs as a table (and CSV / JSON files); --json prints the rows.
+
+    `ffleet results export` archives them to a file.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
 
     from ffleet import report
     from ffleet.states import FINISHED
@@ -402,6 +412,68 @@ def drain(
         print_json(found)
         return
     typer.echo(f"{found.id}: {found.status}")
+
+
+def _moment(text: str | None, flag: str, default: float) -> float:
+    from ffleet.models import parse_rfc3339
+
+    if text is None:
+        return default
+    try:
+        return parse_rfc3339(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a time; use e.g. 2027-01-31 or 2027-01-31T08:00:00Z", param_hint=flag
+        ) from None
+
+
+@results_app.command("export")
+def export_results(
+    out: Annotated[
+        Path,
+        typer.Option(envvar="FFLEET_OUT", help="The file to write (JSON Lines, gzip: .jsonl.gz)."),
+    ],
+    since: Annotated[
+        str | None,
+        typer.Option(envvar="FFLEET_SINCE", help="Jobs completed at or after this time (UTC)."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(envvar="FFLEET_UNTIL", help="Jobs completed before this time (UTC)."),
+    ] = None,
+    export_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            envvar="FFLEET_FORMAT",
+            help="jsonl (gzip-compressed JSON Lines, one job detail per line); see README.",
+        ),
+    ] = "jsonl",
+    delete_exported: Annotated[
+        bool,
+        typer.Option(
+            envvar="FFLEET_DELETE_EXPORTED",
+            help="Then remove the exported jobs, attempts and results from the master's store.",
+        ),
+    ] = False,
+    master: MasterOption = DEFAULT_MASTER_URL,
+) -> None:
+    """Archive finished jobs with their attempts and results to a file."""
+    import time
+
+    from ffleet.results_export import export, purge_exported
+
+    if export_format != "jsonl":
+        raise typer.BadParameter(
+            "only jsonl is offered (Parquet would need pyarrow, about 150 MB; see README)",
+            param_hint="--format",
+        )
+    start, end = _moment(since, "--since", 0.0), _moment(until, "--until", time.time())
+    with fleet_client(master) as client:
+        ids = export(client, start, end, out)
+        typer.echo(f"exported {len(ids)} finished job(s) to {out}")
+        if delete_exported and ids:
+            typer.echo(f"removed {purge_exported(client, ids)} of them from the master's store")
 
 
 @app.command("report")

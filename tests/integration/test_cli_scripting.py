@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from ffleet.results_export import read_export
 from tests.integration.conftest import Fleet, MasterProcess, ffleet_executable
 from tests.integration.test_cli import ffleet
 
@@ -81,3 +82,36 @@ def test_report_compares_the_stored_results(fleet: Fleet, tmp_path: Path) -> Non
     assert code == 0 and "report.html" in out, out
     page = (tmp_path / "report" / "report.html").read_text()
     assert "360p-h264" in page and "250" in page
+
+
+def test_results_export_round_trips_and_deletes_only_what_it_exported(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    master = fleet.master()
+    _, first = finished_job(master)
+    _, second = finished_job(master)
+    waiting = master.submit("360p-h264")["id"]
+    archive = tmp_path / "results.jsonl.gz"
+    code, out = ffleet(master, "results", "export", "--out", str(archive), "--since", "2999-01-01")
+    assert code == 0 and "exported 0" in out, out
+
+    code, out = ffleet(master, "results", "export", "--out", str(archive), "--delete-exported")
+    assert code == 0 and "exported 2" in out and "removed 2" in out, out
+    assert [master.api.get(f"/jobs/{job}").status_code for job in (first, second)] == [404, 404]
+    exported = list(read_export(archive))
+    assert [detail["id"] for detail in exported] == [first, second]
+    assert exported[0]["result"]["metrics"]["fps"] == 250.0
+    assert exported[0]["attempts"][0]["outcome"] == "completed"
+    assert master.job(waiting)["status"] == "pending"
+
+
+def test_results_export_keeps_every_field_of_the_job_detail(fleet: Fleet, tmp_path: Path) -> None:
+    master = fleet.master()
+    _, job = finished_job(master)
+    before = master.job(job)
+    archive = tmp_path / "kept.jsonl.gz"
+    code, out = ffleet(master, "results", "export", "--out", str(archive))
+    assert code == 0, out
+    assert list(read_export(archive)) == [before]
+    code, out = ffleet(master, "results", "export", "--out", str(archive), "--format", "parquet")
+    assert code != 0 and "pyarrow" in out

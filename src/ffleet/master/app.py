@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from starlette.applications import Starlette
@@ -43,6 +43,7 @@ from ffleet.models import (
     Heartbeat,
     Job,
     JobBatch,
+    JobDetail,
     JobRequest,
     NodeRegistration,
     Release,
@@ -60,6 +61,18 @@ T = TypeVar("T")
 
 class DrainRequest(msgspec.Struct):
     drain: bool = True
+
+
+class PurgeRequest(msgspec.Struct):
+    job_ids: Annotated[list[str], msgspec.Meta(max_length=10_000)]
+
+
+def detail_body(detail: JobDetail) -> dict[str, Any]:
+    """GET /jobs/{id}'s shape: the job's fields plus its `attempts` and stored `result`."""
+    body: dict[str, Any] = msgspec.to_builtins(detail.job, enc_hook=encode_hook)
+    body["attempts"] = msgspec.to_builtins(detail.attempts, enc_hook=encode_hook)
+    body["result"] = msgspec.to_builtins(detail.result, enc_hook=encode_hook)
+    return body
 
 
 class MasterApp:
@@ -159,10 +172,14 @@ class MasterApp:
 
     async def get_job(self, request: Request) -> Response:
         detail = self._by_id("job", request.path_params["job_id"], self.store.get_job)
-        body = msgspec.to_builtins(detail.job, enc_hook=encode_hook)
-        body["attempts"] = msgspec.to_builtins(detail.attempts, enc_hook=encode_hook)
-        body["result"] = msgspec.to_builtins(detail.result, enc_hook=encode_hook)
-        return JsonResponse(body)
+        return JsonResponse(detail_body(detail))
+
+    async def purge_jobs(self, request: Request) -> Response:
+        """Remove finished jobs with their attempts and results (after an export)."""
+        body = await decode(request, PurgeRequest, self.limit)
+        deleted = self.store.delete_finished(body.job_ids)
+        log.info("%d finished job(s) removed", deleted)
+        return JsonResponse({"deleted": deleted})
 
     async def next_job(self, request: Request) -> Response:
         """Claim the next job; with `wait=S`, hold the request until one exists or S pass."""
@@ -296,6 +313,15 @@ class MasterApp:
         found = self.store.list_results(request.query_params.get("job_id"), limit, offset)
         return JsonResponse({"results": found, "count": len(found)})
 
+    async def export_results(self, request: Request) -> Response:
+        """Finished jobs completed in [since, until) (epoch seconds), with attempts and result."""
+        since = query_float(request, "since", 0.0, high=float(2**40))
+        until = query_float(request, "until", float(2**40), high=float(2**40))
+        limit = query_int(request, "limit", 1000, low=1, high=10_000) or 1000
+        offset = query_int(request, "offset", 0, low=0, high=2**62) or 0
+        found = self.store.finished_between(since, until, limit, offset)
+        return JsonResponse({"jobs": [detail_body(d) for d in found], "count": len(found)})
+
     # -------------------------------------------------------------- misc
 
     async def health(self, request: Request) -> Response:
@@ -347,6 +373,7 @@ class MasterApp:
             Route("/jobs", self.create_job, methods=["POST"]),
             Route("/jobs", self.list_jobs, methods=["GET"]),
             Route("/jobs/batch", self.create_batch, methods=["POST"]),
+            Route("/jobs/purge", self.purge_jobs, methods=["POST"]),
             Route("/jobs/next", self.next_job, methods=["GET", "POST"]),
             Route("/jobs/{job_id}", self.get_job, methods=["GET"]),
             Route("/jobs/{job_id}/cancel", self.cancel, methods=["POST"]),
@@ -354,6 +381,7 @@ class MasterApp:
             Route("/jobs/{job_id}/release", self.release, methods=["POST"]),
             Route("/results", self.post_result, methods=["POST"]),
             Route("/results", self.list_results, methods=["GET"]),
+            Route("/results/export", self.export_results, methods=["GET"]),
             Route("/metrics", self.metrics_text, methods=["GET"]),
             Route("/openapi.json", self.openapi_json, methods=["GET"]),
             Route("/docs", self.docs, methods=["GET"]),

@@ -163,6 +163,18 @@ class Store(Protocol):
         self, job_id: str | None, limit: int | None, offset: int
     ) -> list[StoredResult]: ...
 
+    def finished_between(
+        self, since: float, until: float, limit: int, offset: int
+    ) -> list[JobDetail]:
+        """Finished jobs (completed, failed, canceled) completed in [since, until), in
+        submission order, each with its attempts and latest result."""
+        ...
+
+    def delete_finished(self, job_ids: Sequence[str]) -> int:
+        """Remove those of the jobs that are finished, with their attempts and results, in one
+        transaction; returns how many were removed (a job that is not finished stays)."""
+        ...
+
     def reap(self, now: float) -> ReapReport:
         """End what outlived its time: nodes past the node timeout go offline and their attempts
         end; attempts past their job timeout end; ended attempts retry with backoff or fail.

@@ -199,5 +199,22 @@ SELECT * FROM results WHERE job_id = :job_id ORDER BY attempt DESC LIMIT 1
 -- name: results_page
 SELECT * FROM results ORDER BY received_at, job_id, attempt LIMIT :limit OFFSET :offset
 
+-- Finished jobs by completion time, for `ffleet results export`.
+-- name: finished_between
+SELECT * FROM jobs
+WHERE status IN ('completed', 'failed', 'canceled')
+  AND completed_at >= :since AND completed_at < :until
+ORDER BY seq LIMIT :limit OFFSET :offset
+
+-- Only a finished job may be removed (after an export); its attempts and results go with it.
+-- name: job_delete_finished
+DELETE FROM jobs WHERE id = :id AND status IN ('completed', 'failed', 'canceled') RETURNING id
+
+-- name: attempts_delete
+DELETE FROM attempts WHERE job_id = :id
+
+-- name: results_delete
+DELETE FROM results WHERE job_id = :id
+
 -- name: results_of_job
 SELECT * FROM results WHERE job_id = :job_id ORDER BY attempt LIMIT :limit OFFSET :offset

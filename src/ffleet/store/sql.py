@@ -272,13 +272,18 @@ class SqlStore:
             row = tx.one("job_get", {"id": job_id})
             if row is None:
                 raise NotFound(f"job {job_id} not found")
-            history = [attempt_from_row(a) for a in tx.all("attempts_of_job", {"job_id": job_id})]
-            stored = tx.one("result_latest", {"job_id": job_id})
-            return JobDetail(
-                job=job_from_row(row),
-                attempts=history,
-                result=result_from_row(stored) if stored is not None else None,
-            )
+            return self._detail(tx, row)
+
+    @staticmethod
+    def _detail(tx: Tx, row: Row) -> JobDetail:
+        job_id = row["id"]
+        history = [attempt_from_row(a) for a in tx.all("attempts_of_job", {"job_id": job_id})]
+        stored = tx.one("result_latest", {"job_id": job_id})
+        return JobDetail(
+            job=job_from_row(row),
+            attempts=history,
+            result=result_from_row(stored) if stored is not None else None,
+        )
 
     def list_jobs(
         self, status: str | None, limit: int | None, offset: int
@@ -445,6 +450,24 @@ class SqlStore:
         with self.db.transaction() as tx:
             rows = tx.all("results_page" if job_id is None else "results_of_job", page)
             return [result_from_row(row) for row in rows]
+
+    def finished_between(
+        self, since: float, until: float, limit: int, offset: int
+    ) -> list[JobDetail]:
+        page = {"since": since, "until": until, "limit": limit, "offset": offset}
+        with self.db.transaction() as tx:
+            return [self._detail(tx, row) for row in tx.all("finished_between", page)]
+
+    def delete_finished(self, job_ids: Sequence[str]) -> int:
+        removed = 0
+        with self.db.transaction() as tx:
+            for job_id in job_ids:
+                if tx.one("job_delete_finished", {"id": job_id}) is None:
+                    continue
+                tx.run("attempts_delete", {"id": job_id})
+                tx.run("results_delete", {"id": job_id})
+                removed += 1
+        return removed
 
     # ------------------------------------------------------------------ reaper
 
