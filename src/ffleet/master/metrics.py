@@ -149,6 +149,8 @@ class MasterMetrics:
             registry=self.registry,
         )
 
+        self._request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -183,8 +185,16 @@ class MasterMetrics:
         self.stale_results.inc()
 
     def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
+        key = (route, method, status)
+        series = self._request_series.get(key)
+        if series is None:  # once per route, method and status: labels() costs on every call
+            series = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route, method),
+            )
+            self._request_series[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
 
 def route_templates(routes: Iterable[BaseRoute], prefix: str = "") -> dict[Any, str]:
