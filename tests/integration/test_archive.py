@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.deploy.support import unavailable
 from tests.processes import HttpServer, epoch
 
 from .conftest import Fleet, free_port, wait_until
@@ -20,6 +21,8 @@ VICTORIA_METRICS = shutil.which("victoria-metrics")
 
 
 def victoria_metrics(tmp: Path) -> HttpServer:
+    if VICTORIA_METRICS is None:
+        unavailable("victoria-metrics is not installed (Debian package victoria-metrics)")
     assert VICTORIA_METRICS is not None
     port = free_port()
     argv = [VICTORIA_METRICS, f"-httpListenAddr=127.0.0.1:{port}"]
@@ -34,7 +37,6 @@ def exported(server: HttpServer) -> list[dict[str, Any]]:
     return [json.loads(line) for line in reply.text.splitlines() if line.strip()]
 
 
-@pytest.mark.skipif(VICTORIA_METRICS is None, reason="victoria-metrics is not installed")
 def test_results_reach_victoriametrics_even_if_it_was_down_when_they_were_stored(
     fleet: Fleet, tmp_path: Path
 ) -> None:
