@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ffleet.models import (
+    Explanation,
     Heartbeat,
     HeartbeatReply,
     Job,
@@ -104,6 +105,10 @@ class Store(Protocol):
         ...
 
     def get_job(self, job_id: str) -> JobDetail: ...
+
+    def explain(self, job_id: str, now: float) -> Explanation:
+        """Why the job is where it is; for a pending job, every node's first unmet need."""
+        ...
 
     def list_jobs(
         self, status: str | None, limit: int | None, offset: int

@@ -113,6 +113,12 @@ SELECT count(*) FROM jobs
 -- name: jobs_count_by_status
 SELECT count(*) FROM jobs WHERE status = :status
 
+-- Due pending jobs a claim would look at before the job at (:priority, :seq).
+-- name: jobs_ahead
+SELECT count(*) FROM jobs
+WHERE status = 'pending' AND not_before <= :now
+  AND (priority > :priority OR (priority = :priority AND seq < :seq))
+
 -- name: pending_top_priority
 SELECT max(priority) FROM jobs WHERE status = 'pending'
 
@@ -123,8 +129,8 @@ WHERE status = 'pending' AND priority < :top AND aged_at <= :cut
 -- name: unschedulable_kinds
 SELECT DISTINCT requirements FROM jobs WHERE unschedulable_reason IS NOT NULL
 
--- name: now_schedulable
-UPDATE jobs SET unschedulable_reason = NULL
+-- name: unschedulable_set
+UPDATE jobs SET unschedulable_reason = :reason
 WHERE unschedulable_reason IS NOT NULL AND requirements = :requirements
 
 -- ------------------------------------------------------------------------------- transitions
