@@ -129,6 +129,9 @@ class MasterApp:
         body["result"] = msgspec.to_builtins(detail.result, enc_hook=encode_hook)
         return JsonResponse(body)
 
+    async def explain(self, request: Request) -> Response:
+        return JsonResponse(self.store.explain(request.path_params["job_id"], time.time()))
+
     async def next_job(self, request: Request) -> Response:
         """Claim the next job; with `wait=S`, hold the request until one exists or S pass."""
         node_id = request.query_params.get("node_id")
@@ -288,6 +291,7 @@ class MasterApp:
             Route("/jobs/batch", self.create_batch, methods=["POST"]),
             Route("/jobs/next", self.next_job, methods=["GET", "POST"]),
             Route("/jobs/{job_id}", self.get_job, methods=["GET"]),
+            Route("/jobs/{job_id}/explain", self.explain, methods=["GET"]),
             Route("/jobs/{job_id}/cancel", self.cancel, methods=["POST"]),
             Route("/jobs/{job_id}/retry", self.retry, methods=["POST"]),
             Route("/jobs/{job_id}/release", self.release, methods=["POST"]),
