@@ -119,7 +119,13 @@ class MasterApp:
             raise ApiError(400, f"unknown status {status!r}; use one of {allowed}")
         limit = query_int(request, "limit", None, low=1, high=10_000)
         offset = query_int(request, "offset", 0, low=0, high=2**62) or 0
-        found, total = self.store.list_jobs(status, limit, offset)
+        found, total = self.store.list_jobs(
+            status,
+            limit,
+            offset,
+            scenario=request.query_params.get("scenario") or None,
+            node_id=request.query_params.get("node_id") or None,
+        )
         return JsonResponse({"jobs": found, "count": len(found), "total": total})
 
     async def get_job(self, request: Request) -> Response:

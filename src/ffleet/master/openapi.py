@@ -50,7 +50,7 @@ ENDPOINTS: list[tuple[str, str, str, type | None, int, type | str]] = [
     (
         "get",
         "/jobs",
-        "List jobs: {jobs, count, total}; ?status=&limit=&offset=",
+        "List jobs: {jobs, count, total}; ?status=&scenario=&node_id=&limit=&offset=",
         None,
         200,
         "{jobs: [Job], count, total}",

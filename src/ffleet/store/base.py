@@ -111,9 +111,16 @@ class Store(Protocol):
         ...
 
     def list_jobs(
-        self, status: str | None, limit: int | None, offset: int
+        self,
+        status: str | None,
+        limit: int | None,
+        offset: int,
+        *,
+        scenario: str | None = None,
+        node_id: str | None = None,
     ) -> tuple[list[Job], int]:
-        """Jobs in submission order and the total matching `status`."""
+        """Jobs in submission order and the total matching every filter given (`node_id`:
+        the node that runs or last ran the job)."""
         ...
 
     def claim(self, node_id: str, now: float) -> Job | None:

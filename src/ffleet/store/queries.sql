@@ -107,6 +107,20 @@ SELECT * FROM jobs ORDER BY seq LIMIT :limit OFFSET :offset
 -- name: jobs_page_by_status
 SELECT * FROM jobs WHERE status = :status ORDER BY seq LIMIT :limit OFFSET :offset
 
+-- Any of status, scenario and node; a NULL filter matches every job.
+-- name: jobs_page_filtered
+SELECT * FROM jobs
+WHERE (CAST(:status AS TEXT) IS NULL OR status = :status)
+  AND (CAST(:scenario AS TEXT) IS NULL OR scenario = :scenario)
+  AND (CAST(:node AS TEXT) IS NULL OR node_id = :node)
+ORDER BY seq LIMIT :limit OFFSET :offset
+
+-- name: jobs_count_filtered
+SELECT count(*) FROM jobs
+WHERE (CAST(:status AS TEXT) IS NULL OR status = :status)
+  AND (CAST(:scenario AS TEXT) IS NULL OR scenario = :scenario)
+  AND (CAST(:node AS TEXT) IS NULL OR node_id = :node)
+
 -- name: jobs_count
 SELECT count(*) FROM jobs
 

@@ -288,11 +288,26 @@ class SqlStore:
             return explain(tx, row, now, self.policy.node_timeout_s)
 
     def list_jobs(
-        self, status: str | None, limit: int | None, offset: int
+        self,
+        status: str | None,
+        limit: int | None,
+        offset: int,
+        *,
+        scenario: str | None = None,
+        node_id: str | None = None,
     ) -> tuple[list[Job], int]:
-        page = {"limit": NO_LIMIT if limit is None else limit, "offset": offset, "status": status}
+        page = {
+            "limit": NO_LIMIT if limit is None else limit,
+            "offset": offset,
+            "status": status,
+            "scenario": scenario,
+            "node": node_id,
+        }
         with self.db.transaction() as tx:
-            if status is None:
+            if scenario is not None or node_id is not None:
+                total = tx.scalar("jobs_count_filtered", page)
+                rows = tx.all("jobs_page_filtered", page)
+            elif status is None:
                 total = tx.scalar("jobs_count")
                 rows = tx.all("jobs_page", page)
             else:
