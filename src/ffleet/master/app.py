@@ -18,9 +18,9 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from ffleet.master import openapi
+from ffleet.master import openapi, ui
 from ffleet.master.dispatch import Dispatcher
 from ffleet.master.http import (
     ApiError,
@@ -284,8 +284,9 @@ class MasterApp:
             for when in report.retry_at:
                 self._wake_at(when)
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[BaseRoute]:
         return [
+            *ui.routes(self.store),
             Route("/health", self.health, methods=["GET"]),
             Route("/nodes/register", self.register, methods=["POST"]),
             Route("/nodes", self.list_nodes, methods=["GET"]),
