@@ -14,7 +14,7 @@ from ffleet.comparison import compare
 from ffleet.master.app import create_app
 from ffleet.master.settings import MasterSettings
 from ffleet.master.ui import live
-from ffleet.master.ui.views import history, may_act
+from ffleet.master.ui.views import history
 from ffleet.models import Attempt, Job, Timestamp
 from ffleet.store import NotFound, open_store
 
@@ -84,16 +84,31 @@ def test_an_unknown_job_is_a_page_that_says_so(client: TestClient) -> None:
     assert page.status_code == 404 and "job no-such-job not found" in page.text
 
 
-def test_a_reader_sees_no_action_buttons() -> None:
-    class State:
-        role = "reader"
+class Viewer:
+    """What the master's authentication leaves on a request: an identity with a role."""
 
-    class Reader:
-        state = State()
+    def __init__(self, role: str) -> None:
+        self.role = role
 
-    assert not may_act(Reader())  # type: ignore[arg-type]
-    State.role = "submitter"
-    assert may_act(Reader())  # type: ignore[arg-type]
+
+def as_viewer(app: Any, role: str) -> Any:
+    async def with_identity(scope: Any, receive: Any, send: Any) -> None:
+        scope.setdefault("state", {})["identity"] = Viewer(role)
+        await app(scope, receive, send)
+
+    return with_identity
+
+
+@pytest.mark.parametrize(("role", "acts"), [("reader", False), ("submitter", True)])
+def test_only_a_write_role_sees_action_buttons(role: str, acts: bool) -> None:
+    store = open_store("memory")
+    with TestClient(as_viewer(create_app(MasterSettings(), store), role)) as client:
+        register(client)
+        job_id = client.post("/jobs", json={"scenario": "360p-h264"}).json()["id"]
+        pages = [client.get(path).text for path in ["/ui", "/ui/jobs", f"/ui/jobs/{job_id}"]]
+    store.close()
+    assert all(("data-action=" in page) == acts for page in pages[::2])
+    assert ('id="submit-form"' in pages[1]) == acts
 
 
 def test_the_stream_sends_the_region_only_when_it_changed() -> None:

@@ -22,8 +22,8 @@ from ffleet.store import Store
 
 PAGE_SIZE = 50
 RESULTS_READ = 5000  # the results page compares at most this many stored results
-# Roles that may act (submit, cancel, retry, drain). A request nobody authenticated carries no
-# role: the master runs open, as v1.0 did, and everyone may act.
+# Roles that may act (submit, cancel, retry, drain). A request that carries no identity comes
+# to an open master (as v1.0 ran), where everyone may act.
 WRITE_ROLES = frozenset({"admin", "submitter"})
 HIDDEN_METRICS = frozenset({"ffmpeg_argv", "quality_ffmpeg_argv", "stderr_tail", "unavailable"})
 
@@ -40,8 +40,8 @@ class View:
 
 def may_act(request: Request) -> bool:
     """Whether the viewer may act; a read-only viewer sees no action buttons."""
-    role = getattr(request.state, "role", None)
-    return role is None or role in WRITE_ROLES
+    identity = getattr(request.state, "identity", None)
+    return identity is None or identity.role in WRITE_ROLES
 
 
 def node_names(store: Store) -> dict[str, str]:
