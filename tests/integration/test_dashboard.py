@@ -152,3 +152,62 @@ def test_cancelling_from_the_job_page_kills_ffmpeg(
     )
     page.screenshot(path=str(artefacts / "job-canceled.png"), full_page=True)
     page.close()
+
+
+def test_drain_and_undrain_from_the_fleet_page(
+    browser: Any, shared: tuple[MasterProcess, AgentProcess]
+) -> None:
+    master, agent = shared
+    page = open_page(browser, f"{master.url}/ui")
+    row = page.locator(f"tr[data-node='{agent.node_id}']")
+    row.locator("button:text('Drain')").click()
+    row.locator(".status:text('draining')").wait_for(timeout=WAIT_MS)
+    assert master.api.get(f"/nodes/{agent.node_id}").json()["draining"] is True
+    row.locator("button:text('Undrain')").click()
+    row.locator(".status:text('available')").wait_for(timeout=WAIT_MS)
+    assert master.api.get(f"/nodes/{agent.node_id}").json()["draining"] is False
+    page.close()
+
+
+def test_submitting_from_the_jobs_page_gets_the_apis_validation(
+    browser: Any, shared: tuple[MasterProcess, AgentProcess]
+) -> None:
+    master, _ = shared
+    refused = master.api.post("/jobs", json={"scenario": TINY, "parameters": {"duration": -1}})
+    assert refused.status_code == 400
+    before = master.api.get("/jobs").json()["total"]
+    page = open_page(browser, f"{master.url}/ui/jobs")
+    page.click("details.submit summary")
+    page.fill("#submit-form [name=scenario]", TINY)
+    page.fill("#submit-form [name=parameters]", "duration=-1")
+    page.click("#submit-form button[type=submit]")
+    page.locator("#notice.notice-error").wait_for(timeout=WAIT_MS)
+    assert refused.json()["error"] in page.inner_text("#notice")
+    assert master.api.get("/jobs").json()["total"] == before
+
+    page.fill("#submit-form [name=parameters]", "duration=1")
+    page.fill("#submit-form [name=repeats]", "2")
+    page.click("#submit-form button[type=submit]")
+    page.locator("#notice.notice-ok").wait_for(timeout=WAIT_MS)
+    assert "submitted 2 job(s)" in page.inner_text("#notice")
+    assert master.api.get("/jobs").json()["total"] == before + 2
+    page.close()
+
+
+def test_a_page_that_reconnects_catches_up(
+    browser: Any, shared: tuple[MasterProcess, AgentProcess]
+) -> None:
+    """The stream is cut (the master restarts) and kept from reconnecting while the job is
+    canceled; once it may reconnect, its first event shows the job as it is now."""
+    master, _ = shared
+    waiting = master.submit(TINY, requirements={"gpu_model": "no such GPU"})
+    page = open_page(browser, f"{master.url}/ui/jobs/{waiting['id']}")
+    assert page.inner_text("#job-status") == "pending"
+    page.route("**/events*", lambda route: route.abort())
+    master.restart()
+    page.wait_for_selector("#live-state[data-state=reconnecting]", timeout=WAIT_MS)
+    master.api.post(f"/jobs/{waiting['id']}/cancel")
+    assert page.inner_text("#job-status") == "pending"  # nothing reached the page meanwhile
+    page.unroute("**/events*")
+    page.wait_for_selector("#job-status:text('canceled')", timeout=WAIT_MS)
+    page.close()

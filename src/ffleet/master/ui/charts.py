@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from ffleet.comparison import FIGURES, ComparisonRow
 
 WIDTH = 640
-LABEL_W = 230  # the row labels' column; bars start after it
-PLOT_W = WIDTH - LABEL_W - 70  # room on the right for the value text
+LABEL_W = 200  # the row labels' column; bars start after it
+PLOT_W = WIDTH - LABEL_W - 160  # room on the right for the value text
 ROW_H = 22
 SCATTER_H = 260
 MARGIN = 40
@@ -44,6 +44,11 @@ class Point:
     x: float
     y: float
     text: str
+
+    @property
+    def anchor(self) -> str:
+        """Labels of points in the right half read leftwards, so they stay inside the chart."""
+        return "end" if self.x > WIDTH / 2 else "start"
 
 
 @dataclass(frozen=True)
