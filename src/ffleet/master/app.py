@@ -19,9 +19,9 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from ffleet.master import openapi
+from ffleet.master import openapi, ui
 from ffleet.master.archive import ArchiveCollector, ResultArchive
 from ffleet.master.dispatch import Dispatcher
 from ffleet.master.http import (
@@ -167,7 +167,13 @@ class MasterApp:
             raise ApiError(400, f"unknown status {status!r}; use one of {allowed}")
         limit = query_int(request, "limit", None, low=1, high=10_000)
         offset = query_int(request, "offset", 0, low=0, high=2**62) or 0
-        found, total = self.store.list_jobs(status, limit, offset)
+        found, total = self.store.list_jobs(
+            status,
+            limit,
+            offset,
+            scenario=request.query_params.get("scenario") or None,
+            node_id=request.query_params.get("node_id") or None,
+        )
         return JsonResponse({"jobs": found, "count": len(found), "total": total})
 
     async def get_job(self, request: Request) -> Response:
@@ -180,6 +186,15 @@ class MasterApp:
         deleted = self.store.delete_finished(body.job_ids)
         log.info("%d finished job(s) removed", deleted)
         return JsonResponse({"deleted": deleted})
+
+    async def explain(self, request: Request) -> Response:
+        return JsonResponse(
+            self._by_id(
+                "job",
+                request.path_params["job_id"],
+                lambda job_id: self.store.explain(job_id, time.time()),
+            )
+        )
 
     async def next_job(self, request: Request) -> Response:
         """Claim the next job; with `wait=S`, hold the request until one exists or S pass."""
@@ -362,8 +377,9 @@ class MasterApp:
             for when in report.retry_at:
                 self._wake_at(when)
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[BaseRoute]:
         return [
+            *ui.routes(self.store),
             Route("/health", self.health, methods=["GET"]),
             Route("/nodes/register", self.register, methods=["POST"]),
             Route("/nodes", self.list_nodes, methods=["GET"]),
@@ -376,6 +392,7 @@ class MasterApp:
             Route("/jobs/purge", self.purge_jobs, methods=["POST"]),
             Route("/jobs/next", self.next_job, methods=["GET", "POST"]),
             Route("/jobs/{job_id}", self.get_job, methods=["GET"]),
+            Route("/jobs/{job_id}/explain", self.explain, methods=["GET"]),
             Route("/jobs/{job_id}/cancel", self.cancel, methods=["POST"]),
             Route("/jobs/{job_id}/retry", self.retry, methods=["POST"]),
             Route("/jobs/{job_id}/release", self.release, methods=["POST"]),
