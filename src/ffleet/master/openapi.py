@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from ffleet.models import (
+    Explanation,
     Heartbeat,
     HeartbeatReply,
     Job,
@@ -57,7 +58,7 @@ ENDPOINTS: list[tuple[str, str, str, type | None, int, type | str]] = [
     (
         "get",
         "/jobs",
-        "List jobs: {jobs, count, total}; ?status=&limit=&offset=",
+        "List jobs: {jobs, count, total}; ?status=&scenario=&node_id=&limit=&offset=",
         None,
         200,
         "{jobs: [Job], count, total}",
@@ -81,6 +82,14 @@ ENDPOINTS: list[tuple[str, str, str, type | None, int, type | str]] = [
         "Job + {attempts: [Attempt], result: StoredResult|null}",
     ),
     ("post", "/jobs/{job_id}/cancel", "Cancel a job", None, 200, Job),
+    (
+        "get",
+        "/jobs/{job_id}/explain",
+        "Why the job is pending: every node's first unmet need, or how many jobs are ahead",
+        None,
+        200,
+        Explanation,
+    ),
     ("post", "/jobs/{job_id}/retry", "Queue a failed or canceled job again", None, 200, Job),
     ("post", "/jobs/{job_id}/release", "Agent hands a running attempt back", Release, 200, Job),
     (
@@ -99,6 +108,24 @@ ENDPOINTS: list[tuple[str, str, str, type | None, int, type | str]] = [
         200,
         "{results: [StoredResult], count}",
     ),
+    (
+        "get",
+        "/results/export",
+        "Finished jobs completed in [since, until) (epoch seconds), each as GET /jobs/{id} "
+        "shows it: {jobs, count}; ?since=&until=&limit=&offset=",
+        None,
+        200,
+        "{jobs: [Job + attempts + result], count}",
+    ),
+    (
+        "post",
+        "/jobs/purge",
+        'Remove finished jobs with their attempts and results: {"job_ids": [...]} -> {deleted}',
+        None,
+        200,
+        "{deleted}",
+    ),
+    ("get", "/metrics", "Prometheus metrics (text format)", None, 200, "Prometheus text"),
 ]
 
 _MODELS = [
