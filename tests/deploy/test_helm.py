@@ -123,8 +123,9 @@ def test_masters_are_replicated_and_probed_on_health() -> None:
     master = container(deployment)
     (port,) = master["ports"]
     assert port == {"name": "http", "containerPort": values["master"]["port"]}
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert master[probe]["httpGet"] == {"path": "/health", "port": "http"}
+    # Ready only while the store takes writes; alive while the process answers.
+    assert master["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+    assert master["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
     env = {item["name"]: item for item in master["env"]}
     assert env["FFLEET_PORT"]["value"] == str(values["master"]["port"])
     assert env["FFLEET_HOST"]["value"] == "0.0.0.0"

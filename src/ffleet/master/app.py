@@ -394,6 +394,8 @@ class MasterApp:
         return HTMLResponse(openapi.DOCS_HTML)
 
     def start(self) -> None:
+        # The start grace counts from when the app begins to serve, not from its creation.
+        self.hold = ReapHold(self.settings.policy.node_timeout_s, self.settings.reap_interval_s)
         self._reaper = asyncio.create_task(self.reaper())
 
     def stop(self) -> None:
