@@ -120,11 +120,17 @@ def master_started(monkeypatch: pytest.MonkeyPatch) -> _Captured:
         seen.calls.append((settings,))
         return object()
 
-    def run(application: object, **kwargs: Any) -> None:
-        seen.kwargs = kwargs
+    def run(server: uvicorn.Server, sockets: object = None) -> None:
+        config = server.config
+        seen.kwargs = {
+            "host": config.host,
+            "port": config.port,
+            "timeout_keep_alive": config.timeout_keep_alive,
+        }
+        server.started = True
 
     monkeypatch.setattr(ffleet.master.app, "create_app", create_app)
-    monkeypatch.setattr(uvicorn, "run", run)
+    monkeypatch.setattr(uvicorn.Server, "run", run)
     return seen
 
 
