@@ -30,6 +30,8 @@ class AgentSettings:
     grace_s: float = 30.0
     input_dirs: tuple[Path, ...] = ()
     long_poll_s: float = 30.0  # how long one job request waits at the master for work
+    cache_bytes: int = 20 * 1024**3  # input blobs kept for later jobs, least recently used out
+    kept_output_bytes: int = 10 * 1024**3  # outputs the master could not take yet
 
     def __post_init__(self) -> None:
         require(
@@ -41,3 +43,5 @@ class AgentSettings:
         # Zero would ask the master to answer at once and then ask again at once: a busy loop.
         require_positive("--long-poll", self.long_poll_s)
         require(self.grace_s >= 0, "--grace must not be negative")
+        require(self.cache_bytes > 0, "--cache-bytes must be more than 0")
+        require(self.kept_output_bytes >= 0, "--kept-output-bytes must not be negative")

@@ -20,7 +20,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from ffleet.blobs import BlobError, BlobStore, DirectoryBlobStore, is_ref, parse_ref
 from ffleet.master import openapi
+from ffleet.master.blob_routes import BlobRoutes
 from ffleet.master.dispatch import Dispatcher
 from ffleet.master.http import (
     ApiError,
@@ -56,11 +58,12 @@ class DrainRequest(msgspec.Struct):
 class MasterApp:
     """Routes bound to one store and one dispatcher."""
 
-    def __init__(self, store: Store, settings: MasterSettings) -> None:
+    def __init__(self, store: Store, settings: MasterSettings, blobs: BlobStore) -> None:
         self.store = store
         self.settings = settings
         self.dispatcher = Dispatcher()
         self.limit = settings.max_body_bytes
+        self.blobs = BlobRoutes(blobs, settings.max_blob_bytes)
 
     # -------------------------------------------------------------- nodes
 
@@ -98,8 +101,22 @@ class MasterApp:
 
     # -------------------------------------------------------------- jobs
 
+    def _check_inputs(self, requests: list[JobRequest]) -> None:
+        """A job naming a blob the master does not hold could never run: refuse it now."""
+        for job_request in requests:
+            source = job_request.parameters.get("input")
+            if not is_ref(source):
+                continue
+            try:
+                digest = parse_ref(source)
+            except BlobError as exc:
+                raise ApiError(400, f"parameter 'input': {exc}") from None
+            if self.blobs.store.size(digest) is None:
+                raise ApiError(400, f"parameter 'input': no blob {source}; upload it first")
+
     async def create_job(self, request: Request) -> Response:
         job_request = await decode(request, JobRequest, self.limit)
+        self._check_inputs([job_request])
         (job,) = self.store.create_jobs([job_request], time.time())
         log.info("job created: %s (%s)", job.id, job.scenario)
         self.dispatcher.notify()
@@ -107,6 +124,7 @@ class MasterApp:
 
     async def create_batch(self, request: Request) -> Response:
         batch = await decode(request, JobBatch, self.limit)
+        self._check_inputs(batch.jobs)
         created = self.store.create_jobs(batch.jobs, time.time())
         log.info("batch of %d jobs created", len(created))
         self.dispatcher.notify(len(created))
@@ -295,6 +313,7 @@ class MasterApp:
             Route("/results", self.list_results, methods=["GET"]),
             Route("/openapi.json", self.openapi_json, methods=["GET"]),
             Route("/docs", self.docs, methods=["GET"]),
+            *self.blobs.routes(),
         ]
 
 
@@ -330,18 +349,25 @@ def create_app(settings: MasterSettings, store: Store | None = None) -> Starlett
 
     owned = store is None
     master = MasterApp(
-        store if store is not None else open_store(settings.store_url, settings.policy), settings
+        store if store is not None else open_store(settings.store_url, settings.policy),
+        settings,
+        DirectoryBlobStore(settings.blob_root),
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(master.reaper())
+        sweep_every = min(3600.0, settings.blob_retention_s / 2)
+        tasks = [
+            asyncio.create_task(master.reaper()),
+            asyncio.create_task(master.blobs.sweeper(settings.blob_retention_s, sweep_every)),
+        ]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if owned:
                 master.store.close()
 
