@@ -111,6 +111,10 @@ class BlobStore(Protocol):
 
     def blobs(self) -> Iterator[BlobInfo]: ...
 
+    def scratch_dir(self) -> Path:
+        """A local directory for files about to become blobs (`put_file`)."""
+        ...
+
 
 class DirectoryBlobStore:
     """Blobs as files `<root>/sha256/<digest>`, unfinished uploads in `<root>/uploads/`.

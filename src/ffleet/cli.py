@@ -166,6 +166,14 @@ def submit(
     timeout: Annotated[
         float | None, duration_option("FFLEET_TIMEOUT", "Job timeout (default: derived).")
     ] = None,
+    split: Annotated[
+        float | None,
+        duration_option(
+            "FFLEET_SPLIT",
+            "Cut the input (a blob) into segments of about this length at keyframes, encode "
+            "them across the fleet and join them; the job shown is the parent.",
+        ),
+    ] = None,
     require_gpu: Annotated[
         bool, typer.Option(envvar="FFLEET_REQUIRE_GPU", help="Only GPU nodes may run it.")
     ] = False,
@@ -210,9 +218,12 @@ def submit(
                 max_attempts=max_attempts,
                 timeout_s=timeout,
                 requirements=requirements,
+                split_s=split,
             )
         except msgspec.ValidationError as exc:
             raise typer.BadParameter(str(exc)) from None
+        if split is not None and count > 1:
+            raise typer.BadParameter("--split submits one job; leave --count out")
         requests = [request] * count
     with fleet_client(master) as client:
         created = client.submit(requests)

@@ -33,6 +33,7 @@ from ffleet.master.http import (
     query_int,
 )
 from ffleet.master.settings import MasterSettings
+from ffleet.master.splitter import SplitRefused, Splitter, check_request
 from ffleet.models import (
     Heartbeat,
     Job,
@@ -64,6 +65,7 @@ class MasterApp:
         self.dispatcher = Dispatcher()
         self.limit = settings.max_body_bytes
         self.blobs = BlobRoutes(blobs, settings.max_blob_bytes)
+        self.splitter = Splitter(store, blobs, None)
 
     # -------------------------------------------------------------- nodes
 
@@ -117,13 +119,27 @@ class MasterApp:
     async def create_job(self, request: Request) -> Response:
         job_request = await decode(request, JobRequest, self.limit)
         self._check_inputs([job_request])
+        if job_request.split_s is not None:
+            return self._create_split(job_request, job_request.split_s)
         (job,) = self.store.create_jobs([job_request], time.time())
         log.info("job created: %s (%s)", job.id, job.scenario)
         self.dispatcher.notify()
         return JsonResponse(job, status_code=201)
 
+    def _create_split(self, job_request: JobRequest, split_s: float) -> Response:
+        source = parse_ref(str(job_request.parameters.get("input", "")))
+        try:
+            check_request(job_request, self.blobs.store.size(source) is not None)
+        except SplitRefused as exc:
+            raise ApiError(400, str(exc)) from None
+        job = self.store.create_split(job_request, split_s, time.time())
+        log.info("split job created: %s (%s, %g s segments)", job.id, job.scenario, split_s)
+        return JsonResponse(job, status_code=201)
+
     async def create_batch(self, request: Request) -> Response:
         batch = await decode(request, JobBatch, self.limit)
+        if any(job_request.split_s is not None for job_request in batch.jobs):
+            raise ApiError(400, "submit split jobs one at a time (POST /jobs)")
         self._check_inputs(batch.jobs)
         created = self.store.create_jobs(batch.jobs, time.time())
         log.info("batch of %d jobs created", len(created))
@@ -145,6 +161,7 @@ class MasterApp:
         body = msgspec.to_builtins(detail.job, enc_hook=encode_hook)
         body["attempts"] = msgspec.to_builtins(detail.attempts, enc_hook=encode_hook)
         body["result"] = msgspec.to_builtins(detail.result, enc_hook=encode_hook)
+        body.update(self.store.split_links(detail.job.id))
         return JsonResponse(body)
 
     async def next_job(self, request: Request) -> Response:
@@ -360,6 +377,7 @@ def create_app(settings: MasterSettings, store: Store | None = None) -> Starlett
         tasks = [
             asyncio.create_task(master.reaper()),
             asyncio.create_task(master.blobs.sweeper(settings.blob_retention_s, sweep_every)),
+            asyncio.create_task(master.splitter.run(master.dispatcher.notify)),
         ]
         try:
             yield
