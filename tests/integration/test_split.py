@@ -33,11 +33,9 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     video = f"testsrc2=size=160x90:rate=30:duration={SECONDS}"
     audio = f"sine=frequency=440:duration={SECONDS}"
     encode = ["-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-pix_fmt", "yuv420p"]
-    subprocess.run(
-        [default_ffmpeg_path(), "-v", "error", "-y", "-f", "lavfi", "-i", video]
-        + ["-f", "lavfi", "-i", audio, *encode, "-c:a", "aac", "-shortest", str(path)],
-        check=True,
-    )
+    inputs = ["-f", "lavfi", "-i", video, "-f", "lavfi", "-i", audio]
+    argv = [default_ffmpeg_path(), "-v", "error", "-y", *inputs, *encode, "-c:a", "aac"]
+    subprocess.run([*argv, "-shortest", str(path)], check=True)
     return path
 
 
