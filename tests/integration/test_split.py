@@ -19,6 +19,7 @@ import pytest
 from ffleet.agent.hardware import default_ffmpeg_path
 from ffleet.segments import count_frames, probe
 from tests.integration.conftest import Fleet
+from tests.media import generated_clip
 from tests.processes import AgentProcess, MasterProcess, ffleet_executable, wait_until
 
 pytestmark = pytest.mark.integration
@@ -29,14 +30,7 @@ SCENARIO = "160x90@30-h264"
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("media") / "source.mp4"
-    video = f"testsrc2=size=160x90:rate=30:duration={SECONDS}"
-    audio = f"sine=frequency=440:duration={SECONDS}"
-    encode = ["-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-pix_fmt", "yuv420p"]
-    inputs = ["-f", "lavfi", "-i", video, "-f", "lavfi", "-i", audio]
-    argv = [default_ffmpeg_path(), "-v", "error", "-y", *inputs, *encode, "-c:a", "aac"]
-    subprocess.run([*argv, "-shortest", str(path)], check=True)
-    return path
+    return generated_clip(tmp_path_factory.mktemp("media") / "source.mp4", SECONDS, "160x90")
 
 
 @pytest.fixture(scope="module")
