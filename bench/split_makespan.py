@@ -51,6 +51,18 @@ def _makespan(api: httpx.Client, body: dict[str, Any]) -> tuple[float, dict[str,
     raise RuntimeError(f"job {job_id} did not finish in {PHASE_TIMEOUT_S} s")
 
 
+def _phases(api: httpx.Client, parent: dict[str, Any]) -> tuple[float, float, float]:
+    """Where a split job's makespan went, from the master's times: the cut (submission to
+    the children's creation), the children (first claim to last result), the join."""
+    rows = parent["result"]["metrics"]["split"]["segments"]
+    children = [api.get(f"/jobs/{row['job_id']}").raise_for_status().json() for row in rows]
+    created = min(epoch(child["created_at"]) for child in children)
+    first = min(epoch(child["started_at"]) for child in children)
+    last = max(epoch(child["completed_at"]) for child in children)
+    start, end = epoch(parent["created_at"]), epoch(parent["completed_at"])
+    return created - start, last - first, end - last
+
+
 def _transfer_figures(ctx: Context, master: MasterProcess) -> list[Figure]:
     size = ctx.size(256, 16) * 1024 * 1024
     source = ctx.workdir / "transfer.bin"
@@ -104,9 +116,11 @@ def run(ctx: Context) -> list[Figure]:
                 makespan_s, detail = _makespan(api, split)
             metrics = detail["result"]["metrics"]
             segments = len(metrics["split"]["segments"])
+            plan_s, encode_s, join_s = _phases(api, detail)
             print(
-                f"split over {agents} agent(s): {makespan_s:.2f} s, {segments} segments, "
-                f"children {metrics['children_wall_seconds']:.2f} s of FFmpeg wall, "
+                f"split over {agents} agent(s): {makespan_s:.2f} s = cut {plan_s:.2f} s + "
+                f"children {encode_s:.2f} s + join and check {join_s:.2f} s; {segments} "
+                f"segments, {metrics['children_wall_seconds']:.2f} s of FFmpeg wall in all, "
                 f"nodes {len(metrics['nodes'])}"
             )
             figures.append(

@@ -47,7 +47,8 @@ class Segment:
     path: Path
 
 
-def _run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+def run_ffmpeg(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """Run FFmpeg to the end (bounded by TIMEOUT_S), its output captured."""
     try:
         return subprocess.run(
             argv, capture_output=True, text=True, timeout=TIMEOUT_S, stdin=subprocess.DEVNULL
@@ -85,7 +86,7 @@ def count_frames(ffmpeg: str, path: Path, *, decode: bool) -> tuple[int, str]:
 
 
 def probe(ffmpeg: str, path: Path) -> MediaInfo:
-    banner = _run([ffmpeg, "-hide_banner", "-nostdin", "-i", str(path)]).stderr
+    banner = run_ffmpeg([ffmpeg, "-hide_banner", "-nostdin", "-i", str(path)]).stderr
     video = _VIDEO.search(banner)
     if video is None:
         raise MediaError(f"no video stream found in the input: {_tail(banner)}")
@@ -105,7 +106,7 @@ def cut(ffmpeg: str, source: Path, segment_s: float, out_dir: Path) -> list[Segm
     """The source's video in segments of about `segment_s`, each cut at the first keyframe
     at or after its planned start (stream copy: nothing is re-encoded)."""
     listing = out_dir / "segments.csv"
-    done = _run(
+    done = run_ffmpeg(
         [
             ffmpeg,
             "-v",
@@ -146,7 +147,7 @@ def cut(ffmpeg: str, source: Path, segment_s: float, out_dir: Path) -> list[Segm
 def extract_audio(ffmpeg: str, source: Path, target: Path) -> Path:
     """The source's first audio stream as it is (stream copy), once for the whole file."""
     argv = [ffmpeg, "-v", "error", "-nostdin", "-y", "-i", str(source), "-map", "0:a:0"]
-    done = _run([*argv, "-c", "copy", "-f", "matroska", str(target)])
+    done = run_ffmpeg([*argv, "-c", "copy", "-f", "matroska", str(target)])
     if done.returncode != 0:
         raise MediaError(f"extracting the audio failed: {_tail(done.stderr)}")
     return target
@@ -162,7 +163,7 @@ def join(ffmpeg: str, parts: Sequence[Path], audio: Path | None, target: Path, m
     if audio is not None:
         argv += ["-i", str(audio)]
         maps += ["-map", "1:a:0"]
-    done = _run([*argv, *maps, "-c", "copy", "-f", muxer, str(target)])
+    done = run_ffmpeg([*argv, *maps, "-c", "copy", "-f", muxer, str(target)])
     listing.unlink(missing_ok=True)
     if done.returncode != 0:
         raise MediaError(f"joining the segments failed: {_tail(done.stderr)}")

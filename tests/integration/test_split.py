@@ -75,7 +75,7 @@ def test_a_split_job_is_encoded_by_every_agent_and_joined_exactly(
     crew, master = fleet
     ref = cli(master, "upload", str(source))
     assert ref.startswith("blob:sha256:") and ref.strip() == ref.rstrip("\n")
-    parent = split_job(master, ref.strip())
+    parent = split_job(master, ref.strip(), "quality=psnr")
     done = master.wait_job(parent["id"], ["completed", "failed"], timeout=120)
     assert done["status"] == "completed", done
     metrics = done["result"]["metrics"]
@@ -98,6 +98,8 @@ def test_a_split_job_is_encoded_by_every_agent_and_joined_exactly(
     decoded, errors = count_frames(ffmpeg, out, decode=True)
     assert (decoded, errors) == (original.frames, "")
     assert metrics["verification"]["exact"] is True
+    assert metrics["verification"]["quality_metric"] == "psnr"
+    assert metrics["verification"]["quality_score"] > 30  # dB, the joined file vs the source
     assert metrics["cpu_seconds"] > 0 and metrics["speedup"] > 0
 
 

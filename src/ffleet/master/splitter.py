@@ -31,7 +31,8 @@ from typing import Any
 import anyio.to_thread
 
 from ffleet import segments
-from ffleet.agent.argv import output_extension
+from ffleet.agent.argv import output_extension, quality_argv
+from ffleet.agent.metrics import quality_score
 from ffleet.blobs import BlobStore, is_ref, make_ref, parse_ref
 from ffleet.models import JobRequest, Progress
 from ffleet.scenarios import ScenarioError, build_job_spec
@@ -209,6 +210,7 @@ class Splitter:
                 self.ffmpeg, outputs, audio, Path(scratch) / f"joined.{muxer}", muxer
             )
             check = segments.verify(self.ffmpeg, joined, source["frames"], source["fps"])
+            check.update(self._quality(state, joined))
             size = joined.stat().st_size
             output = make_ref(self.blobs.put_file(joined))
         if not check["exact"]:
@@ -217,6 +219,25 @@ class Splitter:
         metrics.update(output_blob=output, output_bytes=size, output_path=None)
         self._finish(state, "completed", metrics, None)
         return 1
+
+    def _quality(self, state: SplitState, joined: Path) -> dict[str, object]:
+        """With `quality=psnr|ssim|vmaf`: the joined output against the whole source, with the
+        same comparison a single job runs (segments are not scored one by one)."""
+        parent = state.parent
+        metric = parent.parameters.get("quality", "none")
+        if metric == "none":
+            return {}
+        source = self.blobs.local_path(parse_ref(parent.parameters["input"]))
+        whole = float((state.plan or {})["source"]["duration_s"]) + 1.0
+        spec = build_job_spec(
+            parent.scenario,
+            {**parent.parameters, "input": str(source), "duration": min(whole, 3600.0)},
+        )
+        done = segments.run_ffmpeg(quality_argv(spec, self.ffmpeg, joined))
+        if done.returncode != 0:
+            return {"quality_metric": metric, "quality_score": None}
+        score, _ = quality_score(spec.quality, done.stderr)
+        return {"quality_metric": metric, "quality_score": score}
 
     # ------------------------------------------------------------------ helpers
 
