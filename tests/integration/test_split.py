@@ -101,6 +101,9 @@ def test_a_split_job_is_encoded_by_every_agent_and_joined_exactly(
     assert metrics["verification"]["quality_metric"] == "psnr"
     assert metrics["verification"]["quality_score"] > 30  # dB, the joined file vs the source
     assert metrics["cpu_seconds"] > 0 and metrics["speedup"] > 0
+    for agent in crew.agents:  # every output went back as a blob and left the agent's disk
+        assert not list((agent.work_dir / "jobs").glob("*/*"))
+        assert not (agent.work_dir / "outputs").exists()
 
 
 def _running_child(master: MasterProcess, parent_id: str) -> dict[str, Any] | None:

@@ -127,9 +127,10 @@ class MasterApp:
         return JsonResponse(job, status_code=201)
 
     def _create_split(self, job_request: JobRequest, split_s: float) -> Response:
-        source = parse_ref(str(job_request.parameters.get("input", "")))
+        source = job_request.parameters.get("input")
+        held = is_ref(source) and self.blobs.store.size(parse_ref(source)) is not None
         try:
-            check_request(job_request, self.blobs.store.size(source) is not None)
+            check_request(job_request, held)
         except SplitRefused as exc:
             raise ApiError(400, str(exc)) from None
         job = self.store.create_split(job_request, split_s, time.time())
