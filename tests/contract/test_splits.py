@@ -110,3 +110,12 @@ def test_a_cancel_of_a_parent_is_flagged_for_the_splitter(store: Store) -> None:
     assert store.finish_split(parent_id, 1, "canceled", {}, "canceled", T0 + 2).status == (
         "canceled"
     )
+
+
+def test_purging_finished_jobs_removes_their_split_links(store: Store) -> None:
+    parent_id = parent(store)
+    (child,) = store.plan_split(parent_id, 1, PLAN, children(1), T0)
+    store.cancel(child.id, T0 + 1)
+    store.finish_split(parent_id, 1, "failed", {}, "segment 0 canceled", T0 + 2)
+    assert store.delete_finished([parent_id, child.id]) == 2
+    assert store.split_links(parent_id) == {} and store.split_links(child.id) == {}

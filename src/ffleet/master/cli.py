@@ -116,6 +116,15 @@ def master(
             "FFLEET_BLOB_RETENTION", "A blob neither uploaded nor read this long is deleted."
         ),
     ] = Seconds(MASTER_DEFAULTS.blob_retention_s),
+    victoriametrics_url: Annotated[
+        str | None,
+        typer.Option(
+            "--victoriametrics-url",
+            envvar="FFLEET_VICTORIAMETRICS_URL",
+            help="Push every completed result's figures to this VictoriaMetrics server "
+            "(e.g. http://127.0.0.1:8428); off unless given.",
+        ),
+    ] = MASTER_DEFAULTS.victoriametrics_url,
     log_level: LogLevelOption = DEFAULT_LOG_LEVEL,
 ) -> None:
     """Run the master: node registry, job queue and HTTP API."""
@@ -144,6 +153,7 @@ def master(
             blob_dir=blob_dir,
             max_blob_bytes=max_blob_bytes,
             blob_retention_s=blob_retention,
+            victoriametrics_url=victoriametrics_url,
         )
     )
     configure_logging(log_level)

@@ -47,6 +47,8 @@ class MasterSettings:
             return database.with_name(f"{database.stem}-blobs")
         return Path("ffleet-blobs")
 
+    victoriametrics_url: str | None = None  # where completed results' figures are pushed
+
     def __post_init__(self) -> None:
         policy = self.policy
         require(bool(self.host), "--host must not be empty")
@@ -73,3 +75,9 @@ class MasterSettings:
         require_positive("--keep-alive", self.keep_alive_s)
         require(self.max_blob_bytes > 0, "--max-blob-bytes must be more than 0")
         require_positive("--blob-retention", self.blob_retention_s)
+        require(
+            self.victoriametrics_url is None
+            or self.victoriametrics_url.startswith(("http://", "https://")),
+            f"--victoriametrics-url must be an http:// or https:// URL "
+            f"(got {self.victoriametrics_url!r})",
+        )
