@@ -382,7 +382,7 @@ def test_a_cancelled_long_poll_leaves_the_dispatcher() -> None:
     """A request task cancelled while it waits (its client went away, the server stops) must
     not stay queued: it would swallow the wake meant for a waiter that is still there."""
     store = open_store("memory")
-    master = MasterApp(store, MasterSettings())
+    master: MasterApp = create_app(MasterSettings(store_url="memory"), store).state.master
     node = store.register_node(NodeRegistration(address="a", cpu_threads=1), 0.0)
 
     class Connected:
