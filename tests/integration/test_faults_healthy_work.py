@@ -33,7 +33,7 @@ from tests.integration.test_faults import (
     fast_master,
     ffmpeg_using,
 )
-from tests.processes import MasterProcess, free_port, wait_until
+from tests.processes import MasterProcess, ffleet_executable, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -118,9 +118,19 @@ def test_a_postgresql_outage_is_a_503_and_ends_no_attempt(
         assert listing.status_code == 503, listing.text
         assert listing.json()["error"].startswith("store unavailable:")
         assert master.api.get("/health").status_code == 200  # liveness stays cheap
+        # A command run meanwhile waits for the store instead of failing.
+        waiting_cli = subprocess.Popen(
+            [ffleet_executable(), "nodes", "--json", "--master", master.url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         time.sleep(4)  # two node timeouts of failed heartbeats
     finally:
         subprocess.run(start, check=True, capture_output=True)
+    out, err = waiting_cli.communicate(timeout=60)
+    assert waiting_cli.returncode == 0, err.decode()
+    assert agent.node_id is not None and agent.node_id.encode() in out
+    assert b"503" in err  # it said what it was waiting for
 
     done = master.wait_job(job["id"], FINAL, timeout=60)
     assert done["status"] == "completed", done

@@ -38,7 +38,7 @@ from ffleet.blobs import BlobStore, is_ref, make_ref, parse_ref
 from ffleet.models import JobRequest, Progress
 from ffleet.scenarios import ScenarioError, build_job_spec
 from ffleet.states import JobStatus
-from ffleet.store import Store, StoreError
+from ffleet.store import Store, StoreError, StoreUnavailable
 from ffleet.store.splits import SplitChild, SplitState
 
 log = logging.getLogger("ffleet.master")
@@ -102,6 +102,8 @@ class Splitter:
                 active = bool(states)
                 for state in states:
                     self._step(state, on_children)
+            except StoreUnavailable:
+                continue  # said once by the master's store health, not once per pass
             except Exception:
                 log.exception("splitter pass failed; will try again")
 
