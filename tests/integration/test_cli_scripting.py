@@ -36,9 +36,11 @@ def as_json(code: int, out: str) -> Any:
     return json.loads(out)
 
 
-def test_version() -> None:
+def test_version_and_the_hardware_as_json() -> None:
     code, out = ffleet(None, "--version")
     assert code == 0 and out.startswith("ffleet ")
+    hardware = as_json(*ffleet(None, "agent", "--json"))
+    assert hardware["cpu_threads"] >= 1 and "libx264" in hardware["encoders"]
 
 
 def test_every_printing_command_speaks_json_and_takes_short_ids(fleet: Fleet) -> None:
@@ -80,6 +82,8 @@ def test_report_compares_the_stored_results(fleet: Fleet, tmp_path: Path) -> Non
     finished_job(master)
     code, out = ffleet(master, "report", "--out", str(tmp_path / "report"), "--scenario", "360p")
     assert code == 0 and "report.html" in out, out
+    shown = as_json(*ffleet(master, "report", "--out", str(tmp_path / "report"), "--json"))
+    assert shown == {"report": str(tmp_path / "report" / "report.html"), "jobs": 1}
     page = (tmp_path / "report" / "report.html").read_text()
     assert "360p-h264" in page and "250" in page
 
@@ -113,5 +117,7 @@ def test_results_export_keeps_every_field_of_the_job_detail(fleet: Fleet, tmp_pa
     code, out = ffleet(master, "results", "export", "--out", str(archive))
     assert code == 0, out
     assert list(read_export(archive)) == [before]
+    summary = as_json(*ffleet(master, "results", "export", "--out", str(archive), "--json"))
+    assert summary == {"file": str(archive), "exported": 1, "deleted": 0}
     code, out = ffleet(master, "results", "export", "--out", str(archive), "--format", "parquet")
     assert code != 0 and "pyarrow" in out
