@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from ffleet.results_export import read_export
-from tests.integration.conftest import Fleet, MasterProcess, ffleet_executable
+from tests.integration.conftest import Fleet, MasterProcess, ffleet_executable, wait_until
 from tests.integration.test_cli import ffleet
 
 pytestmark = pytest.mark.integration
@@ -29,6 +29,16 @@ def finished_job(master: MasterProcess) -> tuple[str, str]:
     reply = master.api.post("/results", json={**result, "status": "completed", "metrics": metrics})
     assert reply.status_code == 200, reply.text
     return node, job
+
+
+def node_lists(master: MasterProcess) -> float:
+    """GET /nodes requests the master served (each redraw of `watch` makes one)."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(master.api.get("/metrics").text)
+        for sample in family.samples
+        if sample.name == "ffleet_http_requests_total" and sample.labels["route"] == "/nodes"
+    )
 
 
 def as_json(code: int, out: str) -> Any:
@@ -69,7 +79,7 @@ def test_watch_shows_the_fleet_and_leaves_cleanly_on_ctrl_c(fleet: Fleet) -> Non
         stderr=subprocess.STDOUT,
         text=True,
     )
-    time.sleep(2.0)
+    wait_until(lambda: node_lists(master) >= 2, timeout=30, message="watch redrawing")
     watching.send_signal(signal.SIGINT)
     out, _ = watching.communicate(timeout=10)
     assert watching.returncode == 0, out
