@@ -11,10 +11,13 @@ process refuses only what it can see itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ffleet.durations import format_duration
 from ffleet.policy import SchedulingPolicy
 from ffleet.settings import DEFAULT_HOST, DEFAULT_PORT, require, require_positive
+
+AUTH_MODES = ("auto", "required")
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,13 @@ class MasterSettings:
     # An idle connection stays open this long. Well above every client's pause between two
     # requests: a client that reuses a connection just as the server closes it gets a reset.
     keep_alive_s: float = 75.0
+    auth: str = "auto"  # auto: on when the store holds credentials; required: always
+    insecure: bool = False  # serve a non-loopback address open, on purpose
+    admin_token_file: Path = Path("ffleet-admin-token")  # where a first admin token is written
+    audit_retention_s: float = 30 * 86400.0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # with it, clients must present a certificate it signed
 
     def __post_init__(self) -> None:
         policy = self.policy
@@ -57,3 +67,17 @@ class MasterSettings:
         require(self.max_wait_s >= 0, "--max-wait must not be negative")
         require_positive("--recheck-interval", self.recheck_s)
         require_positive("--keep-alive", self.keep_alive_s)
+        require(self.auth in AUTH_MODES, f"--auth must be one of {', '.join(AUTH_MODES)}")
+        require(
+            not (self.insecure and self.auth == "required"),
+            "--insecure and --auth required contradict each other",
+        )
+        require_positive("--audit-retention", self.audit_retention_s)
+        require(
+            (self.tls_cert is None) == (self.tls_key is None),
+            "--tls-cert and --tls-key go together",
+        )
+        require(
+            self.tls_client_ca is None or self.tls_cert is not None,
+            "--tls-client-ca needs --tls-cert and --tls-key",
+        )

@@ -52,6 +52,7 @@ from ffleet.store.base import (
     ResultOutcome,
     SchedulingPolicy,
 )
+from ffleet.store.credentials import CredentialStore
 from ffleet.store.db import Database, Row, Tx, redact_url
 from ffleet.store.migrate import migrate
 from ffleet.store.rows import (
@@ -73,7 +74,7 @@ LOST_CLAIM_GRACE_S = 10.0  # a claim reply older than this has reached its agent
 RESULT_EVENTS = {"completed": Event.COMPLETE, "canceled": Event.ABORT, "failed": Event.FAIL}
 
 
-class SqlStore:
+class SqlStore(CredentialStore):
     """Store over SQL. `url`: `memory`, `sqlite:///PATH` or `postgresql://...`."""
 
     def __init__(self, url: str, policy: SchedulingPolicy | None = None) -> None:
@@ -94,6 +95,10 @@ class SqlStore:
     # ------------------------------------------------------------------ nodes
 
     def register_node(self, registration: NodeRegistration, now: float) -> Node:
+        with self.db.transaction() as tx:
+            return self._register(tx, registration, now)
+
+    def _register(self, tx: Tx, registration: NodeRegistration, now: float) -> Node:
         values = {
             "address": registration.address,
             "type": registration.type,
@@ -112,23 +117,20 @@ class SqlStore:
             "online": True,
             "last_heartbeat": now,
         }
-        with self.db.transaction() as tx:
-            row = None
-            if registration.id is not None:
-                row = tx.one("node_update", {**values, "id": registration.id})
-            if row is not None:
-                # A known node re-registers: its agent restarted, and whatever it was running
-                # died with it.
-                for job in tx.all("running_of_node_locked", {"node": row["id"]}):
-                    attempts.fail(
-                        tx, job, now, "agent restarted", retryable=True, policy=self.policy
-                    )
-            else:
-                node_id = registration.id or str(uuid.uuid4())
-                row = tx.one("node_insert", {**values, "id": node_id, "registered_at": now})
-                assert row is not None
-            placement.clear_unschedulable(tx, traits_from_row(row))
-            return node_from_row(row, [])
+        row = None
+        if registration.id is not None:
+            row = tx.one("node_update", {**values, "id": registration.id})
+        if row is not None:
+            # A known node re-registers: its agent restarted, and whatever it was running
+            # died with it.
+            for job in tx.all("running_of_node_locked", {"node": row["id"]}):
+                attempts.fail(tx, job, now, "agent restarted", retryable=True, policy=self.policy)
+        else:
+            node_id = registration.id or str(uuid.uuid4())
+            row = tx.one("node_insert", {**values, "id": node_id, "registered_at": now})
+            assert row is not None
+        placement.clear_unschedulable(tx, traits_from_row(row))
+        return node_from_row(row, [])
 
     def get_node(self, node_id: str) -> Node:
         with self.db.transaction() as tx:
@@ -203,8 +205,12 @@ class SqlStore:
 
     # ------------------------------------------------------------------ jobs
 
-    def create_jobs(self, requests: Sequence[JobRequest], now: float) -> list[Job]:
+    def create_jobs(
+        self, requests: Sequence[JobRequest], now: float, submitted_by: str | None = None
+    ) -> list[Job]:
         prepared = [self._job_values(req, now) for req in requests]
+        for values, _ in prepared:
+            values["submitted_by"] = submitted_by
         rows = [values for values, _ in prepared]
         with self.db.transaction() as tx:
             reasons: dict[str, str | None] = {}
