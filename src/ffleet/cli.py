@@ -16,6 +16,7 @@ from ffleet.settings import DEFAULT_MASTER_URL
 
 if TYPE_CHECKING:
     from ffleet.client import FleetClient
+    from ffleet.transport import Transport
 
 app = typer.Typer(
     help="ffleet: run FFmpeg workloads across a fleet of machines and bring every result home.",
@@ -90,17 +91,53 @@ def run(
 MasterOption = Annotated[
     str, typer.Option("--master", envvar="FFLEET_MASTER", help="The master's URL.")
 ]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token", envvar="FFLEET_TOKEN", help="API token, sent as Authorization: Bearer."
+    ),
+]
+CaOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca",
+        envvar="FFLEET_CA",
+        help="CA certificate the master's must be signed by (default: the system's store).",
+    ),
+]
+CertOption = Annotated[
+    Path | None,
+    typer.Option("--cert", envvar="FFLEET_CERT", help="Client certificate, for mTLS."),
+]
+KeyOption = Annotated[
+    Path | None, typer.Option("--key", envvar="FFLEET_KEY", help="Key of --cert.")
+]
 JsonOption = Annotated[
     bool, typer.Option("--json", envvar="FFLEET_JSON", help="Print JSON instead of a table.")
 ]
 
 
+def transport(token: str | None, ca: Path | None, cert: Path | None, key: Path | None) -> Transport:
+    from ffleet.transport import Transport
+
+    try:
+        return Transport(token=token, ca=ca, cert=cert, key=key)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 @contextmanager
-def fleet_client(master_url: str) -> Iterator[FleetClient]:
+def fleet_client(master_url: str, via: Transport | None = None) -> Iterator[FleetClient]:
     """A client whose refusals and connection failures become one clear line and exit code."""
+    import ssl
+
     from ffleet.client import FleetClient, MasterRejected, MasterUnavailable
 
-    client = FleetClient(master_url)
+    try:
+        client = FleetClient(master_url, via)
+    except (OSError, ssl.SSLError) as exc:  # an unreadable --ca, --cert or --key
+        typer.echo(f"error: cannot load the TLS files: {exc}", err=True)
+        raise typer.Exit(2) from None
     with client:
         try:
             yield client
@@ -174,6 +211,10 @@ def submit(
         typer.Option(envvar="FFLEET_REQUIRE_LABEL", help="KEY=VALUE the node must carry."),
     ] = [],  # noqa: B006 - typer reads the default, never mutates it
     master: MasterOption = DEFAULT_MASTER_URL,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Submit a job (SCENARIO with --param), or every job of a --matrix file, atomically."""
@@ -210,7 +251,7 @@ def submit(
         except msgspec.ValidationError as exc:
             raise typer.BadParameter(str(exc)) from None
         requests = [request] * count
-    with fleet_client(master) as client:
+    with fleet_client(master, transport(token, ca, cert, key)) as client:
         created = client.submit(requests)
     if as_json:
         print_json(created)
@@ -234,10 +275,14 @@ def jobs(
         int, typer.Option(envvar="FFLEET_OFFSET", min=0, help="Jobs skipped first.")
     ] = 0,
     master: MasterOption = DEFAULT_MASTER_URL,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """List jobs, oldest first."""
-    with fleet_client(master) as client:
+    with fleet_client(master, transport(token, ca, cert, key)) as client:
         found, total = client.jobs(status, limit, offset)
     if as_json:
         print_json(found)
@@ -267,16 +312,27 @@ def jobs(
 def job(
     job_id: str,
     master: MasterOption = DEFAULT_MASTER_URL,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
 ) -> None:
     """Show one job: status, attempts, progress, metrics and analysis (JSON)."""
-    with fleet_client(master) as client:
+    with fleet_client(master, transport(token, ca, cert, key)) as client:
         print_json(client.job(job_id))
 
 
 @app.command()
-def nodes(master: MasterOption = DEFAULT_MASTER_URL, as_json: JsonOption = False) -> None:
+def nodes(
+    master: MasterOption = DEFAULT_MASTER_URL,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """List registered nodes."""
-    with fleet_client(master) as client:
+    with fleet_client(master, transport(token, ca, cert, key)) as client:
         found = client.nodes()
     if as_json:
         print_json(found)
@@ -319,13 +375,17 @@ def results(
         int, typer.Option(envvar="FFLEET_LIMIT", min=1, max=10_000, help="Jobs read at most.")
     ] = 1000,
     master: MasterOption = DEFAULT_MASTER_URL,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
 ) -> None:
     """Results of finished jobs as a table (and CSV / JSON files)."""
 
     from ffleet import report
     from ffleet.states import FINISHED
 
-    with fleet_client(master) as client:
+    with fleet_client(master, transport(token, ca, cert, key)) as client:
         found, _ = client.jobs(status, limit, 0)
         details = [client.job(j.id) for j in found if j.status in FINISHED]
     rows = [report.row_for(detail) for detail in details]
@@ -337,17 +397,31 @@ def results(
 
 
 @app.command()
-def cancel(job_id: str, master: MasterOption = DEFAULT_MASTER_URL) -> None:
+def cancel(
+    job_id: str,
+    master: MasterOption = DEFAULT_MASTER_URL,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
+) -> None:
     """Cancel a job: pending ones at once, running ones through their agent."""
-    with fleet_client(master) as client:
+    with fleet_client(master, transport(token, ca, cert, key)) as client:
         found = client.cancel(job_id)
     typer.echo(f"{found.id}: {'cancel requested' if found.cancel_requested else found.status}")
 
 
 @app.command()
-def retry(job_id: str, master: MasterOption = DEFAULT_MASTER_URL) -> None:
+def retry(
+    job_id: str,
+    master: MasterOption = DEFAULT_MASTER_URL,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
+) -> None:
     """Queue a failed or canceled job again."""
-    with fleet_client(master) as client:
+    with fleet_client(master, transport(token, ca, cert, key)) as client:
         typer.echo(f"{job_id}: {client.retry(job_id).status}")
 
 
@@ -358,9 +432,13 @@ def drain(
         bool, typer.Option("--undo", envvar="FFLEET_UNDO", help="Accept work again.")
     ] = False,
     master: MasterOption = DEFAULT_MASTER_URL,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
 ) -> None:
     """Let a node finish its work and take no more (or --undo)."""
-    with fleet_client(master) as client:
+    with fleet_client(master, transport(token, ca, cert, key)) as client:
         typer.echo(f"{node_id}: {client.drain(node_id, not undo).status}")
 
 

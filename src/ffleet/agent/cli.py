@@ -28,6 +28,7 @@ from ffleet.cli_support import (
     duration_option,
     parse_pairs,
 )
+from ffleet.transport import Transport
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 AGENT_DEFAULTS = AgentSettings()
@@ -132,9 +133,34 @@ def agent(
             help="A directory jobs may read input files from (repeatable; none by default).",
         ),
     ] = None,
+    enroll_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FFLEET_ENROLL_TOKEN",
+            help="Enrollment token: registers this node, which gets its own credential "
+            "(kept in the work dir, mode 0600, and used from then on).",
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="FFLEET_TOKEN", help="API token to use instead of enrolling."),
+    ] = None,
+    ca: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="FFLEET_CA",
+            help="CA certificate the master's must be signed by (default: the system's store).",
+        ),
+    ] = None,
+    cert: Annotated[
+        Path | None, typer.Option(envvar="FFLEET_CERT", help="Client certificate, for mTLS.")
+    ] = None,
+    key: Annotated[Path | None, typer.Option(envvar="FFLEET_KEY", help="Key of --cert.")] = None,
     log_level: LogLevelOption = DEFAULT_LOG_LEVEL,
 ) -> None:
     """Run an agent: detect hardware, register with the master, run FFmpeg jobs."""
+    import ssl
+
     from ffleet.agent.client import MasterClient
     from ffleet.agent.hardware import detect_hardware, format_summary
     from ffleet.agent.runner import Agent, AgentError
@@ -157,8 +183,13 @@ def agent(
             long_poll_s=long_poll,
             grace_s=grace,
             input_dirs=tuple(input_dir or ()),
+            enroll_token=enroll_token,
         )
     )
+    try:
+        via = Transport(token=token, ca=ca, cert=cert, key=key)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     configure_logging(log_level)
     try:
         hardware = detect_hardware(ffmpeg)
@@ -183,7 +214,12 @@ def agent(
         labels = {**settings.labels, "master_as_worker": "true"}
         settings = dataclasses.replace(settings, labels=labels)
     try:
-        with MasterClient(master) as client, Agent(settings, hardware, client) as worker:
+        client = MasterClient(master, via)
+    except (OSError, ssl.SSLError) as exc:
+        _err(f"Cannot load the TLS files: {exc}")
+        raise typer.Exit(2) from None
+    try:
+        with client, Agent(settings, hardware, client) as worker:
 
             def on_signal(signum: int, frame: FrameType | None) -> None:
                 worker.request_stop()

@@ -30,6 +30,8 @@ class AgentSettings:
     grace_s: float = 30.0
     input_dirs: tuple[Path, ...] = ()
     long_poll_s: float = 30.0  # how long one job request waits at the master for work
+    # Registers a new node, which then gets (and keeps in the work dir) its own credential.
+    enroll_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         require(
