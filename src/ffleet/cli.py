@@ -10,9 +10,19 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ffleet.agent.cli import agent
-from ffleet.cli_support import duration_option, parse_pairs
+from ffleet.cli_support import (
+    CaOption,
+    CertOption,
+    KeyOption,
+    MasterOption,
+    TokenOption,
+    duration_option,
+    parse_pairs,
+    transport,
+)
 from ffleet.master.cli import master
 from ffleet.settings import DEFAULT_MASTER_URL
+from ffleet.token_cli import audit, token_app
 
 if TYPE_CHECKING:
     from ffleet.client import FleetClient
@@ -25,6 +35,8 @@ app = typer.Typer(
 )
 app.command("agent")(agent)
 app.command("master")(master)
+app.add_typer(token_app, name="token")
+app.command("audit")(audit)
 
 
 def parameter_values(items: list[str]) -> dict[str, object]:
@@ -88,42 +100,9 @@ def run(
         raise typer.Exit(1)
 
 
-MasterOption = Annotated[
-    str, typer.Option("--master", envvar="FFLEET_MASTER", help="The master's URL.")
-]
-TokenOption = Annotated[
-    str | None,
-    typer.Option(
-        "--token", envvar="FFLEET_TOKEN", help="API token, sent as Authorization: Bearer."
-    ),
-]
-CaOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--ca",
-        envvar="FFLEET_CA",
-        help="CA certificate the master's must be signed by (default: the system's store).",
-    ),
-]
-CertOption = Annotated[
-    Path | None,
-    typer.Option("--cert", envvar="FFLEET_CERT", help="Client certificate, for mTLS."),
-]
-KeyOption = Annotated[
-    Path | None, typer.Option("--key", envvar="FFLEET_KEY", help="Key of --cert.")
-]
 JsonOption = Annotated[
     bool, typer.Option("--json", envvar="FFLEET_JSON", help="Print JSON instead of a table.")
 ]
-
-
-def transport(token: str | None, ca: Path | None, cert: Path | None, key: Path | None) -> Transport:
-    from ffleet.transport import Transport
-
-    try:
-        return Transport(token=token, ca=ca, cert=cert, key=key)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
 
 
 @contextmanager

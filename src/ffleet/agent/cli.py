@@ -21,14 +21,18 @@ import typer
 from ffleet.agent.settings import MAX_SLOTS, AgentSettings
 from ffleet.cli_support import (
     DEFAULT_LOG_LEVEL,
+    CaOption,
+    CertOption,
+    KeyOption,
     LogLevelOption,
     Seconds,
+    TokenOption,
     checked,
     configure_logging,
     duration_option,
     parse_pairs,
+    transport,
 )
-from ffleet.transport import Transport
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 AGENT_DEFAULTS = AgentSettings()
@@ -141,21 +145,10 @@ def agent(
             "(kept in the work dir, mode 0600, and used from then on).",
         ),
     ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(envvar="FFLEET_TOKEN", help="API token to use instead of enrolling."),
-    ] = None,
-    ca: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="FFLEET_CA",
-            help="CA certificate the master's must be signed by (default: the system's store).",
-        ),
-    ] = None,
-    cert: Annotated[
-        Path | None, typer.Option(envvar="FFLEET_CERT", help="Client certificate, for mTLS.")
-    ] = None,
-    key: Annotated[Path | None, typer.Option(envvar="FFLEET_KEY", help="Key of --cert.")] = None,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
     log_level: LogLevelOption = DEFAULT_LOG_LEVEL,
 ) -> None:
     """Run an agent: detect hardware, register with the master, run FFmpeg jobs."""
@@ -186,10 +179,7 @@ def agent(
             enroll_token=enroll_token,
         )
     )
-    try:
-        via = Transport(token=token, ca=ca, cert=cert, key=key)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    via = transport(token, ca, cert, key)
     configure_logging(log_level)
     try:
         hardware = detect_hardware(ffmpeg)
