@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ffleet.agent.cli import agent
+from ffleet.certs_cli import certs_app
 from ffleet.cli_support import (
     CaOption,
     CertOption,
@@ -36,6 +37,7 @@ app = typer.Typer(
 app.command("agent")(agent)
 app.command("master")(master)
 app.add_typer(token_app, name="token")
+app.add_typer(certs_app, name="certs")
 app.command("audit")(audit)
 
 
