@@ -45,7 +45,7 @@ def test_credentials_in_the_store_turn_authentication_on(tmp_path: Path) -> None
 
 
 def test_an_exposed_master_without_authentication_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(StartRefused, match="--auth required.*--insecure"):
+    with pytest.raises(StartRefused, match=r"--auth required.*--insecure"):
         create_app(MasterSettings(host="0.0.0.0", store_url=sqlite(tmp_path)))
     outcome = runner.invoke(
         cli, ["master", "--host", "0.0.0.0", "--store", sqlite(tmp_path)], env={"COLUMNS": "200"}
