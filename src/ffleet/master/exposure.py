@@ -70,14 +70,17 @@ def bootstrap_admin(store: Store, path: Path) -> None:
         return
     credential, secret = store.create_credential(Role.ADMIN.value, "admin", now)
     path = path.resolve()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        os.fchmod(handle.fileno(), 0o600)  # also when the file was there before
-        handle.write(secret + "\n")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o600)  # also when the file was there before
+            handle.write(secret + "\n")
+        kept = f"also written to {path}, mode 0600"
+    except OSError as exc:  # a read-only file system (a hardened pod): the output must do
+        kept = f"NOT written to {path} ({exc.strerror}): keep it from here"
     # Printed, not logged: log lines are shipped and kept; this is shown once, here.
     sys.stderr.write(
-        f"created admin credential {credential.id}; its token (shown only now, also written "
-        f"to {path}, mode 0600):\n{secret}\n"
+        f"created admin credential {credential.id}; its token (shown only now, {kept}):\n{secret}\n"
     )
     sys.stderr.flush()
-    log.info("created admin credential %s; its token is in %s", credential.id, path)
+    log.info("created admin credential %s (token: %s)", credential.id, kept.split(",")[0])
