@@ -39,7 +39,8 @@ def test_credentials_in_the_store_turn_authentication_on(tmp_path: Path) -> None
     store = open_store(sqlite(tmp_path))
     _, token = store.create_credential("reader", "r", time.time())
     store.close()
-    with TestClient(create_app(MasterSettings(store_url=sqlite(tmp_path)))) as client:
+    settings = MasterSettings(store_url=sqlite(tmp_path), admin_token_file=tmp_path / "admin")
+    with TestClient(create_app(settings)) as client:
         assert client.get("/jobs").status_code == 401
         assert client.get("/jobs", headers={"Authorization": f"Bearer {token}"}).status_code == 200
 
