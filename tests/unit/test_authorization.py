@@ -172,6 +172,12 @@ MATRIX: dict[tuple[str, str], tuple[set[str], Request]] = {
         lambda f: ("POST", f"/jobs/next?node_id={f.node_a}&wait=0", None),
     ),
     ("GET", "/jobs/{job_id}"): (READ, lambda f: ("GET", f"/jobs/{f.job}", None)),
+    ("GET", "/jobs/{job_id}/explain"): (READ, lambda f: ("GET", f"/jobs/{f.job}/explain", None)),
+    ("GET", "/"): (READ, lambda f: ("GET", "/", None)),
+    ("GET", "/ui"): (READ, lambda f: ("GET", "/ui", None)),
+    ("GET", "/ui/jobs"): (READ, lambda f: ("GET", "/ui/jobs", None)),
+    ("GET", "/ui/jobs/{job_id}"): (READ, lambda f: ("GET", f"/ui/jobs/{f.job}", None)),
+    ("GET", "/ui/results"): (READ, lambda f: ("GET", "/ui/results", None)),
     ("POST", "/jobs/{job_id}/cancel"): (SUBMIT, lambda f: ("POST", f"/jobs/{f.job}/cancel", None)),
     ("POST", "/jobs/{job_id}/retry"): (SUBMIT, lambda f: ("POST", f"/jobs/{f.job}/retry", None)),
     ("POST", "/jobs/{job_id}/release"): (

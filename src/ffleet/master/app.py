@@ -18,10 +18,10 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from ffleet.audit import AuditEntry
-from ffleet.master import openapi
+from ffleet.master import openapi, ui
 from ffleet.master.access import ANONYMOUS, Access, Identity, allow
 from ffleet.master.admin_api import AdminApi
 from ffleet.master.audit_log import AuditLog
@@ -228,7 +228,13 @@ class MasterApp:
             raise ApiError(400, f"unknown status {status!r}; use one of {allowed}")
         limit = query_int(request, "limit", None, low=1, high=10_000)
         offset = query_int(request, "offset", 0, low=0, high=2**62) or 0
-        found, total = self.store.list_jobs(status, limit, offset)
+        found, total = self.store.list_jobs(
+            status,
+            limit,
+            offset,
+            scenario=request.query_params.get("scenario") or None,
+            node_id=request.query_params.get("node_id") or None,
+        )
         return JsonResponse({"jobs": found, "count": len(found), "total": total})
 
     async def get_job(self, request: Request) -> Response:
@@ -237,6 +243,9 @@ class MasterApp:
         body["attempts"] = msgspec.to_builtins(detail.attempts, enc_hook=encode_hook)
         body["result"] = msgspec.to_builtins(detail.result, enc_hook=encode_hook)
         return JsonResponse(body)
+
+    async def explain(self, request: Request) -> Response:
+        return JsonResponse(self.store.explain(request.path_params["job_id"], time.time()))
 
     async def next_job(self, request: Request) -> Response:
         """Claim the next job; with `wait=S`, hold the request until one exists or S pass."""
@@ -390,13 +399,21 @@ class MasterApp:
             for when in report.retry_at:
                 self._wake_at(when)
 
+    def _ui_route(self, route: BaseRoute) -> BaseRoute:
+        """The dashboard's pages and event streams are reads: readers and up (its static
+        files stay public). Its actions call the JSON API, which checks them there."""
+        if not isinstance(route, Route):
+            return route
+        methods = sorted((route.methods or {"GET"}) - {"HEAD"})
+        return Route(route.path, self.guarded(route.endpoint, READ), methods=methods)
+
     async def warn_insecure(self) -> None:
         """An open master on a reachable address keeps saying so."""
         while True:
             await asyncio.sleep(INSECURE_WARN_S)
             log.warning(INSECURE_WARNING)
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[BaseRoute]:
         admin = self.admin
         table: list[tuple[str, Handler, str, frozenset[str] | None]] = [
             ("/health", self.health, "GET", None),
@@ -410,6 +427,7 @@ class MasterApp:
             ("/jobs/batch", self.create_batch, "POST", SUBMIT),
             ("/jobs/next", self.next_job, "GET,POST", NODE),
             ("/jobs/{job_id}", self.get_job, "GET", READ),
+            ("/jobs/{job_id}/explain", self.explain, "GET", READ),
             ("/jobs/{job_id}/cancel", self.cancel, "POST", SUBMIT),
             ("/jobs/{job_id}/retry", self.retry, "POST", SUBMIT),
             ("/jobs/{job_id}/release", self.release, "POST", NODE),
@@ -423,8 +441,11 @@ class MasterApp:
             ("/docs", self.docs, "GET", None),
         ]
         return [
-            Route(path, self.guarded(handler, roles), methods=methods.split(","))
-            for path, handler, methods, roles in table
+            *(self._ui_route(route) for route in ui.routes(self.store)),
+            *(
+                Route(path, self.guarded(handler, roles), methods=methods.split(","))
+                for path, handler, methods, roles in table
+            ),
         ]
 
 
