@@ -20,6 +20,7 @@ from starlette.testclient import TestClient
 
 from ffleet.master.app import create_app
 from ffleet.master.settings import MasterSettings
+from ffleet.master.ui import live
 from ffleet.models import encode_hook
 from ffleet.store import SchedulingPolicy, Store
 from tests.unit.test_api import NODE
@@ -84,7 +85,8 @@ def settings(tmp_path: Path, **changes: Any) -> MasterSettings:
 
 
 @pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
+def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
+    monkeypatch.setattr(live, "STREAM_LIFETIME_S", 0.0)  # a dashboard stream ends at once
     app = create_app(settings(tmp_path))
     with TestClient(app) as client:
         admin = (tmp_path / "admin-token").read_text().strip()
@@ -178,6 +180,12 @@ MATRIX: dict[tuple[str, str], tuple[set[str], Request]] = {
     ("GET", "/ui/jobs"): (READ, lambda f: ("GET", "/ui/jobs", None)),
     ("GET", "/ui/jobs/{job_id}"): (READ, lambda f: ("GET", f"/ui/jobs/{f.job}", None)),
     ("GET", "/ui/results"): (READ, lambda f: ("GET", "/ui/results", None)),
+    ("GET", "/ui/events"): (READ, lambda f: ("GET", "/ui/events", None)),
+    ("GET", "/ui/jobs/events"): (READ, lambda f: ("GET", "/ui/jobs/events", None)),
+    ("GET", "/ui/jobs/{job_id}/events"): (
+        READ,
+        lambda f: ("GET", f"/ui/jobs/{f.job}/events", None),
+    ),
     ("POST", "/jobs/{job_id}/cancel"): (SUBMIT, lambda f: ("POST", f"/jobs/{f.job}/cancel", None)),
     ("POST", "/jobs/{job_id}/retry"): (SUBMIT, lambda f: ("POST", f"/jobs/{f.job}/retry", None)),
     ("POST", "/jobs/{job_id}/release"): (
