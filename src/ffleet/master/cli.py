@@ -141,6 +141,15 @@ def master(
             help="mTLS: refuse every client without a certificate signed by this CA.",
         ),
     ] = None,
+    victoriametrics_url: Annotated[
+        str | None,
+        typer.Option(
+            "--victoriametrics-url",
+            envvar="FFLEET_VICTORIAMETRICS_URL",
+            help="Push every completed result's figures to this VictoriaMetrics server "
+            "(e.g. http://127.0.0.1:8428); off unless given.",
+        ),
+    ] = MASTER_DEFAULTS.victoriametrics_url,
     log_level: LogLevelOption = DEFAULT_LOG_LEVEL,
 ) -> None:
     """Run the master: node registry, job queue and HTTP API."""
@@ -174,6 +183,7 @@ def master(
             tls_cert=tls_cert,
             tls_key=tls_key,
             tls_client_ca=tls_client_ca,
+            victoriametrics_url=victoriametrics_url,
         )
     )
     configure_logging(log_level)

@@ -42,6 +42,7 @@ class MasterSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None  # with it, clients must present a certificate it signed
+    victoriametrics_url: str | None = None  # where completed results' figures are pushed
 
     def __post_init__(self) -> None:
         policy = self.policy
@@ -80,4 +81,10 @@ class MasterSettings:
         require(
             self.tls_client_ca is None or self.tls_cert is not None,
             "--tls-client-ca needs --tls-cert and --tls-key",
+        )
+        require(
+            self.victoriametrics_url is None
+            or self.victoriametrics_url.startswith(("http://", "https://")),
+            f"--victoriametrics-url must be an http:// or https:// URL "
+            f"(got {self.victoriametrics_url!r})",
         )
