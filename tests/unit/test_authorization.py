@@ -167,7 +167,7 @@ MATRIX: dict[tuple[str, str], tuple[set[str], Request]] = {
     ("POST", "/jobs/batch"): (SUBMIT, lambda f: ("POST", "/jobs/batch", {"jobs": [SCENARIO]})),
     ("POST", "/jobs/purge"): ({"admin"}, lambda f: ("POST", "/jobs/purge", {"job_ids": []})),
     ("GET", "/results/export"): (READ, lambda f: ("GET", "/results/export", None)),
-    ("GET", "/metrics"): (READ, lambda f: ("GET", "/metrics", None)),
+    ("GET", "/metrics"): (PUBLIC, lambda f: ("GET", "/metrics", None)),
     ("GET", "/jobs/next"): (
         NODE_ROLES,
         lambda f: ("GET", f"/jobs/next?node_id={f.node_a}&wait=0", None),

@@ -526,7 +526,9 @@ class MasterApp:
             ("/results", self.post_result, "POST", NODE),
             ("/results", self.list_results, "GET", READ),
             ("/results/export", self.export_results, "GET", READ),
-            ("/metrics", self.metrics_text, "GET", READ),
+            # Public like /health: Prometheus scrapes it, and it holds counts and node ids,
+            # never a parameter, result or secret.
+            ("/metrics", self.metrics_text, "GET", None),
             ("/tokens", admin.create_token, "POST", ADMIN),
             ("/tokens", admin.list_tokens, "GET", ADMIN),
             ("/tokens/{token_id}/revoke", admin.revoke_token, "POST", ADMIN),
