@@ -72,7 +72,9 @@ def reflected(conn: Connection) -> dict[str, Any]:
 
 
 def _declared_index(index: Index, dialect: str) -> tuple[str, list[str], bool, str | None]:
-    columns = [str(e).removeprefix("jobs.").replace(" DESC", " desc") for e in index.expressions]
+    assert index.table is not None
+    prefix = f"{index.table.name}."
+    columns = [str(e).removeprefix(prefix).replace(" DESC", " desc") for e in index.expressions]
     where = index.dialect_options[dialect]["where"]
     condition = None
     if where is not None:

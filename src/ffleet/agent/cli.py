@@ -157,6 +157,20 @@ def agent(
     ca: CaOption = None,
     cert: CertOption = None,
     key: KeyOption = None,
+    cache_bytes: Annotated[
+        int,
+        typer.Option(
+            envvar="FFLEET_CACHE_BYTES",
+            help="Disk the input-blob cache may use in the work dir (least recently used out).",
+        ),
+    ] = AGENT_DEFAULTS.cache_bytes,
+    kept_output_bytes: Annotated[
+        int,
+        typer.Option(
+            envvar="FFLEET_KEPT_OUTPUT_BYTES",
+            help="Disk for outputs the master could not take yet (oldest removed past it).",
+        ),
+    ] = AGENT_DEFAULTS.kept_output_bytes,
     metrics_port: Annotated[
         int | None,
         typer.Option(
@@ -201,6 +215,8 @@ def agent(
             grace_s=grace,
             input_dirs=tuple(input_dir or ()),
             enroll_token=enroll_token,
+            cache_bytes=cache_bytes,
+            kept_output_bytes=kept_output_bytes,
             metrics_port=metrics_port,
             metrics_host=metrics_host,
         )

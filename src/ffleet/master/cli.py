@@ -141,6 +141,23 @@ def master(
             help="mTLS: refuse every client without a certificate signed by this CA.",
         ),
     ] = None,
+    blob_dir: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="FFLEET_BLOB_DIR",
+            help="Where uploaded inputs and job outputs are kept, named by SHA-256 (default: "
+            "<database>-blobs beside a SQLite store, else ./ffleet-blobs).",
+        ),
+    ] = MASTER_DEFAULTS.blob_dir,
+    max_blob_bytes: Annotated[
+        int, typer.Option(envvar="FFLEET_MAX_BLOB_BYTES", help="Largest blob an upload may be.")
+    ] = MASTER_DEFAULTS.max_blob_bytes,
+    blob_retention: Annotated[
+        float,
+        duration_option(
+            "FFLEET_BLOB_RETENTION", "A blob neither uploaded nor read this long is deleted."
+        ),
+    ] = Seconds(MASTER_DEFAULTS.blob_retention_s),
     victoriametrics_url: Annotated[
         str | None,
         typer.Option(
@@ -183,6 +200,9 @@ def master(
             tls_cert=tls_cert,
             tls_key=tls_key,
             tls_client_ca=tls_client_ca,
+            blob_dir=blob_dir,
+            max_blob_bytes=max_blob_bytes,
+            blob_retention_s=blob_retention,
             victoriametrics_url=victoriametrics_url,
         )
     )

@@ -42,6 +42,20 @@ class MasterSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None  # with it, clients must present a certificate it signed
+    blob_dir: Path | None = None  # None: beside the SQLite database (see `blob_root`)
+    max_blob_bytes: int = 100 * 1024**3
+    blob_retention_s: float = 7 * 24 * 3600.0  # a blob neither written nor read this long goes
+
+    @property
+    def blob_root(self) -> Path:
+        """`--blob-dir`, else `<database>-blobs` beside a SQLite file, else `ffleet-blobs`."""
+        if self.blob_dir is not None:
+            return self.blob_dir
+        if self.store_url.startswith("sqlite:///"):
+            database = Path(self.store_url.removeprefix("sqlite:///"))
+            return database.with_name(f"{database.stem}-blobs")
+        return Path("ffleet-blobs")
+
     victoriametrics_url: str | None = None  # where completed results' figures are pushed
 
     def __post_init__(self) -> None:
@@ -82,6 +96,8 @@ class MasterSettings:
             self.tls_client_ca is None or self.tls_cert is not None,
             "--tls-client-ca needs --tls-cert and --tls-key",
         )
+        require(self.max_blob_bytes > 0, "--max-blob-bytes must be more than 0")
+        require_positive("--blob-retention", self.blob_retention_s)
         require(
             self.victoriametrics_url is None
             or self.victoriametrics_url.startswith(("http://", "https://")),

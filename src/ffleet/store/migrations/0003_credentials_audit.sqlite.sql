@@ -1,5 +1,5 @@
 -- credentials, audit log, job submitters
--- Version 2 (sqlite): tokens stored as hashes, the audit trail, and who submitted each job.
+-- Version 3 (sqlite): tokens stored as hashes, the audit trail, and who submitted each job.
 
 CREATE TABLE credentials (
     id VARCHAR(32) NOT NULL,
