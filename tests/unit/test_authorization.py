@@ -6,6 +6,8 @@ changes nothing the store holds. Node credentials act only for their own node.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -80,6 +82,7 @@ def settings(tmp_path: Path, **changes: Any) -> MasterSettings:
         "max_wait_s": 5,
         "auth": "required",
         "admin_token_file": tmp_path / "admin-token",
+        "blob_dir": tmp_path / "blobs",
     }
     return MasterSettings(**{**values, **changes})
 
@@ -139,6 +142,15 @@ NODE_ROLES = {"admin", "node"}
 PUBLIC = set(CALLERS)
 
 
+BLOB = hashlib.sha256(b"never uploaded").hexdigest()
+
+
+def _upload() -> tuple[str, str, Any]:
+    """A PUT of fresh bytes: a refused one must leave no blob behind."""
+    body = os.urandom(16)
+    return "PUT", f"/blobs/{hashlib.sha256(body).hexdigest()}?size=16&offset=0", body
+
+
 def _throwaway(fleet: Fleet) -> str:
     return str(fleet.store.create_credential("reader", "throwaway", time.time())[0].id)
 
@@ -168,6 +180,12 @@ MATRIX: dict[tuple[str, str], tuple[set[str], Request]] = {
     ("POST", "/jobs/purge"): ({"admin"}, lambda f: ("POST", "/jobs/purge", {"job_ids": []})),
     ("GET", "/results/export"): (READ, lambda f: ("GET", "/results/export", None)),
     ("GET", "/metrics"): (PUBLIC, lambda f: ("GET", "/metrics", None)),
+    ("GET", "/blobs/{digest}"): (READ | NODE_ROLES, lambda f: ("GET", f"/blobs/{BLOB}", None)),
+    ("GET", "/blobs/{digest}/upload"): (
+        SUBMIT | NODE_ROLES,
+        lambda f: ("GET", f"/blobs/{BLOB}/upload", None),
+    ),
+    ("PUT", "/blobs/{digest}"): (SUBMIT | NODE_ROLES, lambda f: _upload()),
     ("GET", "/jobs/next"): (
         NODE_ROLES,
         lambda f: ("GET", f"/jobs/next?node_id={f.node_a}&wait=0", None),
@@ -231,7 +249,10 @@ def test_every_route_for_every_caller(fleet: Fleet, route: tuple[str, str]) -> N
     for caller in CALLERS:
         method, path, body = build(fleet)
         before = state(fleet.store)
-        reply = fleet.as_(caller).request(method, path, json=body)
+        if isinstance(body, bytes):
+            reply = fleet.as_(caller).request(method, path, content=body)
+        else:
+            reply = fleet.as_(caller).request(method, path, json=body)
         if caller in allowed:
             assert reply.status_code not in (401, 403), (caller, reply.text)
             assert reply.status_code < 500, (caller, reply.text)
@@ -240,6 +261,9 @@ def test_every_route_for_every_caller(fleet: Fleet, route: tuple[str, str]) -> N
         assert reply.status_code == expected, (caller, reply.text)
         assert set(reply.json()) == {"error"}
         assert state(fleet.store) == before, f"{caller}'s refused {method} {path} changed state"
+        if method == "PUT":
+            digest = path.split("/")[2].split("?")[0]
+            assert fleet.client.app.state.master.blobs.store.size(digest) is None  # type: ignore[attr-defined]
 
 
 def test_a_node_acts_only_for_itself(fleet: Fleet) -> None:
