@@ -277,21 +277,23 @@ class MasterApp:
         job_request = await decode(request, JobRequest, self.limit)
         self._check_inputs([job_request])
         if job_request.split_s is not None:
-            return self._create_split(job_request, job_request.split_s)
+            return self._create_split(job_request, job_request.split_s, self._submitted_by(request))
         (job,) = self.store.create_jobs([job_request], time.time(), self._submitted_by(request))
         request.state.audit_target = job.id
         log.info("job created: %s (%s)", job.id, job.scenario)
         self.dispatcher.notify()
         return JsonResponse(job, status_code=201)
 
-    def _create_split(self, job_request: JobRequest, split_s: float) -> Response:
+    def _create_split(
+        self, job_request: JobRequest, split_s: float, submitted_by: str | None
+    ) -> Response:
         source = job_request.parameters.get("input")
         held = is_ref(source) and self.blobs.store.size(parse_ref(source)) is not None
         try:
             check_request(job_request, held)
         except SplitRefused as exc:
             raise ApiError(400, str(exc)) from None
-        job = self.store.create_split(job_request, split_s, time.time())
+        job = self.store.create_split(job_request, split_s, time.time(), submitted_by)
         log.info("split job created: %s (%s, %g s segments)", job.id, job.scenario, split_s)
         return JsonResponse(job, status_code=201)
 

@@ -248,7 +248,13 @@ class Store(Protocol):
 
     # ------------------------------------------------------------ split jobs (store/splits.py)
 
-    def create_split(self, request: JobRequest, segment_s: float, now: float) -> Job:
+    def create_split(
+        self,
+        request: JobRequest,
+        segment_s: float,
+        now: float,
+        submitted_by: str | None = None,
+    ) -> Job:
         """Queue a split job's parent and start it at once, on no node: it runs over its
         children, which `plan_split` creates."""
         ...

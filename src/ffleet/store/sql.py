@@ -210,9 +210,7 @@ class SqlStore(CredentialStore, splits.SplitMethods):
     def create_jobs(
         self, requests: Sequence[JobRequest], now: float, submitted_by: str | None = None
     ) -> list[Job]:
-        prepared = [self._job_values(req, now) for req in requests]
-        for values, _ in prepared:
-            values["submitted_by"] = submitted_by
+        prepared = [self._job_values(req, now, submitted_by) for req in requests]
         rows = [values for values, _ in prepared]
         with self.db.transaction() as tx:
             reasons: dict[str, str | None] = {}
@@ -226,7 +224,7 @@ class SqlStore(CredentialStore, splits.SplitMethods):
         return [job_from_row(row) for row in rows]
 
     def _job_values(
-        self, req: JobRequest, now: float
+        self, req: JobRequest, now: float, submitted_by: str | None = None
     ) -> tuple[dict[str, Any], Requirements | None]:
         """Validate a request fully before anything is written (bad input changes nothing);
         the row to insert and the requirements placement will enforce."""
@@ -271,6 +269,7 @@ class SqlStore(CredentialStore, splits.SplitMethods):
             "progress": None,
             "cancel_requested": False,
             "unschedulable_reason": None,
+            "submitted_by": submitted_by,
         }
         return values, reqs
 
