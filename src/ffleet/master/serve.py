@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import socket
 import sys
+from collections.abc import Mapping
 
 import uvicorn
 from starlette.applications import Starlette
@@ -33,7 +34,13 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets=sockets)
 
 
-def serve(application: Starlette, settings: MasterSettings, log_level: str) -> None:
+def serve(
+    application: Starlette,
+    settings: MasterSettings,
+    log_level: str,
+    tls: Mapping[str, object] | None = None,
+) -> None:
+    """Serve until SIGTERM or SIGINT; `tls` holds uvicorn's ssl_* options when TLS is on."""
     config = uvicorn.Config(
         application,
         host=settings.host,
@@ -43,6 +50,7 @@ def serve(application: Starlette, settings: MasterSettings, log_level: str) -> N
         proxy_headers=False,  # ffleet reads no forwarded headers; parsing them costs per request
         timeout_keep_alive=math.ceil(settings.keep_alive_s),  # uvicorn takes whole seconds
         timeout_graceful_shutdown=STOP_GRACE_S,
+        **dict(tls or {}),  # type: ignore[arg-type]
     )
     server = _Server(config, application)
     server.run()
