@@ -158,6 +158,7 @@ def _throwaway(fleet: Fleet) -> str:
 # (method, route template) -> (who may, the request to send)
 MATRIX: dict[tuple[str, str], tuple[set[str], Request]] = {
     ("GET", "/health"): (PUBLIC, lambda f: ("GET", "/health", None)),
+    ("GET", "/ready"): (PUBLIC, lambda f: ("GET", "/ready", None)),
     ("GET", "/openapi.json"): (PUBLIC, lambda f: ("GET", "/openapi.json", None)),
     ("GET", "/docs"): (PUBLIC, lambda f: ("GET", "/docs", None)),
     ("POST", "/nodes/register"): (

@@ -56,7 +56,7 @@ nodes = Table(
     Column("online", Boolean, nullable=False),
     Column("last_heartbeat", Double, nullable=False),
     Column("registered_at", Double, nullable=False),
-    Column("problem", Text),  # migration 3
+    Column("problem", Text),  # migration 4
 )
 
 jobs = Table(
