@@ -14,7 +14,7 @@ import threading
 import time
 
 from ffleet.audit import AuditEntry
-from ffleet.store import Store
+from ffleet.store import Store, StoreUnavailable
 
 log = logging.getLogger("ffleet.master")
 
@@ -59,5 +59,7 @@ class AuditLog:
                 now = time.time()
                 if now - self._pruned_at >= PRUNE_EVERY_S:
                     self.prune(now)
+            except StoreUnavailable:
+                continue  # kept for the next flush; said once by the master's store health
             except Exception:
                 log.exception("audit: writing the trail failed; will try again")
