@@ -33,10 +33,12 @@ LOSSLESS = {
 }
 
 
+RAW_OUT = ["-map", "0:v:0", "-pix_fmt", "yuv420p", "-f", "rawvideo", "-"]
+
+
 def _raw_frames(argv_input: list[str]) -> bytes:
     done = subprocess.run(
-        [FFMPEG, "-hide_banner", "-loglevel", "error", *argv_input]
-        + ["-map", "0:v:0", "-pix_fmt", "yuv420p", "-f", "rawvideo", "-"],
+        [FFMPEG, "-hide_banner", "-loglevel", "error", *argv_input, *RAW_OUT],
         capture_output=True,
         check=True,
         timeout=60,
