@@ -172,6 +172,16 @@ class Progress(Struct, kw_only=True):
     updated_at: Timestamp | None = None
 
 
+class ScenarioReading(Struct, kw_only=True):
+    """What ffleet understood a scenario name to ask for: tokens it did not recognise are the
+    free-form `tags`, shown so that a user sees a word was taken as a tag, not as a setting."""
+
+    resolution: str
+    fps: int
+    codec: str
+    tags: list[str] = field(default_factory=list)
+
+
 class Job(Struct, kw_only=True):
     id: str
     scenario: str
@@ -196,6 +206,7 @@ class Job(Struct, kw_only=True):
     progress: Progress | None = None
     cancel_requested: bool = False
     unschedulable_reason: str | None = None
+    understood: ScenarioReading | None = None  # None for a stored name this version refuses
 
 
 class Attempt(Struct, kw_only=True):

@@ -9,7 +9,9 @@ Scenario grammar: the name splits on `-` into tokens, in any order, case-insensi
   suffix (`4K60`, `1080p30`), or `WxH` with an optional `@fps` (`320x240@25`); default 720p;
 * frame rate: the suffix above, or a separate `NNfps` token; default 30;
 * codec: `h264`, `h265`/`hevc`, `vp9`, `av1`; default h264 (h265 is stored as `hevc`);
-* anything else is a tag, kept lower-cased (`test-1080p` and `4K60-h264` both parse);
+* anything else is a tag, kept lower-cased (`test-1080p` and `4K60-h264` both parse),
+  unless it looks like one of the above (`1080`, `h246`, `x265`): that is refused with the
+  nearest valid token (see `lookalikes.py`), so a typo never runs a different benchmark;
   no part may hold spaces, control characters or slashes (names end up in paths and URLs).
 
 Engines, encoders and their presets come from `ffleet.encoders`. With `engine=auto` the preset
@@ -25,8 +27,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from ffleet import lookalikes
 from ffleet.durations import parse_duration
 from ffleet.encoders import ENGINES, X26X_PRESETS, accepts_preset, candidate_encoders, presets_of
+from ffleet.models import ScenarioReading
 
 
 class ScenarioError(ValueError):
@@ -74,6 +78,8 @@ CODECS: dict[str, str] = {
     "vp9": "vp9",
     "av1": "av1",
 }
+_NAMED_TOKENS = tuple(NAMED_RESOLUTIONS)
+_CODEC_TOKENS = ("h264", "h265", "hevc", "vp9", "av1")
 QUALITY_METRICS = ("none", "psnr", "ssim", "vmaf")
 PARAMETERS = ("duration", "bitrate", "preset", "engine", "input", "output", "quality")
 
@@ -147,6 +153,11 @@ def parse_scenario(name: str) -> Scenario:
                 raise ScenarioError(f"Scenario {stripped!r} names two codecs; give one.")
             codec = CODECS[token]
             continue
+        elif (meant := lookalikes.suggestion(token, _NAMED_TOKENS, _CODEC_TOKENS)) is not None:
+            raise ScenarioError(
+                f"Scenario part {token!r} is not a resolution, frame rate or codec ffleet knows; "
+                f"did you mean {meant!r}? (Free-form tags must not look like one.)"
+            )
         else:
             tags.append(token)
             continue
@@ -166,6 +177,21 @@ def parse_scenario(name: str) -> Scenario:
         fps=fps or DEFAULT_FPS,
         codec=codec or DEFAULT_CODEC,
         tags=tuple(tags),
+    )
+
+
+def scenario_reading(name: str) -> ScenarioReading | None:
+    """How `name` parses, for the job's `understood` field; None for a name stored by an
+    older version that this grammar now refuses (the job itself is left as it is)."""
+    try:
+        parsed = parse_scenario(name)
+    except ScenarioError:
+        return None
+    return ScenarioReading(
+        resolution=f"{parsed.width}x{parsed.height}",
+        fps=parsed.fps,
+        codec=parsed.codec,
+        tags=list(parsed.tags),
     )
 
 

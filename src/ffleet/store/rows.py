@@ -24,6 +24,7 @@ from ffleet.models import (
     as_timestamp,
     decode_hook,
 )
+from ffleet.scenarios import scenario_reading
 from ffleet.states import NodeStatus
 from ffleet.store.db import Row
 
@@ -135,6 +136,7 @@ def job_from_row(row: Row) -> Job:
         progress=_progress(row["progress"]),
         cancel_requested=bool(row["cancel_requested"]),
         unschedulable_reason=row["unschedulable_reason"],
+        understood=scenario_reading(row["scenario"]),
     )
 
 
