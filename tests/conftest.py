@@ -28,11 +28,13 @@ def postgres_available() -> str | None:
 
 
 def reset_postgres() -> None:
+    """Drop every table the declared schema has (the migration record is one of them)."""
+    from ffleet.store.schema import metadata
+
+    tables = ", ".join(metadata.tables)
     engine = create_engine(POSTGRES_URL)
     with engine.begin() as conn:
-        conn.execute(
-            text("DROP TABLE IF EXISTS results, attempts, jobs, nodes, ffleet_schema CASCADE")
-        )
+        conn.execute(text(f"DROP TABLE IF EXISTS {tables} CASCADE"))
     engine.dispose()
 
 

@@ -25,6 +25,10 @@ from tests.conftest import POSTGRES_URL, store_url
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "store_v1"
 TABLES = ("nodes", "jobs", "attempts", "results")
+# What the shipped migrations record; the tests' own extra migrations come after them.
+SHIPPED = [(m.version, m.description) for m in load("sqlite")]
+LATEST = SHIPPED[-1][0]
+NEXT = LATEST + 1
 
 
 def _where(text_: object) -> str | None:
@@ -152,10 +156,16 @@ def test_migrations_build_the_declared_schema(backend_url: str) -> None:
 def test_reopening_applies_nothing(file_url: str) -> None:
     open_store(file_url).close()
     open_store(file_url).close()
-    assert versions(file_url) == [(1, "nodes, jobs, attempts, results")]
+    assert versions(file_url) == SHIPPED
 
 
-def test_a_release_0_1_0_database_is_version_1_and_keeps_every_row(release_0_1_0: str) -> None:
+def _kept(before: list[tuple[Any, ...]], after: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """`after`'s rows cut to `before`'s columns (later migrations append columns)."""
+    width = len(before[0]) if before else 0
+    return [row[:width] for row in after]
+
+
+def test_a_release_0_1_0_database_migrates_and_keeps_every_row(release_0_1_0: str) -> None:
     before = snapshot(release_0_1_0)
     assert {table: len(rows) for table, rows in before.items()} == {
         "nodes": 2,
@@ -167,7 +177,7 @@ def test_a_release_0_1_0_database_is_version_1_and_keeps_every_row(release_0_1_0
     try:
         assert isinstance(store, SqlStore)
         with store.db.engine.connect() as conn:
-            assert reflected(conn) == declared(conn)  # 0.1.0 made exactly migration 1
+            assert reflected(conn) == declared(conn)  # 0.1.0 made migration 1, the rest follow
         found, total = store.list_jobs(None, None, 0)
         assert total == 5
         assert sorted(j.status for j in found) == [
@@ -186,8 +196,9 @@ def test_a_release_0_1_0_database_is_version_1_and_keeps_every_row(release_0_1_0
         assert [a.outcome for a in failed.attempts] == ["failed", "failed"]
     finally:
         store.close()
-    assert snapshot(release_0_1_0) == before
-    assert versions(release_0_1_0) == [(1, "nodes, jobs, attempts, results")]
+    after = snapshot(release_0_1_0)
+    assert {t: _kept(before[t], after[t]) for t in TABLES} == before
+    assert versions(release_0_1_0) == SHIPPED
 
 
 def test_pending_migrations_apply_in_order_and_keep_every_row(
@@ -198,20 +209,20 @@ def test_pending_migrations_apply_in_order_and_keep_every_row(
     for entry in MIGRATIONS.iterdir():
         if entry.name.endswith(".sql"):
             (steps / entry.name).write_text(entry.read_text("utf-8"))
-    (steps / "0002_node_notes.sql").write_text(
+    (steps / f"{NEXT:04d}_node_notes.sql").write_text(
         "-- nodes get a note\nALTER TABLE nodes ADD COLUMN note TEXT;\n"
     )
-    # Needs 0002's column; each engine runs its own variant.
+    # Needs the previous one's column; each engine runs its own variant.
     for dialect in ("sqlite", "postgresql"):
-        (steps / f"0003_fill_notes.{dialect}.sql").write_text(
+        (steps / f"{NEXT + 1:04d}_fill_notes.{dialect}.sql").write_text(
             f"-- notes filled in\nUPDATE nodes SET note = '{dialect}:' || id;\n"
             "CREATE INDEX ix_nodes_note ON nodes (note);\n"
         )
+    store = open_store(release_0_1_0)  # the shipped migrations: not what this test is about
     before = snapshot(release_0_1_0)
-    store = open_store(release_0_1_0)
     try:
         assert isinstance(store, SqlStore)
-        assert migrate(store.db, time.time(), load(store.db.dialect, steps)) == [2, 3]
+        assert migrate(store.db, time.time(), load(store.db.dialect, steps)) == [NEXT, NEXT + 1]
         assert migrate(store.db, time.time(), load(store.db.dialect, steps)) == []
         dialect = store.db.dialect
     finally:
@@ -223,9 +234,9 @@ def test_pending_migrations_apply_in_order_and_keep_every_row(
         t: before[t] for t in TABLES if t != "nodes"
     }
     assert versions(release_0_1_0) == [
-        (1, "nodes, jobs, attempts, results"),
-        (2, "nodes get a note"),
-        (3, "notes filled in"),
+        *SHIPPED,
+        (NEXT, "nodes get a note"),
+        (NEXT + 1, "notes filled in"),
     ]
 
 
@@ -235,11 +246,11 @@ def test_a_failed_migration_changes_nothing(release_0_1_0: str, tmp_path: Path) 
     for entry in MIGRATIONS.iterdir():
         if entry.name.endswith(".sql"):
             (steps / entry.name).write_text(entry.read_text("utf-8"))
-    (steps / "0002_half.sql").write_text(
+    (steps / f"{NEXT:04d}_half.sql").write_text(
         "-- breaks halfway\nALTER TABLE nodes ADD COLUMN note TEXT;\nALTER TABLE nope ADD x INT;\n"
     )
-    before = snapshot(release_0_1_0)
     store = open_store(release_0_1_0)
+    before = snapshot(release_0_1_0)
     try:
         assert isinstance(store, SqlStore)
         with pytest.raises(Exception, match="nope"):
@@ -247,7 +258,7 @@ def test_a_failed_migration_changes_nothing(release_0_1_0: str, tmp_path: Path) 
     finally:
         store.close()
     assert snapshot(release_0_1_0) == before
-    assert versions(release_0_1_0) == [(1, "nodes, jobs, attempts, results")]
+    assert versions(release_0_1_0) == SHIPPED
 
 
 def _from_the_future(url: str) -> None:
@@ -260,7 +271,7 @@ def _from_the_future(url: str) -> None:
 
 def test_a_database_from_a_newer_ffleet_is_refused(file_url: str) -> None:
     _from_the_future(file_url)
-    with pytest.raises(SchemaTooNew, match="schema version 7, newer than the 1 this ffleet"):
+    with pytest.raises(SchemaTooNew, match=f"schema version 7, newer than the {LATEST} this ffleet"):
         open_store(file_url)
     assert versions(file_url)[-1] == (7, "from a newer ffleet")
 
@@ -275,6 +286,6 @@ def test_ffleet_master_says_why_it_refuses_a_newer_database(tmp_path: Path) -> N
 
 def test_migration_files_load_for_each_engine() -> None:
     for dialect in ("sqlite", "postgresql"):
-        (first,) = load(dialect)
+        first, *_ = load(dialect)
         assert (first.version, first.description) == (1, "nodes, jobs, attempts, results")
         assert len(first.statements) == 8  # four tables, four indexes

@@ -83,7 +83,9 @@ class MasterApp:
         return JsonResponse({"nodes": found, "count": len(found)})
 
     async def get_node(self, request: Request) -> Response:
-        return JsonResponse(self.store.get_node(request.path_params["node_id"]))
+        node = self.store.get_node(request.path_params["node_id"])
+        node.efficiency = self.store.node_efficiency(node.id)
+        return JsonResponse(node)
 
     async def heartbeat(self, request: Request) -> Response:
         node_id = request.path_params["node_id"]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ffleet.models import (
+    Efficiency,
     Heartbeat,
     HeartbeatReply,
     Job,
@@ -91,6 +92,10 @@ class Store(Protocol):
     def get_node(self, node_id: str) -> Node: ...
 
     def list_nodes(self) -> list[Node]: ...
+
+    def node_efficiency(self, node_id: str) -> list[Efficiency]:
+        """The node's rolling measured efficiency per scenario family (empty if none yet)."""
+        ...
 
     def heartbeat(self, node_id: str, beat: Heartbeat, now: float) -> HeartbeatReply:
         """Atomically: mark the node alive, renew its running attempts' leases, store progress,

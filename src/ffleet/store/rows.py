@@ -14,6 +14,7 @@ import msgspec
 from ffleet import scheduling
 from ffleet.models import (
     Attempt,
+    Efficiency,
     GpuDescription,
     Job,
     Node,
@@ -84,6 +85,8 @@ def traits_from_row(row: Row) -> scheduling.NodeTraits:
         ram_bytes=row["ram_bytes"],
         cpu_threads=row["cpu_threads"],
         labels=loads(row["labels"]),
+        ffmpeg_sha256=row["ffmpeg_sha256"],
+        ffmpeg_version=row["ffmpeg_version"],
     )
 
 
@@ -109,6 +112,8 @@ def node_from_row(row: Row, running: list[str]) -> Node:
         slots=row["slots"],
         draining=bool(row["draining"]),
         running_job_ids=running,
+        ffmpeg_sha256=row["ffmpeg_sha256"],
+        ffmpeg_configuration=row["ffmpeg_configuration"],
     )
 
 
@@ -137,6 +142,9 @@ def job_from_row(row: Row) -> Job:
         cancel_requested=bool(row["cancel_requested"]),
         unschedulable_reason=row["unschedulable_reason"],
         understood=scenario_reading(row["scenario"]),
+        stall_timeout_s=row["stall_timeout_s"],
+        placement=row["placement"],
+        avoid_nodes=loads(row["avoid_nodes"]),
     )
 
 
@@ -148,6 +156,17 @@ def attempt_from_row(row: Row) -> Attempt:
         ended_at=as_timestamp(row["ended_at"]),
         outcome=row["outcome"],
         error=row["error"],
+    )
+
+
+def efficiency_from_row(row: Row) -> Efficiency:
+    return Efficiency(
+        family=row["family"],
+        samples=row["samples"],
+        fps=row["fps"],
+        cpu_seconds_per_frame=row["cpu_seconds_per_frame"],
+        joules_per_frame=row["joules_per_frame"],
+        updated_at=Timestamp(row["updated_at"]),
     )
 
 
