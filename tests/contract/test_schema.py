@@ -271,7 +271,9 @@ def _from_the_future(url: str) -> None:
 
 def test_a_database_from_a_newer_ffleet_is_refused(file_url: str) -> None:
     _from_the_future(file_url)
-    with pytest.raises(SchemaTooNew, match=f"schema version 7, newer than the {LATEST} this ffleet"):
+    with pytest.raises(
+        SchemaTooNew, match=f"schema version 7, newer than the {LATEST} this ffleet"
+    ):
         open_store(file_url)
     assert versions(file_url)[-1] == (7, "from a newer ffleet")
 
