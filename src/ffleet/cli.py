@@ -16,6 +16,7 @@ from ffleet.settings import DEFAULT_MASTER_URL
 
 if TYPE_CHECKING:
     from ffleet.client import FleetClient
+    from ffleet.models import Node
 
 app = typer.Typer(
     help="ffleet: run FFmpeg workloads across a fleet of machines and bring every result home.",
@@ -179,14 +180,20 @@ def submit(
     """Submit a job (SCENARIO with --param), or every job of a --matrix file, atomically."""
     import msgspec
 
+    from ffleet.builds import majority_build
     from ffleet.matrix import MatrixError, load
     from ffleet.models import JobRequest, Requirements
 
     if (scenario is None) == (matrix is None):
         raise typer.BadParameter("give a SCENARIO or --matrix FILE (not both)")
     if matrix is not None:
+
+        def fleet_build() -> str | None:
+            with fleet_client(master) as client:
+                return majority_build(client.nodes())
+
         try:
-            requests = load(matrix.read_text())
+            requests = load(matrix.read_text(), fleet_build)
         except (OSError, MatrixError) as exc:
             raise typer.BadParameter(str(exc), param_hint="--matrix") from None
     else:
@@ -275,15 +282,19 @@ def job(
 
 @app.command()
 def nodes(master: MasterOption = DEFAULT_MASTER_URL, as_json: JsonOption = False) -> None:
-    """List registered nodes."""
+    """List registered nodes; a node whose FFmpeg build differs from most nodes' is marked *."""
+    from ffleet.builds import differs, majority_build
+
     with fleet_client(master) as client:
         found = client.nodes()
     if as_json:
         print_json(found)
         return
+    majority = majority_build(found)
+    odd = [node for node in found if differs(node, majority)]
     show_table(
         f"{len(found)} node(s)",
-        ("id", "status", "type", "threads", "ram_gib", "gpu", "running", "labels"),
+        ("id", "status", "type", "threads", "ram_gib", "gpu", "running", "ffmpeg", "labels"),
         [
             (
                 node.id,
@@ -293,11 +304,26 @@ def nodes(master: MasterOption = DEFAULT_MASTER_URL, as_json: JsonOption = False
                 f"{node.ram_bytes / 2**30:.1f}",
                 node.gpu_type or "-",
                 str(len(node.running_job_ids)),
+                _build_cell(node, majority),
                 ",".join(f"{k}={v}" for k, v in sorted(node.labels.items())),
             )
             for node in found
         ],
     )
+    if odd:
+        typer.echo(
+            f"{len(odd)} node(s) marked * run another FFmpeg build than the majority "
+            f"({majority[:12] if majority else '?'}): their figures are not comparable."
+        )
+
+
+def _build_cell(node: Node, majority: str | None) -> str:
+    """`version sha256-prefix`, marked `*` when it differs from the fleet's majority."""
+    from ffleet.builds import differs
+
+    sha = (node.ffmpeg_sha256 or "unknown")[:12]
+    mark = " *" if differs(node, majority) else ""
+    return f"{node.ffmpeg_version or '?'} {sha}{mark}"
 
 
 @app.command()

@@ -308,7 +308,7 @@ class _Job:
             after,
             cpu if isinstance(cpu, float) else None,
             child.wall_s,
-            len(os.sched_getaffinity(0)),
+            os.cpu_count() or 1,  # /proc/stat counts every core of the machine
         )
         for key, value in found.metrics().items():
             metrics.set(key, value, "not readable on this node (/proc/stat, cpufreq)")

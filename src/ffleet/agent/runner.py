@@ -20,8 +20,11 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from urllib.parse import urlsplit
 
+import msgspec
+
 from ffleet.agent.client import MasterClient, MasterRejected, MasterUnavailable
 from ffleet.agent.executor import Execution, execute
+from ffleet.agent.ffmpeg_build import identify
 from ffleet.agent.hardware import Hardware, registration_payload
 from ffleet.agent.settings import AgentSettings
 from ffleet.agent.spool import Spool
@@ -118,6 +121,9 @@ class Agent:
         self._spool_waiting = threading.Event()
         self._link = _Reachability(config.master_url)
         self._holds_requests = True  # until a /jobs/next reply shows the master does not wait
+        # Hashed once here, at start; results repeat it (the digest is cached per file version).
+        self.build = identify(hardware.ffmpeg_path)
+        self._master_as_worker = config.labels.get("master_as_worker") == "true"
 
     def close(self) -> None:
         self._lock_file.close()
@@ -200,6 +206,11 @@ class Agent:
             dict(self.config.labels),
             slots=self.config.slots,
             node_id=self.node_id,
+        )
+        registration = msgspec.structs.replace(
+            registration,
+            ffmpeg_sha256=self.build.sha256,
+            ffmpeg_configuration=self.build.configuration,
         )
         node = self.client.register(registration)
         if node.id != self.node_id:  # a master that assigns its own ids (v1.0)
@@ -426,6 +437,8 @@ class Agent:
                 cancel=entry.cancel,
                 on_progress=entry.set_progress,
                 allowed_input_dirs=self.config.input_dirs,
+                stall_timeout_s=job.stall_timeout_s,
+                master_as_worker=self._master_as_worker,
             )
         except ScenarioError as exc:
             return Execution("failed", {}, {}, str(exc), retryable=False)
@@ -452,6 +465,7 @@ class Agent:
             error=error,
             completed_at=rfc3339(time.time()),
             retryable=execution.retryable,
+            wrong_node=execution.wrong_node,
         )
 
     def _release(self, job: Job) -> None:
