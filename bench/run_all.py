@@ -19,6 +19,7 @@ from bench import (
     dispatch_latency,
     fleet_efficiency,
     memory,
+    repeat_variance,
 )
 from bench.common import Context, Figure, parser, print_table, session
 
@@ -29,6 +30,7 @@ SUITES: list[tuple[str, Callable[[Context], list[Figure]]]] = [
     (memory.TITLE, memory.run),
     (fleet_efficiency.TITLE, fleet_efficiency.run),
     (agent_overhead.TITLE, agent_overhead.run),
+    (repeat_variance.TITLE, repeat_variance.run),
 ]
 
 
