@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import imageio_ffmpeg  # type: ignore[import-untyped]
+import msgspec
 import psutil
 import pytest
 
@@ -20,6 +21,7 @@ from ffleet.agent.executor import Execution, execute
 from ffleet.agent.file_hashes import FileHashes
 from ffleet.agent.progress import ProgressParser
 from ffleet.models import Progress
+from ffleet.result_schema import AnalyzerOutput, ResultMetrics
 from ffleet.scenarios import JobSpec, build_job_spec
 
 FFMPEG: str = imageio_ffmpeg.get_ffmpeg_exe()
@@ -60,6 +62,11 @@ def test_warmup_and_repeats_keep_every_run_and_their_spread(tmp_path: Path) -> N
     assert summary["bitrate_bps"]["cv"] == 0.0  # the same bytes every run
     assert m["noisy"] is bool(m["noisy_metrics"])
     assert m["wall_seconds"] == runs[-1]["wall_seconds"]  # top level: the last measured run
+    # The OpenAPI document describes exactly what an agent sends.
+    assert set(m) == set(ResultMetrics.__struct_fields__)
+    msgspec.convert(m, ResultMetrics)
+    assert set(result.analyzer_output) == set(AnalyzerOutput.__struct_fields__)
+    msgspec.convert(result.analyzer_output, AnalyzerOutput)
 
 
 @pytest.mark.integration
