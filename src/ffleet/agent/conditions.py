@@ -55,11 +55,11 @@ def snapshot(proc_stat: Path = PROC_STAT, governor: Path = GOVERNOR) -> Snapshot
     else:
         load_average = (round(load[0], 2), round(load[1], 2), round(load[2], 2))
     stat = _read(proc_stat)
-    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    governor_text = _read(governor)
+    ticks = os.sysconf("SC_CLK_TCK")
+    governor_text = (_read(governor) or "").strip()
     return Snapshot(
         load_average=load_average,
-        governor=governor_text.strip() or None if governor_text is not None else None,
+        governor=governor_text or None,
         busy_s=None if stat is None else parse_proc_stat(stat, float(ticks)),
     )
 
