@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +62,15 @@ def test_unreadable_sources_judge_nothing() -> None:
     found = conditions.judge(blank, blank, job_cpu_s=1.0, wall_s=1.0, cpu_count=2)
     assert found.node_busy_cores is None and found.cpu_time_share is None
     assert not found.disturbed
+
+
+def test_a_snapshot_reads_the_governor_and_proc_stat(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 100 500 0 0 0 0 0 0\n")
+    governor = tmp_path / "scaling_governor"
+    governor.write_text("schedutil\n")
+    found = conditions.snapshot(stat, governor)
+    assert found.governor == "schedutil" and found.busy_s is not None and found.busy_s > 0
+    assert found.load_average is not None and len(found.load_average) == 3
+    missing = conditions.snapshot(tmp_path / "none", tmp_path / "none")
+    assert missing.governor is None and missing.busy_s is None
