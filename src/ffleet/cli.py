@@ -16,7 +16,7 @@ from ffleet.settings import DEFAULT_MASTER_URL
 
 if TYPE_CHECKING:
     from ffleet.client import FleetClient
-    from ffleet.models import Node
+    from ffleet.models import Node, Placement
 
 app = typer.Typer(
     help="ffleet: run FFmpeg workloads across a fleet of machines and bring every result home.",
@@ -25,6 +25,12 @@ app = typer.Typer(
 )
 app.command("agent")(agent)
 app.command("master")(master)
+
+
+def _placement(value: str | None) -> Placement | None:
+    if value is None or value in ("fastest", "energy"):
+        return value  # type: ignore[return-value]  # checked just above
+    raise typer.BadParameter("use fastest or energy", param_hint="--placement")
 
 
 def parameter_values(items: list[str]) -> dict[str, object]:
@@ -163,6 +169,19 @@ def submit(
     timeout: Annotated[
         float | None, duration_option("FFLEET_TIMEOUT", "Job timeout (default: derived).")
     ] = None,
+    stall_timeout: Annotated[
+        float | None,
+        duration_option(
+            "FFLEET_STALL_TIMEOUT", "Kill a run whose progress stands still this long."
+        ),
+    ] = None,
+    placement: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FFLEET_PLACEMENT",
+            help="fastest or energy: prefer the idle node measured best for it.",
+        ),
+    ] = None,
     require_gpu: Annotated[
         bool, typer.Option(envvar="FFLEET_REQUIRE_GPU", help="Only GPU nodes may run it.")
     ] = False,
@@ -212,6 +231,8 @@ def submit(
                 priority=int(priority) if priority.lstrip("-").isdigit() else priority,
                 max_attempts=max_attempts,
                 timeout_s=timeout,
+                stall_timeout_s=stall_timeout,
+                placement=_placement(placement),
                 requirements=requirements,
             )
         except msgspec.ValidationError as exc:
