@@ -18,7 +18,8 @@ Flags (`flags`, a list, also explained in the recommendation):
 
 Recommendation rules, in order; the sentences of every rule that applies are joined:
 
-0. disturbed -> say so, name the CPU share, and recommend nothing else;
+0. disturbed (and complete: rule 1 speaks for a failed run) -> say so, name the CPU share,
+   and recommend nothing else;
 1. incomplete: exit_code is not 0 or no frame was encoded -> say the figures describe a
    partial run and recommend nothing else;
 2. realtime_factor < 1 -> cannot sustain real time; lower the resolution or use a faster
@@ -96,7 +97,7 @@ def analyze(
         )
         if raised
     ]
-    if "disturbed" in flags:
+    if "disturbed" in flags and metrics.get("exit_code") == 0:
         recommendation = _disturbed(metrics)
     else:
         recommendation = _recommend(
