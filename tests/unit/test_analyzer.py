@@ -212,3 +212,8 @@ def test_noisy_repeats_and_a_shared_master_are_said() -> None:
     assert analysis["flags"] == ["noisy", "master_as_worker"]
     advice = str(analysis["recommendation"])
     assert "wall_seconds CV 12.0%" in advice and "master runs on this node" in advice
+
+
+def test_a_failed_run_says_it_failed_even_when_disturbed() -> None:
+    advice = _advice(exit_code=1, disturbed=True, cpu_time_share=0.05)
+    assert "did not complete" in advice and "Disturbed" not in advice
