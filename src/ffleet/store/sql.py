@@ -27,6 +27,7 @@ from ffleet import scheduling
 from ffleet.models import (
     Directive,
     Efficiency,
+    Explanation,
     Heartbeat,
     HeartbeatReply,
     Job,
@@ -54,6 +55,7 @@ from ffleet.store.base import (
     SchedulingPolicy,
 )
 from ffleet.store.db import Database, Row, Tx, redact_url
+from ffleet.store.explain import explain
 from ffleet.store.migrate import migrate
 from ffleet.store.rows import (
     attempt_from_row,
@@ -64,7 +66,6 @@ from ffleet.store.rows import (
     node_from_row,
     node_status,
     result_from_row,
-    traits_from_row,
 )
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ class SqlStore:
                 node_id = registration.id or str(uuid.uuid4())
                 row = tx.one("node_insert", {**values, "id": node_id, "registered_at": now})
                 assert row is not None
-            placement.clear_unschedulable(tx, traits_from_row(row))
+            placement.refresh_unschedulable(tx)
             return node_from_row(row, [])
 
     def get_node(self, node_id: str) -> Node:
@@ -290,12 +291,34 @@ class SqlStore:
                 result=result_from_row(stored) if stored is not None else None,
             )
 
-    def list_jobs(
-        self, status: str | None, limit: int | None, offset: int
-    ) -> tuple[list[Job], int]:
-        page = {"limit": NO_LIMIT if limit is None else limit, "offset": offset, "status": status}
+    def explain(self, job_id: str, now: float) -> Explanation:
         with self.db.transaction() as tx:
-            if status is None:
+            row = tx.one("job_get", {"id": job_id})
+            if row is None:
+                raise NotFound(f"job {job_id} not found")
+            return explain(tx, row, now, self.policy.node_timeout_s)
+
+    def list_jobs(
+        self,
+        status: str | None,
+        limit: int | None,
+        offset: int,
+        *,
+        scenario: str | None = None,
+        node_id: str | None = None,
+    ) -> tuple[list[Job], int]:
+        page = {
+            "limit": NO_LIMIT if limit is None else limit,
+            "offset": offset,
+            "status": status,
+            "scenario": scenario,
+            "node": node_id,
+        }
+        with self.db.transaction() as tx:
+            if scenario is not None or node_id is not None:
+                total = tx.scalar("jobs_count_filtered", page)
+                rows = tx.all("jobs_page_filtered", page)
+            elif status is None:
                 total = tx.scalar("jobs_count")
                 rows = tx.all("jobs_page", page)
             else:
