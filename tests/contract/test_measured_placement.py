@@ -121,6 +121,8 @@ def test_a_node_whose_input_differs_never_gets_the_job_again(store: Store) -> No
     queued = store.submit_result(refused, T0).job
     assert queued.status == "pending" and queued.avoid_nodes == [wrong]
     assert store.claim(wrong, T0 + 3600) is None
+    verdicts = {v.node_id: v.reason for v in store.explain(job.id, T0 + 3600).nodes}
+    assert "input file differs" in verdicts[wrong]
     store.set_draining(right, False)
     again = store.claim(right, T0 + 3600)
     assert again is not None and again.id == job.id and again.attempt == 2
