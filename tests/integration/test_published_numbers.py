@@ -31,6 +31,7 @@ def test_the_build_registered_is_the_one_results_name(fleet: Fleet) -> None:
     master = fleet.master()
     agent = fleet.agent(master)
     (node,) = master.nodes()
+    assert node["ffmpeg_version"]
     assert node["ffmpeg_sha256"] == FFMPEG_SHA256
     assert node["ffmpeg_configuration"].startswith("--")
     listed = subprocess.run(
@@ -40,6 +41,20 @@ def test_the_build_registered_is_the_one_results_name(fleet: Fleet) -> None:
         timeout=30,
     )
     assert FFMPEG_SHA256[:12] in listed.stdout and "marked *" not in listed.stdout
+    for sha in (FFMPEG_SHA256, "0" * 64):  # two more nodes: the majority is still ours
+        fake = {"address": "10.9.9.9", "ffmpeg_version": "n0", "ffmpeg_sha256": sha}
+        assert master.api.post("/nodes/register", json=fake).status_code == 201
+    listed = subprocess.run(
+        [ffleet_executable(), "nodes", "--master", master.url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "n0 000000000000 *" in listed.stdout
+    assert (
+        f"1 node(s) marked * run another FFmpeg build than the majority ({FFMPEG_SHA256[:12]})"
+        in " ".join(listed.stdout.split())
+    )
 
     pinned = {"ffmpeg_sha256": FFMPEG_SHA256}
     job = master.submit(
@@ -54,8 +69,8 @@ def test_the_build_registered_is_the_one_results_name(fleet: Fleet) -> None:
     assert metrics["master_as_worker"] is True  # the test agents share the master's machine
     assert "master_as_worker" in done["result"]["analyzer_output"]["flags"]
 
-    other = master.submit(SCENARIO, requirements={"ffmpeg_sha256": "0" * 64})
-    assert "the FFmpeg build with SHA-256 000000000000" in other["unschedulable_reason"]
+    other = master.submit(SCENARIO, requirements={"ffmpeg_sha256": "1" * 64})
+    assert "the FFmpeg build with SHA-256 111111111111" in other["unschedulable_reason"]
 
 
 def test_placement_fastest_follows_the_measured_figures(fleet: Fleet) -> None:
