@@ -19,6 +19,7 @@ from bench import (
     dispatch_latency,
     fleet_efficiency,
     memory,
+    observability,
     repeat_variance,
 )
 from bench.common import Context, Figure, parser, print_table, session
@@ -28,6 +29,7 @@ SUITES: list[tuple[str, Callable[[Context], list[Figure]]]] = [
     (claim_depth.TITLE, claim_depth.run),
     (dispatch_latency.TITLE, dispatch_latency.run),
     (memory.TITLE, memory.run),
+    (observability.TITLE, observability.run),
     (fleet_efficiency.TITLE, fleet_efficiency.run),
     (agent_overhead.TITLE, agent_overhead.run),
     (repeat_variance.TITLE, repeat_variance.run),
