@@ -28,13 +28,15 @@ def postgres_available() -> str | None:
 
 
 def reset_postgres() -> None:
-    """Drop every table the declared schema has (the migration record is one of them)."""
-    from ffleet.store.schema import metadata
-
-    tables = ", ".join(metadata.tables)
+    """Drop every table of the test database, whichever migrations created them."""
     engine = create_engine(POSTGRES_URL)
     with engine.begin() as conn:
-        conn.execute(text(f"DROP TABLE IF EXISTS {tables} CASCADE"))
+        found = conn.execute(
+            text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+        )
+        tables = ", ".join(f'"{name}"' for (name,) in found)
+        if tables:
+            conn.execute(text(f"DROP TABLE IF EXISTS {tables} CASCADE"))
     engine.dispose()
 
 
