@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from ffleet.audit import AuditEntry
 from ffleet.models import (
     Explanation,
     Heartbeat,
@@ -23,6 +24,7 @@ from ffleet.models import (
     Timestamp,
 )
 from ffleet.result_schema import AnalyzerOutput, ResultMetrics
+from ffleet.tokens import Credential, TokenRequest
 
 # (method, path, summary, request model, success status, response model or description)
 ENDPOINTS: list[tuple[str, str, str, type | None, int, type | str]] = [
@@ -102,6 +104,31 @@ ENDPOINTS: list[tuple[str, str, str, type | None, int, type | str]] = [
         "{results: [StoredResult], count}",
     ),
     (
+        "post",
+        "/tokens",
+        "Create a credential; the reply's token is shown once",
+        TokenRequest,
+        201,
+        Credential,
+    ),
+    (
+        "get",
+        "/tokens",
+        "List credentials, never their secrets: {tokens, count}",
+        None,
+        200,
+        "{tokens: [Credential], count}",
+    ),
+    ("post", "/tokens/{token_id}/revoke", "Revoke a credential at once", None, 200, Credential),
+    (
+        "get",
+        "/audit",
+        "The audit trail, newest first: {entries, count}; ?since=&actor=&action=&limit=",
+        None,
+        200,
+        "{entries: [AuditEntry], count}",
+    ),
+    (
         "get",
         "/blobs/{digest}/upload",
         "Where an upload of this SHA-256 continues: {digest, complete, received}",
@@ -152,6 +179,9 @@ _MODELS = [
     StoredResult,
     ResultMetrics,
     AnalyzerOutput,
+    Credential,
+    TokenRequest,
+    AuditEntry,
 ]
 
 
@@ -211,7 +241,12 @@ def _build() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "ffleet master", "version": "1.0-compatible"},
         "paths": paths,
-        "components": {"schemas": _COMPONENTS},
+        # Open masters need no token; authenticating ones a bearer token (see README).
+        "security": [{}, {"bearer": []}],
+        "components": {
+            "schemas": _COMPONENTS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
     }
 
 
