@@ -402,3 +402,15 @@ def test_a_cancelled_long_poll_leaves_the_dispatcher() -> None:
 
     assert asyncio.run(scenario()) == 0
     store.close()
+
+
+def test_a_typo_is_a_400_naming_the_nearest_token_and_tags_are_shown(client: TestClient) -> None:
+    typo = client.post("/jobs", json={"scenario": "1080p-h246"})
+    assert typo.status_code == 400 and "did you mean 'h264'" in typo.json()["error"]
+    job = client.post("/jobs", json={"scenario": "test-1080p"}).json()
+    assert job["understood"] == {
+        "resolution": "1920x1080",
+        "fps": 30,
+        "codec": "h264",
+        "tags": ["test"],
+    }

@@ -56,7 +56,22 @@ _TRANSIENT = (
     "no space left on device",
 )
 
-StopReason = Literal["timeout", "canceled"]
+StopReason = Literal["timeout", "canceled", "stalled"]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how nicely a child runs: CPUs it may use and its nice level (None: as the
+    agent). Applied in the forked child before exec, so FFmpeg's threads all inherit it."""
+
+    cpus: tuple[int, ...] | None = None
+    nice: int | None = None
+
+    def apply(self) -> None:
+        if self.cpus is not None:
+            os.sched_setaffinity(0, self.cpus)
+        if self.nice is not None:
+            os.nice(self.nice - os.nice(0))
 
 
 @dataclass
@@ -97,12 +112,16 @@ def run_child(
     deadline: float,
     cancel: threading.Event,
     on_line: Callable[[str], None] | None,
+    stalled: Callable[[], bool] | None = None,
+    placement: Placement | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> ChildExit:
-    """Run argv in its own session to its end, the monotonic `deadline` or a cancel; SIGTERM,
-    then SIGKILL after a grace period, reaches its whole process group. `on_line` gets each
-    stdout line from a reader thread; `on_start` the child's pid (its group's id). Raises
-    OSError when the child cannot start."""
+    """Run argv in its own session to its end, the monotonic `deadline`, a cancel or, when
+    `stalled` (polled every 50 ms) says so, a stall; SIGTERM, then SIGKILL after a grace
+    period, reaches its whole process group (a SIGSTOPped child dies of the SIGKILL). `on_line`
+    gets each stdout line from a reader thread. `placement` pins and renices the child before
+    it runs FFmpeg; `on_start` gets the child's pid (its group's id). Raises OSError when the
+    child cannot start."""
     started = time.monotonic()
     proc = subprocess.Popen(
         argv,
@@ -110,7 +129,7 @@ def run_child(
         stdout=subprocess.PIPE if on_line is not None else subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
-        preexec_fn=_die_with_parent(os.getpid()),
+        preexec_fn=_before_exec(os.getpid(), placement),
     )
     reaper = _Reaper(proc.pid)
     if on_start is not None:
@@ -144,6 +163,9 @@ def run_child(
             if time.monotonic() >= deadline:
                 stop_reason = "timeout"
                 break
+            if stalled is not None and stalled():
+                stop_reason = "stalled"
+                break
     finally:
         if not reaper.finished.is_set():
             reaper.signal_group(signal.SIGTERM)
@@ -172,6 +194,24 @@ def run_child(
         permanent=tail.permanent and not tail.transient,
         others_seen=len(others),
     )
+
+
+def _before_exec(parent: int, placement: Placement | None) -> Callable[[], None] | None:
+    """What the forked child does before exec: ask to die with the agent first (so a child
+    whose agent is already gone runs nothing), then take its placement."""
+    steps = [
+        step
+        for step in (_die_with_parent(parent), None if placement is None else placement.apply)
+        if step is not None
+    ]
+    if not steps:
+        return None
+
+    def in_child() -> None:
+        for step in steps:
+            step()
+
+    return in_child
 
 
 def _die_with_parent(parent: int) -> Callable[[], None] | None:
