@@ -81,6 +81,9 @@ class ResultMetrics(Struct, kw_only=True):
     quality_ffmpeg_argv: Annotated[list[str] | None, _d("the quality-pass command")] = None
     encoder: Annotated[str | None, _d("the FFmpeg encoder, e.g. libx264")] = None
     exit_code: Annotated[int | None, _d("FFmpeg's exit code; negative: signal")] = None
+    concurrent_ffmpeg: Annotated[
+        int | None, _d("other FFmpeg processes seen on the node meanwhile (0: measured alone)")
+    ] = None
     stderr_tail: Annotated[str | None, _d("last 4 KiB of stderr of a failed run")] = None
     output_path: Annotated[str | None, _d("the kept file for output=file")] = None
     input: Annotated[
