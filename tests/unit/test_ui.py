@@ -54,6 +54,8 @@ def test_every_page_renders_with_a_strict_policy_and_escapes_user_input(
         assert "<script>alert" not in page.text, path
         assert "<script" not in page.text.replace('<script src="/ui/static/ui.js', ""), path
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in client.get("/ui").text
+    register(client, id="../../jobs/x")  # an id the client chose must not retarget an action
+    assert 'data-action="/nodes/..%2F..%2Fjobs%2Fx/drain"' in client.get("/ui").text
     assert client.get("/ui/results").status_code == 200
 
 
