@@ -216,3 +216,14 @@ def test_comparison_gives_mean_and_spread_over_repeats() -> None:
     assert second.figures["cpu_s_per_frame"] is None
     only = second.figures["fps"]
     assert only is not None and only.spread == 0.0
+
+
+def test_a_stream_ends_by_itself_so_a_stopping_master_is_not_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(live, "STREAM_LIFETIME_S", 0.0)
+
+    async def events() -> list[bytes]:
+        return [chunk async for chunk in live.stream(lambda: "x", None)]
+
+    assert asyncio.run(events()) == [b"retry: 1000\n\n"]
