@@ -20,6 +20,7 @@ from bench import (
     dispatch_latency,
     fleet_efficiency,
     memory,
+    observability,
 )
 from bench.common import Context, Figure, parser, print_table, session
 
@@ -29,6 +30,7 @@ SUITES: list[tuple[str, Callable[[Context], list[Figure]]]] = [
     (dispatch_latency.TITLE, dispatch_latency.run),
     (dashboard_cost.TITLE, dashboard_cost.run),
     (memory.TITLE, memory.run),
+    (observability.TITLE, observability.run),
     (fleet_efficiency.TITLE, fleet_efficiency.run),
     (agent_overhead.TITLE, agent_overhead.run),
 ]

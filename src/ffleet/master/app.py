@@ -12,15 +12,17 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ffleet.master import openapi, ui
+from ffleet.master.archive import ArchiveCollector, ResultArchive
 from ffleet.master.dispatch import Dispatcher
 from ffleet.master.http import (
     ApiError,
@@ -30,11 +32,18 @@ from ffleet.master.http import (
     query_float,
     query_int,
 )
+from ffleet.master.metrics import (
+    CONTENT_TYPE,
+    HttpMetricsMiddleware,
+    MasterMetrics,
+    route_templates,
+)
 from ffleet.master.settings import MasterSettings
 from ffleet.models import (
     Heartbeat,
     Job,
     JobBatch,
+    JobDetail,
     JobRequest,
     NodeRegistration,
     Release,
@@ -42,15 +51,28 @@ from ffleet.models import (
     encode_hook,
 )
 from ffleet.states import JobStatus
-from ffleet.store import Store, StoreError, open_store
+from ffleet.store import Conflict, InvalidRequest, NotFound, Store, StoreError, open_store
 
 log = logging.getLogger("ffleet.master")
 
 Handler = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
 
 
 class DrainRequest(msgspec.Struct):
     drain: bool = True
+
+
+class PurgeRequest(msgspec.Struct):
+    job_ids: Annotated[list[str], msgspec.Meta(max_length=10_000)]
+
+
+def detail_body(detail: JobDetail) -> dict[str, Any]:
+    """GET /jobs/{id}'s shape: the job's fields plus its `attempts` and stored `result`."""
+    body: dict[str, Any] = msgspec.to_builtins(detail.job, enc_hook=encode_hook)
+    body["attempts"] = msgspec.to_builtins(detail.attempts, enc_hook=encode_hook)
+    body["result"] = msgspec.to_builtins(detail.result, enc_hook=encode_hook)
+    return body
 
 
 class MasterApp:
@@ -60,6 +82,11 @@ class MasterApp:
         self.store = store
         self.settings = settings
         self.dispatcher = Dispatcher()
+        self.metrics = MasterMetrics(store, lambda: self.dispatcher.waiting)
+        self.archive: ResultArchive | None = None
+        if settings.victoriametrics_url is not None:
+            self.archive = ResultArchive(settings.victoriametrics_url)
+            self.metrics.registry.register(ArchiveCollector(self.archive))
         self.limit = settings.max_body_bytes
 
     # -------------------------------------------------------------- nodes
@@ -82,8 +109,25 @@ class MasterApp:
         found = self.store.list_nodes()
         return JsonResponse({"nodes": found, "count": len(found)})
 
+    def _by_id(self, kind: Literal["job", "node"], given: str, action: Callable[[str], T]) -> T:
+        """`action` on the object `given` names: its full id, or a unique start of it (what a
+        user copies from an 8-character table column). Exact ids cost nothing more."""
+        try:
+            return action(given)
+        except NotFound:
+            found = self.store.ids_with_prefix(kind, given, 2)
+            if len(found) != 1:
+                if found:
+                    raise InvalidRequest(
+                        f"{given!r} starts the ids of several {kind}s; give more of it"
+                    ) from None
+                raise
+            return action(found[0])
+
     async def get_node(self, request: Request) -> Response:
-        return JsonResponse(self.store.get_node(request.path_params["node_id"]))
+        return JsonResponse(
+            self._by_id("node", request.path_params["node_id"], self.store.get_node)
+        )
 
     async def heartbeat(self, request: Request) -> Response:
         node_id = request.path_params["node_id"]
@@ -92,7 +136,11 @@ class MasterApp:
 
     async def drain(self, request: Request) -> Response:
         body = await decode(request, DrainRequest, self.limit, optional=True)
-        node = self.store.set_draining(request.path_params["node_id"], body.drain)
+        node = self._by_id(
+            "node",
+            request.path_params["node_id"],
+            lambda node_id: self.store.set_draining(node_id, body.drain),
+        )
         log.info("node %s %s", node.id, "draining" if body.drain else "accepting work again")
         return JsonResponse(node)
 
@@ -129,14 +177,24 @@ class MasterApp:
         return JsonResponse({"jobs": found, "count": len(found), "total": total})
 
     async def get_job(self, request: Request) -> Response:
-        detail = self.store.get_job(request.path_params["job_id"])
-        body = msgspec.to_builtins(detail.job, enc_hook=encode_hook)
-        body["attempts"] = msgspec.to_builtins(detail.attempts, enc_hook=encode_hook)
-        body["result"] = msgspec.to_builtins(detail.result, enc_hook=encode_hook)
-        return JsonResponse(body)
+        detail = self._by_id("job", request.path_params["job_id"], self.store.get_job)
+        return JsonResponse(detail_body(detail))
+
+    async def purge_jobs(self, request: Request) -> Response:
+        """Remove finished jobs with their attempts and results (after an export)."""
+        body = await decode(request, PurgeRequest, self.limit)
+        deleted = self.store.delete_finished(body.job_ids)
+        log.info("%d finished job(s) removed", deleted)
+        return JsonResponse({"deleted": deleted})
 
     async def explain(self, request: Request) -> Response:
-        return JsonResponse(self.store.explain(request.path_params["job_id"], time.time()))
+        return JsonResponse(
+            self._by_id(
+                "job",
+                request.path_params["job_id"],
+                lambda job_id: self.store.explain(job_id, time.time()),
+            )
+        )
 
     async def next_job(self, request: Request) -> Response:
         """Claim the next job; with `wait=S`, hold the request until one exists or S pass."""
@@ -155,7 +213,9 @@ class MasterApp:
         while True:
             wake = self.dispatcher.enlist()
             try:
+                started = time.perf_counter()
                 job = self.store.claim(node_id, time.time())
+                claim_seconds = time.perf_counter() - started
             except BaseException:  # e.g. an unknown node: leave no dead waiter behind
                 self.dispatcher.leave(wake)
                 if held is not None:
@@ -163,7 +223,7 @@ class MasterApp:
                 raise
             if job is not None:
                 self.dispatcher.leave(wake)
-                self._dispatched(job, node_id)
+                self._dispatched(job, node_id, claim_seconds)
                 return job
             if held is not None:  # woken, yet nothing here for this node: next waiter's turn
                 self.dispatcher.pass_on(held)
@@ -183,9 +243,9 @@ class MasterApp:
                     self.dispatcher.notify(1, hops=held)
                 return None
 
-    @staticmethod
-    def _dispatched(job: Job, node_id: str) -> None:
+    def _dispatched(self, job: Job, node_id: str, claim_seconds: float) -> None:
         log.info("job %s (attempt %d) dispatched to node %s", job.id, job.attempt, node_id)
+        self.metrics.dispatched(job, claim_seconds)
 
     def _wake_when_due(self, job: Job) -> None:
         """A job queued again with a backoff becomes claimable later: wake a waiter then."""
@@ -197,13 +257,22 @@ class MasterApp:
         asyncio.get_running_loop().call_later(delay, self.dispatcher.notify)
 
     async def cancel(self, request: Request) -> Response:
-        job = self.store.cancel(request.path_params["job_id"], time.time())
+        job = self._by_id(
+            "job",
+            request.path_params["job_id"],
+            lambda job_id: self.store.cancel(job_id, time.time()),
+        )
         log.info("job %s cancel requested (now %s)", job.id, job.status)
         return JsonResponse(job)
 
     async def retry(self, request: Request) -> Response:
-        job = self.store.retry(request.path_params["job_id"], time.time())
+        job = self._by_id(
+            "job",
+            request.path_params["job_id"],
+            lambda job_id: self.store.retry(job_id, time.time()),
+        )
         log.info("job %s queued again by a user", job.id)
+        self.metrics.user_retried()
         self.dispatcher.notify()
         return JsonResponse(job)
 
@@ -220,7 +289,13 @@ class MasterApp:
 
     async def post_result(self, request: Request) -> Response:
         result = await decode(request, ResultSubmission, self.limit)
-        outcome = self.store.submit_result(result, time.time())
+        started = time.perf_counter()
+        try:
+            outcome = self.store.submit_result(result, time.time())
+        except Conflict:
+            self.metrics.stale_result()
+            raise
+        store_seconds = time.perf_counter() - started
         job = outcome.job
         if outcome.duplicate:
             log.info("duplicate result for job %s ignored", job.id)
@@ -233,6 +308,9 @@ class MasterApp:
                 job.status,
                 f" ({result.error})" if result.error else "",
             )
+            self.metrics.result_stored(result, job, time.time())
+            if self.archive is not None and result.status == "completed":
+                self.archive.add(result, job, job.completed_at or time.time())
             self._wake_when_due(job)
         reply: dict[str, Any] = {"status": "success"}
         if outcome.duplicate:
@@ -240,7 +318,8 @@ class MasterApp:
         if result.claim_next:
             reply["job"] = outcome.next_job
             if outcome.next_job is not None:
-                self._dispatched(outcome.next_job, result.node_id)
+                # the claim shared the result's transaction: its time is the dispatch's
+                self._dispatched(outcome.next_job, result.node_id, store_seconds)
         return JsonResponse(reply)
 
     async def list_results(self, request: Request) -> Response:
@@ -249,10 +328,23 @@ class MasterApp:
         found = self.store.list_results(request.query_params.get("job_id"), limit, offset)
         return JsonResponse({"results": found, "count": len(found)})
 
+    async def export_results(self, request: Request) -> Response:
+        """Finished jobs completed in [since, until) (epoch seconds), with attempts and result."""
+        since = query_float(request, "since", 0.0, high=float(2**40))
+        until = query_float(request, "until", float(2**40), high=float(2**40))
+        limit = query_int(request, "limit", 1000, low=1, high=10_000) or 1000
+        offset = query_int(request, "offset", 0, low=0, high=2**62) or 0
+        found = self.store.finished_between(since, until, limit, offset)
+        return JsonResponse({"jobs": [detail_body(d) for d in found], "count": len(found)})
+
     # -------------------------------------------------------------- misc
 
     async def health(self, request: Request) -> Response:
         return JsonResponse({"status": "healthy"})
+
+    async def metrics_text(self, request: Request) -> Response:
+        """Prometheus text format; the fleet's gauges are read from the store now."""
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
 
     async def openapi_json(self, request: Request) -> Response:
         return JsonResponse(openapi.SPEC)
@@ -277,6 +369,7 @@ class MasterApp:
                 continue
             for node_id in report.offline_nodes:
                 log.warning("node %s missed its heartbeats: offline", node_id)
+            self.metrics.reaped(report)
             for job_id in report.requeued_jobs:
                 log.warning("job %s lost its attempt; queued again with backoff", job_id)
             for job_id in report.failed_jobs:
@@ -296,6 +389,7 @@ class MasterApp:
             Route("/jobs", self.create_job, methods=["POST"]),
             Route("/jobs", self.list_jobs, methods=["GET"]),
             Route("/jobs/batch", self.create_batch, methods=["POST"]),
+            Route("/jobs/purge", self.purge_jobs, methods=["POST"]),
             Route("/jobs/next", self.next_job, methods=["GET", "POST"]),
             Route("/jobs/{job_id}", self.get_job, methods=["GET"]),
             Route("/jobs/{job_id}/explain", self.explain, methods=["GET"]),
@@ -304,6 +398,8 @@ class MasterApp:
             Route("/jobs/{job_id}/release", self.release, methods=["POST"]),
             Route("/results", self.post_result, methods=["POST"]),
             Route("/results", self.list_results, methods=["GET"]),
+            Route("/results/export", self.export_results, methods=["GET"]),
+            Route("/metrics", self.metrics_text, methods=["GET"]),
             Route("/openapi.json", self.openapi_json, methods=["GET"]),
             Route("/docs", self.docs, methods=["GET"]),
         ]
@@ -346,18 +442,29 @@ def create_app(settings: MasterSettings, store: Store | None = None) -> Starlett
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(master.reaper())
+        tasks = [asyncio.create_task(master.reaper())]
+        if master.archive is not None:
+            tasks.append(asyncio.create_task(master.archive.run()))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if master.archive is not None:
+                await master.archive.close()
             if owned:
                 master.store.close()
 
+    routes = master.routes()
     app = Starlette(
-        routes=master.routes(),
+        routes=routes,
+        middleware=[
+            Middleware(
+                HttpMetricsMiddleware, metrics=master.metrics, templates=route_templates(routes)
+            )
+        ],
         lifespan=lifespan,
         exception_handlers={
             ApiError: _api_error,

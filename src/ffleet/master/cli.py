@@ -98,6 +98,15 @@ def master(
             "pause between requests (the agents' --heartbeat-interval).",
         ),
     ] = Seconds(MASTER_DEFAULTS.keep_alive_s),
+    victoriametrics_url: Annotated[
+        str | None,
+        typer.Option(
+            "--victoriametrics-url",
+            envvar="FFLEET_VICTORIAMETRICS_URL",
+            help="Push every completed result's figures to this VictoriaMetrics server "
+            "(e.g. http://127.0.0.1:8428); off unless given.",
+        ),
+    ] = MASTER_DEFAULTS.victoriametrics_url,
     log_level: LogLevelOption = DEFAULT_LOG_LEVEL,
 ) -> None:
     """Run the master: node registry, job queue and HTTP API."""
@@ -123,6 +132,7 @@ def master(
             max_wait_s=max_wait,
             recheck_s=recheck_interval,
             keep_alive_s=keep_alive,
+            victoriametrics_url=victoriametrics_url,
         )
     )
     configure_logging(log_level)

@@ -32,6 +32,7 @@ class MasterSettings:
     # An idle connection stays open this long. Well above every client's pause between two
     # requests: a client that reuses a connection just as the server closes it gets a reset.
     keep_alive_s: float = 75.0
+    victoriametrics_url: str | None = None  # where completed results' figures are pushed
 
     def __post_init__(self) -> None:
         policy = self.policy
@@ -57,3 +58,9 @@ class MasterSettings:
         require(self.max_wait_s >= 0, "--max-wait must not be negative")
         require_positive("--recheck-interval", self.recheck_s)
         require_positive("--keep-alive", self.keep_alive_s)
+        require(
+            self.victoriametrics_url is None
+            or self.victoriametrics_url.startswith(("http://", "https://")),
+            f"--victoriametrics-url must be an http:// or https:// URL "
+            f"(got {self.victoriametrics_url!r})",
+        )
