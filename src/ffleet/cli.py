@@ -594,6 +594,7 @@ def export_results(
         ),
     ] = False,
     master: MasterOption = DEFAULT_MASTER_URL,
+    as_json: JsonOption = False,
     token: TokenOption = None,
     ca: CaOption = None,
     cert: CertOption = None,
@@ -612,9 +613,13 @@ def export_results(
     start, end = _moment(since, "--since", 0.0), _moment(until, "--until", time.time())
     with fleet_client(master, transport(token, ca, cert, key)) as client:
         ids = export(client, start, end, out)
-        typer.echo(f"exported {len(ids)} finished job(s) to {out}")
-        if delete_exported and ids:
-            typer.echo(f"removed {purge_exported(client, ids)} of them from the master's store")
+        removed = purge_exported(client, ids) if delete_exported and ids else 0
+    if as_json:
+        print_json({"file": str(out), "exported": len(ids), "deleted": removed})
+        return
+    typer.echo(f"exported {len(ids)} finished job(s) to {out}")
+    if delete_exported:
+        typer.echo(f"removed {removed} of them from the master's store")
 
 
 @app.command("report")
@@ -633,6 +638,7 @@ def comparison_report(
         int, typer.Option(envvar="FFLEET_LIMIT", min=1, max=10_000, help="Jobs read at most.")
     ] = 1000,
     master: MasterOption = DEFAULT_MASTER_URL,
+    as_json: JsonOption = False,
     token: TokenOption = None,
     ca: CaOption = None,
     cert: CertOption = None,
@@ -650,7 +656,11 @@ def comparison_report(
             and (node is None or (job.node_id or "").startswith(node))
         ]
         details = [client.job(job.id) for job in chosen]
-    typer.echo(f"wrote {write_report(details, out)}")
+    page = write_report(details, out)
+    if as_json:
+        print_json({"report": str(page), "jobs": len(details)})
+    else:
+        typer.echo(f"wrote {page}")
 
 
 @app.command("watch")
