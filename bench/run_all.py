@@ -21,6 +21,7 @@ from bench import (
     fleet_efficiency,
     memory,
     observability,
+    repeat_variance,
     split_makespan,
 )
 from bench.common import Context, Figure, parser, print_table, session
@@ -34,6 +35,7 @@ SUITES: list[tuple[str, Callable[[Context], list[Figure]]]] = [
     (observability.TITLE, observability.run),
     (fleet_efficiency.TITLE, fleet_efficiency.run),
     (agent_overhead.TITLE, agent_overhead.run),
+    (repeat_variance.TITLE, repeat_variance.run),
     (split_makespan.TITLE, split_makespan.run),
 ]
 
