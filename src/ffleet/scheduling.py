@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ffleet.scenarios import JobSpec
 
 PREFERENCE_WINDOW_S = 10.0
+NO_NODE_YET = "no node is registered yet"  # why a job fits no node before any node joined
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def unschedulable_reason(req: Requirements | None, nodes: Iterable[NodeTraits]) 
             return None
         gaps.append(f"{node.node_id[:8]} lacks {'; '.join(missing)}")
     if not gaps:
-        return "no node is registered yet"
+        return NO_NODE_YET
     return "no registered node satisfies the requirements (" + " | ".join(gaps[:5]) + ")"
 
 

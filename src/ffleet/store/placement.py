@@ -98,13 +98,17 @@ def unschedulable_reason(tx: Tx, req: Requirements) -> str | None:
     return scheduling.unschedulable_reason(req, [traits_from_row(row) for row in sample])
 
 
-def refresh_unschedulable(tx: Tx) -> None:
-    """A node joined or changed: say anew why each unschedulable kind of job fits no node.
+def refresh_unschedulable(tx: Tx, node: scheduling.NodeTraits) -> None:
+    """A node joined or changed: jobs it can run are no longer unschedulable, and jobs queued
+    before any node joined stop saying so, naming the nodes there are now instead.
 
-    Cleared where a node now fits; otherwise the reason names the nodes there are now (a job
-    queued before any node joined must stop saying that none is registered).
+    Only those are restated: other reasons already name up to five real nodes, and rebuilding
+    them would read the fleet on every registration.
     """
     for kind in tx.all("unschedulable_kinds"):
         req = requirements(kind["requirements"])
-        reason = None if req is None else unschedulable_reason(tx, req)
-        tx.run("unschedulable_set", {"reason": reason, "requirements": kind["requirements"]})
+        params = {"requirements": kind["requirements"], "old": scheduling.NO_NODE_YET}
+        if req is None or not scheduling.unmet(req, node):
+            tx.run("now_schedulable", params)
+        elif tx.one("unschedulable_with_reason", params) is not None:
+            tx.run("unschedulable_restate", {**params, "reason": unschedulable_reason(tx, req)})

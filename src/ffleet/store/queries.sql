@@ -167,9 +167,16 @@ WHERE status = 'pending' AND priority < :top AND aged_at <= :cut
 -- name: unschedulable_kinds
 SELECT DISTINCT requirements FROM jobs WHERE unschedulable_reason IS NOT NULL
 
--- name: unschedulable_set
-UPDATE jobs SET unschedulable_reason = :reason
+-- name: now_schedulable
+UPDATE jobs SET unschedulable_reason = NULL
 WHERE unschedulable_reason IS NOT NULL AND requirements = :requirements
+
+-- name: unschedulable_with_reason
+SELECT 1 FROM jobs WHERE unschedulable_reason = :old AND requirements = :requirements LIMIT 1
+
+-- name: unschedulable_restate
+UPDATE jobs SET unschedulable_reason = :reason
+WHERE unschedulable_reason = :old AND requirements = :requirements
 
 -- name: job_avoid_node
 UPDATE jobs SET avoid_nodes = :avoid_nodes WHERE seq = :seq

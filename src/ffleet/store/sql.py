@@ -68,6 +68,7 @@ from ffleet.store.rows import (
     node_from_row,
     node_status,
     result_from_row,
+    traits_from_row,
 )
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ class SqlStore(CredentialStore, splits.SplitMethods):
             node_id = registration.id or str(uuid.uuid4())
             row = tx.one("node_insert", {**values, "id": node_id, "registered_at": now})
             assert row is not None
-        placement.refresh_unschedulable(tx)
+        placement.refresh_unschedulable(tx, traits_from_row(row))
         return node_from_row(row, [])
 
     def get_node(self, node_id: str) -> Node:
