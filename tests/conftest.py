@@ -31,7 +31,10 @@ def reset_postgres() -> None:
     engine = create_engine(POSTGRES_URL)
     with engine.begin() as conn:
         conn.execute(
-            text("DROP TABLE IF EXISTS results, attempts, jobs, nodes, ffleet_schema CASCADE")
+            text(
+                "DROP TABLE IF EXISTS results, attempts, jobs, nodes, leader_lease, "
+                "idempotency_keys, ffleet_schema CASCADE"
+            )
         )
     engine.dispose()
 

@@ -42,7 +42,7 @@ from ffleet.models import (
 )
 from ffleet.scenarios import ScenarioError, build_job_spec, default_timeout_s
 from ffleet.states import Event, JobStatus, allows, describe_sources
-from ffleet.store import attempts, placement
+from ffleet.store import attempts, coordination, placement
 from ffleet.store.base import (
     Conflict,
     IllegalTransition,
@@ -80,6 +80,8 @@ class SqlStore:
         self.policy = policy or SchedulingPolicy()
         self.url = url
         self.db = Database(url)
+        self.inline = self.db.is_sqlite
+        self.origin = uuid.uuid4().hex  # names this process in the wake-up hints it sends
         try:
             applied = migrate(self.db, time.time())
         except BaseException:
@@ -203,10 +205,16 @@ class SqlStore:
 
     # ------------------------------------------------------------------ jobs
 
-    def create_jobs(self, requests: Sequence[JobRequest], now: float) -> list[Job]:
+    def create_jobs(
+        self, requests: Sequence[JobRequest], now: float, idempotency_key: str | None = None
+    ) -> list[Job]:
         prepared = [self._job_values(req, now) for req in requests]
         rows = [values for values, _ in prepared]
         with self.db.transaction() as tx:
+            if idempotency_key is not None:
+                first = coordination.replayed(tx, idempotency_key, requests, now)
+                if first is not None:
+                    return first
             reasons: dict[str, str | None] = {}
             for values, reqs in prepared:
                 if reqs is None:
@@ -215,7 +223,11 @@ class SqlStore:
                     reasons[values["requirements"]] = placement.unschedulable_reason(tx, reqs)
                 values["unschedulable_reason"] = reasons[values["requirements"]]
             tx.many("job_insert", rows)
-        return [job_from_row(row) for row in rows]
+            created = [job_from_row(row) for row in rows]
+            if idempotency_key is not None:
+                coordination.remember(tx, idempotency_key, created)
+            self._announce(tx, count=len(created))
+        return created
 
     def _job_values(
         self, req: JobRequest, now: float
@@ -393,6 +405,7 @@ class SqlStore:
             ):
                 raise Conflict(f"attempt {attempt} of job {job_id} is not running on {node_id}")
             attempts.close(tx, row, now, "released", reason)
+            self._announce(tx)
             return attempts.requeue(
                 tx, row, Event.REQUEUE, now, not_before=now, retry_count=row["retry_count"]
             )
@@ -418,6 +431,7 @@ class SqlStore:
                     f"only {describe_sources(Event.RETRY)} jobs can be retried; "
                     f"job is {row['status']}"
                 )
+            self._announce(tx)
             return attempts.requeue(tx, row, Event.RETRY, now, not_before=now, retry_count=0)
 
     def list_results(
@@ -458,6 +472,35 @@ class SqlStore:
             return 0
         cut = now - self.policy.aging_interval_s
         return tx.run("pending_age", {"now": now, "top": top, "cut": cut})
+
+    # ------------------------------------------------------------------ several masters
+
+    def database_time(self) -> float:
+        with self.db.transaction() as tx:
+            return float(tx.scalar("clock_now"))
+
+    def take_leadership(self, holder: str, now: float, lease_s: float) -> str | None:
+        with self.db.transaction() as tx:
+            return coordination.take_lease(tx, holder, now, lease_s)
+
+    def resign_leadership(self, holder: str) -> None:
+        with self.db.transaction() as tx:
+            tx.run("lease_resign", {"holder": holder})
+            self._announce(tx, "leader")  # the other masters: take over now, not at expiry
+
+    def announce_work(self) -> None:
+        with self.db.transaction() as tx:
+            self._announce(tx)
+
+    def expire_idempotency_keys(self, now: float) -> int:
+        with self.db.transaction() as tx:
+            return tx.run("idempotency_expire", {"cut": now - coordination.IDEMPOTENCY_KEY_TTL_S})
+
+    def _announce(self, tx: Tx, topic: str = "work", count: int = 1) -> None:
+        """Hint the other masters (on commit) that `count` jobs became claimable, or that the
+        lead is free; SQLite has no other masters."""
+        if not self.inline:
+            tx.run("work_announce", {"origin": f"{topic} {self.origin} {count}"})
 
     # ------------------------------------------------------------------ helpers
 
