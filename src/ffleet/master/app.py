@@ -1,18 +1,26 @@
 """The master's HTTP API: thin handlers that decode, call the store, and shape the reply.
 
-Handlers are async and call the store inline: an SQLite operation costs 8-50 us, less than a
-thread-pool hop (150-450 us measured here), and the store serialises writers anyway. Only the
-long-poll waits, and it waits on an asyncio event, never on the database.
+On SQLite handlers call the store inline: an operation costs 8-50 us, less than a thread-pool
+hop (150-450 us measured here), and the store serialises writers anyway. On PostgreSQL a call
+may wait on the network or on a row lock another master holds, so it runs on a thread pool
+sized to the connection pool and the event loop (heartbeats included) never waits on it. The
+long-poll waits on an asyncio event, never on the database.
+
+Times come from the database's clock (clock.py); leader duties run where leadership.py says;
+other masters' work arrives through wakeups.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import msgspec
 from starlette.applications import Starlette
@@ -21,6 +29,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from ffleet.master import openapi
+from ffleet.master.clock import REMEASURE_S, DatabaseClock
 from ffleet.master.dispatch import Dispatcher
 from ffleet.master.http import (
     ApiError,
@@ -30,7 +39,10 @@ from ffleet.master.http import (
     query_float,
     query_int,
 )
+from ffleet.master.leadership import Leadership
 from ffleet.master.settings import MasterSettings
+from ffleet.master.single_master import hold_sqlite_file
+from ffleet.master.wakeups import WakeupListener
 from ffleet.models import (
     Heartbeat,
     Job,
@@ -43,10 +55,14 @@ from ffleet.models import (
 )
 from ffleet.states import JobStatus
 from ffleet.store import Store, StoreError, open_store
+from ffleet.store.db import POOL_SIZE
 
 log = logging.getLogger("ffleet.master")
 
 Handler = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
+
+RETENTION_INTERVAL_S = 60.0  # how often the leader forgets day-old idempotency keys
 
 
 class DrainRequest(msgspec.Struct):
@@ -61,12 +77,43 @@ class MasterApp:
         self.settings = settings
         self.dispatcher = Dispatcher()
         self.limit = settings.max_body_bytes
+        self.id = f"{socket.gethostname()}:{settings.port}/{store.origin[:8]}"
+        self.clock = DatabaseClock(None if store.inline else store.database_time)
+        self._executor = (
+            None if store.inline else ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="store")
+        )
+        self.leadership = Leadership(
+            store,
+            self.clock,
+            self.id,
+            lease_s=settings.leader_lease_s,
+            grace_s=settings.policy.node_timeout_s,
+            call=self.call,
+        )
+        self.wakeups = (
+            None
+            if store.inline
+            else WakeupListener(
+                settings.store_url,
+                store.origin,
+                on_work=lambda count: self.dispatcher.notify(count),
+                on_leader_free=self.leadership.poke,
+                on_reconnect=self.dispatcher.notify_all,
+            )
+        )
+
+    async def call(self, method: Callable[..., T], *args: Any) -> T:
+        """Run a store method: inline on SQLite, on the store's thread pool on PostgreSQL."""
+        if self._executor is None:
+            return method(*args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(method, *args))
 
     # -------------------------------------------------------------- nodes
 
     async def register(self, request: Request) -> Response:
         registration = await decode(request, NodeRegistration, self.limit)
-        node = self.store.register_node(registration, time.time())
+        node = await self.call(self.store.register_node, registration, self.clock.now())
         log.info(
             "node registered: %s (%s, %d threads, %s%s)",
             node.id,
@@ -79,20 +126,20 @@ class MasterApp:
         return JsonResponse(node, status_code=201)
 
     async def list_nodes(self, request: Request) -> Response:
-        found = self.store.list_nodes()
+        found = await self.call(self.store.list_nodes)
         return JsonResponse({"nodes": found, "count": len(found)})
 
     async def get_node(self, request: Request) -> Response:
-        return JsonResponse(self.store.get_node(request.path_params["node_id"]))
+        return JsonResponse(await self.call(self.store.get_node, request.path_params["node_id"]))
 
     async def heartbeat(self, request: Request) -> Response:
         node_id = request.path_params["node_id"]
         beat = await decode(request, Heartbeat, self.limit, optional=True)
-        return JsonResponse(self.store.heartbeat(node_id, beat, time.time()))
+        return JsonResponse(await self.call(self.store.heartbeat, node_id, beat, self.clock.now()))
 
     async def drain(self, request: Request) -> Response:
         body = await decode(request, DrainRequest, self.limit, optional=True)
-        node = self.store.set_draining(request.path_params["node_id"], body.drain)
+        node = await self.call(self.store.set_draining, request.path_params["node_id"], body.drain)
         log.info("node %s %s", node.id, "draining" if body.drain else "accepting work again")
         return JsonResponse(node)
 
@@ -100,17 +147,22 @@ class MasterApp:
 
     async def create_job(self, request: Request) -> Response:
         job_request = await decode(request, JobRequest, self.limit)
-        (job,) = self.store.create_jobs([job_request], time.time())
+        (job,) = await self._create(request, [job_request])
         log.info("job created: %s (%s)", job.id, job.scenario)
-        self.dispatcher.notify()
         return JsonResponse(job, status_code=201)
 
     async def create_batch(self, request: Request) -> Response:
         batch = await decode(request, JobBatch, self.limit)
-        created = self.store.create_jobs(batch.jobs, time.time())
+        created = await self._create(request, batch.jobs)
         log.info("batch of %d jobs created", len(created))
-        self.dispatcher.notify(len(created))
         return JsonResponse({"jobs": created, "count": len(created)}, status_code=201)
+
+    async def _create(self, request: Request, jobs: list[JobRequest]) -> list[Job]:
+        """Create, or with an `Idempotency-Key` already used, return what the first did."""
+        key = request.headers.get("idempotency-key")
+        created = await self.call(self.store.create_jobs, jobs, self.clock.now(), key)
+        self.dispatcher.notify(len(created))  # a replay wakes a waiter in vain, harmlessly
+        return created
 
     async def list_jobs(self, request: Request) -> Response:
         status = request.query_params.get("status") or None
@@ -119,11 +171,11 @@ class MasterApp:
             raise ApiError(400, f"unknown status {status!r}; use one of {allowed}")
         limit = query_int(request, "limit", None, low=1, high=10_000)
         offset = query_int(request, "offset", 0, low=0, high=2**62) or 0
-        found, total = self.store.list_jobs(status, limit, offset)
+        found, total = await self.call(self.store.list_jobs, status, limit, offset)
         return JsonResponse({"jobs": found, "count": len(found), "total": total})
 
     async def get_job(self, request: Request) -> Response:
-        detail = self.store.get_job(request.path_params["job_id"])
+        detail = await self.call(self.store.get_job, request.path_params["job_id"])
         body = msgspec.to_builtins(detail.job, enc_hook=encode_hook)
         body["attempts"] = msgspec.to_builtins(detail.attempts, enc_hook=encode_hook)
         body["result"] = msgspec.to_builtins(detail.result, enc_hook=encode_hook)
@@ -146,7 +198,7 @@ class MasterApp:
         while True:
             wake = self.dispatcher.enlist()
             try:
-                job = self.store.claim(node_id, time.time())
+                job = await self.call(self.store.claim, node_id, self.clock.now())
             except BaseException:  # e.g. an unknown node: leave no dead waiter behind
                 self.dispatcher.leave(wake)
                 if held is not None:
@@ -184,24 +236,36 @@ class MasterApp:
             self._wake_at(job.not_before)
 
     def _wake_at(self, when: float) -> None:
-        delay = max(0.0, when - time.time())
-        asyncio.get_running_loop().call_later(delay, self.dispatcher.notify)
+        """Wake a waiter here, and tell the other masters, when a backoff ends."""
+        delay = max(0.0, when - self.clock.now())
+        asyncio.get_running_loop().call_later(delay, self._backoff_ended)
+
+    def _backoff_ended(self) -> None:
+        self.dispatcher.notify()
+        if self.wakeups is not None:
+            task = asyncio.ensure_future(self.call(self.store.announce_work))
+            task.add_done_callback(_log_failure)
 
     async def cancel(self, request: Request) -> Response:
-        job = self.store.cancel(request.path_params["job_id"], time.time())
+        job = await self.call(self.store.cancel, request.path_params["job_id"], self.clock.now())
         log.info("job %s cancel requested (now %s)", job.id, job.status)
         return JsonResponse(job)
 
     async def retry(self, request: Request) -> Response:
-        job = self.store.retry(request.path_params["job_id"], time.time())
+        job = await self.call(self.store.retry, request.path_params["job_id"], self.clock.now())
         log.info("job %s queued again by a user", job.id)
         self.dispatcher.notify()
         return JsonResponse(job)
 
     async def release(self, request: Request) -> Response:
         body = await decode(request, Release, self.limit)
-        job = self.store.release(
-            request.path_params["job_id"], body.node_id, body.attempt, body.reason, time.time()
+        job = await self.call(
+            self.store.release,
+            request.path_params["job_id"],
+            body.node_id,
+            body.attempt,
+            body.reason,
+            self.clock.now(),
         )
         log.info("job %s released by node %s: %s", job.id, body.node_id, body.reason)
         self.dispatcher.notify()
@@ -211,7 +275,7 @@ class MasterApp:
 
     async def post_result(self, request: Request) -> Response:
         result = await decode(request, ResultSubmission, self.limit)
-        outcome = self.store.submit_result(result, time.time())
+        outcome = await self.call(self.store.submit_result, result, self.clock.now())
         job = outcome.job
         if outcome.duplicate:
             log.info("duplicate result for job %s ignored", job.id)
@@ -237,13 +301,24 @@ class MasterApp:
     async def list_results(self, request: Request) -> Response:
         limit = query_int(request, "limit", None, low=1, high=10_000)
         offset = query_int(request, "offset", 0, low=0, high=2**62) or 0
-        found = self.store.list_results(request.query_params.get("job_id"), limit, offset)
+        found = await self.call(
+            self.store.list_results, request.query_params.get("job_id"), limit, offset
+        )
         return JsonResponse({"results": found, "count": len(found)})
 
     # -------------------------------------------------------------- misc
 
     async def health(self, request: Request) -> Response:
-        return JsonResponse({"status": "healthy"})
+        """Liveness, plus which master this is, which one leads, and how other masters'
+        work reaches it ("local": an SQLite store has no other masters)."""
+        return JsonResponse(
+            {
+                "status": "healthy",
+                "master": self.id,
+                "leader": self.leadership.leader,
+                "wakeups": "local" if self.wakeups is None else self.wakeups.mode,
+            }
+        )
 
     async def openapi_json(self, request: Request) -> Response:
         return JsonResponse(openapi.SPEC)
@@ -252,17 +327,20 @@ class MasterApp:
         return HTMLResponse(openapi.DOCS_HTML)
 
     async def reaper(self) -> None:
-        """End what outlived its time, every `reap_interval_s`, for as long as the app runs.
-
-        It starts one node timeout after the master does: the master's own downtime must not
-        count against nodes and leases, so agents get a full timeout to reach it again (and
-        deliver the results they spooled meanwhile) before anything is declared lost.
-        """
-        await asyncio.sleep(self.settings.policy.node_timeout_s)
+        """The leader's duties, every `reap_interval_s`: end what outlived its time, age the
+        queue, and now and then forget day-old idempotency keys. Each pass runs only while
+        this master holds the lead (see leadership.py: also why it starts late)."""
+        forgotten_at = 0.0
         while True:
             await asyncio.sleep(self.settings.reap_interval_s)
+            if not self.leadership.is_leader:
+                continue
+            now = self.clock.now()
             try:
-                report = self.store.reap(time.time())
+                report = await self.call(self.store.reap, now)
+                if now - forgotten_at >= RETENTION_INTERVAL_S:
+                    await self.call(self.store.expire_idempotency_keys, now)
+                    forgotten_at = now
             except Exception:
                 log.exception("reaper pass failed; will try again")
                 continue
@@ -274,6 +352,33 @@ class MasterApp:
                 log.warning("job %s failed: out of attempts", job_id)
             for when in report.retry_at:
                 self._wake_at(when)
+
+    async def remeasure_clock(self) -> None:
+        while True:
+            await asyncio.sleep(REMEASURE_S)
+            try:
+                await self.call(self.clock.measure)
+            except Exception as exc:
+                log.warning("could not measure the clock offset to the database: %s", exc)
+
+    async def start(self) -> list[asyncio.Task[None]]:
+        """Measure the clock, then start the background duties."""
+        await self.call(self.clock.measure)
+        self.clock.check(self.settings.policy.node_timeout_s)
+        duties = [self.reaper(), self.leadership.run()]
+        if self.wakeups is not None:
+            duties += [self.wakeups.run(), self.remeasure_clock()]
+        return [asyncio.create_task(duty) for duty in duties]
+
+    async def stop(self, tasks: list[asyncio.Task[None]]) -> None:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.leadership.resign()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
 
     def routes(self) -> list[Route]:
         return [
@@ -296,6 +401,11 @@ class MasterApp:
             Route("/openapi.json", self.openapi_json, methods=["GET"]),
             Route("/docs", self.docs, methods=["GET"]),
         ]
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("could not tell the other masters: %s", task.exception())
 
 
 def _refused(request: Request, status_code: int, message: str) -> Response:
@@ -329,21 +439,28 @@ def create_app(settings: MasterSettings, store: Store | None = None) -> Starlett
     from starlette.exceptions import HTTPException
 
     owned = store is None
-    master = MasterApp(
-        store if store is not None else open_store(settings.store_url, settings.policy), settings
-    )
+    lock = hold_sqlite_file(settings.store_url) if owned else None
+    try:
+        master = MasterApp(
+            store if store is not None else open_store(settings.store_url, settings.policy),
+            settings,
+        )
+    except BaseException:
+        if lock is not None:
+            lock.close()
+        raise
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(master.reaper())
+        tasks = await master.start()
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await master.stop(tasks)
             if owned:
                 master.store.close()
+            if lock is not None:
+                lock.close()
 
     app = Starlette(
         routes=master.routes(),

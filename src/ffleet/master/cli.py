@@ -86,8 +86,8 @@ def master(
         float,
         duration_option(
             "FFLEET_RECHECK_INTERVAL",
-            "A waiting job request looks for work this often even unwoken (work another "
-            "master created in a shared database).",
+            "A waiting job request looks for work this often even unwoken: the fallback for "
+            "work another master created when its wake-up (LISTEN/NOTIFY) is lost.",
         ),
     ] = Seconds(MASTER_DEFAULTS.recheck_s),
     keep_alive: Annotated[
@@ -98,6 +98,14 @@ def master(
             "pause between requests (the agents' --heartbeat-interval).",
         ),
     ] = Seconds(MASTER_DEFAULTS.keep_alive_s),
+    leader_lease: Annotated[
+        float,
+        duration_option(
+            "FFLEET_LEADER_LEASE",
+            "Masters sharing one PostgreSQL elect one leader (reaper, aging, retention) "
+            "through a lease of this length: a dead leader is replaced within it.",
+        ),
+    ] = Seconds(MASTER_DEFAULTS.leader_lease_s),
     log_level: LogLevelOption = DEFAULT_LOG_LEVEL,
 ) -> None:
     """Run the master: node registry, job queue and HTTP API."""
@@ -123,6 +131,7 @@ def master(
             max_wait_s=max_wait,
             recheck_s=recheck_interval,
             keep_alive_s=keep_alive,
+            leader_lease_s=leader_lease,
         )
     )
     configure_logging(log_level)

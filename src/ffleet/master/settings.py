@@ -32,6 +32,8 @@ class MasterSettings:
     # An idle connection stays open this long. Well above every client's pause between two
     # requests: a client that reuses a connection just as the server closes it gets a reset.
     keep_alive_s: float = 75.0
+    # The leader lease: a leader that dies is replaced within this long (renewed every third).
+    leader_lease_s: float = 10.0
 
     def __post_init__(self) -> None:
         policy = self.policy
@@ -57,3 +59,4 @@ class MasterSettings:
         require(self.max_wait_s >= 0, "--max-wait must not be negative")
         require_positive("--recheck-interval", self.recheck_s)
         require_positive("--keep-alive", self.keep_alive_s)
+        require_positive("--leader-lease", self.leader_lease_s)
