@@ -88,7 +88,12 @@ def run(
 
 
 MasterOption = Annotated[
-    str, typer.Option("--master", envvar="FFLEET_MASTER", help="The master's URL.")
+    str,
+    typer.Option(
+        "--master",
+        envvar="FFLEET_MASTER",
+        help="The master's URL; URL1,URL2,... for several masters sharing one database.",
+    ),
 ]
 JsonOption = Annotated[
     bool, typer.Option("--json", envvar="FFLEET_JSON", help="Print JSON instead of a table.")
@@ -100,7 +105,10 @@ def fleet_client(master_url: str) -> Iterator[FleetClient]:
     """A client whose refusals and connection failures become one clear line and exit code."""
     from ffleet.client import FleetClient, MasterRejected, MasterUnavailable
 
-    client = FleetClient(master_url)
+    try:
+        client = FleetClient(master_url)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--master") from None
     with client:
         try:
             yield client
@@ -173,10 +181,21 @@ def submit(
         list[str],
         typer.Option(envvar="FFLEET_REQUIRE_LABEL", help="KEY=VALUE the node must carry."),
     ] = [],  # noqa: B006 - typer reads the default, never mutates it
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FFLEET_IDEMPOTENCY_KEY",
+            help="Names this submission: sent again with the same key (within a day, to any "
+            "master of the database), it creates nothing new and prints the first reply. "
+            "Default: a new key per run.",
+        ),
+    ] = None,
     master: MasterOption = DEFAULT_MASTER_URL,
     as_json: JsonOption = False,
 ) -> None:
     """Submit a job (SCENARIO with --param), or every job of a --matrix file, atomically."""
+    import uuid
+
     import msgspec
 
     from ffleet.matrix import MatrixError, load
@@ -211,7 +230,8 @@ def submit(
             raise typer.BadParameter(str(exc)) from None
         requests = [request] * count
     with fleet_client(master) as client:
-        created = client.submit(requests)
+        # A key for every run: the client's own retries after a lost reply create nothing twice.
+        created = client.submit(requests, idempotency_key=idempotency_key or str(uuid.uuid4()))
     if as_json:
         print_json(created)
         return
