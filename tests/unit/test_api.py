@@ -362,3 +362,18 @@ def test_a_failed_long_poll_does_not_swallow_the_next_wake() -> None:
         job = client.post("/jobs", json={"scenario": "720p"}).json()
         waiter.join(timeout=10)
         assert got["job"]["id"] == job["id"]
+
+
+def test_an_idempotency_key_answers_a_repeat_with_the_first_reply(client: TestClient) -> None:
+    job = {"scenario": "720p-h264"}
+    first = client.post("/jobs", json=job, headers={"Idempotency-Key": "k1"})
+    again = client.post("/jobs", json=job, headers={"Idempotency-Key": "k1"})
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    batch = {"jobs": [job, job]}
+    first = client.post("/jobs/batch", json=batch, headers={"Idempotency-Key": "k2"})
+    again = client.post("/jobs/batch", json=batch, headers={"Idempotency-Key": "k2"})
+    assert again.json() == first.json() and first.json()["count"] == 2
+    other = client.post("/jobs", json={"scenario": "360p-h264"}, headers={"Idempotency-Key": "k1"})
+    assert other.status_code == 409 and "already used" in other.json()["error"]
+    assert client.get("/jobs").json()["total"] == 3
