@@ -294,6 +294,25 @@ def job(
 
 
 @app.command()
+def explain(
+    job_id: str, master: MasterOption = DEFAULT_MASTER_URL, as_json: JsonOption = False
+) -> None:
+    """Why is my job pending? Every node and the first requirement it fails."""
+    with fleet_client(master) as client:
+        found = client.explain(job_id)
+    if as_json:
+        print_json(found)
+        return
+    typer.echo(f"{found.job_id}: {found.status}: {found.summary}")
+    if found.nodes:
+        show_table(
+            f"{len(found.nodes)} node(s)",
+            ("node", "hostname", "verdict", "why"),
+            [(v.node_id[:8], v.hostname or "-", v.verdict, v.reason) for v in found.nodes],
+        )
+
+
+@app.command()
 def nodes(master: MasterOption = DEFAULT_MASTER_URL, as_json: JsonOption = False) -> None:
     """List registered nodes."""
     with fleet_client(master) as client:

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from ffleet.agent.client import MasterClient, MasterRejected, MasterUnavailable
-from ffleet.models import Job, JobRequest, Node
+from ffleet.models import Explanation, Job, JobRequest, Node
 
 __all__ = ["FleetClient", "MasterRejected", "MasterUnavailable"]
 
@@ -83,6 +83,9 @@ class FleetClient(MasterClient):
     def job(self, job_id: str) -> dict[str, Any]:
         """The job with its `attempts` and stored `result`, as plain JSON."""
         return self._decode(self._send("GET", f"/jobs/{job_id}"), dict[str, Any])
+
+    def explain(self, job_id: str) -> Explanation:
+        return self._decode(self._send("GET", f"/jobs/{job_id}/explain"), Explanation)
 
     def nodes(self) -> list[Node]:
         return self._decode(self._send("GET", "/nodes"), _NodeList).nodes

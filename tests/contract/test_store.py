@@ -126,6 +126,20 @@ def test_list_jobs_filters_and_paginates(store: Store) -> None:
     assert [j.id for j in pending] == ids[1:] and total == 4
 
 
+def test_list_jobs_filters_by_scenario_and_node(store: Store) -> None:
+    small = jobs(store, 2)
+    (large,) = store.create_jobs([JobRequest(scenario="720p-h264")], T0)
+    node_id = node(store)
+    store.claim(node_id, T0 + 1)
+    found, total = store.list_jobs(None, None, 0, scenario="720p-h264")
+    assert [j.id for j in found] == [large.id] and total == 1
+    found, total = store.list_jobs(None, 1, 0, node_id=node_id)
+    assert [j.id for j in found] == small[:1] and total == 1
+    found, total = store.list_jobs("pending", 1, 1, scenario="360p-h264")
+    assert found == [] and total == 1
+    assert store.list_jobs("running", None, 0, scenario="720p-h264") == ([], 0)
+
+
 # ---------------------------------------------------------------- claim
 
 

@@ -26,9 +26,9 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from ffleet.master import openapi
+from ffleet.master import openapi, ui
 from ffleet.master.clock import REMEASURE_S, DatabaseClock
 from ffleet.master.dispatch import Dispatcher
 from ffleet.master.http import (
@@ -102,12 +102,13 @@ class MasterApp:
             )
         )
 
-    async def call(self, method: Callable[..., T], *args: Any) -> T:
+    async def call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a store method: inline on SQLite, on the store's thread pool on PostgreSQL."""
         if self._executor is None:
-            return method(*args)
+            return method(*args, **kwargs)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(method, *args))
+        bound = functools.partial(method, *args, **kwargs)
+        return await loop.run_in_executor(self._executor, bound)
 
     # -------------------------------------------------------------- nodes
 
@@ -171,7 +172,14 @@ class MasterApp:
             raise ApiError(400, f"unknown status {status!r}; use one of {allowed}")
         limit = query_int(request, "limit", None, low=1, high=10_000)
         offset = query_int(request, "offset", 0, low=0, high=2**62) or 0
-        found, total = await self.call(self.store.list_jobs, status, limit, offset)
+        found, total = await self.call(
+            self.store.list_jobs,
+            status,
+            limit,
+            offset,
+            scenario=request.query_params.get("scenario") or None,
+            node_id=request.query_params.get("node_id") or None,
+        )
         return JsonResponse({"jobs": found, "count": len(found), "total": total})
 
     async def get_job(self, request: Request) -> Response:
@@ -180,6 +188,10 @@ class MasterApp:
         body["attempts"] = msgspec.to_builtins(detail.attempts, enc_hook=encode_hook)
         body["result"] = msgspec.to_builtins(detail.result, enc_hook=encode_hook)
         return JsonResponse(body)
+
+    async def explain(self, request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        return JsonResponse(await self.call(self.store.explain, job_id, self.clock.now()))
 
     async def next_job(self, request: Request) -> Response:
         """Claim the next job; with `wait=S`, hold the request until one exists or S pass."""
@@ -380,8 +392,9 @@ class MasterApp:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[BaseRoute]:
         return [
+            *ui.routes(self.store),
             Route("/health", self.health, methods=["GET"]),
             Route("/nodes/register", self.register, methods=["POST"]),
             Route("/nodes", self.list_nodes, methods=["GET"]),
@@ -393,6 +406,7 @@ class MasterApp:
             Route("/jobs/batch", self.create_batch, methods=["POST"]),
             Route("/jobs/next", self.next_job, methods=["GET", "POST"]),
             Route("/jobs/{job_id}", self.get_job, methods=["GET"]),
+            Route("/jobs/{job_id}/explain", self.explain, methods=["GET"]),
             Route("/jobs/{job_id}/cancel", self.cancel, methods=["POST"]),
             Route("/jobs/{job_id}/retry", self.retry, methods=["POST"]),
             Route("/jobs/{job_id}/release", self.release, methods=["POST"]),

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from ffleet.models import (
+    Explanation,
     Heartbeat,
     HeartbeatReply,
     Job,
@@ -49,7 +50,7 @@ ENDPOINTS: list[tuple[str, str, str, type | None, int, type | str]] = [
     (
         "get",
         "/jobs",
-        "List jobs: {jobs, count, total}; ?status=&limit=&offset=",
+        "List jobs: {jobs, count, total}; ?status=&scenario=&node_id=&limit=&offset=",
         None,
         200,
         "{jobs: [Job], count, total}",
@@ -73,6 +74,14 @@ ENDPOINTS: list[tuple[str, str, str, type | None, int, type | str]] = [
         "Job + {attempts: [Attempt], result: StoredResult|null}",
     ),
     ("post", "/jobs/{job_id}/cancel", "Cancel a job", None, 200, Job),
+    (
+        "get",
+        "/jobs/{job_id}/explain",
+        "Why the job is pending: every node's first unmet need, or how many jobs are ahead",
+        None,
+        200,
+        Explanation,
+    ),
     ("post", "/jobs/{job_id}/retry", "Queue a failed or canceled job again", None, 200, Job),
     ("post", "/jobs/{job_id}/release", "Agent hands a running attempt back", Release, 200, Job),
     (

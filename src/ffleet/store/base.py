@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ffleet.models import (
+    Explanation,
     Heartbeat,
     HeartbeatReply,
     Job,
@@ -116,10 +117,21 @@ class Store(Protocol):
 
     def get_job(self, job_id: str) -> JobDetail: ...
 
+    def explain(self, job_id: str, now: float) -> Explanation:
+        """Why the job is where it is; for a pending job, every node's first unmet need."""
+        ...
+
     def list_jobs(
-        self, status: str | None, limit: int | None, offset: int
+        self,
+        status: str | None,
+        limit: int | None,
+        offset: int,
+        *,
+        scenario: str | None = None,
+        node_id: str | None = None,
     ) -> tuple[list[Job], int]:
-        """Jobs in submission order and the total matching `status`."""
+        """Jobs in submission order and the total matching every filter given (`node_id`:
+        the node that runs or last ran the job)."""
         ...
 
     def claim(self, node_id: str, now: float) -> Job | None:

@@ -107,11 +107,31 @@ SELECT * FROM jobs ORDER BY seq LIMIT :limit OFFSET :offset
 -- name: jobs_page_by_status
 SELECT * FROM jobs WHERE status = :status ORDER BY seq LIMIT :limit OFFSET :offset
 
+-- Any of status, scenario and node; a NULL filter matches every job.
+-- name: jobs_page_filtered
+SELECT * FROM jobs
+WHERE (CAST(:status AS TEXT) IS NULL OR status = :status)
+  AND (CAST(:scenario AS TEXT) IS NULL OR scenario = :scenario)
+  AND (CAST(:node AS TEXT) IS NULL OR node_id = :node)
+ORDER BY seq LIMIT :limit OFFSET :offset
+
+-- name: jobs_count_filtered
+SELECT count(*) FROM jobs
+WHERE (CAST(:status AS TEXT) IS NULL OR status = :status)
+  AND (CAST(:scenario AS TEXT) IS NULL OR scenario = :scenario)
+  AND (CAST(:node AS TEXT) IS NULL OR node_id = :node)
+
 -- name: jobs_count
 SELECT count(*) FROM jobs
 
 -- name: jobs_count_by_status
 SELECT count(*) FROM jobs WHERE status = :status
+
+-- Due pending jobs a claim would look at before the job at (:priority, :seq).
+-- name: jobs_ahead
+SELECT count(*) FROM jobs
+WHERE status = 'pending' AND not_before <= :now
+  AND (priority > :priority OR (priority = :priority AND seq < :seq))
 
 -- name: pending_top_priority
 SELECT max(priority) FROM jobs WHERE status = 'pending'
@@ -123,8 +143,8 @@ WHERE status = 'pending' AND priority < :top AND aged_at <= :cut
 -- name: unschedulable_kinds
 SELECT DISTINCT requirements FROM jobs WHERE unschedulable_reason IS NOT NULL
 
--- name: now_schedulable
-UPDATE jobs SET unschedulable_reason = NULL
+-- name: unschedulable_set
+UPDATE jobs SET unschedulable_reason = :reason
 WHERE unschedulable_reason IS NOT NULL AND requirements = :requirements
 
 -- ------------------------------------------------------------------------------- transitions

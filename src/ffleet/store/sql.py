@@ -26,6 +26,7 @@ import msgspec
 from ffleet import scheduling
 from ffleet.models import (
     Directive,
+    Explanation,
     Heartbeat,
     HeartbeatReply,
     Job,
@@ -53,6 +54,7 @@ from ffleet.store.base import (
     SchedulingPolicy,
 )
 from ffleet.store.db import Database, Row, Tx, redact_url
+from ffleet.store.explain import explain
 from ffleet.store.migrate import migrate
 from ffleet.store.rows import (
     attempt_from_row,
@@ -62,7 +64,6 @@ from ffleet.store.rows import (
     node_from_row,
     node_status,
     result_from_row,
-    traits_from_row,
 )
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ class SqlStore:
                 node_id = registration.id or str(uuid.uuid4())
                 row = tx.one("node_insert", {**values, "id": node_id, "registered_at": now})
                 assert row is not None
-            placement.clear_unschedulable(tx, traits_from_row(row))
+            placement.refresh_unschedulable(tx)
             return node_from_row(row, [])
 
     def get_node(self, node_id: str) -> Node:
@@ -291,12 +292,34 @@ class SqlStore:
                 result=result_from_row(stored) if stored is not None else None,
             )
 
-    def list_jobs(
-        self, status: str | None, limit: int | None, offset: int
-    ) -> tuple[list[Job], int]:
-        page = {"limit": NO_LIMIT if limit is None else limit, "offset": offset, "status": status}
+    def explain(self, job_id: str, now: float) -> Explanation:
         with self.db.transaction() as tx:
-            if status is None:
+            row = tx.one("job_get", {"id": job_id})
+            if row is None:
+                raise NotFound(f"job {job_id} not found")
+            return explain(tx, row, now, self.policy.node_timeout_s)
+
+    def list_jobs(
+        self,
+        status: str | None,
+        limit: int | None,
+        offset: int,
+        *,
+        scenario: str | None = None,
+        node_id: str | None = None,
+    ) -> tuple[list[Job], int]:
+        page = {
+            "limit": NO_LIMIT if limit is None else limit,
+            "offset": offset,
+            "status": status,
+            "scenario": scenario,
+            "node": node_id,
+        }
+        with self.db.transaction() as tx:
+            if scenario is not None or node_id is not None:
+                total = tx.scalar("jobs_count_filtered", page)
+                rows = tx.all("jobs_page_filtered", page)
+            elif status is None:
                 total = tx.scalar("jobs_count")
                 rows = tx.all("jobs_page", page)
             else:
