@@ -186,3 +186,5 @@ def test_demo_runs_a_real_matrix_and_writes_results(tmp_path: Path) -> None:
     assert all(float(row["fps"]) > 0 and float(row["cpu_s"]) > 0 for row in rows)
     details = json.loads((out / "results.json").read_text())
     assert all(d["result"]["metrics"]["frames"] == 15 for d in details)
+    page = (out / "report" / "report.html").read_text()
+    assert all(d["scenario"] in page for d in details) and (out / "report" / "fps.png").exists()

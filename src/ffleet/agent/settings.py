@@ -27,9 +27,14 @@ class AgentSettings:
     slots: int = 1
     poll_interval_s: float = 10.0  # between job requests when the master does not long-poll
     heartbeat_interval_s: float = 30.0
+    # While a job runs, beats come this often: its progress reaches the master, and a cancel
+    # reaches FFmpeg, within about this long. An idle agent beats at heartbeat_interval_s.
+    progress_interval_s: float = 1.0
     grace_s: float = 30.0
     input_dirs: tuple[Path, ...] = ()
     long_poll_s: float = 30.0  # how long one job request waits at the master for work
+    metrics_port: int | None = None  # None: no metrics endpoint
+    metrics_host: str = "127.0.0.1"  # the endpoint has no authentication: loopback by default
 
     def __post_init__(self) -> None:
         require(
@@ -38,6 +43,12 @@ class AgentSettings:
         )
         require_positive("--poll-interval", self.poll_interval_s)
         require_positive("--heartbeat-interval", self.heartbeat_interval_s)
+        require_positive("--progress-interval", self.progress_interval_s)
         # Zero would ask the master to answer at once and then ask again at once: a busy loop.
         require_positive("--long-poll", self.long_poll_s)
         require(self.grace_s >= 0, "--grace must not be negative")
+        require(
+            self.metrics_port is None or 0 < self.metrics_port < 65536,
+            f"--metrics-port must be between 1 and 65535 (got {self.metrics_port})",
+        )
+        require(bool(self.metrics_host), "--metrics-host must not be empty")

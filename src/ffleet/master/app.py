@@ -20,15 +20,17 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ffleet.master import openapi, ui
+from ffleet.master.archive import ArchiveCollector, ResultArchive
 from ffleet.master.clock import REMEASURE_S, DatabaseClock
 from ffleet.master.dispatch import Dispatcher
 from ffleet.master.http import (
@@ -40,6 +42,12 @@ from ffleet.master.http import (
     query_int,
 )
 from ffleet.master.leadership import Leadership
+from ffleet.master.metrics import (
+    CONTENT_TYPE,
+    HttpMetricsMiddleware,
+    MasterMetrics,
+    route_templates,
+)
 from ffleet.master.settings import MasterSettings
 from ffleet.master.single_master import hold_sqlite_file
 from ffleet.master.wakeups import WakeupListener
@@ -47,6 +55,7 @@ from ffleet.models import (
     Heartbeat,
     Job,
     JobBatch,
+    JobDetail,
     JobRequest,
     NodeRegistration,
     Release,
@@ -54,7 +63,7 @@ from ffleet.models import (
     encode_hook,
 )
 from ffleet.states import JobStatus
-from ffleet.store import Store, StoreError, open_store
+from ffleet.store import Conflict, InvalidRequest, NotFound, Store, StoreError, open_store
 from ffleet.store.db import POOL_SIZE
 
 log = logging.getLogger("ffleet.master")
@@ -69,6 +78,18 @@ class DrainRequest(msgspec.Struct):
     drain: bool = True
 
 
+class PurgeRequest(msgspec.Struct):
+    job_ids: Annotated[list[str], msgspec.Meta(max_length=10_000)]
+
+
+def detail_body(detail: JobDetail) -> dict[str, Any]:
+    """GET /jobs/{id}'s shape: the job's fields plus its `attempts` and stored `result`."""
+    body: dict[str, Any] = msgspec.to_builtins(detail.job, enc_hook=encode_hook)
+    body["attempts"] = msgspec.to_builtins(detail.attempts, enc_hook=encode_hook)
+    body["result"] = msgspec.to_builtins(detail.result, enc_hook=encode_hook)
+    return body
+
+
 class MasterApp:
     """Routes bound to one store and one dispatcher."""
 
@@ -76,6 +97,11 @@ class MasterApp:
         self.store = store
         self.settings = settings
         self.dispatcher = Dispatcher()
+        self.metrics = MasterMetrics(store, lambda: self.dispatcher.waiting)
+        self.archive: ResultArchive | None = None
+        if settings.victoriametrics_url is not None:
+            self.archive = ResultArchive(settings.victoriametrics_url)
+            self.metrics.registry.register(ArchiveCollector(self.archive))
         self.limit = settings.max_body_bytes
         self.id = f"{socket.gethostname()}:{settings.port}/{store.origin[:8]}"
         self.clock = DatabaseClock(None if store.inline else store.database_time)
@@ -130,8 +156,24 @@ class MasterApp:
         found = await self.call(self.store.list_nodes)
         return JsonResponse({"nodes": found, "count": len(found)})
 
+    def _by_id(self, kind: Literal["job", "node"], given: str, action: Callable[[str], T]) -> T:
+        """`action` on the object `given` names: its full id, or a unique start of it (what a
+        user copies from an 8-character table column). Exact ids cost nothing more."""
+        try:
+            return action(given)
+        except NotFound:
+            found = self.store.ids_with_prefix(kind, given, 2)
+            if len(found) != 1:
+                if found:
+                    raise InvalidRequest(
+                        f"{given!r} starts the ids of several {kind}s; give more of it"
+                    ) from None
+                raise
+            return action(found[0])
+
     async def get_node(self, request: Request) -> Response:
-        return JsonResponse(await self.call(self.store.get_node, request.path_params["node_id"]))
+        node_id = request.path_params["node_id"]
+        return JsonResponse(await self.call(self._by_id, "node", node_id, self.store.get_node))
 
     async def heartbeat(self, request: Request) -> Response:
         node_id = request.path_params["node_id"]
@@ -140,7 +182,12 @@ class MasterApp:
 
     async def drain(self, request: Request) -> Response:
         body = await decode(request, DrainRequest, self.limit, optional=True)
-        node = await self.call(self.store.set_draining, request.path_params["node_id"], body.drain)
+        node = await self.call(
+            self._by_id,
+            "node",
+            request.path_params["node_id"],
+            lambda node_id: self.store.set_draining(node_id, body.drain),
+        )
         log.info("node %s %s", node.id, "draining" if body.drain else "accepting work again")
         return JsonResponse(node)
 
@@ -183,15 +230,27 @@ class MasterApp:
         return JsonResponse({"jobs": found, "count": len(found), "total": total})
 
     async def get_job(self, request: Request) -> Response:
-        detail = await self.call(self.store.get_job, request.path_params["job_id"])
-        body = msgspec.to_builtins(detail.job, enc_hook=encode_hook)
-        body["attempts"] = msgspec.to_builtins(detail.attempts, enc_hook=encode_hook)
-        body["result"] = msgspec.to_builtins(detail.result, enc_hook=encode_hook)
-        return JsonResponse(body)
+        job_id = request.path_params["job_id"]
+        detail = await self.call(self._by_id, "job", job_id, self.store.get_job)
+        return JsonResponse(detail_body(detail))
+
+    async def purge_jobs(self, request: Request) -> Response:
+        """Remove finished jobs with their attempts and results (after an export)."""
+        body = await decode(request, PurgeRequest, self.limit)
+        deleted = await self.call(self.store.delete_finished, body.job_ids)
+        log.info("%d finished job(s) removed", deleted)
+        return JsonResponse({"deleted": deleted})
 
     async def explain(self, request: Request) -> Response:
-        job_id = request.path_params["job_id"]
-        return JsonResponse(await self.call(self.store.explain, job_id, self.clock.now()))
+        now = self.clock.now()
+        return JsonResponse(
+            await self.call(
+                self._by_id,
+                "job",
+                request.path_params["job_id"],
+                lambda job_id: self.store.explain(job_id, now),
+            )
+        )
 
     async def next_job(self, request: Request) -> Response:
         """Claim the next job; with `wait=S`, hold the request until one exists or S pass."""
@@ -210,7 +269,9 @@ class MasterApp:
         while True:
             wake = self.dispatcher.enlist()
             try:
+                started = time.perf_counter()
                 job = await self.call(self.store.claim, node_id, self.clock.now())
+                claim_seconds = time.perf_counter() - started
             except BaseException:  # e.g. an unknown node: leave no dead waiter behind
                 self.dispatcher.leave(wake)
                 if held is not None:
@@ -218,7 +279,7 @@ class MasterApp:
                 raise
             if job is not None:
                 self.dispatcher.leave(wake)
-                self._dispatched(job, node_id)
+                self._dispatched(job, node_id, claim_seconds)
                 return job
             if held is not None:  # woken, yet nothing here for this node: next waiter's turn
                 self.dispatcher.pass_on(held)
@@ -238,9 +299,9 @@ class MasterApp:
                     self.dispatcher.notify(1, hops=held)
                 return None
 
-    @staticmethod
-    def _dispatched(job: Job, node_id: str) -> None:
+    def _dispatched(self, job: Job, node_id: str, claim_seconds: float) -> None:
         log.info("job %s (attempt %d) dispatched to node %s", job.id, job.attempt, node_id)
+        self.metrics.dispatched(job, claim_seconds)
 
     def _wake_when_due(self, job: Job) -> None:
         """A job queued again with a backoff becomes claimable later: wake a waiter then."""
@@ -259,13 +320,26 @@ class MasterApp:
             task.add_done_callback(_log_failure)
 
     async def cancel(self, request: Request) -> Response:
-        job = await self.call(self.store.cancel, request.path_params["job_id"], self.clock.now())
+        now = self.clock.now()
+        job = await self.call(
+            self._by_id,
+            "job",
+            request.path_params["job_id"],
+            lambda job_id: self.store.cancel(job_id, now),
+        )
         log.info("job %s cancel requested (now %s)", job.id, job.status)
         return JsonResponse(job)
 
     async def retry(self, request: Request) -> Response:
-        job = await self.call(self.store.retry, request.path_params["job_id"], self.clock.now())
+        now = self.clock.now()
+        job = await self.call(
+            self._by_id,
+            "job",
+            request.path_params["job_id"],
+            lambda job_id: self.store.retry(job_id, now),
+        )
         log.info("job %s queued again by a user", job.id)
+        self.metrics.user_retried()
         self.dispatcher.notify()
         return JsonResponse(job)
 
@@ -287,7 +361,13 @@ class MasterApp:
 
     async def post_result(self, request: Request) -> Response:
         result = await decode(request, ResultSubmission, self.limit)
-        outcome = await self.call(self.store.submit_result, result, self.clock.now())
+        started = time.perf_counter()
+        try:
+            outcome = await self.call(self.store.submit_result, result, self.clock.now())
+        except Conflict:
+            self.metrics.stale_result()
+            raise
+        store_seconds = time.perf_counter() - started
         job = outcome.job
         if outcome.duplicate:
             log.info("duplicate result for job %s ignored", job.id)
@@ -300,6 +380,10 @@ class MasterApp:
                 job.status,
                 f" ({result.error})" if result.error else "",
             )
+            now = self.clock.now()
+            self.metrics.result_stored(result, job, now)
+            if self.archive is not None and result.status == "completed":
+                self.archive.add(result, job, job.completed_at or now)
             self._wake_when_due(job)
         reply: dict[str, Any] = {"status": "success"}
         if outcome.duplicate:
@@ -307,7 +391,8 @@ class MasterApp:
         if result.claim_next:
             reply["job"] = outcome.next_job
             if outcome.next_job is not None:
-                self._dispatched(outcome.next_job, result.node_id)
+                # the claim shared the result's transaction: its time is the dispatch's
+                self._dispatched(outcome.next_job, result.node_id, store_seconds)
         return JsonResponse(reply)
 
     async def list_results(self, request: Request) -> Response:
@@ -317,6 +402,15 @@ class MasterApp:
             self.store.list_results, request.query_params.get("job_id"), limit, offset
         )
         return JsonResponse({"results": found, "count": len(found)})
+
+    async def export_results(self, request: Request) -> Response:
+        """Finished jobs completed in [since, until) (epoch seconds), with attempts and result."""
+        since = query_float(request, "since", 0.0, high=float(2**40))
+        until = query_float(request, "until", float(2**40), high=float(2**40))
+        limit = query_int(request, "limit", 1000, low=1, high=10_000) or 1000
+        offset = query_int(request, "offset", 0, low=0, high=2**62) or 0
+        found = await self.call(self.store.finished_between, since, until, limit, offset)
+        return JsonResponse({"jobs": [detail_body(d) for d in found], "count": len(found)})
 
     # -------------------------------------------------------------- misc
 
@@ -331,6 +425,10 @@ class MasterApp:
                 "wakeups": "local" if self.wakeups is None else self.wakeups.mode,
             }
         )
+
+    async def metrics_text(self, request: Request) -> Response:
+        """Prometheus text format; the fleet's gauges are read from the store now."""
+        return Response(await self.call(self.metrics.render), media_type=CONTENT_TYPE)
 
     async def openapi_json(self, request: Request) -> Response:
         return JsonResponse(openapi.SPEC)
@@ -358,6 +456,7 @@ class MasterApp:
                 continue
             for node_id in report.offline_nodes:
                 log.warning("node %s missed its heartbeats: offline", node_id)
+            self.metrics.reaped(report)
             for job_id in report.requeued_jobs:
                 log.warning("job %s lost its attempt; queued again with backoff", job_id)
             for job_id in report.failed_jobs:
@@ -378,6 +477,8 @@ class MasterApp:
         await self.call(self.clock.measure)
         self.clock.check(self.settings.policy.node_timeout_s)
         duties = [self.reaper(), self.leadership.run()]
+        if self.archive is not None:
+            duties.append(self.archive.run())
         if self.wakeups is not None:
             duties += [self.wakeups.run(), self.remeasure_clock()]
         return [asyncio.create_task(duty) for duty in duties]
@@ -404,6 +505,7 @@ class MasterApp:
             Route("/jobs", self.create_job, methods=["POST"]),
             Route("/jobs", self.list_jobs, methods=["GET"]),
             Route("/jobs/batch", self.create_batch, methods=["POST"]),
+            Route("/jobs/purge", self.purge_jobs, methods=["POST"]),
             Route("/jobs/next", self.next_job, methods=["GET", "POST"]),
             Route("/jobs/{job_id}", self.get_job, methods=["GET"]),
             Route("/jobs/{job_id}/explain", self.explain, methods=["GET"]),
@@ -412,6 +514,8 @@ class MasterApp:
             Route("/jobs/{job_id}/release", self.release, methods=["POST"]),
             Route("/results", self.post_result, methods=["POST"]),
             Route("/results", self.list_results, methods=["GET"]),
+            Route("/results/export", self.export_results, methods=["GET"]),
+            Route("/metrics", self.metrics_text, methods=["GET"]),
             Route("/openapi.json", self.openapi_json, methods=["GET"]),
             Route("/docs", self.docs, methods=["GET"]),
         ]
@@ -471,13 +575,21 @@ def create_app(settings: MasterSettings, store: Store | None = None) -> Starlett
             yield
         finally:
             await master.stop(tasks)
+            if master.archive is not None:
+                await master.archive.close()
             if owned:
                 master.store.close()
             if lock is not None:
                 lock.close()
 
+    routes = master.routes()
     app = Starlette(
-        routes=master.routes(),
+        routes=routes,
+        middleware=[
+            Middleware(
+                HttpMetricsMiddleware, metrics=master.metrics, templates=route_templates(routes)
+            )
+        ],
         lifespan=lifespan,
         exception_handlers={
             ApiError: _api_error,

@@ -106,6 +106,15 @@ def master(
             "through a lease of this length: a dead leader is replaced within it.",
         ),
     ] = Seconds(MASTER_DEFAULTS.leader_lease_s),
+    victoriametrics_url: Annotated[
+        str | None,
+        typer.Option(
+            "--victoriametrics-url",
+            envvar="FFLEET_VICTORIAMETRICS_URL",
+            help="Push every completed result's figures to this VictoriaMetrics server "
+            "(e.g. http://127.0.0.1:8428); off unless given.",
+        ),
+    ] = MASTER_DEFAULTS.victoriametrics_url,
     log_level: LogLevelOption = DEFAULT_LOG_LEVEL,
 ) -> None:
     """Run the master: node registry, job queue and HTTP API."""
@@ -132,6 +141,7 @@ def master(
             recheck_s=recheck_interval,
             keep_alive_s=keep_alive,
             leader_lease_s=leader_lease,
+            victoriametrics_url=victoriametrics_url,
         )
     )
     configure_logging(log_level)

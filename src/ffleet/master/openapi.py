@@ -100,6 +100,24 @@ ENDPOINTS: list[tuple[str, str, str, type | None, int, type | str]] = [
         200,
         "{results: [StoredResult], count}",
     ),
+    (
+        "get",
+        "/results/export",
+        "Finished jobs completed in [since, until) (epoch seconds), each as GET /jobs/{id} "
+        "shows it: {jobs, count}; ?since=&until=&limit=&offset=",
+        None,
+        200,
+        "{jobs: [Job + attempts + result], count}",
+    ),
+    (
+        "post",
+        "/jobs/purge",
+        'Remove finished jobs with their attempts and results: {"job_ids": [...]} -> {deleted}',
+        None,
+        200,
+        "{deleted}",
+    ),
+    ("get", "/metrics", "Prometheus metrics (text format)", None, 200, "Prometheus text"),
 ]
 
 _MODELS = [

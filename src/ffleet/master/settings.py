@@ -34,6 +34,7 @@ class MasterSettings:
     keep_alive_s: float = 75.0
     # The leader lease: a leader that dies is replaced within this long (renewed every third).
     leader_lease_s: float = 10.0
+    victoriametrics_url: str | None = None  # where completed results' figures are pushed
 
     def __post_init__(self) -> None:
         policy = self.policy
@@ -60,3 +61,9 @@ class MasterSettings:
         require_positive("--recheck-interval", self.recheck_s)
         require_positive("--keep-alive", self.keep_alive_s)
         require_positive("--leader-lease", self.leader_lease_s)
+        require(
+            self.victoriametrics_url is None
+            or self.victoriametrics_url.startswith(("http://", "https://")),
+            f"--victoriametrics-url must be an http:// or https:// URL "
+            f"(got {self.victoriametrics_url!r})",
+        )

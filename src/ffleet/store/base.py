@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from ffleet.models import (
     Explanation,
@@ -76,6 +76,17 @@ class ReapReport:
     retry_at: list[float] = field(default_factory=list)  # not_before of the requeued jobs
 
 
+@dataclass(frozen=True)
+class JobTally:
+    """How many jobs share a status and a submitted priority (`unschedulable`: pending jobs
+    no registered node can run are counted apart)."""
+
+    status: str
+    priority: int
+    unschedulable: bool
+    jobs: int
+
+
 class Store(Protocol):
     """Persistent registry of nodes, jobs, attempts and results."""
 
@@ -134,6 +145,14 @@ class Store(Protocol):
         the node that runs or last ran the job)."""
         ...
 
+    def tally_jobs(self) -> list[JobTally]:
+        """Job counts read from the store, so every master reports the same, restart or not."""
+        ...
+
+    def ids_with_prefix(self, kind: Literal["job", "node"], prefix: str, limit: int) -> list[str]:
+        """Up to `limit` job or node ids that start with `prefix`, in id order."""
+        ...
+
     def claim(self, node_id: str, now: float) -> Job | None:
         """Give the node the best pending job it can run, starting a new attempt.
 
@@ -166,6 +185,18 @@ class Store(Protocol):
     def list_results(
         self, job_id: str | None, limit: int | None, offset: int
     ) -> list[StoredResult]: ...
+
+    def finished_between(
+        self, since: float, until: float, limit: int, offset: int
+    ) -> list[JobDetail]:
+        """Finished jobs (completed, failed, canceled) completed in [since, until), in
+        submission order, each with its attempts and latest result."""
+        ...
+
+    def delete_finished(self, job_ids: Sequence[str]) -> int:
+        """Remove those of the jobs that are finished, with their attempts and results, in one
+        transaction; returns how many were removed (a job that is not finished stays)."""
+        ...
 
     def reap(self, now: float) -> ReapReport:
         """End what outlived its time: nodes past the node timeout go offline and their attempts

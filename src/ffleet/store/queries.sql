@@ -127,6 +127,19 @@ SELECT count(*) FROM jobs
 -- name: jobs_count_by_status
 SELECT count(*) FROM jobs WHERE status = :status
 
+-- What /metrics reports: jobs by status and submitted priority, unschedulable ones apart.
+-- name: jobs_tally
+SELECT status, base_priority AS priority, unschedulable_reason IS NOT NULL AS unschedulable,
+       count(*) AS jobs
+FROM jobs GROUP BY status, base_priority, unschedulable_reason IS NOT NULL
+
+-- Ids starting with what a user typed (tables print 8 characters); rare, so a scan is fine.
+-- name: job_ids_with_prefix
+SELECT id FROM jobs WHERE substr(id, 1, :length) = :prefix ORDER BY id LIMIT :limit
+
+-- name: node_ids_with_prefix
+SELECT id FROM nodes WHERE substr(id, 1, :length) = :prefix ORDER BY id LIMIT :limit
+
 -- Due pending jobs a claim would look at before the job at (:priority, :seq).
 -- name: jobs_ahead
 SELECT count(*) FROM jobs
@@ -205,6 +218,23 @@ SELECT * FROM results WHERE job_id = :job_id ORDER BY attempt DESC LIMIT 1
 
 -- name: results_page
 SELECT * FROM results ORDER BY received_at, job_id, attempt LIMIT :limit OFFSET :offset
+
+-- Finished jobs by completion time, for `ffleet results export`.
+-- name: finished_between
+SELECT * FROM jobs
+WHERE status IN ('completed', 'failed', 'canceled')
+  AND completed_at >= :since AND completed_at < :until
+ORDER BY seq LIMIT :limit OFFSET :offset
+
+-- Only a finished job may be removed (after an export); its attempts and results go with it.
+-- name: job_delete_finished
+DELETE FROM jobs WHERE id = :id AND status IN ('completed', 'failed', 'canceled') RETURNING id
+
+-- name: attempts_delete
+DELETE FROM attempts WHERE job_id = :id
+
+-- name: results_delete
+DELETE FROM results WHERE job_id = :id
 
 -- name: results_of_job
 SELECT * FROM results WHERE job_id = :job_id ORDER BY attempt LIMIT :limit OFFSET :offset

@@ -19,7 +19,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -48,6 +48,7 @@ from ffleet.store.base import (
     Conflict,
     IllegalTransition,
     InvalidRequest,
+    JobTally,
     NotFound,
     ReapReport,
     ResultOutcome,
@@ -284,13 +285,18 @@ class SqlStore:
             row = tx.one("job_get", {"id": job_id})
             if row is None:
                 raise NotFound(f"job {job_id} not found")
-            history = [attempt_from_row(a) for a in tx.all("attempts_of_job", {"job_id": job_id})]
-            stored = tx.one("result_latest", {"job_id": job_id})
-            return JobDetail(
-                job=job_from_row(row),
-                attempts=history,
-                result=result_from_row(stored) if stored is not None else None,
-            )
+            return self._detail(tx, row)
+
+    @staticmethod
+    def _detail(tx: Tx, row: Row) -> JobDetail:
+        job_id = row["id"]
+        history = [attempt_from_row(a) for a in tx.all("attempts_of_job", {"job_id": job_id})]
+        stored = tx.one("result_latest", {"job_id": job_id})
+        return JobDetail(
+            job=job_from_row(row),
+            attempts=history,
+            result=result_from_row(stored) if stored is not None else None,
+        )
 
     def explain(self, job_id: str, now: float) -> Explanation:
         with self.db.transaction() as tx:
@@ -326,6 +332,23 @@ class SqlStore:
                 total = tx.scalar("jobs_count_by_status", page)
                 rows = tx.all("jobs_page_by_status", page)
             return [job_from_row(row) for row in rows], int(total)
+
+    def tally_jobs(self) -> list[JobTally]:
+        with self.db.transaction() as tx:
+            return [
+                JobTally(
+                    status=row["status"],
+                    priority=int(row["priority"]),
+                    unschedulable=bool(row["unschedulable"]),
+                    jobs=int(row["jobs"]),
+                )
+                for row in tx.all("jobs_tally")
+            ]
+
+    def ids_with_prefix(self, kind: Literal["job", "node"], prefix: str, limit: int) -> list[str]:
+        params = {"prefix": prefix, "length": len(prefix), "limit": limit}
+        with self.db.transaction() as tx:
+            return [row["id"] for row in tx.all(f"{kind}_ids_with_prefix", params)]
 
     def claim(self, node_id: str, now: float) -> Job | None:
         with self.db.transaction() as tx:
@@ -464,6 +487,24 @@ class SqlStore:
         with self.db.transaction() as tx:
             rows = tx.all("results_page" if job_id is None else "results_of_job", page)
             return [result_from_row(row) for row in rows]
+
+    def finished_between(
+        self, since: float, until: float, limit: int, offset: int
+    ) -> list[JobDetail]:
+        page = {"since": since, "until": until, "limit": limit, "offset": offset}
+        with self.db.transaction() as tx:
+            return [self._detail(tx, row) for row in tx.all("finished_between", page)]
+
+    def delete_finished(self, job_ids: Sequence[str]) -> int:
+        removed = 0
+        with self.db.transaction() as tx:
+            for job_id in job_ids:
+                if tx.one("job_delete_finished", {"id": job_id}) is None:
+                    continue
+                tx.run("attempts_delete", {"id": job_id})
+                tx.run("results_delete", {"id": job_id})
+                removed += 1
+        return removed
 
     # ------------------------------------------------------------------ reaper
 
