@@ -145,6 +145,20 @@ def agent(
             help="A directory jobs may read input files from (repeatable; none by default).",
         ),
     ] = None,
+    cache_bytes: Annotated[
+        int,
+        typer.Option(
+            envvar="FFLEET_CACHE_BYTES",
+            help="Disk the input-blob cache may use in the work dir (least recently used out).",
+        ),
+    ] = AGENT_DEFAULTS.cache_bytes,
+    kept_output_bytes: Annotated[
+        int,
+        typer.Option(
+            envvar="FFLEET_KEPT_OUTPUT_BYTES",
+            help="Disk for outputs the master could not take yet (oldest removed past it).",
+        ),
+    ] = AGENT_DEFAULTS.kept_output_bytes,
     metrics_port: Annotated[
         int | None,
         typer.Option(
@@ -189,6 +203,8 @@ def agent(
             long_poll_s=long_poll,
             grace_s=grace,
             input_dirs=tuple(input_dir or ()),
+            cache_bytes=cache_bytes,
+            kept_output_bytes=kept_output_bytes,
             metrics_port=metrics_port,
             metrics_host=metrics_host,
         )

@@ -33,6 +33,8 @@ class AgentSettings:
     grace_s: float = 30.0
     input_dirs: tuple[Path, ...] = ()
     long_poll_s: float = 30.0  # how long one job request waits at the master for work
+    cache_bytes: int = 20 * 1024**3  # input blobs kept for later jobs, least recently used out
+    kept_output_bytes: int = 10 * 1024**3  # outputs the master could not take yet
     metrics_port: int | None = None  # None: no metrics endpoint
     metrics_host: str = "127.0.0.1"  # the endpoint has no authentication: loopback by default
 
@@ -47,6 +49,8 @@ class AgentSettings:
         # Zero would ask the master to answer at once and then ask again at once: a busy loop.
         require_positive("--long-poll", self.long_poll_s)
         require(self.grace_s >= 0, "--grace must not be negative")
+        require(self.cache_bytes > 0, "--cache-bytes must be more than 0")
+        require(self.kept_output_bytes >= 0, "--kept-output-bytes must not be negative")
         require(
             self.metrics_port is None or 0 < self.metrics_port < 65536,
             f"--metrics-port must be between 1 and 65535 (got {self.metrics_port})",

@@ -29,8 +29,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ffleet.blobs import BlobError, BlobStore, DirectoryBlobStore, is_ref, parse_ref
 from ffleet.master import openapi, ui
 from ffleet.master.archive import ArchiveCollector, ResultArchive
+from ffleet.master.blob_routes import BlobRoutes
 from ffleet.master.clock import REMEASURE_S, DatabaseClock
 from ffleet.master.dispatch import Dispatcher
 from ffleet.master.http import (
@@ -50,6 +52,7 @@ from ffleet.master.metrics import (
 )
 from ffleet.master.settings import MasterSettings
 from ffleet.master.single_master import hold_sqlite_file
+from ffleet.master.splitter import SplitRefused, Splitter, check_request
 from ffleet.master.wakeups import WakeupListener
 from ffleet.models import (
     Heartbeat,
@@ -93,7 +96,7 @@ def detail_body(detail: JobDetail) -> dict[str, Any]:
 class MasterApp:
     """Routes bound to one store and one dispatcher."""
 
-    def __init__(self, store: Store, settings: MasterSettings) -> None:
+    def __init__(self, store: Store, settings: MasterSettings, blobs: BlobStore) -> None:
         self.store = store
         self.settings = settings
         self.dispatcher = Dispatcher()
@@ -127,6 +130,8 @@ class MasterApp:
                 on_reconnect=self.dispatcher.notify_all,
             )
         )
+        self.blobs = BlobRoutes(blobs, settings.max_blob_bytes)
+        self.splitter = Splitter(store, blobs, None)
 
     async def call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a store method: inline on SQLite, on the store's thread pool on PostgreSQL."""
@@ -193,14 +198,44 @@ class MasterApp:
 
     # -------------------------------------------------------------- jobs
 
+    def _check_inputs(self, requests: list[JobRequest]) -> None:
+        """A job naming a blob the master does not hold could never run: refuse it now."""
+        for job_request in requests:
+            source = job_request.parameters.get("input")
+            if not is_ref(source):
+                continue
+            try:
+                digest = parse_ref(source)
+            except BlobError as exc:
+                raise ApiError(400, f"parameter 'input': {exc}") from None
+            if self.blobs.store.size(digest) is None:
+                raise ApiError(400, f"parameter 'input': no blob {source}; upload it first")
+
     async def create_job(self, request: Request) -> Response:
         job_request = await decode(request, JobRequest, self.limit)
+        self._check_inputs([job_request])
+        if job_request.split_s is not None:
+            return self._create_split(job_request, job_request.split_s)
         (job,) = await self._create(request, [job_request])
         log.info("job created: %s (%s)", job.id, job.scenario)
         return JsonResponse(job, status_code=201)
 
+    def _create_split(self, job_request: JobRequest, split_s: float) -> Response:
+        source = job_request.parameters.get("input")
+        held = is_ref(source) and self.blobs.store.size(parse_ref(source)) is not None
+        try:
+            check_request(job_request, held)
+        except SplitRefused as exc:
+            raise ApiError(400, str(exc)) from None
+        job = self.store.create_split(job_request, split_s, self.clock.now())
+        log.info("split job created: %s (%s, %g s segments)", job.id, job.scenario, split_s)
+        return JsonResponse(job, status_code=201)
+
     async def create_batch(self, request: Request) -> Response:
         batch = await decode(request, JobBatch, self.limit)
+        if any(job_request.split_s is not None for job_request in batch.jobs):
+            raise ApiError(400, "submit split jobs one at a time (POST /jobs)")
+        self._check_inputs(batch.jobs)
         created = await self._create(request, batch.jobs)
         log.info("batch of %d jobs created", len(created))
         return JsonResponse({"jobs": created, "count": len(created)}, status_code=201)
@@ -232,7 +267,9 @@ class MasterApp:
     async def get_job(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]
         detail = await self.call(self._by_id, "job", job_id, self.store.get_job)
-        return JsonResponse(detail_body(detail))
+        body = detail_body(detail)
+        body.update(await self.call(self.store.split_links, detail.job.id))
+        return JsonResponse(body)
 
     async def purge_jobs(self, request: Request) -> Response:
         """Remove finished jobs with their attempts and results (after an export)."""
@@ -518,6 +555,7 @@ class MasterApp:
             Route("/metrics", self.metrics_text, methods=["GET"]),
             Route("/openapi.json", self.openapi_json, methods=["GET"]),
             Route("/docs", self.docs, methods=["GET"]),
+            *self.blobs.routes(),
         ]
 
 
@@ -562,6 +600,7 @@ def create_app(settings: MasterSettings, store: Store | None = None) -> Starlett
         master = MasterApp(
             store if store is not None else open_store(settings.store_url, settings.policy),
             settings,
+            DirectoryBlobStore(settings.blob_root),
         )
     except BaseException:
         if lock is not None:
@@ -570,7 +609,12 @@ def create_app(settings: MasterSettings, store: Store | None = None) -> Starlett
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        sweep_every = min(3600.0, settings.blob_retention_s / 2)
         tasks = await master.start()
+        tasks += [
+            asyncio.create_task(master.blobs.sweeper(settings.blob_retention_s, sweep_every)),
+            asyncio.create_task(master.splitter.run(master.dispatcher.notify)),
+        ]
         try:
             yield
         finally:

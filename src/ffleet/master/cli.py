@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -106,6 +107,23 @@ def master(
             "through a lease of this length: a dead leader is replaced within it.",
         ),
     ] = Seconds(MASTER_DEFAULTS.leader_lease_s),
+    blob_dir: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="FFLEET_BLOB_DIR",
+            help="Where uploaded inputs and job outputs are kept, named by SHA-256 (default: "
+            "<database>-blobs beside a SQLite store, else ./ffleet-blobs).",
+        ),
+    ] = MASTER_DEFAULTS.blob_dir,
+    max_blob_bytes: Annotated[
+        int, typer.Option(envvar="FFLEET_MAX_BLOB_BYTES", help="Largest blob an upload may be.")
+    ] = MASTER_DEFAULTS.max_blob_bytes,
+    blob_retention: Annotated[
+        float,
+        duration_option(
+            "FFLEET_BLOB_RETENTION", "A blob neither uploaded nor read this long is deleted."
+        ),
+    ] = Seconds(MASTER_DEFAULTS.blob_retention_s),
     victoriametrics_url: Annotated[
         str | None,
         typer.Option(
@@ -141,6 +159,9 @@ def master(
             recheck_s=recheck_interval,
             keep_alive_s=keep_alive,
             leader_lease_s=leader_lease,
+            blob_dir=blob_dir,
+            max_blob_bytes=max_blob_bytes,
+            blob_retention_s=blob_retention,
             victoriametrics_url=victoriametrics_url,
         )
     )

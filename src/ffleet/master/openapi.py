@@ -102,6 +102,24 @@ ENDPOINTS: list[tuple[str, str, str, type | None, int, type | str]] = [
     ),
     (
         "get",
+        "/blobs/{digest}/upload",
+        "Where an upload of this SHA-256 continues: {digest, complete, received}",
+        None,
+        200,
+        "{digest, complete, received}",
+    ),
+    (
+        "put",
+        "/blobs/{digest}",
+        "Upload bytes from ?offset= of a ?size=-byte blob (application/octet-stream); 201 "
+        "{ref, size} once complete and verified, 200 {received} if cut short",
+        None,
+        201,
+        "{ref, size}",
+    ),
+    ("get", "/blobs/{digest}", "The blob's bytes (Range: bytes=N- gives 206)", None, 200, "bytes"),
+    (
+        "get",
         "/results/export",
         "Finished jobs completed in [since, until) (epoch seconds), each as GET /jobs/{id} "
         "shows it: {jobs, count}; ?since=&until=&limit=&offset=",

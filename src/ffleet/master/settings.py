@@ -11,6 +11,7 @@ process refuses only what it can see itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ffleet.durations import format_duration
 from ffleet.policy import SchedulingPolicy
@@ -34,6 +35,20 @@ class MasterSettings:
     keep_alive_s: float = 75.0
     # The leader lease: a leader that dies is replaced within this long (renewed every third).
     leader_lease_s: float = 10.0
+    blob_dir: Path | None = None  # None: beside the SQLite database (see `blob_root`)
+    max_blob_bytes: int = 100 * 1024**3
+    blob_retention_s: float = 7 * 24 * 3600.0  # a blob neither written nor read this long goes
+
+    @property
+    def blob_root(self) -> Path:
+        """`--blob-dir`, else `<database>-blobs` beside a SQLite file, else `ffleet-blobs`."""
+        if self.blob_dir is not None:
+            return self.blob_dir
+        if self.store_url.startswith("sqlite:///"):
+            database = Path(self.store_url.removeprefix("sqlite:///"))
+            return database.with_name(f"{database.stem}-blobs")
+        return Path("ffleet-blobs")
+
     victoriametrics_url: str | None = None  # where completed results' figures are pushed
 
     def __post_init__(self) -> None:
@@ -61,6 +76,8 @@ class MasterSettings:
         require_positive("--recheck-interval", self.recheck_s)
         require_positive("--keep-alive", self.keep_alive_s)
         require_positive("--leader-lease", self.leader_lease_s)
+        require(self.max_blob_bytes > 0, "--max-blob-bytes must be more than 0")
+        require_positive("--blob-retention", self.blob_retention_s)
         require(
             self.victoriametrics_url is None
             or self.victoriametrics_url.startswith(("http://", "https://")),
