@@ -228,6 +228,7 @@ class MasterApp:
         except SplitRefused as exc:
             raise ApiError(400, str(exc)) from None
         job = self.store.create_split(job_request, split_s, self.clock.now())
+        self.splitter.wake()
         log.info("split job created: %s (%s, %g s segments)", job.id, job.scenario, split_s)
         return JsonResponse(job, status_code=201)
 
@@ -365,6 +366,7 @@ class MasterApp:
             lambda job_id: self.store.cancel(job_id, now),
         )
         log.info("job %s cancel requested (now %s)", job.id, job.status)
+        self.splitter.wake()
         return JsonResponse(job)
 
     async def retry(self, request: Request) -> Response:
@@ -376,6 +378,7 @@ class MasterApp:
             lambda job_id: self.store.retry(job_id, now),
         )
         log.info("job %s queued again by a user", job.id)
+        self.splitter.wake()
         self.metrics.user_retried()
         self.dispatcher.notify()
         return JsonResponse(job)
@@ -422,6 +425,7 @@ class MasterApp:
             if self.archive is not None and result.status == "completed":
                 self.archive.add(result, job, job.completed_at or now)
             self._wake_when_due(job)
+            self.splitter.wake()  # the job may be a split job's child
         reply: dict[str, Any] = {"status": "success"}
         if outcome.duplicate:
             reply["duplicate"] = True

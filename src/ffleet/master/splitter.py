@@ -21,6 +21,7 @@ database, repeats or loses a race the store refuses (Conflict), never doubles an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import tempfile
 import time
@@ -42,7 +43,10 @@ from ffleet.store.splits import SplitChild, SplitState
 
 log = logging.getLogger("ffleet.master")
 
-PASS_INTERVAL_S = 0.5
+ACTIVE_PASS_S = 0.5  # while split jobs run: how fresh their progress is
+# With none running: how late a split job another master created (shared database) is seen.
+# Jobs this master creates, results, cancels and retries wake the splitter at once.
+IDLE_PASS_S = 5.0
 MAX_SEGMENT_DURATION_S = 3600.0  # what a child's `duration` parameter may be
 
 
@@ -72,6 +76,11 @@ class Splitter:
         self.blobs = blobs
         self._ffmpeg = ffmpeg
         self._busy: set[str] = set()  # parents with a cut or a join in a worker thread
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Something a split job may be waiting for happened: look now, not at the next pass."""
+        self._wake.set()
 
     @property
     def ffmpeg(self) -> str:
@@ -83,10 +92,15 @@ class Splitter:
 
     async def run(self, on_children: Callable[[int], None]) -> None:
         """Pass after pass while the app runs; `on_children(n)` wakes agents for n new jobs."""
+        active = True
         while True:
-            await asyncio.sleep(PASS_INTERVAL_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), ACTIVE_PASS_S if active else IDLE_PASS_S)
+            self._wake.clear()
             try:
-                for state in self.store.running_splits():
+                states = self.store.running_splits()
+                active = bool(states)
+                for state in states:
                     self._step(state, on_children)
             except Exception:
                 log.exception("splitter pass failed; will try again")
@@ -130,6 +144,7 @@ class Splitter:
                 log.info("split job %s: step not applied (%s)", parent_id, exc)
             finally:
                 self._busy.discard(parent_id)
+                self.wake()  # the next step (watch the children, or nothing) is due now
 
         asyncio.get_running_loop().create_task(step())
 
