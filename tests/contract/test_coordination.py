@@ -57,30 +57,34 @@ def requests(count: int, scenario: str = "360p-h264") -> list[JobRequest]:
 
 
 def test_a_repeated_key_returns_the_first_jobs_and_creates_none(store: Store) -> None:
-    first = store.create_jobs(requests(3), T0, "key-1")
-    again = store.create_jobs(requests(3), T0 + 5, "key-1")
+    first = store.create_jobs(requests(3), T0, idempotency_key="key-1")
+    again = store.create_jobs(requests(3), T0 + 5, idempotency_key="key-1")
     assert [job.id for job in again] == [job.id for job in first]
     assert again == first  # the first reply, as it was
     assert store.list_jobs(None, None, 0)[1] == 3
-    assert len(store.create_jobs(requests(3), T0, "key-2")) == 3
+    assert len(store.create_jobs(requests(3), T0, idempotency_key="key-2")) == 3
     assert store.list_jobs(None, None, 0)[1] == 6
 
 
 def test_a_key_used_for_other_jobs_is_refused(store: Store) -> None:
-    store.create_jobs(requests(1), T0, "key-1")
+    store.create_jobs(requests(1), T0, idempotency_key="key-1")
     with pytest.raises(Conflict, match="already used for other jobs"):
-        store.create_jobs(requests(1, "720p-h264"), T0, "key-1")
+        store.create_jobs(requests(1, "720p-h264"), T0, idempotency_key="key-1")
     with pytest.raises(InvalidRequest, match="Idempotency-Key"):
-        store.create_jobs(requests(1), T0, "x" * 201)
+        store.create_jobs(requests(1), T0, idempotency_key="x" * 201)
+    with pytest.raises(Conflict, match="already used for other jobs"):
+        store.create_jobs(requests(1), T0, submitted_by="other", idempotency_key="key-1")
     assert store.list_jobs(None, None, 0)[1] == 1
 
 
 def test_a_failed_submission_keeps_its_key_free(store: Store) -> None:
     with pytest.raises(InvalidRequest):
         store.create_jobs(
-            [JobRequest(scenario="720p-h264", parameters={"duration": -1})], T0, "key-1"
+            [JobRequest(scenario="720p-h264", parameters={"duration": -1})],
+            T0,
+            idempotency_key="key-1",
         )
-    assert len(store.create_jobs(requests(1), T0, "key-1")) == 1
+    assert len(store.create_jobs(requests(1), T0, idempotency_key="key-1")) == 1
 
 
 def test_concurrent_repeats_of_one_key_create_the_jobs_once(store: Store) -> None:
@@ -89,7 +93,9 @@ def test_concurrent_repeats_of_one_key_create_the_jobs_once(store: Store) -> Non
 
     def run() -> None:
         start.wait()
-        replies.append([job.id for job in store.create_jobs(requests(2), T0, "key-1")])
+        replies.append(
+            [job.id for job in store.create_jobs(requests(2), T0, idempotency_key="key-1")]
+        )
 
     threads = [threading.Thread(target=run) for _ in range(6)]
     for thread in threads:
@@ -101,10 +107,10 @@ def test_concurrent_repeats_of_one_key_create_the_jobs_once(store: Store) -> Non
 
 
 def test_keys_are_forgotten_after_a_day(store: Store) -> None:
-    first = store.create_jobs(requests(1), T0, "key-1")
+    first = store.create_jobs(requests(1), T0, idempotency_key="key-1")
     assert store.expire_idempotency_keys(T0 + 86_000) == 0
     assert store.expire_idempotency_keys(T0 + 86_401) == 1
-    assert store.create_jobs(requests(1), T0 + 86_402, "key-1") != first
+    assert store.create_jobs(requests(1), T0 + 86_402, idempotency_key="key-1") != first
 
 
 def test_the_database_clock_is_epoch_seconds(store: Store) -> None:

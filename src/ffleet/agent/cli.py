@@ -21,12 +21,17 @@ import typer
 from ffleet.agent.settings import MAX_SLOTS, AgentSettings
 from ffleet.cli_support import (
     DEFAULT_LOG_LEVEL,
+    CaOption,
+    CertOption,
+    KeyOption,
     LogLevelOption,
     Seconds,
+    TokenOption,
     checked,
     configure_logging,
     duration_option,
     parse_pairs,
+    transport,
 )
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -145,6 +150,18 @@ def agent(
             help="A directory jobs may read input files from (repeatable; none by default).",
         ),
     ] = None,
+    enroll_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FFLEET_ENROLL_TOKEN",
+            help="Enrollment token: registers this node, which gets its own credential "
+            "(kept in the work dir, mode 0600, and used from then on).",
+        ),
+    ] = None,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
     cache_bytes: Annotated[
         int,
         typer.Option(
@@ -176,6 +193,8 @@ def agent(
     log_level: LogLevelOption = DEFAULT_LOG_LEVEL,
 ) -> None:
     """Run an agent: detect hardware, register with the master, run FFmpeg jobs."""
+    import ssl
+
     from ffleet.agent.client import MasterClient
     from ffleet.agent.exporter import ExporterError
     from ffleet.agent.failover import master_urls
@@ -203,12 +222,14 @@ def agent(
             long_poll_s=long_poll,
             grace_s=grace,
             input_dirs=tuple(input_dir or ()),
+            enroll_token=enroll_token,
             cache_bytes=cache_bytes,
             kept_output_bytes=kept_output_bytes,
             metrics_port=metrics_port,
             metrics_host=metrics_host,
         )
     )
+    via = transport(token, ca, cert, key)
     configure_logging(log_level)
     try:
         hardware = detect_hardware(ffmpeg)
@@ -233,7 +254,12 @@ def agent(
         labels = {**settings.labels, "master_as_worker": "true"}
         settings = dataclasses.replace(settings, labels=labels)
     try:
-        with MasterClient(master) as client, Agent(settings, hardware, client) as worker:
+        client = MasterClient(master, via)
+    except (OSError, ssl.SSLError) as exc:
+        _err(f"Cannot load the TLS files: {exc}")
+        raise typer.Exit(2) from None
+    try:
+        with client, Agent(settings, hardware, client) as worker:
 
             def on_signal(signum: int, frame: FrameType | None) -> None:
                 worker.request_stop()

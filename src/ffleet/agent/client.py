@@ -33,6 +33,7 @@ from ffleet.models import (
     decode_hook,
     encode_hook,
 )
+from ffleet.transport import Transport
 
 T = TypeVar("T")
 
@@ -77,6 +78,12 @@ class ResultReply(msgspec.Struct, kw_only=True):
     job: Job | None = None
 
 
+class Enrolled(Node, kw_only=True):
+    """A registration's reply: the node, and its credential if it was just enrolled."""
+
+    token: str | None = None
+
+
 _encoder = msgspec.json.Encoder(enc_hook=encode_hook)
 
 
@@ -84,13 +91,19 @@ class MasterClient:
     """Typed calls to a master at `base_url` (e.g. `http://10.0.0.5:8080`), or to one of
     several sharing a database (`URL1,URL2,...`, see failover.py)."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, transport: Transport | None = None) -> None:
         self._choice = MasterChoice(master_urls(base_url))
+        transport = transport or Transport()
         self._clients = [
             httpx.Client(
                 base_url=url,
                 timeout=httpx.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
-                headers={"Content-Type": "application/json", "Accept": "application/json"},
+                headers={
+                    "Content-Type": "application/json",
+                    "Accept": "application/json",
+                    **transport.headers(),
+                },
+                verify=transport.ssl_context() if url.startswith("https:") else True,
             )
             for url in self._choice.urls
         ]
@@ -99,6 +112,11 @@ class MasterClient:
     def base_url(self) -> str:
         """The master requests go to now."""
         return self._choice.urls[self._choice.current]
+
+    def use_token(self, token: str) -> None:
+        """Send `token` from the next request on (a node credential after enrollment)."""
+        for http in self._clients:
+            http.headers["Authorization"] = f"Bearer {token}"
 
     def close(self) -> None:
         for http in self._clients:
@@ -117,12 +135,13 @@ class MasterClient:
 
     # ------------------------------------------------------------------ calls
 
-    def register(self, registration: NodeRegistration) -> Node:
-        """POST /nodes/register; the reply is the node as the master stored it.
+    def register(self, registration: NodeRegistration) -> Enrolled:
+        """POST /nodes/register; the reply is the node as the master stored it, with its own
+        credential in `token` when this client registered with an enrollment token.
 
         Not repeated on a reset connection: a node registering without an id gets a new one.
         """
-        return self._decode(self._send("POST", "/nodes/register", registration), Node)
+        return self._decode(self._send("POST", "/nodes/register", registration), Enrolled)
 
     def heartbeat(self, node_id: str, jobs: Sequence[ProgressReport]) -> HeartbeatReply:
         """POST /nodes/{id}/heartbeat listing every running job; the reply carries directives.

@@ -33,6 +33,8 @@ class AgentSettings:
     grace_s: float = 30.0
     input_dirs: tuple[Path, ...] = ()
     long_poll_s: float = 30.0  # how long one job request waits at the master for work
+    # Registers a new node, which then gets (and keeps in the work dir) its own credential.
+    enroll_token: str | None = field(default=None, repr=False)
     cache_bytes: int = 20 * 1024**3  # input blobs kept for later jobs, least recently used out
     kept_output_bytes: int = 10 * 1024**3  # outputs the master could not take yet
     metrics_port: int | None = None  # None: no metrics endpoint

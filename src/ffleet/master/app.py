@@ -29,12 +29,22 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ffleet.audit import AuditEntry
 from ffleet.blobs import BlobError, BlobStore, DirectoryBlobStore, is_ref, parse_ref
 from ffleet.master import openapi, ui
+from ffleet.master.access import ANONYMOUS, Access, Identity, allow
+from ffleet.master.admin_api import AdminApi
 from ffleet.master.archive import ArchiveCollector, ResultArchive
+from ffleet.master.audit_log import AuditLog
 from ffleet.master.blob_routes import BlobRoutes
 from ffleet.master.clock import REMEASURE_S, DatabaseClock
 from ffleet.master.dispatch import Dispatcher
+from ffleet.master.exposure import (
+    INSECURE_WARN_S,
+    INSECURE_WARNING,
+    authentication_on,
+    bootstrap_admin,
+)
 from ffleet.master.http import (
     ApiError,
     JsonResponse,
@@ -63,11 +73,13 @@ from ffleet.models import (
     NodeRegistration,
     Release,
     ResultSubmission,
+    Timestamp,
     encode_hook,
 )
 from ffleet.states import JobStatus
 from ffleet.store import Conflict, InvalidRequest, NotFound, Store, StoreError, open_store
 from ffleet.store.db import POOL_SIZE
+from ffleet.tokens import Role
 
 log = logging.getLogger("ffleet.master")
 
@@ -75,6 +87,11 @@ Handler = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")
 
 RETENTION_INTERVAL_S = 60.0  # how often the leader forgets day-old idempotency keys
+ADMIN = frozenset({Role.ADMIN.value})
+READ = frozenset({Role.ADMIN.value, Role.SUBMITTER.value, Role.READER.value})
+SUBMIT = frozenset({Role.ADMIN.value, Role.SUBMITTER.value})
+NODE = frozenset({Role.ADMIN.value, Role.NODE.value})
+REGISTER = frozenset({Role.ADMIN.value, Role.NODE.value, Role.ENROLL.value})
 
 
 class DrainRequest(msgspec.Struct):
@@ -96,7 +113,9 @@ def detail_body(detail: JobDetail) -> dict[str, Any]:
 class MasterApp:
     """Routes bound to one store and one dispatcher."""
 
-    def __init__(self, store: Store, settings: MasterSettings, blobs: BlobStore) -> None:
+    def __init__(
+        self, store: Store, settings: MasterSettings, blobs: BlobStore, *, enforced: bool
+    ) -> None:
         self.store = store
         self.settings = settings
         self.dispatcher = Dispatcher()
@@ -130,6 +149,11 @@ class MasterApp:
                 on_reconnect=self.dispatcher.notify_all,
             )
         )
+        self.access = Access(store, enforced=enforced)
+        self.audit = AuditLog(store, settings.audit_retention_s, self.call, self.clock.now)
+        self.admin = AdminApi(
+            store, self.access, self.audit, self.limit, self._wake_at, self.call, self.clock.now
+        )
         self.blobs = BlobRoutes(blobs, settings.max_blob_bytes)
         self.splitter = Splitter(store, blobs, None)
 
@@ -141,11 +165,95 @@ class MasterApp:
         bound = functools.partial(method, *args, **kwargs)
         return await loop.run_in_executor(self._executor, bound)
 
+    # -------------------------------------------------------------- access
+
+    def guarded(self, handler: Handler, roles: frozenset[str] | None) -> Handler:
+        """`handler` behind authentication and the route's roles (None: public), audited:
+        every state-changing request, and every refused one, leaves an entry."""
+        if roles is None:
+            return handler
+
+        async def run(request: Request) -> Response:
+            identity: Identity | None = None
+            status = 500
+            try:
+                identity = await self.call(self.access.identify, request)
+                allow(identity, roles, f"{request.method} {request.url.path}")
+                request.state.identity = identity
+                response = await handler(request)
+                status = response.status_code
+                return response
+            except (ApiError, StoreError) as exc:
+                status = exc.status_code
+                raise
+            finally:
+                self._audit(request, identity, status)
+
+        return run
+
+    def _audit(self, request: Request, identity: Identity | None, status: int) -> None:
+        target = getattr(request.state, "audit_target", None)
+        if request.method == "GET" and target is None and status not in (401, 403):
+            return  # a read, or a long-poll that handed nothing out
+        route = request.scope.get("route")
+        action = f"{request.method} {getattr(route, 'path', request.url.path)}"
+        if target is None and request.path_params:
+            target = ",".join(str(v) for v in request.path_params.values())
+        who = identity or Identity("-", "unauthenticated", "-")
+        self.audit.record(
+            AuditEntry(
+                at=Timestamp(self.clock.now()),
+                actor_id=who.id,
+                actor_name=who.name,
+                role=who.role,
+                action=action,
+                target=target,
+                outcome=status,
+                remote=request.client.host if request.client else None,
+            )
+        )
+
+    @staticmethod
+    def identity(request: Request) -> Identity:
+        return getattr(request.state, "identity", ANONYMOUS)
+
+    def _submitted_by(self, request: Request) -> str | None:
+        return self.identity(request).id if self.access.enforced else None
+
+    def _require_own_job(self, request: Request, job_id: str) -> None:
+        """A submitter may cancel and retry only the jobs it submitted (runs on the store's
+        thread, inside the call that cancels or retries)."""
+        identity = self.identity(request)
+        if identity.role == Role.SUBMITTER and self.store.job_submitter(job_id) != identity.id:
+            raise ApiError(403, f"job {job_id} was submitted by another credential")
+
     # -------------------------------------------------------------- nodes
 
     async def register(self, request: Request) -> Response:
+        """An enrollment token registers a new node and gets it its own credential (in the
+        reply, once); a node credential re-registers only its own node, with the labels it
+        was enrolled with."""
         registration = await decode(request, NodeRegistration, self.limit)
-        node = await self.call(self.store.register_node, registration, self.clock.now())
+        identity = self.identity(request)
+        token: str | None = None
+        if identity.role == Role.ENROLL:
+            assert identity.credential is not None
+            node, _, token = await self.call(
+                self.store.enroll_node, registration, identity.credential, self.clock.now()
+            )
+            if identity.credential.one_time:
+                self.access.forget(identity.id)
+        else:
+            if identity.role == Role.NODE:
+                assert identity.node_id is not None and identity.credential is not None
+                identity.require_node(registration.id or identity.node_id)
+                registration = msgspec.structs.replace(
+                    registration,
+                    id=identity.node_id,
+                    labels=dict(identity.credential.labels or {}),
+                )
+            node = await self.call(self.store.register_node, registration, self.clock.now())
+        request.state.audit_target = node.id
         log.info(
             "node registered: %s (%s, %d threads, %s%s)",
             node.id,
@@ -155,7 +263,11 @@ class MasterApp:
             f", GPU {node.gpu_type}" if node.has_gpu else "",
         )
         self.dispatcher.notify_all()  # a new node may make unschedulable work runnable
-        return JsonResponse(node, status_code=201)
+        if token is None:
+            return JsonResponse(node, status_code=201)
+        body = msgspec.to_builtins(node, enc_hook=encode_hook)
+        body["token"] = token  # the node's own credential, shown this once
+        return JsonResponse(body, status_code=201)
 
     async def list_nodes(self, request: Request) -> Response:
         found = await self.call(self.store.list_nodes)
@@ -182,6 +294,7 @@ class MasterApp:
 
     async def heartbeat(self, request: Request) -> Response:
         node_id = request.path_params["node_id"]
+        self.identity(request).require_node(node_id)
         beat = await decode(request, Heartbeat, self.limit, optional=True)
         return JsonResponse(await self.call(self.store.heartbeat, node_id, beat, self.clock.now()))
 
@@ -215,19 +328,26 @@ class MasterApp:
         job_request = await decode(request, JobRequest, self.limit)
         self._check_inputs([job_request])
         if job_request.split_s is not None:
-            return self._create_split(job_request, job_request.split_s)
+            return await self._create_split(
+                job_request, job_request.split_s, self._submitted_by(request)
+            )
         (job,) = await self._create(request, [job_request])
+        request.state.audit_target = job.id
         log.info("job created: %s (%s)", job.id, job.scenario)
         return JsonResponse(job, status_code=201)
 
-    def _create_split(self, job_request: JobRequest, split_s: float) -> Response:
+    async def _create_split(
+        self, job_request: JobRequest, split_s: float, submitted_by: str | None
+    ) -> Response:
         source = job_request.parameters.get("input")
         held = is_ref(source) and self.blobs.store.size(parse_ref(source)) is not None
         try:
             check_request(job_request, held)
         except SplitRefused as exc:
             raise ApiError(400, str(exc)) from None
-        job = self.store.create_split(job_request, split_s, self.clock.now())
+        job = await self.call(
+            self.store.create_split, job_request, split_s, self.clock.now(), submitted_by
+        )
         self.splitter.wake()
         log.info("split job created: %s (%s, %g s segments)", job.id, job.scenario, split_s)
         return JsonResponse(job, status_code=201)
@@ -238,13 +358,19 @@ class MasterApp:
             raise ApiError(400, "submit split jobs one at a time (POST /jobs)")
         self._check_inputs(batch.jobs)
         created = await self._create(request, batch.jobs)
+        request.state.audit_target = f"{len(created)} jobs"
         log.info("batch of %d jobs created", len(created))
         return JsonResponse({"jobs": created, "count": len(created)}, status_code=201)
 
     async def _create(self, request: Request, jobs: list[JobRequest]) -> list[Job]:
         """Create, or with an `Idempotency-Key` already used, return what the first did."""
-        key = request.headers.get("idempotency-key")
-        created = await self.call(self.store.create_jobs, jobs, self.clock.now(), key)
+        created = await self.call(
+            self.store.create_jobs,
+            jobs,
+            self.clock.now(),
+            submitted_by=self._submitted_by(request),
+            idempotency_key=request.headers.get("idempotency-key"),
+        )
         self.dispatcher.notify(len(created))  # a replay wakes a waiter in vain, harmlessly
         return created
 
@@ -295,10 +421,12 @@ class MasterApp:
         node_id = request.query_params.get("node_id")
         if not node_id:
             raise ApiError(400, "query parameter node_id is required")
+        self.identity(request).require_node(node_id)
         wait = query_float(request, "wait", 0.0, high=self.settings.max_wait_s)
         job = await self._claim_waiting(request, node_id, wait)
         if job is None:
             return JsonResponse({"job": None})
+        request.state.audit_target = job.id
         return JsonResponse(job)
 
     async def _claim_waiting(self, request: Request, node_id: str, wait: float) -> Job | None:
@@ -358,25 +486,23 @@ class MasterApp:
             task.add_done_callback(_log_failure)
 
     async def cancel(self, request: Request) -> Response:
+        def cancel(job_id: str) -> Job:
+            self._require_own_job(request, job_id)
+            return self.store.cancel(job_id, now)
+
         now = self.clock.now()
-        job = await self.call(
-            self._by_id,
-            "job",
-            request.path_params["job_id"],
-            lambda job_id: self.store.cancel(job_id, now),
-        )
+        job = await self.call(self._by_id, "job", request.path_params["job_id"], cancel)
         log.info("job %s cancel requested (now %s)", job.id, job.status)
         self.splitter.wake()
         return JsonResponse(job)
 
     async def retry(self, request: Request) -> Response:
+        def retry(job_id: str) -> Job:
+            self._require_own_job(request, job_id)
+            return self.store.retry(job_id, now)
+
         now = self.clock.now()
-        job = await self.call(
-            self._by_id,
-            "job",
-            request.path_params["job_id"],
-            lambda job_id: self.store.retry(job_id, now),
-        )
+        job = await self.call(self._by_id, "job", request.path_params["job_id"], retry)
         log.info("job %s queued again by a user", job.id)
         self.splitter.wake()
         self.metrics.user_retried()
@@ -385,6 +511,7 @@ class MasterApp:
 
     async def release(self, request: Request) -> Response:
         body = await decode(request, Release, self.limit)
+        self.identity(request).require_node(body.node_id)
         job = await self.call(
             self.store.release,
             request.path_params["job_id"],
@@ -401,6 +528,7 @@ class MasterApp:
 
     async def post_result(self, request: Request) -> Response:
         result = await decode(request, ResultSubmission, self.limit)
+        self.identity(request).require_node(result.node_id)
         started = time.perf_counter()
         try:
             outcome = await self.call(self.store.submit_result, result, self.clock.now())
@@ -517,7 +645,9 @@ class MasterApp:
         """Measure the clock, then start the background duties."""
         await self.call(self.clock.measure)
         self.clock.check(self.settings.policy.node_timeout_s)
-        duties = [self.reaper(), self.leadership.run()]
+        duties = [self.reaper(), self.leadership.run(), self.audit.run()]
+        if self.settings.insecure:
+            duties.append(self.warn_insecure())
         if self.archive is not None:
             duties.append(self.archive.run())
         if self.wakeups is not None:
@@ -530,36 +660,67 @@ class MasterApp:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        with contextlib.suppress(Exception):
+            await self.call(self.audit.flush)
         await self.leadership.resign()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
+    def _ui_route(self, route: BaseRoute) -> BaseRoute:
+        """The dashboard's pages and event streams are reads: readers and up (its static
+        files stay public). Its actions call the JSON API, which checks them there."""
+        if not isinstance(route, Route):
+            return route
+        methods = sorted((route.methods or {"GET"}) - {"HEAD"})
+        return Route(route.path, self.guarded(route.endpoint, READ), methods=methods)
+
+    async def warn_insecure(self) -> None:
+        """An open master on a reachable address keeps saying so."""
+        while True:
+            await asyncio.sleep(INSECURE_WARN_S)
+            log.warning(INSECURE_WARNING)
+
     def routes(self) -> list[BaseRoute]:
+        admin = self.admin
+        table: list[tuple[str, Handler, str, frozenset[str] | None]] = [
+            ("/health", self.health, "GET", None),
+            ("/nodes/register", self.register, "POST", REGISTER),
+            ("/nodes", self.list_nodes, "GET", READ),
+            ("/nodes/{node_id}", self.get_node, "GET", READ),
+            ("/nodes/{node_id}/heartbeat", self.heartbeat, "POST", NODE),
+            ("/nodes/{node_id}/drain", self.drain, "POST", ADMIN),
+            ("/jobs", self.create_job, "POST", SUBMIT),
+            ("/jobs", self.list_jobs, "GET", READ),
+            ("/jobs/batch", self.create_batch, "POST", SUBMIT),
+            ("/jobs/purge", self.purge_jobs, "POST", ADMIN),
+            ("/jobs/next", self.next_job, "GET,POST", NODE),
+            ("/jobs/{job_id}", self.get_job, "GET", READ),
+            ("/jobs/{job_id}/explain", self.explain, "GET", READ),
+            ("/jobs/{job_id}/cancel", self.cancel, "POST", SUBMIT),
+            ("/jobs/{job_id}/retry", self.retry, "POST", SUBMIT),
+            ("/jobs/{job_id}/release", self.release, "POST", NODE),
+            ("/results", self.post_result, "POST", NODE),
+            ("/results", self.list_results, "GET", READ),
+            ("/results/export", self.export_results, "GET", READ),
+            # Public like /health: Prometheus scrapes it, and it holds counts and node ids,
+            # never a parameter, result or secret.
+            ("/metrics", self.metrics_text, "GET", None),
+            ("/tokens", admin.create_token, "POST", ADMIN),
+            ("/tokens", admin.list_tokens, "GET", ADMIN),
+            ("/tokens/{token_id}/revoke", admin.revoke_token, "POST", ADMIN),
+            ("/audit", admin.list_audit, "GET", ADMIN),
+            ("/openapi.json", self.openapi_json, "GET", None),
+            ("/docs", self.docs, "GET", None),
+            ("/blobs/{digest}", self.blobs.download, "GET", READ | NODE),
+            ("/blobs/{digest}", self.blobs.upload, "PUT", SUBMIT | NODE),
+            ("/blobs/{digest}/upload", self.blobs.upload_state, "GET", SUBMIT | NODE),
+        ]
         return [
-            *ui.routes(self.store),
-            Route("/health", self.health, methods=["GET"]),
-            Route("/nodes/register", self.register, methods=["POST"]),
-            Route("/nodes", self.list_nodes, methods=["GET"]),
-            Route("/nodes/{node_id}", self.get_node, methods=["GET"]),
-            Route("/nodes/{node_id}/heartbeat", self.heartbeat, methods=["POST"]),
-            Route("/nodes/{node_id}/drain", self.drain, methods=["POST"]),
-            Route("/jobs", self.create_job, methods=["POST"]),
-            Route("/jobs", self.list_jobs, methods=["GET"]),
-            Route("/jobs/batch", self.create_batch, methods=["POST"]),
-            Route("/jobs/purge", self.purge_jobs, methods=["POST"]),
-            Route("/jobs/next", self.next_job, methods=["GET", "POST"]),
-            Route("/jobs/{job_id}", self.get_job, methods=["GET"]),
-            Route("/jobs/{job_id}/explain", self.explain, methods=["GET"]),
-            Route("/jobs/{job_id}/cancel", self.cancel, methods=["POST"]),
-            Route("/jobs/{job_id}/retry", self.retry, methods=["POST"]),
-            Route("/jobs/{job_id}/release", self.release, methods=["POST"]),
-            Route("/results", self.post_result, methods=["POST"]),
-            Route("/results", self.list_results, methods=["GET"]),
-            Route("/results/export", self.export_results, methods=["GET"]),
-            Route("/metrics", self.metrics_text, methods=["GET"]),
-            Route("/openapi.json", self.openapi_json, methods=["GET"]),
-            Route("/docs", self.docs, methods=["GET"]),
-            *self.blobs.routes(),
+            *(self._ui_route(route) for route in ui.routes(self.store)),
+            *(
+                Route(path, self.guarded(handler, roles), methods=methods.split(","))
+                for path, handler, methods, roles in table
+            ),
         ]
 
 
@@ -601,12 +762,21 @@ def create_app(settings: MasterSettings, store: Store | None = None) -> Starlett
     owned = store is None
     lock = hold_sqlite_file(settings.store_url) if owned else None
     try:
+        opened = store if store is not None else open_store(settings.store_url, settings.policy)
+    except BaseException:
+        if lock is not None:
+            lock.close()
+        raise
+    try:
+        enforced = authentication_on(settings, opened)
+        if enforced:
+            bootstrap_admin(opened, settings.admin_token_file)
         master = MasterApp(
-            store if store is not None else open_store(settings.store_url, settings.policy),
-            settings,
-            DirectoryBlobStore(settings.blob_root),
+            opened, settings, DirectoryBlobStore(settings.blob_root), enforced=enforced
         )
     except BaseException:
+        if owned:
+            opened.close()
         if lock is not None:
             lock.close()
         raise

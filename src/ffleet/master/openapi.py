@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from ffleet.audit import AuditEntry
 from ffleet.models import (
     Explanation,
     Heartbeat,
@@ -22,6 +23,7 @@ from ffleet.models import (
     StoredResult,
     Timestamp,
 )
+from ffleet.tokens import Credential, TokenRequest
 
 # (method, path, summary, request model, success status, response model or description)
 ENDPOINTS: list[tuple[str, str, str, type | None, int, type | str]] = [
@@ -101,6 +103,31 @@ ENDPOINTS: list[tuple[str, str, str, type | None, int, type | str]] = [
         "{results: [StoredResult], count}",
     ),
     (
+        "post",
+        "/tokens",
+        "Create a credential; the reply's token is shown once",
+        TokenRequest,
+        201,
+        Credential,
+    ),
+    (
+        "get",
+        "/tokens",
+        "List credentials, never their secrets: {tokens, count}",
+        None,
+        200,
+        "{tokens: [Credential], count}",
+    ),
+    ("post", "/tokens/{token_id}/revoke", "Revoke a credential at once", None, 200, Credential),
+    (
+        "get",
+        "/audit",
+        "The audit trail, newest first: {entries, count}; ?since=&actor=&action=&limit=",
+        None,
+        200,
+        "{entries: [AuditEntry], count}",
+    ),
+    (
         "get",
         "/blobs/{digest}/upload",
         "Where an upload of this SHA-256 continues: {digest, complete, received}",
@@ -149,6 +176,9 @@ _MODELS = [
     Release,
     ResultSubmission,
     StoredResult,
+    Credential,
+    TokenRequest,
+    AuditEntry,
 ]
 
 
@@ -202,7 +232,12 @@ def _build() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "ffleet master", "version": "1.0-compatible"},
         "paths": paths,
-        "components": {"schemas": _COMPONENTS},
+        # Open masters need no token; authenticating ones a bearer token (see README).
+        "security": [{}, {"bearer": []}],
+        "components": {
+            "schemas": _COMPONENTS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
     }
 
 

@@ -17,6 +17,8 @@ from ffleet.durations import format_duration
 from ffleet.policy import SchedulingPolicy
 from ffleet.settings import DEFAULT_HOST, DEFAULT_PORT, require, require_positive
 
+AUTH_MODES = ("auto", "required")
+
 
 @dataclass(frozen=True)
 class MasterSettings:
@@ -35,6 +37,13 @@ class MasterSettings:
     keep_alive_s: float = 75.0
     # The leader lease: a leader that dies is replaced within this long (renewed every third).
     leader_lease_s: float = 10.0
+    auth: str = "auto"  # auto: on when the store holds credentials; required: always
+    insecure: bool = False  # serve a non-loopback address open, on purpose
+    admin_token_file: Path = Path("ffleet-admin-token")  # where a first admin token is written
+    audit_retention_s: float = 30 * 86400.0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # with it, clients must present a certificate it signed
     blob_dir: Path | None = None  # None: beside the SQLite database (see `blob_root`)
     max_blob_bytes: int = 100 * 1024**3
     blob_retention_s: float = 7 * 24 * 3600.0  # a blob neither written nor read this long goes
@@ -76,6 +85,20 @@ class MasterSettings:
         require_positive("--recheck-interval", self.recheck_s)
         require_positive("--keep-alive", self.keep_alive_s)
         require_positive("--leader-lease", self.leader_lease_s)
+        require(self.auth in AUTH_MODES, f"--auth must be one of {', '.join(AUTH_MODES)}")
+        require(
+            not (self.insecure and self.auth == "required"),
+            "--insecure and --auth required contradict each other",
+        )
+        require_positive("--audit-retention", self.audit_retention_s)
+        require(
+            (self.tls_cert is None) == (self.tls_key is None),
+            "--tls-cert and --tls-key go together",
+        )
+        require(
+            self.tls_client_ca is None or self.tls_cert is not None,
+            "--tls-client-ca needs --tls-cert and --tls-key",
+        )
         require(self.max_blob_bytes > 0, "--max-blob-bytes must be more than 0")
         require_positive("--blob-retention", self.blob_retention_s)
         require(

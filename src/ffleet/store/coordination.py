@@ -35,16 +35,19 @@ def take_lease(tx: Tx, holder: str, now: float, lease_s: float) -> str | None:
     return None if leader is None else str(leader)
 
 
-def fingerprint(requests: Sequence[JobRequest]) -> str:
-    """What a key was first used for: a repeat must ask for the same jobs."""
-    return hashlib.sha256(_encoder.encode(list(requests))).hexdigest()
+def fingerprint(requests: Sequence[JobRequest], submitted_by: str | None) -> str:
+    """What a key was first used for: a repeat must ask for the same jobs, as the same
+    submitter (another credential reusing a key learns nothing of the first one's jobs)."""
+    return hashlib.sha256(_encoder.encode([submitted_by, list(requests)])).hexdigest()
 
 
-def replayed(tx: Tx, key: str, requests: Sequence[JobRequest], now: float) -> list[Job] | None:
+def replayed(
+    tx: Tx, key: str, requests: Sequence[JobRequest], submitted_by: str | None, now: float
+) -> list[Job] | None:
     """Claim `key` for this submission; the jobs of the first reply when it was used before."""
     if len(key) > MAX_KEY_LENGTH or not key.isprintable():
         raise InvalidRequest(f"Idempotency-Key must be printable and at most {MAX_KEY_LENGTH} long")
-    mark = fingerprint(requests)
+    mark = fingerprint(requests, submitted_by)
     if tx.run("idempotency_claim", {"key": key, "fingerprint": mark, "now": now}) == 1:
         return None
     row = tx.one("idempotency_get", {"key": key})
