@@ -46,8 +46,13 @@ def start_masters(
         )
         for i in range(count)
     ]
-    for master in masters:
-        assert health(master)["wakeups"] == "notify", master.log_tail()
+    for master in masters:  # the listener's probe answers a moment after the master is up
+        wait_until(
+            lambda m=master: health(m)["wakeups"] == "notify",
+            timeout=10,
+            interval=0.1,
+            message=lambda m=master: f"LISTEN/NOTIFY wake-ups\n{m.log_tail()}",
+        )
     return masters
 
 
