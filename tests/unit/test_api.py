@@ -391,3 +391,15 @@ def test_an_idempotency_key_answers_a_repeat_with_the_first_reply(client: TestCl
     other = client.post("/jobs", json={"scenario": "360p-h264"}, headers={"Idempotency-Key": "k1"})
     assert other.status_code == 409 and "already used" in other.json()["error"]
     assert client.get("/jobs").json()["total"] == 3
+
+
+def test_a_typo_is_a_400_naming_the_nearest_token_and_tags_are_shown(client: TestClient) -> None:
+    typo = client.post("/jobs", json={"scenario": "1080p-h246"})
+    assert typo.status_code == 400 and "did you mean 'h264'" in typo.json()["error"]
+    job = client.post("/jobs", json={"scenario": "test-1080p"}).json()
+    assert job["understood"] == {
+        "resolution": "1920x1080",
+        "fps": 30,
+        "codec": "h264",
+        "tags": ["test"],
+    }

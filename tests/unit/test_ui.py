@@ -56,6 +56,8 @@ def test_every_page_renders_with_a_strict_policy_and_escapes_user_input(
         assert "<script>alert" not in page.text, path
         assert "<script" not in page.text.replace('<script src="/ui/static/ui.js', ""), path
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in client.get("/ui").text
+    register(client, id="../../jobs/x")  # an id the client chose must not retarget an action
+    assert 'data-action="/nodes/..%2F..%2Fjobs%2Fx/drain"' in client.get("/ui").text
     assert client.get("/ui/results").status_code == 200
 
 
@@ -206,3 +208,14 @@ def test_comparison_gives_mean_and_spread_over_repeats() -> None:
     assert second.figures["cpu_s_per_frame"] is None
     only = second.figures["fps"]
     assert only is not None and only.spread == 0.0
+
+
+def test_a_stream_ends_by_itself_so_a_stopping_master_is_not_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(live, "STREAM_LIFETIME_S", 0.0)
+
+    async def events() -> list[bytes]:
+        return [chunk async for chunk in live.stream(lambda: "x", None)]
+
+    assert asyncio.run(events()) == [b"retry: 1000\n\n"]

@@ -190,6 +190,12 @@ def agent(
             help="Address the metrics port binds to (it has no authentication).",
         ),
     ] = AGENT_DEFAULTS.metrics_host,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", envvar="FFLEET_JSON", help="Print the detected hardware as JSON instead."
+        ),
+    ] = False,
     log_level: LogLevelOption = DEFAULT_LOG_LEVEL,
 ) -> None:
     """Run an agent: detect hardware, register with the master, run FFmpeg jobs."""
@@ -236,7 +242,12 @@ def agent(
     except RuntimeError as exc:  # no bundled FFmpeg for this platform
         _err(f"Cannot find FFmpeg: {exc}. Give one with --ffmpeg PATH.")
         raise typer.Exit(1) from None
-    typer.echo(format_summary(hardware))
+    if as_json:
+        import msgspec
+
+        typer.echo(msgspec.json.format(msgspec.json.encode(hardware)).decode())
+    else:
+        typer.echo(format_summary(hardware))
     if not register:
         return
     if any(master_is_local(url) for url in master_urls(master)):

@@ -70,6 +70,7 @@ from ffleet.models import (
     JobBatch,
     JobDetail,
     JobRequest,
+    Node,
     NodeRegistration,
     Release,
     ResultSubmission,
@@ -289,8 +290,13 @@ class MasterApp:
             return action(found[0])
 
     async def get_node(self, request: Request) -> Response:
+        def with_efficiency(node_id: str) -> Node:
+            node = self.store.get_node(node_id)
+            node.efficiency = self.store.node_efficiency(node.id)
+            return node
+
         node_id = request.path_params["node_id"]
-        return JsonResponse(await self.call(self._by_id, "node", node_id, self.store.get_node))
+        return JsonResponse(await self.call(self._by_id, "node", node_id, with_efficiency))
 
     async def heartbeat(self, request: Request) -> Response:
         node_id = request.path_params["node_id"]

@@ -23,6 +23,7 @@ from ffleet.models import (
     StoredResult,
     Timestamp,
 )
+from ffleet.result_schema import AnalyzerOutput, ResultMetrics
 from ffleet.tokens import Credential, TokenRequest
 
 # (method, path, summary, request model, success status, response model or description)
@@ -176,6 +177,8 @@ _MODELS = [
     Release,
     ResultSubmission,
     StoredResult,
+    ResultMetrics,
+    AnalyzerOutput,
     Credential,
     TokenRequest,
     AuditEntry,
@@ -191,6 +194,12 @@ def _schema_hook(kind: type) -> dict[str, Any]:
 _, _COMPONENTS = msgspec.json.schema_components(
     _MODELS, ref_template="#/components/schemas/{name}", schema_hook=_schema_hook
 )
+# A result's `metrics` and `analyzer_output` travel as free objects (v1.0 agents send their
+# own); what an ffleet agent puts there is described by result_schema's structs.
+for _result in ("ResultSubmission", "StoredResult"):
+    _fields = _COMPONENTS[_result]["properties"]
+    _fields["metrics"] = {"$ref": "#/components/schemas/ResultMetrics"}
+    _fields["analyzer_output"] = {"$ref": "#/components/schemas/AnalyzerOutput"}
 _ERROR = {
     "description": "error",
     "content": {

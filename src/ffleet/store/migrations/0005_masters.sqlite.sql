@@ -1,10 +1,10 @@
 -- leader lease and idempotency keys: several masters on one database
--- Version 4 (PostgreSQL). Frozen: a change is a new numbered file.
+-- Version 5 (SQLite). Frozen: a change is a new numbered file.
 
 CREATE TABLE leader_lease (
     name VARCHAR(32) NOT NULL,
     holder TEXT NOT NULL,
-    expires_at DOUBLE PRECISION NOT NULL,
+    expires_at DOUBLE NOT NULL,
     PRIMARY KEY (name)
 );
 
@@ -12,7 +12,7 @@ CREATE TABLE idempotency_keys (
     key VARCHAR(200) NOT NULL,
     fingerprint VARCHAR(64) NOT NULL,
     reply TEXT NOT NULL,
-    created_at DOUBLE PRECISION NOT NULL,
+    created_at DOUBLE NOT NULL,
     PRIMARY KEY (key)
 );
 
