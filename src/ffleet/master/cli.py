@@ -87,8 +87,8 @@ def master(
         float,
         duration_option(
             "FFLEET_RECHECK_INTERVAL",
-            "A waiting job request looks for work this often even unwoken (work another "
-            "master created in a shared database).",
+            "A waiting job request looks for work this often even unwoken: the fallback for "
+            "work another master created when its wake-up (LISTEN/NOTIFY) is lost.",
         ),
     ] = Seconds(MASTER_DEFAULTS.recheck_s),
     keep_alive: Annotated[
@@ -99,6 +99,14 @@ def master(
             "pause between requests (the agents' --heartbeat-interval).",
         ),
     ] = Seconds(MASTER_DEFAULTS.keep_alive_s),
+    leader_lease: Annotated[
+        float,
+        duration_option(
+            "FFLEET_LEADER_LEASE",
+            "Masters sharing one PostgreSQL elect one leader (reaper, aging, retention) "
+            "through a lease of this length: a dead leader is replaced within it.",
+        ),
+    ] = Seconds(MASTER_DEFAULTS.leader_lease_s),
     auth: Annotated[
         str,
         typer.Option(
@@ -191,6 +199,7 @@ def master(
             max_wait_s=max_wait,
             recheck_s=recheck_interval,
             keep_alive_s=keep_alive,
+            leader_lease_s=leader_lease,
             auth=auth,
             insecure=insecure,
             admin_token_file=admin_token_file,

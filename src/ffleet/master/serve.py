@@ -30,7 +30,7 @@ class _Server(uvicorn.Server):
         self._application = application
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        self._application.state.master.stop()
+        self._application.state.master.begin_stop()
         await super().shutdown(sockets=sockets)
 
 

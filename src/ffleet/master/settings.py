@@ -35,6 +35,8 @@ class MasterSettings:
     # An idle connection stays open this long. Well above every client's pause between two
     # requests: a client that reuses a connection just as the server closes it gets a reset.
     keep_alive_s: float = 75.0
+    # The leader lease: a leader that dies is replaced within this long (renewed every third).
+    leader_lease_s: float = 10.0
     auth: str = "auto"  # auto: on when the store holds credentials; required: always
     insecure: bool = False  # serve a non-loopback address open, on purpose
     admin_token_file: Path = Path("ffleet-admin-token")  # where a first admin token is written
@@ -82,6 +84,7 @@ class MasterSettings:
         require(self.max_wait_s >= 0, "--max-wait must not be negative")
         require_positive("--recheck-interval", self.recheck_s)
         require_positive("--keep-alive", self.keep_alive_s)
+        require_positive("--leader-lease", self.leader_lease_s)
         require(self.auth in AUTH_MODES, f"--auth must be one of {', '.join(AUTH_MODES)}")
         require(
             not (self.insecure and self.auth == "required"),
