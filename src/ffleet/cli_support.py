@@ -9,6 +9,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from ffleet.durations import format_duration, parse_duration
+from ffleet.escaping import EscapingFilter
 from ffleet.settings import SettingsError
 
 T = TypeVar("T")
@@ -63,6 +64,8 @@ def configure_logging(level: str) -> None:
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.root.handlers:
+        handler.addFilter(EscapingFilter())  # text from the network cannot forge a line
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.root.level))
 
 

@@ -27,11 +27,14 @@ from ffleet.master.http import (
     JsonResponse,
     decode,
     error_response,
+    path_id,
     query_float,
+    query_id,
     query_int,
 )
 from ffleet.master.settings import MasterSettings
 from ffleet.models import (
+    INT32_MAX,
     Heartbeat,
     Job,
     JobBatch,
@@ -47,6 +50,11 @@ from ffleet.store import Store, StoreError, open_store
 log = logging.getLogger("ffleet.master")
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+# Page sizes: a listing without `limit` is one bounded page, never the whole table. Results
+# carry free-form metrics, so their pages are smaller.
+JOBS_PAGE, JOBS_PAGE_MAX = 1000, 10_000
+RESULTS_PAGE, RESULTS_PAGE_MAX = 100, 1000
 
 
 class DrainRequest(msgspec.Struct):
@@ -83,16 +91,16 @@ class MasterApp:
         return JsonResponse({"nodes": found, "count": len(found)})
 
     async def get_node(self, request: Request) -> Response:
-        return JsonResponse(self.store.get_node(request.path_params["node_id"]))
+        return JsonResponse(self.store.get_node(path_id(request, "node_id")))
 
     async def heartbeat(self, request: Request) -> Response:
-        node_id = request.path_params["node_id"]
+        node_id = path_id(request, "node_id")
         beat = await decode(request, Heartbeat, self.limit, optional=True)
         return JsonResponse(self.store.heartbeat(node_id, beat, time.time()))
 
     async def drain(self, request: Request) -> Response:
         body = await decode(request, DrainRequest, self.limit, optional=True)
-        node = self.store.set_draining(request.path_params["node_id"], body.drain)
+        node = self.store.set_draining(path_id(request, "node_id"), body.drain)
         log.info("node %s %s", node.id, "draining" if body.drain else "accepting work again")
         return JsonResponse(node)
 
@@ -117,13 +125,13 @@ class MasterApp:
         if status is not None and status not in JobStatus.__members__.values():
             allowed = ", ".join(s.value for s in JobStatus)
             raise ApiError(400, f"unknown status {status!r}; use one of {allowed}")
-        limit = query_int(request, "limit", None, low=1, high=10_000)
-        offset = query_int(request, "offset", 0, low=0, high=2**62) or 0
+        limit = query_int(request, "limit", JOBS_PAGE, low=1, high=JOBS_PAGE_MAX)
+        offset = query_int(request, "offset", 0, low=0, high=INT32_MAX) or 0
         found, total = self.store.list_jobs(status, limit, offset)
         return JsonResponse({"jobs": found, "count": len(found), "total": total})
 
     async def get_job(self, request: Request) -> Response:
-        detail = self.store.get_job(request.path_params["job_id"])
+        detail = self.store.get_job(path_id(request, "job_id"))
         body = msgspec.to_builtins(detail.job, enc_hook=encode_hook)
         body["attempts"] = msgspec.to_builtins(detail.attempts, enc_hook=encode_hook)
         body["result"] = msgspec.to_builtins(detail.result, enc_hook=encode_hook)
@@ -131,8 +139,8 @@ class MasterApp:
 
     async def next_job(self, request: Request) -> Response:
         """Claim the next job; with `wait=S`, hold the request until one exists or S pass."""
-        node_id = request.query_params.get("node_id")
-        if not node_id:
+        node_id = query_id(request, "node_id")
+        if node_id is None:
             raise ApiError(400, "query parameter node_id is required")
         wait = query_float(request, "wait", 0.0, high=self.settings.max_wait_s)
         job = await self._claim_waiting(request, node_id, wait)
@@ -188,12 +196,12 @@ class MasterApp:
         asyncio.get_running_loop().call_later(delay, self.dispatcher.notify)
 
     async def cancel(self, request: Request) -> Response:
-        job = self.store.cancel(request.path_params["job_id"], time.time())
+        job = self.store.cancel(path_id(request, "job_id"), time.time())
         log.info("job %s cancel requested (now %s)", job.id, job.status)
         return JsonResponse(job)
 
     async def retry(self, request: Request) -> Response:
-        job = self.store.retry(request.path_params["job_id"], time.time())
+        job = self.store.retry(path_id(request, "job_id"), time.time())
         log.info("job %s queued again by a user", job.id)
         self.dispatcher.notify()
         return JsonResponse(job)
@@ -201,7 +209,7 @@ class MasterApp:
     async def release(self, request: Request) -> Response:
         body = await decode(request, Release, self.limit)
         job = self.store.release(
-            request.path_params["job_id"], body.node_id, body.attempt, body.reason, time.time()
+            path_id(request, "job_id"), body.node_id, body.attempt, body.reason, time.time()
         )
         log.info("job %s released by node %s: %s", job.id, body.node_id, body.reason)
         self.dispatcher.notify()
@@ -235,9 +243,9 @@ class MasterApp:
         return JsonResponse(reply)
 
     async def list_results(self, request: Request) -> Response:
-        limit = query_int(request, "limit", None, low=1, high=10_000)
-        offset = query_int(request, "offset", 0, low=0, high=2**62) or 0
-        found = self.store.list_results(request.query_params.get("job_id"), limit, offset)
+        limit = query_int(request, "limit", RESULTS_PAGE, low=1, high=RESULTS_PAGE_MAX)
+        offset = query_int(request, "offset", 0, low=0, high=INT32_MAX) or 0
+        found = self.store.list_results(query_id(request, "job_id"), limit, offset)
         return JsonResponse({"results": found, "count": len(found)})
 
     # -------------------------------------------------------------- misc
@@ -275,27 +283,40 @@ class MasterApp:
             for when in report.retry_at:
                 self._wake_at(when)
 
+    def endpoints(self) -> dict[str, dict[str, Handler]]:
+        """Path -> method -> handler: one route per path, so a 405 names every allowed method."""
+        return {
+            "/health": {"GET": self.health},
+            "/nodes/register": {"POST": self.register},
+            "/nodes": {"GET": self.list_nodes},
+            "/nodes/{node_id}": {"GET": self.get_node},
+            "/nodes/{node_id}/heartbeat": {"POST": self.heartbeat},
+            "/nodes/{node_id}/drain": {"POST": self.drain},
+            "/jobs": {"GET": self.list_jobs, "POST": self.create_job},
+            "/jobs/batch": {"POST": self.create_batch},
+            "/jobs/next": {"GET": self.next_job, "POST": self.next_job},
+            "/jobs/{job_id}": {"GET": self.get_job},
+            "/jobs/{job_id}/cancel": {"POST": self.cancel},
+            "/jobs/{job_id}/retry": {"POST": self.retry},
+            "/jobs/{job_id}/release": {"POST": self.release},
+            "/results": {"GET": self.list_results, "POST": self.post_result},
+            "/openapi.json": {"GET": self.openapi_json},
+            "/docs": {"GET": self.docs},
+        }
+
     def routes(self) -> list[Route]:
         return [
-            Route("/health", self.health, methods=["GET"]),
-            Route("/nodes/register", self.register, methods=["POST"]),
-            Route("/nodes", self.list_nodes, methods=["GET"]),
-            Route("/nodes/{node_id}", self.get_node, methods=["GET"]),
-            Route("/nodes/{node_id}/heartbeat", self.heartbeat, methods=["POST"]),
-            Route("/nodes/{node_id}/drain", self.drain, methods=["POST"]),
-            Route("/jobs", self.create_job, methods=["POST"]),
-            Route("/jobs", self.list_jobs, methods=["GET"]),
-            Route("/jobs/batch", self.create_batch, methods=["POST"]),
-            Route("/jobs/next", self.next_job, methods=["GET", "POST"]),
-            Route("/jobs/{job_id}", self.get_job, methods=["GET"]),
-            Route("/jobs/{job_id}/cancel", self.cancel, methods=["POST"]),
-            Route("/jobs/{job_id}/retry", self.retry, methods=["POST"]),
-            Route("/jobs/{job_id}/release", self.release, methods=["POST"]),
-            Route("/results", self.post_result, methods=["POST"]),
-            Route("/results", self.list_results, methods=["GET"]),
-            Route("/openapi.json", self.openapi_json, methods=["GET"]),
-            Route("/docs", self.docs, methods=["GET"]),
+            Route(path, _by_method(handlers), methods=list(handlers))
+            for path, handlers in self.endpoints().items()
         ]
+
+
+def _by_method(handlers: dict[str, Handler]) -> Handler:
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return dispatch
 
 
 def _refused(request: Request, status_code: int, message: str) -> Response:
@@ -316,7 +337,9 @@ async def _store_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     code = getattr(exc, "status_code", 500)
     detail = getattr(exc, "detail", "error")
-    return _refused(request, code, str(detail))
+    reply = _refused(request, code, str(detail))
+    reply.headers.update(getattr(exc, "headers", None) or {})  # a 405's Allow
+    return reply
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
