@@ -48,13 +48,24 @@ def as_timestamp(epoch: float | None) -> Timestamp | None:
     return None if epoch is None else Timestamp(epoch)
 
 
-# Times ffleet accepts: 1970 to the end of year 9999, what RFC 3339 and datetime can both show.
-MIN_EPOCH = 0.0
-MAX_EPOCH = 253_402_300_799.0
+# Times ffleet accepts: 1971 to the end of 9999 UTC, so that every accepted time, at any UTC
+# offset, is one RFC 3339 and datetime can show (year 1 at +01:00 is year 0 in UTC).
+MIN_EPOCH = 31_536_000.0  # 1971-01-01T00:00:00Z
+END_EPOCH = 253_402_300_800.0  # 10000-01-01T00:00:00Z, excluded
+# The same range as text, for the schema: 1972-9998 at any offset, 1971 and 9999 in UTC.
+TIME_PATTERN = (
+    r"^((197[2-9]|19[89][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9])-"
+    r"|(1971|9999)-[0-9]{2}-[0-9]{2}T[^+-]*(Z|[+-]00:00)$)"
+)
+
+
+TimeText = Annotated[
+    str, Meta(max_length=64, extra_json_schema={"format": "date-time", "pattern": TIME_PATTERN})
+]
 
 
 def in_range(epoch: float) -> bool:
-    return MIN_EPOCH <= epoch <= MAX_EPOCH  # also refuses NaN
+    return MIN_EPOCH <= epoch < END_EPOCH  # also refuses NaN
 
 
 def encode_hook(value: object) -> object:
@@ -74,7 +85,7 @@ def decode_hook(kind: type, value: object) -> object:
             return Timestamp(parse_rfc3339(value))
         if isinstance(value, int | float) and not isinstance(value, bool):
             if not in_range(value):
-                raise ValueError(f"time {value!r} is outside 1970 to 9999")
+                raise ValueError(f"time {value!r} is outside 1971 to 9999")
             return Timestamp(value)
         raise TypeError(f"expected an RFC 3339 time, got {type(value).__name__}")
     raise NotImplementedError(f"cannot decode {kind.__name__}")
@@ -90,14 +101,13 @@ def rfc3339(epoch: float | None) -> str | None:
 def parse_rfc3339(text: str) -> float:
     """Parse an RFC 3339 timestamp into epoch seconds; naive times are taken as UTC.
 
-    Raises ValueError for text that is no time or a time outside 1970 to 9999 (year 1 at
-    +01:00 is year 0 in UTC, which no reply could show)."""
+    Raises ValueError for text that is no time or a time outside 1971 to 9999 UTC."""
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     epoch = value.timestamp()
     if not in_range(epoch):
-        raise ValueError(f"time {text!r} is outside 1970 to 9999")
+        raise ValueError(f"time {text!r} is outside 1971 to 9999")
     return epoch
 
 
@@ -186,7 +196,7 @@ class JobRequest(Struct, kw_only=True):
     requirements: Requirements | None = None
     affinity: Labels = field(default_factory=dict)
     anti_affinity: Labels = field(default_factory=dict)
-    not_before: Name | None = None
+    not_before: TimeText | None = None
     timeout_s: Annotated[float, Meta(gt=0, le=365 * 86400)] | None = None
     max_attempts: Annotated[int, Meta(ge=1, le=100)] = 3
 
@@ -249,7 +259,7 @@ class ResultSubmission(Struct, kw_only=True):
     metrics: dict[Name, Any] = field(default_factory=dict)
     analyzer_output: dict[Name, Any] = field(default_factory=dict)
     error: Text | None = None
-    completed_at: Name | None = None
+    completed_at: TimeText | None = None
     attempt: Count | None = None
     retryable: bool = False  # v1.0 semantics: a reported failure is final unless the agent says so
     claim_next: bool = False  # ffleet agents: reply with the next job in the same round trip
@@ -305,6 +315,12 @@ class HeartbeatReply(Struct, kw_only=True):
     status: str = "ok"
     node_status: str = "available"
     directives: list[Directive] = field(default_factory=list)
+
+
+class DrainRequest(Struct, kw_only=True):
+    """Optional body of POST /nodes/{id}/drain; none drains."""
+
+    drain: bool = True
 
 
 class Release(Struct, kw_only=True):

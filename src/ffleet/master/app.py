@@ -35,6 +35,7 @@ from ffleet.master.http import (
 from ffleet.master.settings import MasterSettings
 from ffleet.models import (
     INT32_MAX,
+    DrainRequest,
     Heartbeat,
     Job,
     JobBatch,
@@ -57,10 +58,6 @@ JOBS_PAGE, JOBS_PAGE_MAX = 1000, 10_000
 RESULTS_PAGE, RESULTS_PAGE_MAX = 100, 1000
 
 
-class DrainRequest(msgspec.Struct):
-    drain: bool = True
-
-
 class MasterApp:
     """Routes bound to one store and one dispatcher."""
 
@@ -69,6 +66,8 @@ class MasterApp:
         self.settings = settings
         self.dispatcher = Dispatcher()
         self.limit = settings.max_body_bytes
+        self.openapi = openapi.spec(settings.max_wait_s)
+        self.docs_page = openapi.docs_html(settings.max_wait_s)
 
     # -------------------------------------------------------------- nodes
 
@@ -254,10 +253,10 @@ class MasterApp:
         return JsonResponse({"status": "healthy"})
 
     async def openapi_json(self, request: Request) -> Response:
-        return JsonResponse(openapi.SPEC)
+        return JsonResponse(self.openapi)
 
     async def docs(self, request: Request) -> Response:
-        return HTMLResponse(openapi.DOCS_HTML)
+        return HTMLResponse(self.docs_page)
 
     async def reaper(self) -> None:
         """End what outlived its time, every `reap_interval_s`, for as long as the app runs.

@@ -4,11 +4,28 @@ and a self-contained /docs page (no external scripts, so it works on an offline 
 from __future__ import annotations
 
 import html
+import re
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
+from ffleet.master.replies import (
+    JobList,
+    JobPage,
+    JobView,
+    NodeList,
+    NoJob,
+    ResultList,
+    ResultReply,
+    StatusReply,
+)
 from ffleet.models import (
+    END_EPOCH,
+    ID_PATTERN,
+    MIN_EPOCH,
+    TIME_PATTERN,
+    DrainRequest,
     Heartbeat,
     HeartbeatReply,
     Job,
@@ -18,141 +35,247 @@ from ffleet.models import (
     NodeRegistration,
     Release,
     ResultSubmission,
-    StoredResult,
     Timestamp,
 )
+from ffleet.states import JobStatus
 
-# (method, path, summary, request model, success status, response model or description)
-ENDPOINTS: list[tuple[str, str, str, type | None, int, type | str]] = [
-    ("get", "/health", 'Liveness: {"status": "healthy"}', None, 200, "status object"),
-    ("post", "/nodes/register", "Register a node (v1.0)", NodeRegistration, 201, Node),
-    ("get", "/nodes", "List nodes: {nodes, count} (v1.0)", None, 200, "{nodes: [Node], count}"),
-    ("get", "/nodes/{node_id}", "One node", None, 200, Node),
-    (
-        "post",
-        "/nodes/{node_id}/heartbeat",
-        "Heartbeat; renews leases, carries progress and "
-        "returns directives (v1.0: empty body allowed)",
-        Heartbeat,
-        200,
-        HeartbeatReply,
-    ),
-    (
-        "post",
-        "/nodes/{node_id}/drain",
-        'Drain ({"drain": true}) or undrain a node',
-        None,
-        200,
-        Node,
-    ),
-    ("post", "/jobs", "Submit a job (v1.0)", JobRequest, 201, Job),
-    (
-        "get",
-        "/jobs",
-        "List jobs: {jobs, count, total}; ?status=&limit=&offset=",
-        None,
-        200,
-        "{jobs: [Job], count, total}",
-    ),
-    ("post", "/jobs/batch", "Submit many jobs atomically", JobBatch, 201, "{jobs: [Job], count}"),
-    (
-        "get",
+_ID = {"type": "string", "pattern": ID_PATTERN}
+_PAGE = {"type": "integer", "minimum": 0}
+
+
+def _query(name: str, schema: dict[str, Any], what: str, required: bool = False) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "schema": schema,
+        "description": what,
+    }
+
+
+def _path(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": _ID}
+
+
+def _limit(default: int, high: int) -> dict[str, Any]:
+    schema = {"type": "integer", "minimum": 1, "maximum": high, "default": default}
+    return _query("limit", schema, f"page size (default {default}, at most {high})")
+
+
+_OFFSET = _query("offset", {**_PAGE, "maximum": 2**31 - 1}, "items skipped first")
+
+
+def _link(operation_id: str, **parameters: str) -> dict[str, Any]:
+    return {"operationId": operation_id, "parameters": parameters}
+
+
+_REPLY_ID = "$response.body#/id"
+_NODE_LINKS = {
+    "node": _link("get_nodes_node_id", **{"path.node_id": _REPLY_ID}),
+    "heartbeat": _link("post_nodes_node_id_heartbeat", **{"path.node_id": _REPLY_ID}),
+    "drain": _link("post_nodes_node_id_drain", **{"path.node_id": _REPLY_ID}),
+    "claim": _link("get_jobs_next", **{"query.node_id": _REPLY_ID}),
+}
+_JOB_LINKS = {
+    "job": _link("get_jobs_job_id", **{"path.job_id": _REPLY_ID}),
+    "cancel": _link("post_jobs_job_id_cancel", **{"path.job_id": _REPLY_ID}),
+    "retry": _link("post_jobs_job_id_retry", **{"path.job_id": _REPLY_ID}),
+    "release": _link("post_jobs_job_id_release", **{"path.job_id": _REPLY_ID}),
+    "results": _link("get_results", **{"query.job_id": _REPLY_ID}),
+}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One operation: what it takes and, for its success status, what it returns."""
+
+    method: str
+    path: str
+    summary: str
+    status: int
+    reply: type | tuple[type, ...]  # several: the reply is one of them
+    body: type | None = None
+    body_required: bool = True
+    query: tuple[dict[str, Any], ...] = ()
+    links: dict[str, Any] | None = None  # OpenAPI links: what a reply's id can be used for
+
+
+def _next_job(method: str, max_wait_s: float) -> Endpoint:
+    return Endpoint(
+        method,
         "/jobs/next",
-        'Claim the next job: the job itself, or {"job": null}; ?node_id= '
-        "(required) &wait=seconds (long-poll)",
-        None,
+        'Claim the next job: the job itself, or {"job": null} when there is none',
         200,
-        Job,
-    ),
-    (
-        "get",
-        "/jobs/{job_id}",
-        "One job with its attempts and stored result",
-        None,
-        200,
-        "Job + {attempts: [Attempt], result: StoredResult|null}",
-    ),
-    ("post", "/jobs/{job_id}/cancel", "Cancel a job", None, 200, Job),
-    ("post", "/jobs/{job_id}/retry", "Queue a failed or canceled job again", None, 200, Job),
-    ("post", "/jobs/{job_id}/release", "Agent hands a running attempt back", Release, 200, Job),
-    (
-        "post",
-        "/results",
-        'Report a result (v1.0): {"status": "success"}',
-        ResultSubmission,
-        200,
-        "status object",
-    ),
-    (
-        "get",
-        "/results",
-        "Stored results: {results, count}; ?job_id=&limit=&offset=",
-        None,
-        200,
-        "{results: [StoredResult], count}",
-    ),
-]
+        (Job, NoJob),
+        query=(
+            _query("node_id", _ID, "the claiming node", required=True),
+            _query(
+                "wait",
+                {"type": "number", "minimum": 0, "maximum": max_wait_s},
+                "long-poll up to this many seconds (at most the master's --max-wait)",
+            ),
+        ),
+    )
 
-_MODELS = [
-    Node,
-    NodeRegistration,
-    Heartbeat,
-    HeartbeatReply,
-    Job,
-    JobRequest,
-    JobBatch,
-    Release,
-    ResultSubmission,
-    StoredResult,
-]
+
+def endpoints(max_wait_s: float) -> list[Endpoint]:
+    """Every documented operation; `max_wait_s` is the master's longest long-poll."""
+    return [
+        Endpoint("get", "/health", 'Liveness: {"status": "healthy"}', 200, StatusReply),
+        Endpoint(
+            "post",
+            "/nodes/register",
+            "Register a node (v1.0)",
+            201,
+            Node,
+            NodeRegistration,
+            links=_NODE_LINKS,
+        ),
+        Endpoint("get", "/nodes", "List nodes (v1.0)", 200, NodeList),
+        Endpoint("get", "/nodes/{node_id}", "One node", 200, Node),
+        Endpoint(
+            "post",
+            "/nodes/{node_id}/heartbeat",
+            "Heartbeat; renews leases, carries progress and returns directives "
+            "(v1.0: empty body allowed)",
+            200,
+            HeartbeatReply,
+            Heartbeat,
+            body_required=False,
+        ),
+        Endpoint(
+            "post",
+            "/nodes/{node_id}/drain",
+            'Drain ({"drain": true}, also an empty body) or undrain a node',
+            200,
+            Node,
+            DrainRequest,
+            body_required=False,
+        ),
+        Endpoint("post", "/jobs", "Submit a job (v1.0)", 201, Job, JobRequest, links=_JOB_LINKS),
+        Endpoint(
+            "get",
+            "/jobs",
+            "List jobs, oldest first, one page at a time",
+            200,
+            JobPage,
+            query=(
+                _query(
+                    "status", {"type": "string", "enum": [s.value for s in JobStatus]}, "filter"
+                ),
+                _limit(1000, 10_000),
+                _OFFSET,
+            ),
+        ),
+        Endpoint("post", "/jobs/batch", "Submit many jobs atomically", 201, JobList, JobBatch),
+        *(_next_job(method, max_wait_s) for method in ("get", "post")),  # v1.0 agents POST it
+        Endpoint(
+            "get", "/jobs/{job_id}", "One job with its attempts and stored result", 200, JobView
+        ),
+        Endpoint("post", "/jobs/{job_id}/cancel", "Cancel a job", 200, Job),
+        Endpoint("post", "/jobs/{job_id}/retry", "Queue a failed or canceled job again", 200, Job),
+        Endpoint(
+            "post",
+            "/jobs/{job_id}/release",
+            "Agent hands a running attempt back",
+            200,
+            Job,
+            Release,
+        ),
+        Endpoint("post", "/results", "Report a result (v1.0)", 200, ResultReply, ResultSubmission),
+        Endpoint(
+            "get",
+            "/results",
+            "Stored results, one page at a time",
+            200,
+            ResultList,
+            query=(_query("job_id", _ID, "only this job's results"), _limit(100, 1000), _OFFSET),
+        ),
+    ]
+
+
+def _models() -> list[type]:
+    found: list[type] = []
+    for endpoint in endpoints(0.0):  # the limit changes no model
+        replies = endpoint.reply if isinstance(endpoint.reply, tuple) else (endpoint.reply,)
+        for model in (*replies, endpoint.body):
+            if model is not None and model not in found:
+                found.append(model)
+    return found
 
 
 def _schema_hook(kind: type) -> dict[str, Any]:
     if kind is Timestamp:
-        return {"type": "string", "format": "date-time"}  # RFC 3339 UTC on the wire
+        # RFC 3339 UTC on the wire (epoch seconds accepted); null for a stored time no reply
+        # could show (see models).
+        return {
+            "anyOf": [
+                {"type": "string", "format": "date-time", "pattern": TIME_PATTERN},
+                {"type": "number", "minimum": MIN_EPOCH, "exclusiveMaximum": END_EPOCH},
+                {"type": "null"},
+            ]
+        }
     raise NotImplementedError(f"no schema for {kind.__name__}")
 
 
 _, _COMPONENTS = msgspec.json.schema_components(
-    _MODELS, ref_template="#/components/schemas/{name}", schema_hook=_schema_hook
+    _models(), ref_template="#/components/schemas/{name}", schema_hook=_schema_hook
 )
 _ERROR = {
-    "description": "error",
+    "description": 'refused: {"error": "<what is wrong>"}; nothing changed',
     "content": {
         "application/json": {
-            "schema": {"type": "object", "properties": {"error": {"type": "string"}}}
+            "schema": {
+                "type": "object",
+                "properties": {"error": {"type": "string"}},
+                "required": ["error"],
+            }
         }
     },
 }
 
 
-def _ref(model: type | str) -> dict[str, Any]:
-    if isinstance(model, str):
-        return {"description": model}
-    return {
-        "description": model.__name__,
-        "content": {
-            "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
-        },
+def _schema(model: type) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _reply(model: type | tuple[type, ...]) -> dict[str, Any]:
+    if isinstance(model, tuple):
+        name = " or ".join(m.__name__ for m in model)
+        schema: dict[str, Any] = {"oneOf": [_schema(m) for m in model]}
+    else:
+        name, schema = model.__name__, _schema(model)
+    return {"description": name, "content": {"application/json": {"schema": schema}}}
+
+
+def _words(path: str) -> str:
+    """`/nodes/{node_id}/drain` -> `nodes_node_id_drain`, for operation ids."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_")
+
+
+def _operation(endpoint: Endpoint) -> dict[str, Any]:
+    parameters = [_path(name) for name in re.findall(r"{(\w+)}", endpoint.path)]
+    operation: dict[str, Any] = {
+        "summary": endpoint.summary,
+        "operationId": f"{endpoint.method}_{_words(endpoint.path)}",
+        "parameters": parameters + list(endpoint.query),
+        "responses": {str(endpoint.status): _reply(endpoint.reply), "4XX": _ERROR},
     }
-
-
-def _build() -> dict[str, Any]:
-    paths: dict[str, dict[str, Any]] = {}
-    for method, path, summary, request, status, response in ENDPOINTS:
-        operation: dict[str, Any] = {
-            "summary": summary,
-            "responses": {str(status): _ref(response), "4XX": _ERROR},
+    if endpoint.links:
+        operation["responses"][str(endpoint.status)]["links"] = endpoint.links
+    if endpoint.body is not None:
+        operation["requestBody"] = {
+            "required": endpoint.body_required,
+            "content": {"application/json": {"schema": _schema(endpoint.body)}},
         }
-        if request is not None:
-            operation["requestBody"] = {
-                "content": {
-                    "application/json": {
-                        "schema": {"$ref": f"#/components/schemas/{request.__name__}"}
-                    }
-                }
-            }
-        paths.setdefault(path, {})[method] = operation
+    return operation
+
+
+def spec(max_wait_s: float) -> dict[str, Any]:
+    """The OpenAPI document of a master whose longest long-poll is `max_wait_s`."""
+    paths: dict[str, dict[str, Any]] = {}
+    for endpoint in endpoints(max_wait_s):
+        paths.setdefault(endpoint.path, {})[endpoint.method] = _operation(endpoint)
     return {
         "openapi": "3.1.0",
         "info": {"title": "ffleet master", "version": "1.0-compatible"},
@@ -161,19 +284,16 @@ def _build() -> dict[str, Any]:
     }
 
 
-SPEC = _build()
-
-
 def _pretty(schema: Any) -> str:
     return msgspec.json.format(msgspec.json.encode(schema)).decode()
 
 
-def _docs() -> str:
+def docs_html(max_wait_s: float) -> str:
     rows = "\n".join(
-        f"<tr><td><code>{m.upper()}</code></td><td><code>{html.escape(p)}</code></td>"
-        f"<td>{html.escape(s)}</td><td>{html.escape(r.__name__ if r else '')}</td>"
-        f"<td>{c} {html.escape(o if isinstance(o, str) else o.__name__)}</td></tr>"
-        for m, p, s, r, c, o in ENDPOINTS
+        f"<tr><td><code>{e.method.upper()}</code></td><td><code>{html.escape(e.path)}</code></td>"
+        f"<td>{html.escape(e.summary)}</td><td>{e.body.__name__ if e.body else ''}</td>"
+        f"<td>{e.status} {html.escape(_reply(e.reply)['description'])}</td></tr>"
+        for e in endpoints(max_wait_s)
     )
     schemas = "\n".join(
         f"<h3 id='{name}'>{name}</h3><pre>{html.escape(_pretty(schema))}</pre>"
@@ -189,6 +309,3 @@ def _docs() -> str:
         f"<table><tr><th>method</th><th>path</th><th>what</th><th>body</th><th>reply</th></tr>{rows}</table>"
         f"<h2>Schemas</h2>{schemas}</body></html>"
     )
-
-
-DOCS_HTML = _docs()

@@ -1,0 +1,58 @@
+"""The shapes of the master's replies that are not a bare model: pages, wrappers, status objects.
+
+They exist so that /openapi.json describes every reply exactly; the handlers build the same
+shapes, and the schema-driven fuzz test checks that the two never disagree.
+"""
+
+from __future__ import annotations
+
+from msgspec import Struct
+
+from ffleet.models import Attempt, Job, Node, StoredResult
+
+
+class StatusReply(Struct, kw_only=True):
+    status: str
+
+
+class NodeList(Struct, kw_only=True):
+    nodes: list[Node]
+    count: int
+
+
+class JobPage(Struct, kw_only=True):
+    jobs: list[Job]
+    count: int
+    total: int  # every job matching the filter, not only this page
+
+
+class JobList(Struct, kw_only=True):
+    jobs: list[Job]
+    count: int
+
+
+class JobView(Job, kw_only=True):
+    """GET /jobs/{id}: the job's own fields plus its attempt history and stored result."""
+
+    attempts: list[Attempt]
+    result: StoredResult | None
+
+
+class NoJob(Struct, kw_only=True):
+    """GET /jobs/next when nothing is claimable: `{"job": null}` (v1.0)."""
+
+    job: None
+
+
+class ResultList(Struct, kw_only=True):
+    results: list[StoredResult]
+    count: int
+
+
+class ResultReply(Struct, kw_only=True, omit_defaults=True):
+    """POST /results: `{"status": "success"}`, `duplicate` for a repeat, and with `claim_next`
+    the next job (or null) under `job`."""
+
+    status: str
+    duplicate: bool = False
+    job: Job | None = None
