@@ -32,7 +32,11 @@ from ffleet.master.http import (
     query_id,
     query_int,
 )
+from ffleet.master.long_polls import LongPolls
+from ffleet.master.quotas import check_submission
+from ffleet.master.rate_limit import RateLimiter, RateLimitMiddleware
 from ffleet.master.settings import MasterSettings
+from ffleet.master.slow_clients import BodyTimeoutMiddleware
 from ffleet.models import (
     INT32_MAX,
     DrainRequest,
@@ -65,6 +69,7 @@ class MasterApp:
         self.store = store
         self.settings = settings
         self.dispatcher = Dispatcher()
+        self.long_polls = LongPolls(settings.max_long_polls, settings.max_long_polls_per_node)
         self.limit = settings.max_body_bytes
         self.openapi = openapi.spec(settings.max_wait_s)
         self.docs_page = openapi.docs_html(settings.max_wait_s)
@@ -107,6 +112,7 @@ class MasterApp:
 
     async def create_job(self, request: Request) -> Response:
         job_request = await decode(request, JobRequest, self.limit)
+        check_submission([job_request], self.settings, self.store)
         (job,) = self.store.create_jobs([job_request], time.time())
         log.info("job created: %s (%s)", job.id, job.scenario)
         self.dispatcher.notify()
@@ -114,7 +120,12 @@ class MasterApp:
 
     async def create_batch(self, request: Request) -> Response:
         batch = await decode(request, JobBatch, self.limit)
-        created = self.store.create_jobs(batch.jobs, time.time())
+        if len(batch.jobs) > self.settings.max_batch:
+            raise ApiError(413, f"a batch holds at most {self.settings.max_batch} jobs")
+        check_submission(batch.jobs, self.settings, self.store)
+        # Off the event loop: checking thousands of jobs against the fleet takes a while, and
+        # /health and the long-polls must not wait for it.
+        created = await asyncio.to_thread(self.store.create_jobs, batch.jobs, time.time())
         log.info("batch of %d jobs created", len(created))
         self.dispatcher.notify(len(created))
         return JsonResponse({"jobs": created, "count": len(created)}, status_code=201)
@@ -142,7 +153,11 @@ class MasterApp:
         if node_id is None:
             raise ApiError(400, "query parameter node_id is required")
         wait = query_float(request, "wait", 0.0, high=self.settings.max_wait_s)
-        job = await self._claim_waiting(request, node_id, wait)
+        if wait > 0:
+            with self.long_polls.slot(node_id):
+                job = await self._claim_waiting(request, node_id, wait)
+        else:
+            job = await self._claim_waiting(request, node_id, wait)
         if job is None:
             return JsonResponse({"job": None})
         return JsonResponse(job)
@@ -325,7 +340,9 @@ def _refused(request: Request, status_code: int, message: str) -> Response:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return _refused(request, exc.status_code, exc.message)
+    reply = _refused(request, exc.status_code, exc.message)
+    reply.headers.update(exc.headers)
+    return reply
 
 
 async def _store_error(request: Request, exc: Exception) -> Response:
@@ -378,4 +395,9 @@ def create_app(settings: MasterSettings, store: Store | None = None) -> Starlett
         },
     )
     app.state.master = master
+    if settings.rate_limit > 0:
+        app.add_middleware(
+            RateLimitMiddleware, limiter=RateLimiter(settings.rate_limit, settings.rate_burst)
+        )
+    app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s)
     return app

@@ -98,12 +98,79 @@ def master(
             "pause between requests (the agents' --heartbeat-interval).",
         ),
     ] = Seconds(MASTER_DEFAULTS.keep_alive_s),
+    max_batch: Annotated[
+        int, typer.Option(envvar="FFLEET_MAX_BATCH", help="Most jobs in one batch request.")
+    ] = MASTER_DEFAULTS.max_batch,
+    max_queued_jobs: Annotated[
+        int,
+        typer.Option(
+            envvar="FFLEET_MAX_QUEUED_JOBS",
+            help="Most pending jobs in all; past it submissions get 429.",
+        ),
+    ] = MASTER_DEFAULTS.max_queued_jobs,
+    max_job_pixels: Annotated[
+        float,
+        typer.Option(
+            envvar="FFLEET_MAX_JOB_PIXELS",
+            help="Largest width x height x fps x duration one job may encode (default: 4K "
+            "at 60 fps for an hour).",
+        ),
+    ] = MASTER_DEFAULTS.max_job_pixels,
+    max_attempts: Annotated[
+        int,
+        typer.Option(envvar="FFLEET_MAX_ATTEMPTS", help="Most attempts a job may ask for."),
+    ] = MASTER_DEFAULTS.max_attempts,
+    rate_limit: Annotated[
+        float,
+        typer.Option(
+            envvar="FFLEET_RATE_LIMIT",
+            help="Requests per second one client address may send (loopback is not "
+            "limited); past it 429 with Retry-After. 0 turns it off.",
+        ),
+    ] = MASTER_DEFAULTS.rate_limit,
+    rate_burst: Annotated[
+        int,
+        typer.Option(
+            envvar="FFLEET_RATE_BURST",
+            help="Requests a client may send at once before --rate-limit applies.",
+        ),
+    ] = MASTER_DEFAULTS.rate_burst,
+    max_long_polls: Annotated[
+        int,
+        typer.Option(envvar="FFLEET_MAX_LONG_POLLS", help="Most job requests waiting at once."),
+    ] = MASTER_DEFAULTS.max_long_polls,
+    max_long_polls_per_node: Annotated[
+        int,
+        typer.Option(
+            envvar="FFLEET_MAX_LONG_POLLS_PER_NODE", help="Most waiting job requests of one node."
+        ),
+    ] = MASTER_DEFAULTS.max_long_polls_per_node,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            envvar="FFLEET_MAX_CONNECTIONS",
+            help="Most open connections; past it requests get 503.",
+        ),
+    ] = MASTER_DEFAULTS.max_connections,
+    header_timeout: Annotated[
+        float,
+        duration_option(
+            "FFLEET_HEADER_TIMEOUT", "A client must send its request headers within this."
+        ),
+    ] = Seconds(MASTER_DEFAULTS.header_timeout_s),
+    body_timeout: Annotated[
+        float,
+        duration_option(
+            "FFLEET_BODY_TIMEOUT", "Each part of a request body must arrive within this (else 408)."
+        ),
+    ] = Seconds(MASTER_DEFAULTS.body_timeout_s),
     log_level: LogLevelOption = DEFAULT_LOG_LEVEL,
 ) -> None:
     """Run the master: node registry, job queue and HTTP API."""
     import uvicorn
 
     from ffleet.master.app import create_app
+    from ffleet.master.slow_clients import header_timeout_protocol
     from ffleet.store import redact_url
 
     settings = checked(
@@ -123,6 +190,17 @@ def master(
             max_wait_s=max_wait,
             recheck_s=recheck_interval,
             keep_alive_s=keep_alive,
+            max_batch=max_batch,
+            max_queued_jobs=max_queued_jobs,
+            max_job_pixels=max_job_pixels,
+            max_attempts=max_attempts,
+            rate_limit=rate_limit,
+            rate_burst=rate_burst,
+            max_long_polls=max_long_polls,
+            max_long_polls_per_node=max_long_polls_per_node,
+            max_connections=max_connections,
+            header_timeout_s=header_timeout,
+            body_timeout_s=body_timeout,
         )
     )
     configure_logging(log_level)
@@ -144,4 +222,6 @@ def master(
         access_log=False,
         proxy_headers=False,  # ffleet reads no forwarded headers; parsing them costs per request
         timeout_keep_alive=math.ceil(settings.keep_alive_s),  # uvicorn takes whole seconds
+        http=header_timeout_protocol(settings.header_timeout_s),
+        limit_concurrency=settings.max_connections,
     )

@@ -21,10 +21,13 @@ _encoder = msgspec.json.Encoder(enc_hook=encode_hook)  # times go out as RFC 333
 
 
 class ApiError(Exception):
-    def __init__(self, status_code: int, message: str) -> None:
+    def __init__(
+        self, status_code: int, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.message = message
+        self.headers = headers or {}  # e.g. a 429's Retry-After
 
 
 class JsonResponse(Response):

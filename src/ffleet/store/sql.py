@@ -206,6 +206,12 @@ class SqlStore:
     def create_jobs(self, requests: Sequence[JobRequest], now: float) -> list[Job]:
         prepared = [self._job_values(req, now) for req in requests]
         rows = [values for values, _ in prepared]
+        kinds = {values["requirements"] for values, reqs in prepared if reqs is not None}
+        if len(kinds) > placement.MAX_REQUIREMENT_SETS:  # each costs a walk over the fleet
+            raise InvalidRequest(
+                f"one submission may name at most {placement.MAX_REQUIREMENT_SETS} distinct "
+                f"requirement sets; this one names {len(kinds)}"
+            )
         with self.db.transaction() as tx:
             reasons: dict[str, str | None] = {}
             for values, reqs in prepared:
