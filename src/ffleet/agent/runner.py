@@ -23,6 +23,13 @@ from urllib.parse import urlsplit
 from ffleet.agent.client import MasterClient, MasterRejected, MasterUnavailable
 from ffleet.agent.executor import Execution, execute
 from ffleet.agent.hardware import Hardware, registration_payload
+from ffleet.agent.job_limits import (
+    MIB,
+    NotOnThisAgent,
+    ResourceLimits,
+    check_output_host,
+    check_resources,
+)
 from ffleet.agent.settings import AgentSettings
 from ffleet.agent.spool import Spool
 from ffleet.agent.work_dir import WorkDirInUse, lock_work_dir, read_node_id, write_node_id
@@ -101,6 +108,11 @@ class Agent:
         self.config = config
         self.hardware = hardware
         self.client = client
+        memory = config.max_job_memory_mib * MIB or int(hardware.ram_bytes * 0.8)
+        self._limits = ResourceLimits(
+            max_memory_bytes=memory or 2**62,  # memory unknown: no limit rather than none run
+            min_free_disk_bytes=config.min_free_disk_mib * MIB,
+        )
         config.work_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._lock_file = lock_work_dir(config.work_dir)
@@ -415,6 +427,8 @@ class Agent:
         job_dir = self.config.work_dir / "jobs" / _UNSAFE.sub("_", f"{job.id}-{job.attempt}")
         try:
             spec = build_job_spec(job.scenario, job.parameters)
+            check_output_host(spec.output, self.config.allowed_output_hosts)
+            check_resources(spec, self._limits, job_dir)
             # The master ends the attempt at the same bound; a v1.0 master sends none.
             entry.timeout_s = job.timeout_s or default_timeout_s(spec)
             return execute(
@@ -427,6 +441,8 @@ class Agent:
                 on_progress=entry.set_progress,
                 allowed_input_dirs=self.config.input_dirs,
             )
+        except NotOnThisAgent as exc:  # another agent may run it
+            return Execution("failed", {}, {}, str(exc), retryable=True)
         except ScenarioError as exc:
             return Execution("failed", {}, {}, str(exc), retryable=False)
         except Exception as exc:
