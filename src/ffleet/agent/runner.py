@@ -41,6 +41,7 @@ from ffleet.models import (
     ResultSubmission,
     rfc3339,
 )
+from ffleet.redaction import redact_url
 from ffleet.scenarios import ScenarioError, build_job_spec, default_timeout_s
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class _Reachability:
     """Logs a lost or regained master once per change instead of once per failed call."""
 
     def __init__(self, url: str) -> None:
-        self._url = url
+        self._url = redact_url(url)
         self._down = False
         self._lock = threading.Lock()
 
@@ -197,7 +198,7 @@ class Agent:
                 raise AgentError(f"the master refused to register this node: {exc}") from None
             log.warning(
                 "master %s unreachable at start (%s); retrying in %g s",
-                self.config.master_url,
+                redact_url(self.config.master_url),
                 reason,
                 delay,
             )
@@ -220,7 +221,7 @@ class Agent:
         self._registrations += 1
         log.info(
             "registered with %s as node %s (%d slot(s))",
-            self.config.master_url,
+            redact_url(self.config.master_url),
             node.id,
             self.config.slots,
         )

@@ -49,6 +49,7 @@ from ffleet.models import (
     ResultSubmission,
     encode_hook,
 )
+from ffleet.redaction import redact_stream_key
 from ffleet.states import JobStatus
 from ffleet.store import Store, StoreError, open_store
 
@@ -138,11 +139,12 @@ class MasterApp:
         limit = query_int(request, "limit", JOBS_PAGE, low=1, high=JOBS_PAGE_MAX)
         offset = query_int(request, "offset", 0, low=0, high=INT32_MAX) or 0
         found, total = self.store.list_jobs(status, limit, offset)
-        return JsonResponse({"jobs": found, "count": len(found), "total": total})
+        shown = [_without_stream_key(job) for job in found]
+        return JsonResponse({"jobs": shown, "count": len(shown), "total": total})
 
     async def get_job(self, request: Request) -> Response:
         detail = self.store.get_job(path_id(request, "job_id"))
-        body = msgspec.to_builtins(detail.job, enc_hook=encode_hook)
+        body = msgspec.to_builtins(_without_stream_key(detail.job), enc_hook=encode_hook)
         body["attempts"] = msgspec.to_builtins(detail.attempts, enc_hook=encode_hook)
         body["result"] = msgspec.to_builtins(detail.result, enc_hook=encode_hook)
         return JsonResponse(body)
@@ -331,6 +333,16 @@ def _by_method(handlers: dict[str, Handler]) -> Handler:
         return await handlers[method](request)
 
     return dispatch
+
+
+def _without_stream_key(job: Job) -> Job:
+    """A job as listings show it: a streaming `output` without its stream key, which only
+    the agent that runs the job receives (in its claim)."""
+    output = job.parameters.get("output")
+    if not isinstance(output, str) or output in ("null", "file"):
+        return job
+    parameters = {**job.parameters, "output": redact_stream_key(output)}
+    return msgspec.structs.replace(job, parameters=parameters)
 
 
 def _refused(request: Request, status_code: int, message: str) -> Response:

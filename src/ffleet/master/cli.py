@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -38,9 +39,17 @@ def master(
         typer.Option(
             envvar="FFLEET_STORE",
             help="Where state lives: memory (lost on restart), sqlite:///PATH, "
-            "or postgresql://USER@HOST/DB.",
+            "or postgresql://USER@HOST/DB (a password: use FFLEET_STORE or --store-file).",
         ),
     ] = MASTER_DEFAULTS.store_url,
+    store_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="FFLEET_STORE_FILE",
+            help="Read the store URL from this file instead, so that a password stays out of "
+            "the command line (which `ps` shows every user).",
+        ),
+    ] = None,
     node_timeout: Annotated[
         float,
         duration_option(
@@ -173,6 +182,11 @@ def master(
     from ffleet.master.slow_clients import header_timeout_protocol
     from ffleet.store import redact_url
 
+    if store_file is not None:
+        try:
+            store = store_file.read_text().strip()
+        except OSError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--store-file") from None
     settings = checked(
         lambda: MasterSettings(
             host=host,
@@ -207,7 +221,8 @@ def master(
     try:
         application = create_app(settings)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--store") from None
+        message = str(exc).replace(store, redact_url(store))  # a driver may quote the URL
+        raise typer.BadParameter(message, param_hint="--store") from None
     logging.getLogger("ffleet.master").info(
         "master listening on http://%s:%d (store %s)",
         settings.host,

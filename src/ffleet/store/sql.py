@@ -40,6 +40,7 @@ from ffleet.models import (
     parse_rfc3339,
     priority_value,
 )
+from ffleet.redaction import redact_url
 from ffleet.scenarios import ScenarioError, build_job_spec, default_timeout_s
 from ffleet.states import Event, JobStatus, allows, describe_sources
 from ffleet.store import attempts, placement
@@ -52,7 +53,7 @@ from ffleet.store.base import (
     ResultOutcome,
     SchedulingPolicy,
 )
-from ffleet.store.db import Database, Row, Tx, redact_url
+from ffleet.store.db import Database, Row, Tx
 from ffleet.store.migrate import migrate
 from ffleet.store.rows import (
     attempt_from_row,
