@@ -13,7 +13,7 @@ import re
 # C0 and C1 controls (ESC, CR, LF, BEL, NUL, ...), DEL, and the bidirectional overrides that
 # make text read differently from what it is.
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = ("=", "+", "-", "@")  # tab and CR are escaped before this check
 
 
 def _escape(match: re.Match[str]) -> str:
