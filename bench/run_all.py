@@ -19,6 +19,7 @@ from bench import (
     dispatch_latency,
     fleet_efficiency,
     memory,
+    observability,
 )
 from bench.common import Context, Figure, parser, print_table, session
 
@@ -27,6 +28,7 @@ SUITES: list[tuple[str, Callable[[Context], list[Figure]]]] = [
     (claim_depth.TITLE, claim_depth.run),
     (dispatch_latency.TITLE, dispatch_latency.run),
     (memory.TITLE, memory.run),
+    (observability.TITLE, observability.run),
     (fleet_efficiency.TITLE, fleet_efficiency.run),
     (agent_overhead.TITLE, agent_overhead.run),
 ]

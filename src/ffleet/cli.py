@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ffleet.agent.cli import agent
-from ffleet.cli_support import duration_option, parse_pairs
+from ffleet.cli_support import Seconds, duration_option, parse_pairs
 from ffleet.master.cli import master
 from ffleet.settings import DEFAULT_MASTER_URL
 
@@ -24,6 +24,26 @@ app = typer.Typer(
 )
 app.command("agent")(agent)
 app.command("master")(master)
+
+
+def _show_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        typer.echo(f"ffleet {version('ffleet')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """ffleet: run FFmpeg workloads across a fleet of machines and bring every result home."""
 
 
 def parameter_values(items: list[str]) -> dict[str, object]:
@@ -276,6 +296,25 @@ def job(
 
 
 @app.command()
+def explain(
+    job_id: str, master: MasterOption = DEFAULT_MASTER_URL, as_json: JsonOption = False
+) -> None:
+    """Why is my job pending? Every node and the first requirement it fails."""
+    with fleet_client(master) as client:
+        found = client.explain(job_id)
+    if as_json:
+        print_json(found)
+        return
+    typer.echo(f"{found.job_id}: {found.status}: {found.summary}")
+    if found.nodes:
+        show_table(
+            f"{len(found.nodes)} node(s)",
+            ("node", "hostname", "verdict", "why"),
+            [(v.node_id[:8], v.hostname or "-", v.verdict, v.reason) for v in found.nodes],
+        )
+
+
+@app.command()
 def nodes(master: MasterOption = DEFAULT_MASTER_URL, as_json: JsonOption = False) -> None:
     """List registered nodes."""
     with fleet_client(master) as client:
@@ -302,8 +341,13 @@ def nodes(master: MasterOption = DEFAULT_MASTER_URL, as_json: JsonOption = False
     )
 
 
-@app.command()
+results_app = typer.Typer(no_args_is_help=False)
+app.add_typer(results_app, name="results")
+
+
+@results_app.callback(invoke_without_command=True)
 def results(
+    ctx: typer.Context,
     status: Annotated[
         str | None,
         typer.Option(envvar="FFLEET_STATUS", help="Only jobs with this status: completed, ..."),
@@ -321,8 +365,14 @@ def results(
         int, typer.Option(envvar="FFLEET_LIMIT", min=1, max=10_000, help="Jobs read at most.")
     ] = 1000,
     master: MasterOption = DEFAULT_MASTER_URL,
+    as_json: JsonOption = False,
 ) -> None:
-    """Results of finished jobs as a table (and CSV / JSON files)."""
+    """Results of finished jobs as a table (and CSV / JSON files); --json prints the rows.
+
+    `ffleet results export` archives them to a file.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
 
     from ffleet import report
     from ffleet.states import FINISHED
@@ -331,7 +381,10 @@ def results(
         found, _ = client.jobs(status, limit, 0)
         details = [client.job(j.id) for j in found if j.status in FINISHED]
     rows = [report.row_for(detail) for detail in details]
-    report.console().print(report.table(rows))
+    if as_json:
+        print_json(rows)
+    else:
+        report.console().print(report.table(rows))
     if csv_path is not None:
         report.write_csv(rows, csv_path)
     if json_path is not None:
@@ -339,18 +392,29 @@ def results(
 
 
 @app.command()
-def cancel(job_id: str, master: MasterOption = DEFAULT_MASTER_URL) -> None:
+def cancel(
+    job_id: str, master: MasterOption = DEFAULT_MASTER_URL, as_json: JsonOption = False
+) -> None:
     """Cancel a job: pending ones at once, running ones through their agent."""
     with fleet_client(master) as client:
         found = client.cancel(job_id)
+    if as_json:
+        print_json(found)
+        return
     typer.echo(f"{found.id}: {'cancel requested' if found.cancel_requested else found.status}")
 
 
 @app.command()
-def retry(job_id: str, master: MasterOption = DEFAULT_MASTER_URL) -> None:
+def retry(
+    job_id: str, master: MasterOption = DEFAULT_MASTER_URL, as_json: JsonOption = False
+) -> None:
     """Queue a failed or canceled job again."""
     with fleet_client(master) as client:
-        typer.echo(f"{job_id}: {client.retry(job_id).status}")
+        found = client.retry(job_id)
+    if as_json:
+        print_json(found)
+        return
+    typer.echo(f"{found.id}: {found.status}")
 
 
 @app.command()
@@ -360,10 +424,123 @@ def drain(
         bool, typer.Option("--undo", envvar="FFLEET_UNDO", help="Accept work again.")
     ] = False,
     master: MasterOption = DEFAULT_MASTER_URL,
+    as_json: JsonOption = False,
 ) -> None:
     """Let a node finish its work and take no more (or --undo)."""
     with fleet_client(master) as client:
-        typer.echo(f"{node_id}: {client.drain(node_id, not undo).status}")
+        found = client.drain(node_id, not undo)
+    if as_json:
+        print_json(found)
+        return
+    typer.echo(f"{found.id}: {found.status}")
+
+
+def _moment(text: str | None, flag: str, default: float) -> float:
+    from ffleet.models import parse_rfc3339
+
+    if text is None:
+        return default
+    try:
+        return parse_rfc3339(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a time; use e.g. 2027-01-31 or 2027-01-31T08:00:00Z", param_hint=flag
+        ) from None
+
+
+@results_app.command("export")
+def export_results(
+    out: Annotated[
+        Path,
+        typer.Option(envvar="FFLEET_OUT", help="The file to write (JSON Lines, gzip: .jsonl.gz)."),
+    ],
+    since: Annotated[
+        str | None,
+        typer.Option(envvar="FFLEET_SINCE", help="Jobs completed at or after this time (UTC)."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(envvar="FFLEET_UNTIL", help="Jobs completed before this time (UTC)."),
+    ] = None,
+    export_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            envvar="FFLEET_FORMAT",
+            help="jsonl (gzip-compressed JSON Lines, one job detail per line); see README.",
+        ),
+    ] = "jsonl",
+    delete_exported: Annotated[
+        bool,
+        typer.Option(
+            envvar="FFLEET_DELETE_EXPORTED",
+            help="Then remove the exported jobs, attempts and results from the master's store.",
+        ),
+    ] = False,
+    master: MasterOption = DEFAULT_MASTER_URL,
+) -> None:
+    """Archive finished jobs with their attempts and results to a file."""
+    import time
+
+    from ffleet.results_export import export, purge_exported
+
+    if export_format != "jsonl":
+        raise typer.BadParameter(
+            "only jsonl is offered (Parquet would need pyarrow, about 150 MB; see README)",
+            param_hint="--format",
+        )
+    start, end = _moment(since, "--since", 0.0), _moment(until, "--until", time.time())
+    with fleet_client(master) as client:
+        ids = export(client, start, end, out)
+        typer.echo(f"exported {len(ids)} finished job(s) to {out}")
+        if delete_exported and ids:
+            typer.echo(f"removed {purge_exported(client, ids)} of them from the master's store")
+
+
+@app.command("report")
+def comparison_report(
+    out: Annotated[
+        Path, typer.Option(envvar="FFLEET_OUT", help="Directory for report.html and the PNGs.")
+    ],
+    scenario: Annotated[
+        str | None,
+        typer.Option(envvar="FFLEET_SCENARIO", help="Only scenarios containing this text."),
+    ] = None,
+    node: Annotated[
+        str | None, typer.Option(envvar="FFLEET_NODE", help="Only nodes whose id starts so.")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(envvar="FFLEET_LIMIT", min=1, max=10_000, help="Jobs read at most.")
+    ] = 1000,
+    master: MasterOption = DEFAULT_MASTER_URL,
+) -> None:
+    """Write an HTML report with PNG charts comparing nodes x scenarios (mean ± spread)."""
+    from ffleet.comparison_report import write_report
+
+    with fleet_client(master) as client:
+        found, _ = client.jobs("completed", limit, 0)
+        chosen = [
+            job
+            for job in found
+            if (scenario is None or scenario in job.scenario)
+            and (node is None or (job.node_id or "").startswith(node))
+        ]
+        details = [client.job(job.id) for job in chosen]
+    typer.echo(f"wrote {write_report(details, out)}")
+
+
+@app.command("watch")
+def watch_fleet(
+    interval: Annotated[
+        float, duration_option("FFLEET_INTERVAL", "How often the table is redrawn.")
+    ] = Seconds(1.0),
+    master: MasterOption = DEFAULT_MASTER_URL,
+) -> None:
+    """A live table of the nodes and running jobs, with progress and ETA; Ctrl-C leaves."""
+    from ffleet.watch import watch
+
+    with fleet_client(master) as client:
+        watch(client, interval)
 
 
 @app.command()

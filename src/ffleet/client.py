@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from ffleet.agent.client import MasterClient, MasterRejected, MasterUnavailable
-from ffleet.models import Job, JobRequest, Node
+from ffleet.models import Explanation, Job, JobRequest, Node
 
 __all__ = ["FleetClient", "MasterRejected", "MasterUnavailable"]
 
@@ -55,6 +55,9 @@ class FleetClient(MasterClient):
         """The job with its `attempts` and stored `result`, as plain JSON."""
         return self._decode(self._send("GET", f"/jobs/{job_id}"), dict[str, Any])
 
+    def explain(self, job_id: str) -> Explanation:
+        return self._decode(self._send("GET", f"/jobs/{job_id}/explain"), Explanation)
+
     def nodes(self) -> list[Node]:
         return self._decode(self._send("GET", "/nodes"), _NodeList).nodes
 
@@ -63,6 +66,20 @@ class FleetClient(MasterClient):
 
     def retry(self, job_id: str) -> Job:
         return self._decode(self._send("POST", f"/jobs/{job_id}/retry"), Job)
+
+    def finished(self, since: float, until: float, limit: int, offset: int) -> list[dict[str, Any]]:
+        """Finished jobs completed in [since, until), as `job` shows each."""
+        params = {"since": repr(since), "until": repr(until), "limit": str(limit)}
+        params["offset"] = str(offset)
+        reply = self._send("GET", "/results/export", params=params)
+        jobs: list[dict[str, Any]] = self._decode(reply, dict[str, Any])["jobs"]
+        return jobs
+
+    def purge(self, job_ids: Sequence[str]) -> int:
+        """Remove finished jobs with their attempts and results; how many were removed."""
+        reply = self._send("POST", "/jobs/purge", {"job_ids": list(job_ids)}, idempotent=True)
+        deleted: int = self._decode(reply, dict[str, Any])["deleted"]
+        return deleted
 
     def drain(self, node_id: str, drain: bool = True) -> Node:
         reply = self._send("POST", f"/nodes/{node_id}/drain", {"drain": drain}, idempotent=True)

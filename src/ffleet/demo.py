@@ -21,6 +21,7 @@ from rich.table import Table
 
 from ffleet import report
 from ffleet.client import FleetClient, MasterUnavailable
+from ffleet.comparison_report import write_report
 from ffleet.matrix import expand
 from ffleet.states import FINISHED
 
@@ -136,7 +137,8 @@ def run_demo(out: Path, *, agents: int, duration: float) -> int:
         console.print(report.table(rows, title="Demo results (measured on this machine)"))
         report.write_csv(rows, out / "results.csv")
         report.write_json(details, out / "results.json")
-        console.print(f"wrote {out / 'results.csv'} and {out / 'results.json'}")
+        page = write_report(details, out / "report", title="ffleet demo (this machine)")
+        console.print(f"wrote {out / 'results.csv'}, {out / 'results.json'} and {page}")
         return 0 if all(d["status"] == "completed" for d in details) else 1
     except (RuntimeError, MasterUnavailable) as exc:
         console.print(f"[red]demo failed: {exc}[/] (see the logs in {out}/)")

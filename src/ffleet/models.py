@@ -285,6 +285,26 @@ class JobDetail(Struct, kw_only=True):
     result: StoredResult | None
 
 
+class NodeVerdict(Struct, kw_only=True):
+    """One node's answer to "why is my job pending?": the first thing that keeps it from
+    taking the job (`verdict`: lacks, offline, draining, busy, backoff, deferred, eligible)."""
+
+    node_id: str
+    hostname: str | None
+    verdict: str
+    reason: str
+
+
+class Explanation(Struct, kw_only=True):
+    """GET /jobs/{id}/explain. `ahead` counts due pending jobs a node would take first."""
+
+    job_id: str
+    status: str
+    summary: str
+    ahead: int = 0
+    nodes: list[NodeVerdict] = field(default_factory=list)
+
+
 class ProgressReport(Struct, kw_only=True):
     job_id: Id
     attempt: Count | None = None
@@ -321,6 +341,12 @@ class DrainRequest(Struct, kw_only=True):
     """Optional body of POST /nodes/{id}/drain; none drains."""
 
     drain: bool = True
+
+
+class PurgeRequest(Struct, kw_only=True):
+    """POST /jobs/purge: finished jobs to remove (after an export)."""
+
+    job_ids: Annotated[list[Id], Meta(max_length=10_000)]
 
 
 class Release(Struct, kw_only=True):

@@ -126,6 +126,20 @@ def test_list_jobs_filters_and_paginates(store: Store) -> None:
     assert [j.id for j in pending] == ids[1:] and total == 4
 
 
+def test_list_jobs_filters_by_scenario_and_node(store: Store) -> None:
+    small = jobs(store, 2)
+    (large,) = store.create_jobs([JobRequest(scenario="720p-h264")], T0)
+    node_id = node(store)
+    store.claim(node_id, T0 + 1)
+    found, total = store.list_jobs(None, None, 0, scenario="720p-h264")
+    assert [j.id for j in found] == [large.id] and total == 1
+    found, total = store.list_jobs(None, 1, 0, node_id=node_id)
+    assert [j.id for j in found] == small[:1] and total == 1
+    found, total = store.list_jobs("pending", 1, 1, scenario="360p-h264")
+    assert found == [] and total == 1
+    assert store.list_jobs("running", None, 0, scenario="720p-h264") == ([], 0)
+
+
 # ---------------------------------------------------------------- claim
 
 
@@ -494,3 +508,51 @@ def test_attempt_the_agent_does_not_report_is_handed_back(store: Store) -> None:
     detail = store.get_job(job_id)
     assert detail.job.status == "pending" and detail.job.retry_count == 0
     assert detail.attempts[0].outcome == "released"
+
+
+def test_tally_counts_jobs_by_status_and_submitted_priority(store: Store) -> None:
+    jobs(store, 2, priority="high")
+    (low,) = jobs(store, priority="low")
+    jobs(store, requirements=Requirements(gpu=True))
+    node_id = node(store)
+    claimed = store.claim(node_id, T0)
+    assert claimed is not None and claimed.priority == 10
+    store.cancel(low, T0)
+    tally = {(t.status, t.priority, t.unschedulable): t.jobs for t in store.tally_jobs()}
+    assert tally == {
+        ("running", 10, False): 1,
+        ("pending", 10, False): 1,
+        ("canceled", 0, False): 1,
+        ("pending", 5, True): 1,
+    }
+
+
+def test_ids_with_prefix_finds_what_a_short_id_stands_for(store: Store) -> None:
+    job_ids = jobs(store, 3)
+    node_id = node(store)
+    assert store.ids_with_prefix("job", job_ids[0][:8], 2) == [job_ids[0]]
+    assert store.ids_with_prefix("job", "", 5) == sorted(job_ids)
+    assert store.ids_with_prefix("job", job_ids[0] + "x", 2) == []
+    assert store.ids_with_prefix("node", node_id[:4], 2) == [node_id]
+    assert store.ids_with_prefix("node", job_ids[0], 2) == []
+
+
+def test_finished_jobs_are_read_by_completion_time_and_only_they_can_be_deleted(
+    store: Store,
+) -> None:
+    early, late, waiting = jobs(store, 3)
+    node_id = node(store)
+    for job_id, now in ((early, T0 + 10), (late, T0 + 20)):
+        claimed = store.claim(node_id, now - 1)
+        assert claimed is not None and claimed.id == job_id
+        store.submit_result(result(job_id, node_id, 1, metrics={"fps": 9.5}), now)
+    found = store.finished_between(T0, T0 + 15, 10, 0)
+    assert [d.job.id for d in found] == [early]
+    assert found[0].result is not None and found[0].result.metrics == {"fps": 9.5}
+    assert found[0].attempts[0].outcome == "completed"
+    assert [d.job.id for d in store.finished_between(T0, T0 + 30, 1, 1)] == [late]
+    assert store.delete_finished([early, waiting, "no-such-job"]) == 1
+    with pytest.raises(NotFound):
+        store.get_job(early)
+    assert store.get_job(waiting).job.status == "pending"
+    assert store.list_results(early, None, 0) == []

@@ -58,6 +58,11 @@ def test_submit_matrix_and_requirements(fleet: Fleet, tmp_path: Path) -> None:
 
     code, out = ffleet(master, "submit", "1080p-h264", "--require-gpu")
     assert code == 0 and "no node is registered yet" in out
+    gpu_job = master.api.get("/jobs").json()["jobs"][-1]["id"]
+    code, out = ffleet(master, "explain", gpu_job)
+    assert code == 0 and "pending: no node is registered yet" in out, out
+    code, out = ffleet(master, "explain", gpu_job, "--json")
+    assert code == 0 and json.loads(out)["nodes"] == [], out
 
 
 @pytest.mark.parametrize(
@@ -181,3 +186,5 @@ def test_demo_runs_a_real_matrix_and_writes_results(tmp_path: Path) -> None:
     assert all(float(row["fps"]) > 0 and float(row["cpu_s"]) > 0 for row in rows)
     details = json.loads((out / "results.json").read_text())
     assert all(d["result"]["metrics"]["frames"] == 15 for d in details)
+    page = (out / "report" / "report.html").read_text()
+    assert all(d["scenario"] in page for d in details) and (out / "report" / "fps.png").exists()

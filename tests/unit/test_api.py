@@ -314,6 +314,20 @@ def test_a_timestamp_is_encoded_as_the_v1_master_formatted_it(epoch: float) -> N
     assert back.updated_at == epoch
 
 
+def test_explain_names_each_node_and_refuses_an_unknown_job(client: TestClient) -> None:
+    node_id = client.post("/nodes/register", json=NODE).json()["id"]
+    job_id = client.post(
+        "/jobs", json={"scenario": "360p-h264", "requirements": {"gpu": True}}
+    ).json()["id"]
+    explained = client.get(f"/jobs/{job_id}/explain").json()
+    assert explained["status"] == "pending"
+    assert explained["nodes"] == [
+        {"node_id": node_id, "hostname": None, "verdict": "lacks", "reason": "needs a GPU"}
+    ]
+    missing = client.get("/jobs/nope/explain")
+    assert missing.status_code == 404 and "not found" in missing.json()["error"]
+
+
 def test_openapi_and_docs(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert spec["openapi"].startswith("3.")

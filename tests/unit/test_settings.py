@@ -77,6 +77,9 @@ def test_master_accepts_the_limits() -> None:
         ({"heartbeat_interval_s": -1}, "--heartbeat-interval"),
         ({"long_poll_s": 0}, "--long-poll"),
         ({"grace_s": -1}, "--grace"),
+        ({"metrics_port": 0}, "--metrics-port"),
+        ({"metrics_port": 65536}, "--metrics-port"),
+        ({"metrics_host": ""}, "--metrics-host"),
     ],
 )
 def test_agent_refuses_what_cannot_work(changes: dict[str, Any], flag: str) -> None:

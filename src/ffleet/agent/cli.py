@@ -64,6 +64,14 @@ def agent(
             "--node-timeout (the agent cannot check that).",
         ),
     ] = Seconds(AGENT_DEFAULTS.heartbeat_interval_s),
+    progress_interval: Annotated[
+        float,
+        duration_option(
+            "FFLEET_PROGRESS_INTERVAL",
+            "While a job runs, how often to report its progress (and so hear of a cancel); "
+            "an idle agent beats at --heartbeat-interval only.",
+        ),
+    ] = Seconds(AGENT_DEFAULTS.progress_interval_s),
     long_poll: Annotated[
         float,
         duration_option(
@@ -156,10 +164,25 @@ def agent(
             help="Free MiB a job's encoded file must leave in the work dir.",
         ),
     ] = AGENT_DEFAULTS.min_free_disk_mib,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="FFLEET_METRICS_PORT",
+            help="Serve Prometheus metrics on this port (off unless given).",
+        ),
+    ] = AGENT_DEFAULTS.metrics_port,
+    metrics_host: Annotated[
+        str,
+        typer.Option(
+            envvar="FFLEET_METRICS_HOST",
+            help="Address the metrics port binds to (it has no authentication).",
+        ),
+    ] = AGENT_DEFAULTS.metrics_host,
     log_level: LogLevelOption = DEFAULT_LOG_LEVEL,
 ) -> None:
     """Run an agent: detect hardware, register with the master, run FFmpeg jobs."""
     from ffleet.agent.client import MasterClient
+    from ffleet.agent.exporter import ExporterError
     from ffleet.agent.hardware import detect_hardware, format_summary
     from ffleet.agent.runner import Agent, AgentError
     from ffleet.agent.safety import (
@@ -178,12 +201,15 @@ def agent(
             slots=slots,
             poll_interval_s=poll_interval,
             heartbeat_interval_s=heartbeat_interval,
+            progress_interval_s=progress_interval,
             long_poll_s=long_poll,
             grace_s=grace,
             input_dirs=tuple(input_dir or ()),
             allowed_output_hosts=tuple(allow_output_host or ()),
             max_job_memory_mib=max_job_memory,
             min_free_disk_mib=min_free_disk,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
         )
     )
     configure_logging(log_level)
@@ -217,10 +243,14 @@ def agent(
 
             previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
             try:
-                worker.run()
+                if settings.metrics_port is None:
+                    worker.run()
+                else:
+                    with worker.exporter.serving(settings.metrics_host, settings.metrics_port):
+                        worker.run()
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
-    except AgentError as exc:
+    except (AgentError, ExporterError) as exc:
         _err(f"Error: {exc}")
         raise typer.Exit(1) from None

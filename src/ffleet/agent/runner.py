@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from ffleet.agent.client import MasterClient, MasterRejected, MasterUnavailable
 from ffleet.agent.executor import Execution, execute
+from ffleet.agent.exporter import AgentExporter, RunningJob
 from ffleet.agent.hardware import Hardware, registration_payload
 from ffleet.agent.job_limits import (
     MIB,
@@ -129,11 +130,18 @@ class Agent:
         self._register_lock = threading.Lock()
         self._registrations = 0
         self._spool_waiting = threading.Event()
+        self._beat_now = threading.Event()  # a job started, or the heartbeat is to stop
         self._link = _Reachability(config.master_url)
         self._holds_requests = True  # until a /jobs/next reply shows the master does not wait
+        self.exporter = AgentExporter(lambda: self.node_id, self._running_jobs)
 
     def close(self) -> None:
         self._lock_file.close()
+
+    def _running_jobs(self) -> list[RunningJob]:
+        with self._lock:
+            entries = list(self._running.values())
+        return [RunningJob(e.job.id, e.job.scenario, e.progress) for e in entries]
 
     def __enter__(self) -> Agent:
         return self
@@ -176,6 +184,7 @@ class Agent:
         self._stop.set()
         self._shutdown()
         halt.set()  # beats went on during the grace period, keeping the leases alive
+        self._beat_now.set()
         threads[0].join(timeout=5.0)
         log.info("agent stopped")
 
@@ -278,7 +287,18 @@ class Agent:
     # ------------------------------------------------------------------ heartbeat
 
     def _heartbeat_loop(self, halt: threading.Event) -> None:
-        while not halt.wait(self.config.heartbeat_interval_s):
+        """Beat every heartbeat interval while idle, every progress interval while a job runs
+        (from the moment it starts): live progress and cancels cost only busy agents."""
+        while True:
+            with self._lock:
+                busy = bool(self._running)
+            interval = self.config.heartbeat_interval_s
+            if busy:
+                interval = min(interval, self.config.progress_interval_s)
+            self._beat_now.wait(interval)
+            self._beat_now.clear()
+            if halt.is_set():
+                return
             try:
                 self._beat()
             except Exception:  # the heartbeat must outlive any one bad beat
@@ -378,6 +398,7 @@ class Agent:
             admitted = not self._stop.is_set()
             if admitted:
                 self._running[job.id] = entry
+                self._beat_now.set()
         if not admitted:
             self._release(job)
             return None
@@ -406,6 +427,7 @@ class Agent:
             self._release(job)
             return None
         result = self._result(entry, execution)
+        self.exporter.job_finished(result)
         log.info(
             "job %s attempt %d finished: %s%s",
             job.id,

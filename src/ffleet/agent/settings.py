@@ -27,12 +27,17 @@ class AgentSettings:
     slots: int = 1
     poll_interval_s: float = 10.0  # between job requests when the master does not long-poll
     heartbeat_interval_s: float = 30.0
+    # While a job runs, beats come this often: its progress reaches the master, and a cancel
+    # reaches FFmpeg, within about this long. An idle agent beats at heartbeat_interval_s.
+    progress_interval_s: float = 1.0
     grace_s: float = 30.0
     input_dirs: tuple[Path, ...] = ()
     long_poll_s: float = 30.0  # how long one job request waits at the master for work
     allowed_output_hosts: tuple[str, ...] = ()  # hosts jobs may stream to; none by default
     max_job_memory_mib: int = 0  # 0: 80% of this machine's memory
     min_free_disk_mib: int = 1024  # free space a job's encoded file must leave in the work dir
+    metrics_port: int | None = None  # None: no metrics endpoint
+    metrics_host: str = "127.0.0.1"  # the endpoint has no authentication: loopback by default
 
     def __post_init__(self) -> None:
         require(
@@ -41,8 +46,14 @@ class AgentSettings:
         )
         require_positive("--poll-interval", self.poll_interval_s)
         require_positive("--heartbeat-interval", self.heartbeat_interval_s)
+        require_positive("--progress-interval", self.progress_interval_s)
         # Zero would ask the master to answer at once and then ask again at once: a busy loop.
         require_positive("--long-poll", self.long_poll_s)
         require(self.grace_s >= 0, "--grace must not be negative")
         require(self.max_job_memory_mib >= 0, "--max-job-memory must not be negative")
         require(self.min_free_disk_mib >= 0, "--min-free-disk must not be negative")
+        require(
+            self.metrics_port is None or 0 < self.metrics_port < 65536,
+            f"--metrics-port must be between 1 and 65535 (got {self.metrics_port})",
+        )
+        require(bool(self.metrics_host), "--metrics-host must not be empty")

@@ -12,15 +12,17 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import msgspec
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from ffleet.master import openapi
+from ffleet.master import openapi, ui
+from ffleet.master.archive import ArchiveCollector, ResultArchive
 from ffleet.master.dispatch import Dispatcher
 from ffleet.master.http import (
     ApiError,
@@ -33,6 +35,12 @@ from ffleet.master.http import (
     query_int,
 )
 from ffleet.master.long_polls import LongPolls
+from ffleet.master.metrics import (
+    CONTENT_TYPE,
+    HttpMetricsMiddleware,
+    MasterMetrics,
+    route_templates,
+)
 from ffleet.master.quotas import check_submission
 from ffleet.master.rate_limit import RateLimiter, RateLimitMiddleware
 from ffleet.master.settings import MasterSettings
@@ -43,24 +51,45 @@ from ffleet.models import (
     Heartbeat,
     Job,
     JobBatch,
+    JobDetail,
     JobRequest,
     NodeRegistration,
+    PurgeRequest,
     Release,
     ResultSubmission,
     encode_hook,
 )
 from ffleet.redaction import redact_stream_key
 from ffleet.states import JobStatus
-from ffleet.store import Store, StoreError, open_store
+from ffleet.store import Conflict, InvalidRequest, NotFound, Store, StoreError, open_store
 
 log = logging.getLogger("ffleet.master")
 
 Handler = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
 
 # Page sizes: a listing without `limit` is one bounded page, never the whole table. Results
 # carry free-form metrics, so their pages are smaller.
 JOBS_PAGE, JOBS_PAGE_MAX = 1000, 10_000
 RESULTS_PAGE, RESULTS_PAGE_MAX = 100, 1000
+
+
+def without_stream_key(job: Job) -> Job:
+    """A job as listings show it: a streaming `output` without its stream key, which only
+    the agent that runs the job receives (in its claim)."""
+    output = job.parameters.get("output")
+    if not isinstance(output, str) or output in ("null", "file"):
+        return job
+    parameters = {**job.parameters, "output": redact_stream_key(output)}
+    return msgspec.structs.replace(job, parameters=parameters)
+
+
+def detail_body(detail: JobDetail) -> dict[str, Any]:
+    """GET /jobs/{id}'s shape: the job's fields plus its `attempts` and stored `result`."""
+    body: dict[str, Any] = msgspec.to_builtins(without_stream_key(detail.job), enc_hook=encode_hook)
+    body["attempts"] = msgspec.to_builtins(detail.attempts, enc_hook=encode_hook)
+    body["result"] = msgspec.to_builtins(detail.result, enc_hook=encode_hook)
+    return body
 
 
 class MasterApp:
@@ -71,6 +100,11 @@ class MasterApp:
         self.settings = settings
         self.dispatcher = Dispatcher()
         self.long_polls = LongPolls(settings.max_long_polls, settings.max_long_polls_per_node)
+        self.metrics = MasterMetrics(store, lambda: self.dispatcher.waiting)
+        self.archive: ResultArchive | None = None
+        if settings.victoriametrics_url is not None:
+            self.archive = ResultArchive(settings.victoriametrics_url)
+            self.metrics.registry.register(ArchiveCollector(self.archive))
         self.limit = settings.max_body_bytes
         self.openapi = openapi.spec(settings.max_wait_s)
         self.docs_page = openapi.docs_html(settings.max_wait_s)
@@ -95,8 +129,23 @@ class MasterApp:
         found = self.store.list_nodes()
         return JsonResponse({"nodes": found, "count": len(found)})
 
+    def _by_id(self, kind: Literal["job", "node"], given: str, action: Callable[[str], T]) -> T:
+        """`action` on the object `given` names: its full id, or a unique start of it (what a
+        user copies from an 8-character table column). Exact ids cost nothing more."""
+        try:
+            return action(given)
+        except NotFound:
+            found = self.store.ids_with_prefix(kind, given, 2)
+            if len(found) != 1:
+                if found:
+                    raise InvalidRequest(
+                        f"{given!r} starts the ids of several {kind}s; give more of it"
+                    ) from None
+                raise
+            return action(found[0])
+
     async def get_node(self, request: Request) -> Response:
-        return JsonResponse(self.store.get_node(path_id(request, "node_id")))
+        return JsonResponse(self._by_id("node", path_id(request, "node_id"), self.store.get_node))
 
     async def heartbeat(self, request: Request) -> Response:
         node_id = path_id(request, "node_id")
@@ -105,7 +154,11 @@ class MasterApp:
 
     async def drain(self, request: Request) -> Response:
         body = await decode(request, DrainRequest, self.limit, optional=True)
-        node = self.store.set_draining(path_id(request, "node_id"), body.drain)
+        node = self._by_id(
+            "node",
+            path_id(request, "node_id"),
+            lambda node_id: self.store.set_draining(node_id, body.drain),
+        )
         log.info("node %s %s", node.id, "draining" if body.drain else "accepting work again")
         return JsonResponse(node)
 
@@ -138,16 +191,35 @@ class MasterApp:
             raise ApiError(400, f"unknown status {status!r}; use one of {allowed}")
         limit = query_int(request, "limit", JOBS_PAGE, low=1, high=JOBS_PAGE_MAX)
         offset = query_int(request, "offset", 0, low=0, high=INT32_MAX) or 0
-        found, total = self.store.list_jobs(status, limit, offset)
-        shown = [_without_stream_key(job) for job in found]
+        found, total = self.store.list_jobs(
+            status,
+            limit,
+            offset,
+            scenario=request.query_params.get("scenario") or None,
+            node_id=query_id(request, "node_id"),
+        )
+        shown = [without_stream_key(job) for job in found]
         return JsonResponse({"jobs": shown, "count": len(shown), "total": total})
 
     async def get_job(self, request: Request) -> Response:
-        detail = self.store.get_job(path_id(request, "job_id"))
-        body = msgspec.to_builtins(_without_stream_key(detail.job), enc_hook=encode_hook)
-        body["attempts"] = msgspec.to_builtins(detail.attempts, enc_hook=encode_hook)
-        body["result"] = msgspec.to_builtins(detail.result, enc_hook=encode_hook)
-        return JsonResponse(body)
+        detail = self._by_id("job", path_id(request, "job_id"), self.store.get_job)
+        return JsonResponse(detail_body(detail))
+
+    async def purge_jobs(self, request: Request) -> Response:
+        """Remove finished jobs with their attempts and results (after an export)."""
+        body = await decode(request, PurgeRequest, self.limit)
+        deleted = self.store.delete_finished(body.job_ids)
+        log.info("%d finished job(s) removed", deleted)
+        return JsonResponse({"deleted": deleted})
+
+    async def explain(self, request: Request) -> Response:
+        return JsonResponse(
+            self._by_id(
+                "job",
+                path_id(request, "job_id"),
+                lambda job_id: self.store.explain(job_id, time.time()),
+            )
+        )
 
     async def next_job(self, request: Request) -> Response:
         """Claim the next job; with `wait=S`, hold the request until one exists or S pass."""
@@ -170,7 +242,9 @@ class MasterApp:
         while True:
             wake = self.dispatcher.enlist()
             try:
+                started = time.perf_counter()
                 job = self.store.claim(node_id, time.time())
+                claim_seconds = time.perf_counter() - started
             except BaseException:  # e.g. an unknown node: leave no dead waiter behind
                 self.dispatcher.leave(wake)
                 if held is not None:
@@ -178,7 +252,7 @@ class MasterApp:
                 raise
             if job is not None:
                 self.dispatcher.leave(wake)
-                self._dispatched(job, node_id)
+                self._dispatched(job, node_id, claim_seconds)
                 return job
             if held is not None:  # woken, yet nothing here for this node: next waiter's turn
                 self.dispatcher.pass_on(held)
@@ -198,9 +272,9 @@ class MasterApp:
                     self.dispatcher.notify(1, hops=held)
                 return None
 
-    @staticmethod
-    def _dispatched(job: Job, node_id: str) -> None:
+    def _dispatched(self, job: Job, node_id: str, claim_seconds: float) -> None:
         log.info("job %s (attempt %d) dispatched to node %s", job.id, job.attempt, node_id)
+        self.metrics.dispatched(job, claim_seconds)
 
     def _wake_when_due(self, job: Job) -> None:
         """A job queued again with a backoff becomes claimable later: wake a waiter then."""
@@ -212,13 +286,22 @@ class MasterApp:
         asyncio.get_running_loop().call_later(delay, self.dispatcher.notify)
 
     async def cancel(self, request: Request) -> Response:
-        job = self.store.cancel(path_id(request, "job_id"), time.time())
+        job = self._by_id(
+            "job",
+            path_id(request, "job_id"),
+            lambda job_id: self.store.cancel(job_id, time.time()),
+        )
         log.info("job %s cancel requested (now %s)", job.id, job.status)
         return JsonResponse(job)
 
     async def retry(self, request: Request) -> Response:
-        job = self.store.retry(path_id(request, "job_id"), time.time())
+        job = self._by_id(
+            "job",
+            path_id(request, "job_id"),
+            lambda job_id: self.store.retry(job_id, time.time()),
+        )
         log.info("job %s queued again by a user", job.id)
+        self.metrics.user_retried()
         self.dispatcher.notify()
         return JsonResponse(job)
 
@@ -235,7 +318,13 @@ class MasterApp:
 
     async def post_result(self, request: Request) -> Response:
         result = await decode(request, ResultSubmission, self.limit)
-        outcome = self.store.submit_result(result, time.time())
+        started = time.perf_counter()
+        try:
+            outcome = self.store.submit_result(result, time.time())
+        except Conflict:
+            self.metrics.stale_result()
+            raise
+        store_seconds = time.perf_counter() - started
         job = outcome.job
         if outcome.duplicate:
             log.info("duplicate result for job %s ignored", job.id)
@@ -248,6 +337,9 @@ class MasterApp:
                 job.status,
                 f" ({result.error})" if result.error else "",
             )
+            self.metrics.result_stored(result, job, time.time())
+            if self.archive is not None and result.status == "completed":
+                self.archive.add(result, job, job.completed_at or time.time())
             self._wake_when_due(job)
         reply: dict[str, Any] = {"status": "success"}
         if outcome.duplicate:
@@ -255,7 +347,8 @@ class MasterApp:
         if result.claim_next:
             reply["job"] = outcome.next_job
             if outcome.next_job is not None:
-                self._dispatched(outcome.next_job, result.node_id)
+                # the claim shared the result's transaction: its time is the dispatch's
+                self._dispatched(outcome.next_job, result.node_id, store_seconds)
         return JsonResponse(reply)
 
     async def list_results(self, request: Request) -> Response:
@@ -264,10 +357,23 @@ class MasterApp:
         found = self.store.list_results(query_id(request, "job_id"), limit, offset)
         return JsonResponse({"results": found, "count": len(found)})
 
+    async def export_results(self, request: Request) -> Response:
+        """Finished jobs completed in [since, until) (epoch seconds), with attempts and result."""
+        since = query_float(request, "since", 0.0, high=float(2**40))
+        until = query_float(request, "until", float(2**40), high=float(2**40))
+        limit = query_int(request, "limit", 1000, low=1, high=10_000) or 1000
+        offset = query_int(request, "offset", 0, low=0, high=INT32_MAX) or 0
+        found = self.store.finished_between(since, until, limit, offset)
+        return JsonResponse({"jobs": [detail_body(d) for d in found], "count": len(found)})
+
     # -------------------------------------------------------------- misc
 
     async def health(self, request: Request) -> Response:
         return JsonResponse({"status": "healthy"})
+
+    async def metrics_text(self, request: Request) -> Response:
+        """Prometheus text format; the fleet's gauges are read from the store now."""
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
 
     async def openapi_json(self, request: Request) -> Response:
         return JsonResponse(self.openapi)
@@ -292,6 +398,7 @@ class MasterApp:
                 continue
             for node_id in report.offline_nodes:
                 log.warning("node %s missed its heartbeats: offline", node_id)
+            self.metrics.reaped(report)
             for job_id in report.requeued_jobs:
                 log.warning("job %s lost its attempt; queued again with backoff", job_id)
             for job_id in report.failed_jobs:
@@ -310,20 +417,27 @@ class MasterApp:
             "/nodes/{node_id}/drain": {"POST": self.drain},
             "/jobs": {"GET": self.list_jobs, "POST": self.create_job},
             "/jobs/batch": {"POST": self.create_batch},
+            "/jobs/purge": {"POST": self.purge_jobs},
             "/jobs/next": {"GET": self.next_job, "POST": self.next_job},
             "/jobs/{job_id}": {"GET": self.get_job},
+            "/jobs/{job_id}/explain": {"GET": self.explain},
             "/jobs/{job_id}/cancel": {"POST": self.cancel},
             "/jobs/{job_id}/retry": {"POST": self.retry},
             "/jobs/{job_id}/release": {"POST": self.release},
             "/results": {"GET": self.list_results, "POST": self.post_result},
+            "/results/export": {"GET": self.export_results},
+            "/metrics": {"GET": self.metrics_text},
             "/openapi.json": {"GET": self.openapi_json},
             "/docs": {"GET": self.docs},
         }
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[BaseRoute]:
         return [
-            Route(path, _by_method(handlers), methods=list(handlers))
-            for path, handlers in self.endpoints().items()
+            *ui.routes(self.store),
+            *(
+                Route(path, _by_method(handlers), methods=list(handlers))
+                for path, handlers in self.endpoints().items()
+            ),
         ]
 
 
@@ -333,16 +447,6 @@ def _by_method(handlers: dict[str, Handler]) -> Handler:
         return await handlers[method](request)
 
     return dispatch
-
-
-def _without_stream_key(job: Job) -> Job:
-    """A job as listings show it: a streaming `output` without its stream key, which only
-    the agent that runs the job receives (in its claim)."""
-    output = job.parameters.get("output")
-    if not isinstance(output, str) or output in ("null", "file"):
-        return job
-    parameters = {**job.parameters, "output": redact_stream_key(output)}
-    return msgspec.structs.replace(job, parameters=parameters)
 
 
 def _refused(request: Request, status_code: int, message: str) -> Response:
@@ -386,18 +490,29 @@ def create_app(settings: MasterSettings, store: Store | None = None) -> Starlett
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(master.reaper())
+        tasks = [asyncio.create_task(master.reaper())]
+        if master.archive is not None:
+            tasks.append(asyncio.create_task(master.archive.run()))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if master.archive is not None:
+                await master.archive.close()
             if owned:
                 master.store.close()
 
+    routes = master.routes()
     app = Starlette(
-        routes=master.routes(),
+        routes=routes,
+        middleware=[
+            Middleware(
+                HttpMetricsMiddleware, metrics=master.metrics, templates=route_templates(routes)
+            )
+        ],
         lifespan=lifespan,
         exception_handlers={
             ApiError: _api_error,

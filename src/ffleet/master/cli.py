@@ -173,6 +173,15 @@ def master(
             "FFLEET_BODY_TIMEOUT", "Each part of a request body must arrive within this (else 408)."
         ),
     ] = Seconds(MASTER_DEFAULTS.body_timeout_s),
+    victoriametrics_url: Annotated[
+        str | None,
+        typer.Option(
+            "--victoriametrics-url",
+            envvar="FFLEET_VICTORIAMETRICS_URL",
+            help="Push every completed result's figures to this VictoriaMetrics server "
+            "(e.g. http://127.0.0.1:8428); off unless given.",
+        ),
+    ] = MASTER_DEFAULTS.victoriametrics_url,
     log_level: LogLevelOption = DEFAULT_LOG_LEVEL,
 ) -> None:
     """Run the master: node registry, job queue and HTTP API."""
@@ -215,6 +224,7 @@ def master(
             max_connections=max_connections,
             header_timeout_s=header_timeout,
             body_timeout_s=body_timeout,
+            victoriametrics_url=victoriametrics_url,
         )
     )
     configure_logging(log_level)

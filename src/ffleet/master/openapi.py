@@ -11,11 +11,13 @@ from typing import Any
 import msgspec
 
 from ffleet.master.replies import (
+    ExportPage,
     JobList,
     JobPage,
     JobView,
     NodeList,
     NoJob,
+    Purged,
     ResultList,
     ResultReply,
     StatusReply,
@@ -26,6 +28,7 @@ from ffleet.models import (
     MIN_EPOCH,
     TIME_PATTERN,
     DrainRequest,
+    Explanation,
     Heartbeat,
     HeartbeatReply,
     Job,
@@ -33,6 +36,7 @@ from ffleet.models import (
     JobRequest,
     Node,
     NodeRegistration,
+    PurgeRequest,
     Release,
     ResultSubmission,
     Timestamp,
@@ -41,6 +45,8 @@ from ffleet.states import JobStatus
 
 _ID = {"type": "string", "pattern": ID_PATTERN}
 _PAGE = {"type": "integer", "minimum": 0}
+_EPOCH = {"type": "number", "minimum": 0, "maximum": 2**40}
+PROMETHEUS_TEXT = "text/plain"  # the one reply that is not JSON
 
 
 def _query(name: str, schema: dict[str, Any], what: str, required: bool = False) -> dict[str, Any]:
@@ -93,7 +99,7 @@ class Endpoint:
     path: str
     summary: str
     status: int
-    reply: type | tuple[type, ...]  # several: the reply is one of them
+    reply: type | tuple[type, ...] | str  # several: one of them; a str: that media type
     body: type | None = None
     body_required: bool = True
     query: tuple[dict[str, Any], ...] = ()
@@ -163,14 +169,31 @@ def endpoints(max_wait_s: float) -> list[Endpoint]:
                 _query(
                     "status", {"type": "string", "enum": [s.value for s in JobStatus]}, "filter"
                 ),
+                _query("scenario", {"type": "string"}, "only jobs of this scenario"),
+                _query("node_id", _ID, "only jobs this node ran or runs"),
                 _limit(1000, 10_000),
                 _OFFSET,
             ),
         ),
         Endpoint("post", "/jobs/batch", "Submit many jobs atomically", 201, JobList, JobBatch),
+        Endpoint(
+            "post",
+            "/jobs/purge",
+            "Remove finished jobs with their attempts and results (after an export)",
+            200,
+            Purged,
+            PurgeRequest,
+        ),
         *(_next_job(method, max_wait_s) for method in ("get", "post")),  # v1.0 agents POST it
         Endpoint(
             "get", "/jobs/{job_id}", "One job with its attempts and stored result", 200, JobView
+        ),
+        Endpoint(
+            "get",
+            "/jobs/{job_id}/explain",
+            "Why the job is pending: every node's first unmet need, or how many jobs are ahead",
+            200,
+            Explanation,
         ),
         Endpoint("post", "/jobs/{job_id}/cancel", "Cancel a job", 200, Job),
         Endpoint("post", "/jobs/{job_id}/retry", "Queue a failed or canceled job again", 200, Job),
@@ -191,6 +214,21 @@ def endpoints(max_wait_s: float) -> list[Endpoint]:
             ResultList,
             query=(_query("job_id", _ID, "only this job's results"), _limit(100, 1000), _OFFSET),
         ),
+        Endpoint(
+            "get",
+            "/results/export",
+            "Finished jobs completed in [since, until) (epoch seconds), each as GET /jobs/{id} "
+            "shows it",
+            200,
+            ExportPage,
+            query=(
+                _query("since", _EPOCH, "completed at or after (epoch seconds)"),
+                _query("until", _EPOCH, "completed before (epoch seconds)"),
+                _limit(1000, 10_000),
+                _OFFSET,
+            ),
+        ),
+        Endpoint("get", "/metrics", "Prometheus metrics", 200, PROMETHEUS_TEXT),
     ]
 
 
@@ -199,7 +237,7 @@ def _models() -> list[type]:
     for endpoint in endpoints(0.0):  # the limit changes no model
         replies = endpoint.reply if isinstance(endpoint.reply, tuple) else (endpoint.reply,)
         for model in (*replies, endpoint.body):
-            if model is not None and model not in found:
+            if isinstance(model, type) and model not in found:
                 found.append(model)
     return found
 
@@ -239,7 +277,9 @@ def _schema(model: type) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def _reply(model: type | tuple[type, ...]) -> dict[str, Any]:
+def _reply(model: type | tuple[type, ...] | str) -> dict[str, Any]:
+    if isinstance(model, str):
+        return {"description": model, "content": {model: {"schema": {"type": "string"}}}}
     if isinstance(model, tuple):
         name = " or ".join(m.__name__ for m in model)
         schema: dict[str, Any] = {"oneOf": [_schema(m) for m in model]}

@@ -56,3 +56,14 @@ class ResultReply(Struct, kw_only=True, omit_defaults=True):
     status: str
     duplicate: bool = False
     job: Job | None = None
+
+
+class ExportPage(Struct, kw_only=True):
+    """GET /results/export: finished jobs, each as GET /jobs/{id} shows it."""
+
+    jobs: list[JobView]
+    count: int
+
+
+class Purged(Struct, kw_only=True):
+    deleted: int

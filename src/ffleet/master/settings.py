@@ -44,6 +44,7 @@ class MasterSettings:
     max_connections: int = 4096  # open connections; past it requests get 503
     header_timeout_s: float = 10.0  # a client must send its request headers within this
     body_timeout_s: float = 30.0  # ... and each part of its body within this
+    victoriametrics_url: str | None = None  # where completed results' figures are pushed
 
     def __post_init__(self) -> None:
         policy = self.policy
@@ -83,3 +84,9 @@ class MasterSettings:
         require(self.rate_limit >= 0, "--rate-limit must not be negative (0 turns it off)")
         require_positive("--header-timeout", self.header_timeout_s)
         require_positive("--body-timeout", self.body_timeout_s)
+        require(
+            self.victoriametrics_url is None
+            or self.victoriametrics_url.startswith(("http://", "https://")),
+            f"--victoriametrics-url must be an http:// or https:// URL "
+            f"(got {self.victoriametrics_url!r})",
+        )

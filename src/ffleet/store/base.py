@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from ffleet.models import (
+    Explanation,
     Heartbeat,
     HeartbeatReply,
     Job,
@@ -75,6 +76,17 @@ class ReapReport:
     retry_at: list[float] = field(default_factory=list)  # not_before of the requeued jobs
 
 
+@dataclass(frozen=True)
+class JobTally:
+    """How many jobs share a status and a submitted priority (`unschedulable`: pending jobs
+    no registered node can run are counted apart)."""
+
+    status: str
+    priority: int
+    unschedulable: bool
+    jobs: int
+
+
 class Store(Protocol):
     """Persistent registry of nodes, jobs, attempts and results."""
 
@@ -105,10 +117,29 @@ class Store(Protocol):
 
     def get_job(self, job_id: str) -> JobDetail: ...
 
+    def explain(self, job_id: str, now: float) -> Explanation:
+        """Why the job is where it is; for a pending job, every node's first unmet need."""
+        ...
+
     def list_jobs(
-        self, status: str | None, limit: int | None, offset: int
+        self,
+        status: str | None,
+        limit: int | None,
+        offset: int,
+        *,
+        scenario: str | None = None,
+        node_id: str | None = None,
     ) -> tuple[list[Job], int]:
-        """Jobs in submission order and the total matching `status`."""
+        """Jobs in submission order and the total matching every filter given (`node_id`:
+        the node that runs or last ran the job)."""
+        ...
+
+    def tally_jobs(self) -> list[JobTally]:
+        """Job counts read from the store, so every master reports the same, restart or not."""
+        ...
+
+    def ids_with_prefix(self, kind: Literal["job", "node"], prefix: str, limit: int) -> list[str]:
+        """Up to `limit` job or node ids that start with `prefix`, in id order."""
         ...
 
     def claim(self, node_id: str, now: float) -> Job | None:
@@ -143,6 +174,18 @@ class Store(Protocol):
     def list_results(
         self, job_id: str | None, limit: int | None, offset: int
     ) -> list[StoredResult]: ...
+
+    def finished_between(
+        self, since: float, until: float, limit: int, offset: int
+    ) -> list[JobDetail]:
+        """Finished jobs (completed, failed, canceled) completed in [since, until), in
+        submission order, each with its attempts and latest result."""
+        ...
+
+    def delete_finished(self, job_ids: Sequence[str]) -> int:
+        """Remove those of the jobs that are finished, with their attempts and results, in one
+        transaction; returns how many were removed (a job that is not finished stays)."""
+        ...
 
     def reap(self, now: float) -> ReapReport:
         """End what outlived its time: nodes past the node timeout go offline and their attempts

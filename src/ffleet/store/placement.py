@@ -100,8 +100,13 @@ def unschedulable_reason(tx: Tx, req: Requirements) -> str | None:
     return scheduling.unschedulable_reason(req, [traits_from_row(row) for row in sample])
 
 
-def clear_unschedulable(tx: Tx, node: scheduling.NodeTraits) -> None:
-    """A node joined or changed: jobs it can run are no longer unschedulable."""
+def refresh_unschedulable(tx: Tx) -> None:
+    """A node joined or changed: say anew why each unschedulable kind of job fits no node.
+
+    Cleared where a node now fits; otherwise the reason names the nodes there are now (a job
+    queued before any node joined must stop saying that none is registered).
+    """
     for kind in tx.all("unschedulable_kinds"):
-        if not scheduling.unmet(requirements(kind["requirements"]), node):
-            tx.run("now_schedulable", {"requirements": kind["requirements"]})
+        req = requirements(kind["requirements"])
+        reason = None if req is None else unschedulable_reason(tx, req)
+        tx.run("unschedulable_set", {"reason": reason, "requirements": kind["requirements"]})

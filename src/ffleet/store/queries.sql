@@ -107,11 +107,44 @@ SELECT * FROM jobs ORDER BY seq LIMIT :limit OFFSET :offset
 -- name: jobs_page_by_status
 SELECT * FROM jobs WHERE status = :status ORDER BY seq LIMIT :limit OFFSET :offset
 
+-- Any of status, scenario and node; a NULL filter matches every job.
+-- name: jobs_page_filtered
+SELECT * FROM jobs
+WHERE (CAST(:status AS TEXT) IS NULL OR status = :status)
+  AND (CAST(:scenario AS TEXT) IS NULL OR scenario = :scenario)
+  AND (CAST(:node AS TEXT) IS NULL OR node_id = :node)
+ORDER BY seq LIMIT :limit OFFSET :offset
+
+-- name: jobs_count_filtered
+SELECT count(*) FROM jobs
+WHERE (CAST(:status AS TEXT) IS NULL OR status = :status)
+  AND (CAST(:scenario AS TEXT) IS NULL OR scenario = :scenario)
+  AND (CAST(:node AS TEXT) IS NULL OR node_id = :node)
+
 -- name: jobs_count
 SELECT count(*) FROM jobs
 
 -- name: jobs_count_by_status
 SELECT count(*) FROM jobs WHERE status = :status
+
+-- What /metrics reports: jobs by status and submitted priority, unschedulable ones apart.
+-- name: jobs_tally
+SELECT status, base_priority AS priority, unschedulable_reason IS NOT NULL AS unschedulable,
+       count(*) AS jobs
+FROM jobs GROUP BY status, base_priority, unschedulable_reason IS NOT NULL
+
+-- Ids starting with what a user typed (tables print 8 characters); rare, so a scan is fine.
+-- name: job_ids_with_prefix
+SELECT id FROM jobs WHERE substr(id, 1, :length) = :prefix ORDER BY id LIMIT :limit
+
+-- name: node_ids_with_prefix
+SELECT id FROM nodes WHERE substr(id, 1, :length) = :prefix ORDER BY id LIMIT :limit
+
+-- Due pending jobs a claim would look at before the job at (:priority, :seq).
+-- name: jobs_ahead
+SELECT count(*) FROM jobs
+WHERE status = 'pending' AND not_before <= :now
+  AND (priority > :priority OR (priority = :priority AND seq < :seq))
 
 -- name: pending_top_priority
 SELECT max(priority) FROM jobs WHERE status = 'pending'
@@ -123,8 +156,8 @@ WHERE status = 'pending' AND priority < :top AND aged_at <= :cut
 -- name: unschedulable_kinds
 SELECT DISTINCT requirements FROM jobs WHERE unschedulable_reason IS NOT NULL
 
--- name: now_schedulable
-UPDATE jobs SET unschedulable_reason = NULL
+-- name: unschedulable_set
+UPDATE jobs SET unschedulable_reason = :reason
 WHERE unschedulable_reason IS NOT NULL AND requirements = :requirements
 
 -- ------------------------------------------------------------------------------- transitions
@@ -185,6 +218,23 @@ SELECT * FROM results WHERE job_id = :job_id ORDER BY attempt DESC LIMIT 1
 
 -- name: results_page
 SELECT * FROM results ORDER BY received_at, job_id, attempt LIMIT :limit OFFSET :offset
+
+-- Finished jobs by completion time, for `ffleet results export`.
+-- name: finished_between
+SELECT * FROM jobs
+WHERE status IN ('completed', 'failed', 'canceled')
+  AND completed_at >= :since AND completed_at < :until
+ORDER BY seq LIMIT :limit OFFSET :offset
+
+-- Only a finished job may be removed (after an export); its attempts and results go with it.
+-- name: job_delete_finished
+DELETE FROM jobs WHERE id = :id AND status IN ('completed', 'failed', 'canceled') RETURNING id
+
+-- name: attempts_delete
+DELETE FROM attempts WHERE job_id = :id
+
+-- name: results_delete
+DELETE FROM results WHERE job_id = :id
 
 -- name: results_of_job
 SELECT * FROM results WHERE job_id = :job_id ORDER BY attempt LIMIT :limit OFFSET :offset

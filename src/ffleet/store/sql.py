@@ -19,13 +19,14 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from ffleet import scheduling
 from ffleet.models import (
     Directive,
+    Explanation,
     Heartbeat,
     HeartbeatReply,
     Job,
@@ -48,12 +49,14 @@ from ffleet.store.base import (
     Conflict,
     IllegalTransition,
     InvalidRequest,
+    JobTally,
     NotFound,
     ReapReport,
     ResultOutcome,
     SchedulingPolicy,
 )
 from ffleet.store.db import Database, Row, Tx
+from ffleet.store.explain import explain
 from ffleet.store.migrate import migrate
 from ffleet.store.rows import (
     attempt_from_row,
@@ -63,7 +66,6 @@ from ffleet.store.rows import (
     node_from_row,
     node_status,
     result_from_row,
-    traits_from_row,
 )
 
 log = logging.getLogger(__name__)
@@ -128,7 +130,7 @@ class SqlStore:
                 node_id = registration.id or str(uuid.uuid4())
                 row = tx.one("node_insert", {**values, "id": node_id, "registered_at": now})
                 assert row is not None
-            placement.clear_unschedulable(tx, traits_from_row(row))
+            placement.refresh_unschedulable(tx)
             return node_from_row(row, [])
 
     def get_node(self, node_id: str) -> Node:
@@ -278,26 +280,70 @@ class SqlStore:
             row = tx.one("job_get", {"id": job_id})
             if row is None:
                 raise NotFound(f"job {job_id} not found")
-            history = [attempt_from_row(a) for a in tx.all("attempts_of_job", {"job_id": job_id})]
-            stored = tx.one("result_latest", {"job_id": job_id})
-            return JobDetail(
-                job=job_from_row(row),
-                attempts=history,
-                result=result_from_row(stored) if stored is not None else None,
-            )
+            return self._detail(tx, row)
+
+    @staticmethod
+    def _detail(tx: Tx, row: Row) -> JobDetail:
+        job_id = row["id"]
+        history = [attempt_from_row(a) for a in tx.all("attempts_of_job", {"job_id": job_id})]
+        stored = tx.one("result_latest", {"job_id": job_id})
+        return JobDetail(
+            job=job_from_row(row),
+            attempts=history,
+            result=result_from_row(stored) if stored is not None else None,
+        )
+
+    def explain(self, job_id: str, now: float) -> Explanation:
+        with self.db.transaction() as tx:
+            row = tx.one("job_get", {"id": job_id})
+            if row is None:
+                raise NotFound(f"job {job_id} not found")
+            return explain(tx, row, now, self.policy.node_timeout_s)
 
     def list_jobs(
-        self, status: str | None, limit: int | None, offset: int
+        self,
+        status: str | None,
+        limit: int | None,
+        offset: int,
+        *,
+        scenario: str | None = None,
+        node_id: str | None = None,
     ) -> tuple[list[Job], int]:
-        page = {"limit": NO_LIMIT if limit is None else limit, "offset": offset, "status": status}
+        page = {
+            "limit": NO_LIMIT if limit is None else limit,
+            "offset": offset,
+            "status": status,
+            "scenario": scenario,
+            "node": node_id,
+        }
         with self.db.transaction() as tx:
-            if status is None:
+            if scenario is not None or node_id is not None:
+                total = tx.scalar("jobs_count_filtered", page)
+                rows = tx.all("jobs_page_filtered", page)
+            elif status is None:
                 total = tx.scalar("jobs_count")
                 rows = tx.all("jobs_page", page)
             else:
                 total = tx.scalar("jobs_count_by_status", page)
                 rows = tx.all("jobs_page_by_status", page)
             return [job_from_row(row) for row in rows], int(total)
+
+    def tally_jobs(self) -> list[JobTally]:
+        with self.db.transaction() as tx:
+            return [
+                JobTally(
+                    status=row["status"],
+                    priority=int(row["priority"]),
+                    unschedulable=bool(row["unschedulable"]),
+                    jobs=int(row["jobs"]),
+                )
+                for row in tx.all("jobs_tally")
+            ]
+
+    def ids_with_prefix(self, kind: Literal["job", "node"], prefix: str, limit: int) -> list[str]:
+        params = {"prefix": prefix, "length": len(prefix), "limit": limit}
+        with self.db.transaction() as tx:
+            return [row["id"] for row in tx.all(f"{kind}_ids_with_prefix", params)]
 
     def claim(self, node_id: str, now: float) -> Job | None:
         with self.db.transaction() as tx:
@@ -434,6 +480,24 @@ class SqlStore:
         with self.db.transaction() as tx:
             rows = tx.all("results_page" if job_id is None else "results_of_job", page)
             return [result_from_row(row) for row in rows]
+
+    def finished_between(
+        self, since: float, until: float, limit: int, offset: int
+    ) -> list[JobDetail]:
+        page = {"since": since, "until": until, "limit": limit, "offset": offset}
+        with self.db.transaction() as tx:
+            return [self._detail(tx, row) for row in tx.all("finished_between", page)]
+
+    def delete_finished(self, job_ids: Sequence[str]) -> int:
+        removed = 0
+        with self.db.transaction() as tx:
+            for job_id in job_ids:
+                if tx.one("job_delete_finished", {"id": job_id}) is None:
+                    continue
+                tx.run("attempts_delete", {"id": job_id})
+                tx.run("results_delete", {"id": job_id})
+                removed += 1
+        return removed
 
     # ------------------------------------------------------------------ reaper
 

@@ -1,0 +1,90 @@
+"""GET /metrics: the fleet's gauges come from the store, requests count under route templates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.testclient import TestClient
+
+from ffleet.master.app import create_app
+from ffleet.master.settings import MasterSettings
+
+NODE = {"cpu_threads": 8, "ram_bytes": 8 << 30, "slots": 1}
+
+
+def scrape(client: TestClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    reply = client.get("/metrics")
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(reply.text)
+        for sample in family.samples
+    }
+
+
+def value(samples: dict, name: str, **labels: str) -> float | None:  # type: ignore[type-arg]
+    return samples.get((name, frozenset(labels.items())))
+
+
+def test_fleet_gauges_are_read_from_the_store_so_a_restart_keeps_them(tmp_path: Path) -> None:
+    settings = MasterSettings(store_url=f"sqlite:///{tmp_path / 'ffleet.db'}")
+    with TestClient(create_app(settings)) as first:
+        node_id = first.post("/nodes/register", json=NODE).json()["id"]
+        for priority in ("high", "high", "low"):
+            first.post("/jobs", json={"scenario": "360p-h264", "priority": priority})
+        first.post("/jobs", json={"scenario": "360p-h264", "requirements": {"gpu": True}})
+        assert first.get("/jobs/next", params={"node_id": node_id}).json()["priority"] == 10
+    with TestClient(create_app(settings)) as restarted:
+        samples = scrape(restarted)
+    assert value(samples, "ffleet_jobs", status="running", priority="10") == 1
+    assert value(samples, "ffleet_jobs", status="pending", priority="10") == 1
+    assert value(samples, "ffleet_jobs", status="pending", priority="0") == 1
+    assert value(samples, "ffleet_jobs_unschedulable") == 1
+    assert value(samples, "ffleet_nodes", status="busy") == 1
+    assert value(samples, "ffleet_nodes", status="offline") == 0
+    assert value(samples, "ffleet_node_running_jobs", node=node_id) == 1
+    age = value(samples, "ffleet_node_heartbeat_age_seconds", node=node_id)
+    assert age is not None and 0 <= age < 60
+    assert value(samples, "ffleet_long_poll_waiters") == 0
+    # what the first process counted is its own: the new one starts from zero
+    assert value(samples, "ffleet_job_wait_seconds_count", codec="h264") is None
+
+
+def test_outcomes_waits_and_stale_results_are_counted() -> None:
+    with TestClient(create_app(MasterSettings(store_url="memory"))) as client:
+        node_id = client.post("/nodes/register", json=NODE).json()["id"]
+        client.post("/jobs", json={"scenario": "360p-vp9"})
+        job = client.get("/jobs/next", params={"node_id": node_id}).json()
+        done = {"job_id": job["id"], "node_id": node_id, "attempt": 1, "status": "completed"}
+        assert client.post("/results", json=done).status_code == 200
+        stale = {**done, "attempt": 2}
+        assert client.post("/results", json=stale).status_code == 409
+        samples = scrape(client)
+    assert value(samples, "ffleet_job_outcomes_total", outcome="completed", reason="reported") == 1
+    assert value(samples, "ffleet_job_wait_seconds_count", codec="vp9") == 1
+    assert value(samples, "ffleet_job_run_seconds_count", codec="vp9") == 1
+    assert value(samples, "ffleet_dispatch_latency_seconds_count") == 1
+    assert value(samples, "ffleet_stale_results_total") == 1
+    assert value(samples, "ffleet_jobs", status="completed", priority="5") == 1
+
+
+def test_requests_count_under_their_route_template_whatever_the_ids() -> None:
+    with TestClient(create_app(MasterSettings(store_url="memory"))) as client:
+        client.get("/jobs/one")
+        client.get("/jobs/two")
+        client.get("/no/such/path")
+        client.get("/health")
+        samples = scrape(client)
+    route = {"route": "/jobs/{job_id}", "method": "GET"}
+    assert value(samples, "ffleet_http_requests_total", **route, status="404") == 2
+    assert value(samples, "ffleet_http_request_duration_seconds_count", **route) == 2
+    assert (
+        value(samples, "ffleet_http_requests_total", route="unmatched", method="GET", status="404")
+        == 1
+    )
+    assert (
+        value(samples, "ffleet_http_requests_total", route="/health", method="GET", status="200")
+        == 1
+    )
