@@ -25,7 +25,7 @@ from tests.conftest import store_url
 # FFLEET_FUZZ_EXAMPLES and FFLEET_FUZZ_RUNS raise them for a longer run.
 EXAMPLES = int(os.environ.get("FFLEET_FUZZ_EXAMPLES", "60"))
 SELF = ("/openapi.json", "/docs")  # the schema and its page do not describe themselves
-STATEFUL_RUNS = int(os.environ.get("FFLEET_FUZZ_RUNS", "30"))  # sequences of up to 10 calls
+STATEFUL_RUNS = int(os.environ.get("FFLEET_FUZZ_RUNS", "15"))  # sequences of up to 10 calls
 
 
 @pytest.fixture(params=["sqlite", "postgres"], scope="module")

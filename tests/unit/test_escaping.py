@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,15 @@ def test_a_stream_key_is_redacted() -> None:
     assert redact_stream_key("null") == "null"
 
 
+@pytest.fixture
+def cli_logging() -> Iterator[None]:
+    """`ffleet master` configures logging onto the runner's stream, which closes after it."""
+    handlers = list(logging.root.handlers)
+    yield
+    logging.root.handlers = handlers
+
+
+@pytest.mark.usefixtures("cli_logging")
 def test_a_mistyped_store_url_is_refused_without_its_password() -> None:
     from typer.testing import CliRunner
 
@@ -83,6 +93,7 @@ def test_a_mistyped_store_url_is_refused_without_its_password() -> None:
     assert "SECRET" not in outcome.output
 
 
+@pytest.mark.usefixtures("cli_logging")
 def test_the_store_url_can_come_from_a_file(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

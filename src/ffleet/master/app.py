@@ -33,6 +33,7 @@ from ffleet.master.http import (
     query_float,
     query_id,
     query_int,
+    query_name,
 )
 from ffleet.master.long_polls import LongPolls
 from ffleet.master.metrics import (
@@ -175,7 +176,10 @@ class MasterApp:
     async def create_batch(self, request: Request) -> Response:
         batch = await decode(request, JobBatch, self.limit)
         if len(batch.jobs) > self.settings.max_batch:
-            raise ApiError(413, f"a batch holds at most {self.settings.max_batch} jobs")
+            raise ApiError(
+                413,
+                f"a batch holds at most {self.settings.max_batch} jobs (the master's --max-batch)",
+            )
         check_submission(batch.jobs, self.settings, self.store)
         # Off the event loop: checking thousands of jobs against the fleet takes a while, and
         # /health and the long-polls must not wait for it.
@@ -195,7 +199,7 @@ class MasterApp:
             status,
             limit,
             offset,
-            scenario=request.query_params.get("scenario") or None,
+            scenario=query_name(request, "scenario"),
             node_id=query_id(request, "node_id"),
         )
         shown = [without_stream_key(job) for job in found]

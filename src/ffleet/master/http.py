@@ -121,6 +121,19 @@ def path_id(request: Request, name: str) -> str:
     return value
 
 
+_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$(?!\n)")
+
+
+def query_name(request: Request, name: str) -> str | None:
+    """A free-text filter (a scenario name): printable, at most 256 characters."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    if _NAME.search(raw) is None:
+        raise ApiError(400, f"query parameter {name} must be printable text of 1 to 256 characters")
+    return raw
+
+
 def query_id(request: Request, name: str) -> str | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":

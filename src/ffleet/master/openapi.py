@@ -44,17 +44,19 @@ from ffleet.models import (
 from ffleet.states import JobStatus
 
 _ID = {"type": "string", "pattern": ID_PATTERN}
+_NAME = {"type": "string", "maxLength": 256, "pattern": r"^[^\x00-\x1f\x7f]+$(?!\n)"}
 _PAGE = {"type": "integer", "minimum": 0}
 _EPOCH = {"type": "number", "minimum": 0, "maximum": 2**40}
 PROMETHEUS_TEXT = "text/plain"  # the one reply that is not JSON
 
 
 def _query(name: str, schema: dict[str, Any], what: str, required: bool = False) -> dict[str, Any]:
+    """A query parameter; an optional one given empty (`?status=`) counts as not given."""
     return {
         "name": name,
         "in": "query",
         "required": required,
-        "schema": schema,
+        "schema": schema if required else {"anyOf": [schema, {"const": ""}]},
         "description": what,
     }
 
@@ -169,7 +171,7 @@ def endpoints(max_wait_s: float) -> list[Endpoint]:
                 _query(
                     "status", {"type": "string", "enum": [s.value for s in JobStatus]}, "filter"
                 ),
-                _query("scenario", {"type": "string"}, "only jobs of this scenario"),
+                _query("scenario", _NAME, "only jobs of this scenario"),
                 _query("node_id", _ID, "only jobs this node ran or runs"),
                 _limit(1000, 10_000),
                 _OFFSET,
