@@ -20,6 +20,7 @@ from bench import (
     fleet_efficiency,
     memory,
     observability,
+    split_makespan,
 )
 from bench.common import Context, Figure, parser, print_table, session
 
@@ -31,6 +32,7 @@ SUITES: list[tuple[str, Callable[[Context], list[Figure]]]] = [
     (observability.TITLE, observability.run),
     (fleet_efficiency.TITLE, fleet_efficiency.run),
     (agent_overhead.TITLE, agent_overhead.run),
+    (split_makespan.TITLE, split_makespan.run),
 ]
 
 

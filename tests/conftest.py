@@ -28,11 +28,15 @@ def postgres_available() -> str | None:
 
 
 def reset_postgres() -> None:
+    """Drop every table of the test database, whichever migrations created them."""
     engine = create_engine(POSTGRES_URL)
     with engine.begin() as conn:
-        conn.execute(
-            text("DROP TABLE IF EXISTS results, attempts, jobs, nodes, ffleet_schema CASCADE")
+        found = conn.execute(
+            text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
         )
+        tables = ", ".join(f'"{name}"' for (name,) in found)
+        if tables:
+            conn.execute(text(f"DROP TABLE IF EXISTS {tables} CASCADE"))
     engine.dispose()
 
 

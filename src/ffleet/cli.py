@@ -118,12 +118,16 @@ JsonOption = Annotated[
 @contextmanager
 def fleet_client(master_url: str) -> Iterator[FleetClient]:
     """A client whose refusals and connection failures become one clear line and exit code."""
+    from ffleet.blobs import BlobError
     from ffleet.client import FleetClient, MasterRejected, MasterUnavailable
 
     client = FleetClient(master_url)
     with client:
         try:
             yield client
+        except BlobError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
         except MasterRejected as exc:
             typer.echo(
                 f"error: the master refused: {exc.message} (HTTP {exc.status_code})", err=True
@@ -184,6 +188,14 @@ def submit(
     timeout: Annotated[
         float | None, duration_option("FFLEET_TIMEOUT", "Job timeout (default: derived).")
     ] = None,
+    split: Annotated[
+        float | None,
+        duration_option(
+            "FFLEET_SPLIT",
+            "Cut the input (a blob) into segments of about this length at keyframes, encode "
+            "them across the fleet and join them; the job shown is the parent.",
+        ),
+    ] = None,
     require_gpu: Annotated[
         bool, typer.Option(envvar="FFLEET_REQUIRE_GPU", help="Only GPU nodes may run it.")
     ] = False,
@@ -228,9 +240,12 @@ def submit(
                 max_attempts=max_attempts,
                 timeout_s=timeout,
                 requirements=requirements,
+                split_s=split,
             )
         except msgspec.ValidationError as exc:
             raise typer.BadParameter(str(exc)) from None
+        if split is not None and count > 1:
+            raise typer.BadParameter("--split submits one job; leave --count out")
         requests = [request] * count
     with fleet_client(master) as client:
         created = client.submit(requests)
@@ -415,6 +430,45 @@ def retry(
         print_json(found)
         return
     typer.echo(f"{found.id}: {found.status}")
+
+
+@app.command()
+def upload(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    master: MasterOption = DEFAULT_MASTER_URL,
+) -> None:
+    """Upload FILE to the master (resumed if interrupted); print only its blob:sha256:... ref,
+    for a job's --param input=."""
+    with fleet_client(master) as client:
+        typer.echo(client.upload_blob(file))
+
+
+@app.command()
+def download(
+    job_id: str,
+    out: Annotated[
+        Path | None,
+        typer.Option(envvar="FFLEET_OUT", help="Where to write it (default: ./JOB_ID.EXT)."),
+    ] = None,
+    master: MasterOption = DEFAULT_MASTER_URL,
+) -> None:
+    """Fetch a completed job's output file (hash-verified, resumed if interrupted)."""
+    from ffleet.agent.argv import output_extension
+    from ffleet.blobs import parse_ref
+    from ffleet.scenarios import parse_scenario
+
+    with fleet_client(master) as client:
+        detail = client.job(job_id)
+        metrics = (detail.get("result") or {}).get("metrics") or {}
+        ref = metrics.get("output_blob")
+        if not isinstance(ref, str):
+            why = (metrics.get("unavailable") or {}).get("output_blob", "no output was kept")
+            typer.echo(f"error: job {job_id} ({detail['status']}) has no output: {why}", err=True)
+            raise typer.Exit(1)
+        codec = parse_scenario(detail["scenario"]).codec
+        target = out or Path(f"{job_id}.{output_extension(codec)}")
+        client.download_blob(parse_ref(ref), target)
+    typer.echo(str(target))
 
 
 @app.command()

@@ -199,6 +199,9 @@ class JobRequest(Struct, kw_only=True):
     not_before: TimeText | None = None
     timeout_s: Annotated[float, Meta(gt=0, le=365 * 86400)] | None = None
     max_attempts: Annotated[int, Meta(ge=1, le=100)] = 3
+    # Split the input (a blob) into segments of about this many seconds, cut at keyframes,
+    # encoded as child jobs across the fleet and joined; the job itself is the parent.
+    split_s: Annotated[float, Meta(ge=1, le=3600)] | None = None
 
 
 class JobBatch(Struct, kw_only=True):

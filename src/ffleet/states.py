@@ -35,6 +35,7 @@ class Event(StrEnum):
     REQUEUE = "requeue"
     ABORT = "abort"
     RETRY = "retry"
+    SPLIT = "split"
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ MOVES: dict[Event, Move] = {
     Event.FAIL: _move({JobStatus.RUNNING}, JobStatus.FAILED, "failed and not retried"),
     Event.REQUEUE: _move({JobStatus.RUNNING}, JobStatus.PENDING, "attempt ended; queued again"),
     Event.ABORT: _move({JobStatus.RUNNING}, JobStatus.CANCELED, "stopped by its agent on cancel"),
+    Event.SPLIT: _move(
+        {JobStatus.PENDING}, JobStatus.RUNNING, "split: its segments run as child jobs"
+    ),
     Event.RETRY: _move(
         {JobStatus.FAILED, JobStatus.CANCELED}, JobStatus.PENDING, "retried by a user"
     ),

@@ -72,7 +72,9 @@ def reflected(conn: Connection) -> dict[str, Any]:
 
 
 def _declared_index(index: Index, dialect: str) -> tuple[str, list[str], bool, str | None]:
-    columns = [str(e).removeprefix("jobs.").replace(" DESC", " desc") for e in index.expressions]
+    assert index.table is not None
+    prefix = f"{index.table.name}."
+    columns = [str(e).removeprefix(prefix).replace(" DESC", " desc") for e in index.expressions]
     where = index.dialect_options[dialect]["where"]
     condition = None
     if where is not None:
@@ -105,6 +107,23 @@ def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
         }
     engine.dispose()
     return rows
+
+
+def shipped() -> list[tuple[int, str]]:
+    """The versions this ffleet's migrations record (the same for both engines)."""
+    return [(m.version, m.description) for m in load("sqlite")]
+
+
+LATEST = shipped()[-1][0]
+V1 = [(1, "nodes, jobs, attempts, results")]
+
+
+def kept(before: list[tuple[Any, ...]], after: list[tuple[Any, ...]]) -> bool:
+    """Every row as it was; columns that later migrations added at the end hold NULL."""
+    return len(before) == len(after) and all(
+        row[: len(old)] == old and all(v is None for v in row[len(old) :])
+        for old, row in zip(before, after, strict=True)
+    )
 
 
 def versions(url: str) -> list[tuple[int, str]]:
@@ -152,11 +171,12 @@ def test_migrations_build_the_declared_schema(backend_url: str) -> None:
 def test_reopening_applies_nothing(file_url: str) -> None:
     open_store(file_url).close()
     open_store(file_url).close()
-    assert versions(file_url) == [(1, "nodes, jobs, attempts, results")]
+    assert versions(file_url) == shipped()
 
 
-def test_a_release_0_1_0_database_is_version_1_and_keeps_every_row(release_0_1_0: str) -> None:
+def test_a_release_0_1_0_database_upgrades_and_keeps_every_row(release_0_1_0: str) -> None:
     before = snapshot(release_0_1_0)
+    assert versions(release_0_1_0) == V1
     assert {table: len(rows) for table, rows in before.items()} == {
         "nodes": 2,
         "jobs": 5,
@@ -167,7 +187,7 @@ def test_a_release_0_1_0_database_is_version_1_and_keeps_every_row(release_0_1_0
     try:
         assert isinstance(store, SqlStore)
         with store.db.engine.connect() as conn:
-            assert reflected(conn) == declared(conn)  # 0.1.0 made exactly migration 1
+            assert reflected(conn) == declared(conn)  # 0.1.0 made migration 1, the rest apply
         found, total = store.list_jobs(None, None, 0)
         assert total == 5
         assert sorted(j.status for j in found) == [
@@ -186,8 +206,9 @@ def test_a_release_0_1_0_database_is_version_1_and_keeps_every_row(release_0_1_0
         assert [a.outcome for a in failed.attempts] == ["failed", "failed"]
     finally:
         store.close()
-    assert snapshot(release_0_1_0) == before
-    assert versions(release_0_1_0) == [(1, "nodes, jobs, attempts, results")]
+    after = snapshot(release_0_1_0)
+    assert all(kept(before[table], after[table]) for table in TABLES)
+    assert versions(release_0_1_0) == shipped()
 
 
 def test_pending_migrations_apply_in_order_and_keep_every_row(
@@ -198,20 +219,25 @@ def test_pending_migrations_apply_in_order_and_keep_every_row(
     for entry in MIGRATIONS.iterdir():
         if entry.name.endswith(".sql"):
             (steps / entry.name).write_text(entry.read_text("utf-8"))
-    (steps / "0002_node_notes.sql").write_text(
+    (steps / f"{LATEST + 1:04d}_node_notes.sql").write_text(
         "-- nodes get a note\nALTER TABLE nodes ADD COLUMN note TEXT;\n"
     )
-    # Needs 0002's column; each engine runs its own variant.
+    # Needs the previous one's column; each engine runs its own variant.
     for dialect in ("sqlite", "postgresql"):
-        (steps / f"0003_fill_notes.{dialect}.sql").write_text(
+        (steps / f"{LATEST + 2:04d}_fill_notes.{dialect}.sql").write_text(
             f"-- notes filled in\nUPDATE nodes SET note = '{dialect}:' || id;\n"
             "CREATE INDEX ix_nodes_note ON nodes (note);\n"
         )
+    store = open_store(release_0_1_0)  # up to this ffleet's own latest version
+    store.close()
     before = snapshot(release_0_1_0)
     store = open_store(release_0_1_0)
     try:
         assert isinstance(store, SqlStore)
-        assert migrate(store.db, time.time(), load(store.db.dialect, steps)) == [2, 3]
+        assert migrate(store.db, time.time(), load(store.db.dialect, steps)) == [
+            LATEST + 1,
+            LATEST + 2,
+        ]
         assert migrate(store.db, time.time(), load(store.db.dialect, steps)) == []
         dialect = store.db.dialect
     finally:
@@ -223,9 +249,9 @@ def test_pending_migrations_apply_in_order_and_keep_every_row(
         t: before[t] for t in TABLES if t != "nodes"
     }
     assert versions(release_0_1_0) == [
-        (1, "nodes, jobs, attempts, results"),
-        (2, "nodes get a note"),
-        (3, "notes filled in"),
+        *shipped(),
+        (LATEST + 1, "nodes get a note"),
+        (LATEST + 2, "notes filled in"),
     ]
 
 
@@ -235,7 +261,7 @@ def test_a_failed_migration_changes_nothing(release_0_1_0: str, tmp_path: Path) 
     for entry in MIGRATIONS.iterdir():
         if entry.name.endswith(".sql"):
             (steps / entry.name).write_text(entry.read_text("utf-8"))
-    (steps / "0002_half.sql").write_text(
+    (steps / f"{LATEST + 1:04d}_half.sql").write_text(
         "-- breaks halfway\nALTER TABLE nodes ADD COLUMN note TEXT;\nALTER TABLE nope ADD x INT;\n"
     )
     before = snapshot(release_0_1_0)
@@ -246,8 +272,9 @@ def test_a_failed_migration_changes_nothing(release_0_1_0: str, tmp_path: Path) 
             migrate(store.db, time.time(), load(store.db.dialect, steps))
     finally:
         store.close()
-    assert snapshot(release_0_1_0) == before
-    assert versions(release_0_1_0) == [(1, "nodes, jobs, attempts, results")]
+    after = snapshot(release_0_1_0)
+    assert all(kept(before[table], after[table]) for table in TABLES)
+    assert versions(release_0_1_0) == shipped()  # this ffleet's own ones, not the broken one
 
 
 def _from_the_future(url: str) -> None:
@@ -260,7 +287,8 @@ def _from_the_future(url: str) -> None:
 
 def test_a_database_from_a_newer_ffleet_is_refused(file_url: str) -> None:
     _from_the_future(file_url)
-    with pytest.raises(SchemaTooNew, match="schema version 7, newer than the 1 this ffleet"):
+    refused = f"schema version 7, newer than the {LATEST} this ffleet"
+    with pytest.raises(SchemaTooNew, match=refused):
         open_store(file_url)
     assert versions(file_url)[-1] == (7, "from a newer ffleet")
 
@@ -275,6 +303,6 @@ def test_ffleet_master_says_why_it_refuses_a_newer_database(tmp_path: Path) -> N
 
 def test_migration_files_load_for_each_engine() -> None:
     for dialect in ("sqlite", "postgresql"):
-        (first,) = load(dialect)
+        first = load(dialect)[0]
         assert (first.version, first.description) == (1, "nodes, jobs, attempts, results")
         assert len(first.statements) == 8  # four tables, four indexes

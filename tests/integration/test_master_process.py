@@ -57,7 +57,9 @@ def test_v1_flow_over_real_http(fleet: Fleet) -> None:
 
 
 def test_concurrent_http_claims_hand_out_each_job_once(fleet: Fleet) -> None:
-    master = fleet.master()
+    # The claimers never heartbeat: the node timeout must outlast the whole run, or the reaper
+    # rightly hands their jobs out again on a slow machine.
+    master = fleet.master(node_timeout="10m")
     total = 1000
     for start in range(0, total, 250):
         batch = [{"scenario": "360p-h264"} for _ in range(start, start + 250)]

@@ -164,6 +164,20 @@ def agent(
             help="Free MiB a job's encoded file must leave in the work dir.",
         ),
     ] = AGENT_DEFAULTS.min_free_disk_mib,
+    cache_bytes: Annotated[
+        int,
+        typer.Option(
+            envvar="FFLEET_CACHE_BYTES",
+            help="Disk the input-blob cache may use in the work dir (least recently used out).",
+        ),
+    ] = AGENT_DEFAULTS.cache_bytes,
+    kept_output_bytes: Annotated[
+        int,
+        typer.Option(
+            envvar="FFLEET_KEPT_OUTPUT_BYTES",
+            help="Disk for outputs the master could not take yet (oldest removed past it).",
+        ),
+    ] = AGENT_DEFAULTS.kept_output_bytes,
     metrics_port: Annotated[
         int | None,
         typer.Option(
@@ -208,6 +222,8 @@ def agent(
             allowed_output_hosts=tuple(allow_output_host or ()),
             max_job_memory_mib=max_job_memory,
             min_free_disk_mib=min_free_disk,
+            cache_bytes=cache_bytes,
+            kept_output_bytes=kept_output_bytes,
             metrics_port=metrics_port,
             metrics_host=metrics_host,
         )

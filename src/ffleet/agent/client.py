@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import httpx
 import msgspec
 
+from ffleet import transfers
 from ffleet.models import (
     HeartbeatReply,
     Job,
@@ -155,6 +157,15 @@ class MasterClient:
         """
         body = {"node_id": node_id, "attempt": attempt, "reason": reason}
         return self._decode(self._send("POST", f"/jobs/{job_id}/release", body), Job)
+
+    def upload_blob(self, path: Path) -> str:
+        """Upload a file as a blob (resumed if interrupted); its `blob:sha256:...` reference.
+        BlobError when the master refuses it or cannot be reached."""
+        return transfers.upload(self._http, path)
+
+    def download_blob(self, digest: str, target: Path) -> Path:
+        """Fetch a blob into `target`, hash-verified (fetched again if it arrived corrupt)."""
+        return transfers.download(self._http, digest, target)
 
     # ------------------------------------------------------------------ plumbing
 

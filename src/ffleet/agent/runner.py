@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from urllib.parse import urlsplit
 
+from ffleet.agent.blob_cache import BlobCache
 from ffleet.agent.client import MasterClient, MasterRejected, MasterUnavailable
 from ffleet.agent.executor import Execution, execute
 from ffleet.agent.exporter import AgentExporter, RunningJob
 from ffleet.agent.hardware import Hardware, registration_payload
+from ffleet.agent.job_blobs import JobBlobs
 from ffleet.agent.job_limits import (
     MIB,
     NotOnThisAgent,
@@ -34,6 +36,7 @@ from ffleet.agent.job_limits import (
 from ffleet.agent.settings import AgentSettings
 from ffleet.agent.spool import Spool
 from ffleet.agent.work_dir import WorkDirInUse, lock_work_dir, read_node_id, write_node_id
+from ffleet.blobs import BlobError
 from ffleet.models import (
     Directive,
     Job,
@@ -121,6 +124,10 @@ class Agent:
         except WorkDirInUse as exc:
             raise AgentError(str(exc)) from None
         self.spool = Spool(config.work_dir)
+        self.cache = BlobCache(config.work_dir / "blobs", config.cache_bytes)
+        self.files = JobBlobs(
+            client, self.cache, config.work_dir / "outputs", config.kept_output_bytes
+        )
         self.node_id = read_node_id(config.work_dir)
         self._encoders = frozenset((*hardware.encoders, *hardware.hw_encoders))
         self._running: dict[str, _Running] = {}
@@ -454,20 +461,24 @@ class Agent:
             check_resources(spec, self._limits, job_dir)
             # The master ends the attempt at the same bound; a v1.0 master sends none.
             entry.timeout_s = job.timeout_s or default_timeout_s(spec)
-            return execute(
-                spec,
-                ffmpeg=self.hardware.ffmpeg_path,
-                encoders=self._encoders,
-                work_dir=job_dir,
-                timeout_s=entry.timeout_s,
-                cancel=entry.cancel,
-                on_progress=entry.set_progress,
-                allowed_input_dirs=self.config.input_dirs,
-            )
+            with self.files.input_of(spec) as local:
+                execution = execute(
+                    local,
+                    ffmpeg=self.hardware.ffmpeg_path,
+                    encoders=self._encoders,
+                    work_dir=job_dir,
+                    timeout_s=entry.timeout_s,
+                    cancel=entry.cancel,
+                    on_progress=entry.set_progress,
+                    allowed_input_dirs=(*self.config.input_dirs, self.cache.directory),
+                )
+            return self.files.deliver(job.id, execution)
         except NotOnThisAgent as exc:  # another agent may run it
             return Execution("failed", {}, {}, str(exc), retryable=True)
         except ScenarioError as exc:
             return Execution("failed", {}, {}, str(exc), retryable=False)
+        except BlobError as exc:  # the master may serve it again (restart, network back)
+            return Execution("failed", {}, {}, f"input blob: {exc}", retryable=True)
         except Exception as exc:
             log.exception("job %s: the agent failed to run it", job.id)
             return Execution("failed", {}, {}, f"agent error: {exc!r}", retryable=True)

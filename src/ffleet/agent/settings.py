@@ -36,6 +36,8 @@ class AgentSettings:
     allowed_output_hosts: tuple[str, ...] = ()  # hosts jobs may stream to; none by default
     max_job_memory_mib: int = 0  # 0: 80% of this machine's memory
     min_free_disk_mib: int = 1024  # free space a job's encoded file must leave in the work dir
+    cache_bytes: int = 20 * 1024**3  # input blobs kept for later jobs, least recently used out
+    kept_output_bytes: int = 10 * 1024**3  # outputs the master could not take yet
     metrics_port: int | None = None  # None: no metrics endpoint
     metrics_host: str = "127.0.0.1"  # the endpoint has no authentication: loopback by default
 
@@ -52,6 +54,8 @@ class AgentSettings:
         require(self.grace_s >= 0, "--grace must not be negative")
         require(self.max_job_memory_mib >= 0, "--max-job-memory must not be negative")
         require(self.min_free_disk_mib >= 0, "--min-free-disk must not be negative")
+        require(self.cache_bytes > 0, "--cache-bytes must be more than 0")
+        require(self.kept_output_bytes >= 0, "--kept-output-bytes must not be negative")
         require(
             self.metrics_port is None or 0 < self.metrics_port < 65536,
             f"--metrics-port must be between 1 and 65535 (got {self.metrics_port})",

@@ -21,8 +21,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ffleet.blobs import BlobError, BlobStore, DirectoryBlobStore, is_ref, parse_ref
 from ffleet.master import openapi, ui
 from ffleet.master.archive import ArchiveCollector, ResultArchive
+from ffleet.master.blob_routes import BlobRoutes
 from ffleet.master.dispatch import Dispatcher
 from ffleet.master.http import (
     ApiError,
@@ -46,6 +48,7 @@ from ffleet.master.quotas import check_submission
 from ffleet.master.rate_limit import RateLimiter, RateLimitMiddleware
 from ffleet.master.settings import MasterSettings
 from ffleet.master.slow_clients import BodyTimeoutMiddleware
+from ffleet.master.splitter import SplitRefused, Splitter, check_request
 from ffleet.models import (
     INT32_MAX,
     DrainRequest,
@@ -96,7 +99,7 @@ def detail_body(detail: JobDetail) -> dict[str, Any]:
 class MasterApp:
     """Routes bound to one store and one dispatcher."""
 
-    def __init__(self, store: Store, settings: MasterSettings) -> None:
+    def __init__(self, store: Store, settings: MasterSettings, blobs: BlobStore) -> None:
         self.store = store
         self.settings = settings
         self.dispatcher = Dispatcher()
@@ -109,6 +112,8 @@ class MasterApp:
         self.limit = settings.max_body_bytes
         self.openapi = openapi.spec(settings.max_wait_s)
         self.docs_page = openapi.docs_html(settings.max_wait_s)
+        self.blobs = BlobRoutes(blobs, settings.max_blob_bytes)
+        self.splitter = Splitter(store, blobs, None)
 
     # -------------------------------------------------------------- nodes
 
@@ -165,12 +170,40 @@ class MasterApp:
 
     # -------------------------------------------------------------- jobs
 
+    def _check_inputs(self, requests: list[JobRequest]) -> None:
+        """A job naming a blob the master does not hold could never run: refuse it now."""
+        for job_request in requests:
+            source = job_request.parameters.get("input")
+            if not is_ref(source):
+                continue
+            try:
+                digest = parse_ref(source)
+            except BlobError as exc:
+                raise ApiError(400, f"parameter 'input': {exc}") from None
+            if self.blobs.store.size(digest) is None:
+                raise ApiError(400, f"parameter 'input': no blob {source}; upload it first")
+
     async def create_job(self, request: Request) -> Response:
         job_request = await decode(request, JobRequest, self.limit)
         check_submission([job_request], self.settings, self.store)
+        self._check_inputs([job_request])
+        if job_request.split_s is not None:
+            return self._create_split(job_request, job_request.split_s)
         (job,) = self.store.create_jobs([job_request], time.time())
         log.info("job created: %s (%s)", job.id, job.scenario)
         self.dispatcher.notify()
+        return JsonResponse(job, status_code=201)
+
+    def _create_split(self, job_request: JobRequest, split_s: float) -> Response:
+        source = job_request.parameters.get("input")
+        held = is_ref(source) and self.blobs.store.size(parse_ref(source)) is not None
+        try:
+            check_request(job_request, held)
+        except SplitRefused as exc:
+            raise ApiError(400, str(exc)) from None
+        job = self.store.create_split(job_request, split_s, time.time())
+        self.splitter.wake()
+        log.info("split job created: %s (%s, %g s segments)", job.id, job.scenario, split_s)
         return JsonResponse(job, status_code=201)
 
     async def create_batch(self, request: Request) -> Response:
@@ -180,7 +213,10 @@ class MasterApp:
                 413,
                 f"a batch holds at most {self.settings.max_batch} jobs (the master's --max-batch)",
             )
+        if any(job_request.split_s is not None for job_request in batch.jobs):
+            raise ApiError(400, "submit split jobs one at a time (POST /jobs)")
         check_submission(batch.jobs, self.settings, self.store)
+        self._check_inputs(batch.jobs)
         # Off the event loop: checking thousands of jobs against the fleet takes a while, and
         # /health and the long-polls must not wait for it.
         created = await asyncio.to_thread(self.store.create_jobs, batch.jobs, time.time())
@@ -207,7 +243,9 @@ class MasterApp:
 
     async def get_job(self, request: Request) -> Response:
         detail = self._by_id("job", path_id(request, "job_id"), self.store.get_job)
-        return JsonResponse(detail_body(detail))
+        body = detail_body(detail)
+        body.update(self.store.split_links(detail.job.id))
+        return JsonResponse(body)
 
     async def purge_jobs(self, request: Request) -> Response:
         """Remove finished jobs with their attempts and results (after an export)."""
@@ -296,6 +334,7 @@ class MasterApp:
             lambda job_id: self.store.cancel(job_id, time.time()),
         )
         log.info("job %s cancel requested (now %s)", job.id, job.status)
+        self.splitter.wake()
         return JsonResponse(job)
 
     async def retry(self, request: Request) -> Response:
@@ -305,6 +344,7 @@ class MasterApp:
             lambda job_id: self.store.retry(job_id, time.time()),
         )
         log.info("job %s queued again by a user", job.id)
+        self.splitter.wake()
         self.metrics.user_retried()
         self.dispatcher.notify()
         return JsonResponse(job)
@@ -345,6 +385,7 @@ class MasterApp:
             if self.archive is not None and result.status == "completed":
                 self.archive.add(result, job, job.completed_at or time.time())
             self._wake_when_due(job)
+            self.splitter.wake()  # the job may be a split job's child
         reply: dict[str, Any] = {"status": "success"}
         if outcome.duplicate:
             reply["duplicate"] = True
@@ -442,6 +483,7 @@ class MasterApp:
                 Route(path, _by_method(handlers), methods=list(handlers))
                 for path, handlers in self.endpoints().items()
             ),
+            *self.blobs.routes(),
         ]
 
 
@@ -489,12 +531,19 @@ def create_app(settings: MasterSettings, store: Store | None = None) -> Starlett
 
     owned = store is None
     master = MasterApp(
-        store if store is not None else open_store(settings.store_url, settings.policy), settings
+        store if store is not None else open_store(settings.store_url, settings.policy),
+        settings,
+        DirectoryBlobStore(settings.blob_root),
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(master.reaper())]
+        sweep_every = min(3600.0, settings.blob_retention_s / 2)
+        tasks = [
+            asyncio.create_task(master.reaper()),
+            asyncio.create_task(master.blobs.sweeper(settings.blob_retention_s, sweep_every)),
+            asyncio.create_task(master.splitter.run(master.dispatcher.notify)),
+        ]
         if master.archive is not None:
             tasks.append(asyncio.create_task(master.archive.run()))
         try:

@@ -173,6 +173,23 @@ def master(
             "FFLEET_BODY_TIMEOUT", "Each part of a request body must arrive within this (else 408)."
         ),
     ] = Seconds(MASTER_DEFAULTS.body_timeout_s),
+    blob_dir: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="FFLEET_BLOB_DIR",
+            help="Where uploaded inputs and job outputs are kept, named by SHA-256 (default: "
+            "<database>-blobs beside a SQLite store, else ./ffleet-blobs).",
+        ),
+    ] = MASTER_DEFAULTS.blob_dir,
+    max_blob_bytes: Annotated[
+        int, typer.Option(envvar="FFLEET_MAX_BLOB_BYTES", help="Largest blob an upload may be.")
+    ] = MASTER_DEFAULTS.max_blob_bytes,
+    blob_retention: Annotated[
+        float,
+        duration_option(
+            "FFLEET_BLOB_RETENTION", "A blob neither uploaded nor read this long is deleted."
+        ),
+    ] = Seconds(MASTER_DEFAULTS.blob_retention_s),
     victoriametrics_url: Annotated[
         str | None,
         typer.Option(
@@ -224,6 +241,9 @@ def master(
             max_connections=max_connections,
             header_timeout_s=header_timeout,
             body_timeout_s=body_timeout,
+            blob_dir=blob_dir,
+            max_blob_bytes=max_blob_bytes,
+            blob_retention_s=blob_retention,
             victoriametrics_url=victoriametrics_url,
         )
     )

@@ -11,6 +11,7 @@ process refuses only what it can see itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ffleet.durations import format_duration
 from ffleet.policy import SchedulingPolicy
@@ -44,6 +45,20 @@ class MasterSettings:
     max_connections: int = 4096  # open connections; past it requests get 503
     header_timeout_s: float = 10.0  # a client must send its request headers within this
     body_timeout_s: float = 30.0  # ... and each part of its body within this
+    blob_dir: Path | None = None  # None: beside the SQLite database (see `blob_root`)
+    max_blob_bytes: int = 100 * 1024**3
+    blob_retention_s: float = 7 * 24 * 3600.0  # a blob neither written nor read this long goes
+
+    @property
+    def blob_root(self) -> Path:
+        """`--blob-dir`, else `<database>-blobs` beside a SQLite file, else `ffleet-blobs`."""
+        if self.blob_dir is not None:
+            return self.blob_dir
+        if self.store_url.startswith("sqlite:///"):
+            database = Path(self.store_url.removeprefix("sqlite:///"))
+            return database.with_name(f"{database.stem}-blobs")
+        return Path("ffleet-blobs")
+
     victoriametrics_url: str | None = None  # where completed results' figures are pushed
 
     def __post_init__(self) -> None:
@@ -84,6 +99,8 @@ class MasterSettings:
         require(self.rate_limit >= 0, "--rate-limit must not be negative (0 turns it off)")
         require_positive("--header-timeout", self.header_timeout_s)
         require_positive("--body-timeout", self.body_timeout_s)
+        require(self.max_blob_bytes > 0, "--max-blob-bytes must be more than 0")
+        require_positive("--blob-retention", self.blob_retention_s)
         require(
             self.victoriametrics_url is None
             or self.victoriametrics_url.startswith(("http://", "https://")),

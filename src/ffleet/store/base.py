@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ffleet.models import (
     Explanation,
@@ -19,10 +19,14 @@ from ffleet.models import (
     JobRequest,
     Node,
     NodeRegistration,
+    Progress,
     ResultSubmission,
     StoredResult,
 )
 from ffleet.policy import SchedulingPolicy as SchedulingPolicy  # the store's input, re-exported
+
+if TYPE_CHECKING:
+    from ffleet.store.splits import SplitState
 
 
 class StoreError(Exception):
@@ -191,4 +195,44 @@ class Store(Protocol):
         """End what outlived its time: nodes past the node timeout go offline and their attempts
         end; attempts past their job timeout end; ended attempts retry with backoff or fail.
         Also ages long-waiting pending jobs. Safe to run concurrently from several masters."""
+        ...
+
+    # ------------------------------------------------------------ split jobs (store/splits.py)
+
+    def create_split(self, request: JobRequest, segment_s: float, now: float) -> Job:
+        """Queue a split job's parent and start it at once, on no node: it runs over its
+        children, which `plan_split` creates."""
+        ...
+
+    def running_splits(self) -> list[SplitState]:
+        """Every running parent with its plan and its current attempt's children."""
+        ...
+
+    def plan_split(
+        self,
+        parent_id: str,
+        attempt: int,
+        plan: dict[str, Any],
+        children: Sequence[JobRequest],
+        now: float,
+    ) -> list[Job]:
+        """Record the plan and queue the children, atomically, once per parent attempt."""
+        ...
+
+    def record_split_progress(self, parent_id: str, progress: Progress) -> None: ...
+
+    def finish_split(
+        self,
+        parent_id: str,
+        attempt: int,
+        status: str,
+        metrics: dict[str, Any],
+        error: str | None,
+        now: float,
+    ) -> Job:
+        """End the parent (`completed`, `failed` or `canceled`) with its result."""
+        ...
+
+    def split_links(self, job_id: str) -> dict[str, Any]:
+        """A parent's plan or a child's parent, for GET /jobs/{id}."""
         ...

@@ -238,3 +238,42 @@ DELETE FROM results WHERE job_id = :id
 
 -- name: results_of_job
 SELECT * FROM results WHERE job_id = :job_id ORDER BY attempt LIMIT :limit OFFSET :offset
+
+-- ------------------------------------------------------------------------------- split jobs
+
+-- name: split_insert
+INSERT INTO splits (job_id, segment_s, plan) VALUES (:job_id, :segment_s, NULL)
+
+-- name: split_get
+SELECT * FROM splits WHERE job_id = :job_id
+
+-- name: split_plan_store
+UPDATE splits SET plan = :plan WHERE job_id = :job_id
+
+-- name: splits_running
+SELECT jobs.*, splits.segment_s AS split_segment_s, splits.plan AS split_plan
+FROM jobs JOIN splits ON splits.job_id = jobs.id
+WHERE jobs.status = 'running' ORDER BY jobs.seq
+
+-- name: split_child_insert
+INSERT INTO split_children (child_id, parent_id, parent_attempt, segment)
+VALUES (:child_id, :parent_id, :parent_attempt, :segment)
+
+-- name: split_children_of
+SELECT split_children.segment, jobs.*
+FROM split_children JOIN jobs ON jobs.id = split_children.child_id
+WHERE split_children.parent_id = :parent_id AND split_children.parent_attempt = :attempt
+ORDER BY split_children.segment
+
+-- name: split_parent_of
+SELECT parent_id, parent_attempt, segment FROM split_children WHERE child_id = :child_id
+
+-- name: split_progress_store
+UPDATE jobs SET progress = :progress WHERE id = :id AND status = 'running' AND node_id IS NULL
+
+-- A purged job takes its split plan, or its link to its parent, with it.
+-- name: split_delete
+DELETE FROM splits WHERE job_id = :id
+
+-- name: split_child_delete
+DELETE FROM split_children WHERE child_id = :id

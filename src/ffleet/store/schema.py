@@ -121,6 +121,31 @@ results = Table(
     Column("received_at", Double, nullable=False),
 )
 
+# A split job's parent: its segment length and, once planned, the plan (JSON) of its attempt.
+splits = Table(
+    "splits",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("segment_s", Double, nullable=False),
+    Column("plan", Text),
+)
+
+# The child job encoding one segment for one attempt of its parent.
+split_children = Table(
+    "split_children",
+    metadata,
+    Column("child_id", String(64), primary_key=True),
+    Column("parent_id", String(64), nullable=False),
+    Column("parent_attempt", Integer, nullable=False),
+    Column("segment", Integer, nullable=False),
+)
+Index(
+    "ix_split_children_parent",
+    split_children.c.parent_id,
+    split_children.c.parent_attempt,
+    split_children.c.segment,
+)
+
 # The queue index: claim reads pending jobs best-first straight off it, so claim cost does not
 # grow with queue depth (a partial index WHERE status = 'pending' lost to ix_jobs_status_seq in
 # SQLite's planner, which then sorted every pending row).

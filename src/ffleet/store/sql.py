@@ -44,7 +44,7 @@ from ffleet.models import (
 from ffleet.redaction import redact_url
 from ffleet.scenarios import ScenarioError, build_job_spec, default_timeout_s
 from ffleet.states import Event, JobStatus, allows, describe_sources
-from ffleet.store import attempts, placement
+from ffleet.store import attempts, placement, splits
 from ffleet.store.base import (
     Conflict,
     IllegalTransition,
@@ -76,7 +76,7 @@ LOST_CLAIM_GRACE_S = 10.0  # a claim reply older than this has reached its agent
 RESULT_EVENTS = {"completed": Event.COMPLETE, "canceled": Event.ABORT, "failed": Event.FAIL}
 
 
-class SqlStore:
+class SqlStore(splits.SplitMethods):
     """Store over SQL. `url`: `memory`, `sqlite:///PATH` or `postgresql://...`."""
 
     def __init__(self, url: str, policy: SchedulingPolicy | None = None) -> None:
@@ -471,7 +471,8 @@ class SqlStore:
                     f"only {describe_sources(Event.RETRY)} jobs can be retried; "
                     f"job is {row['status']}"
                 )
-            return attempts.requeue(tx, row, Event.RETRY, now, not_before=now, retry_count=0)
+            job = attempts.requeue(tx, row, Event.RETRY, now, not_before=now, retry_count=0)
+            return splits.restart_if_parent(tx, job, now)
 
     def list_results(
         self, job_id: str | None, limit: int | None, offset: int
@@ -496,6 +497,8 @@ class SqlStore:
                     continue
                 tx.run("attempts_delete", {"id": job_id})
                 tx.run("results_delete", {"id": job_id})
+                tx.run("split_delete", {"id": job_id})
+                tx.run("split_child_delete", {"id": job_id})
                 removed += 1
         return removed
 

@@ -17,6 +17,7 @@ from ffleet.store.db import Row, Tx
 # The statement (queries.sql) each event runs; every one of them sets `status`.
 STATEMENTS: dict[Event, str] = {
     Event.CLAIM: "transition_claim",
+    Event.SPLIT: "transition_claim",  # claimed by no node: the master runs it over its children
     Event.REQUEUE: "transition_requeue",
     Event.RETRY: "transition_requeue",
     Event.CANCEL: "transition_finish",
