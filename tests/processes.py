@@ -183,7 +183,8 @@ class Process:
 
 
 class HttpServer(Process):
-    """A process serving HTTP on 127.0.0.1:`port`; start() returns once GET /health is 200."""
+    """A process serving HTTP on 127.0.0.1:`port`; start() returns once GET /health is 200.
+    `scheme` https and `client_options` (httpx's `verify`, `cert`) for one serving TLS."""
 
     def __init__(
         self,
@@ -193,14 +194,17 @@ class HttpServer(Process):
         log_path: Path,
         *,
         cores: Collection[int] | None = None,
+        scheme: str = "http",
+        client_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(name, argv, log_path, cores=cores)
         self.port = port
-        self.api = httpx.Client(base_url=self.url, timeout=10.0)
+        self.scheme = scheme
+        self.api = httpx.Client(base_url=self.url, timeout=10.0, **(client_options or {}))
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{self.scheme}://{HOST}:{self.port}"
 
     def start(self) -> None:
         super().start()
@@ -243,6 +247,8 @@ class MasterProcess(HttpServer):
         port: int | None = None,
         extra_args: Sequence[str] = (),
         cores: Collection[int] | None = None,
+        scheme: str = "http",
+        client_options: dict[str, Any] | None = None,
     ) -> None:
         port = port or free_port()
         self.store = store or f"sqlite:///{workdir / f'{name}.db'}"
@@ -251,7 +257,15 @@ class MasterProcess(HttpServer):
         if node_timeout is not None:
             argv += ["--node-timeout", node_timeout]
         argv += extra_args
-        super().__init__(name, argv, port, workdir / f"{name}.log", cores=cores)
+        super().__init__(
+            name,
+            argv,
+            port,
+            workdir / f"{name}.log",
+            cores=cores,
+            scheme=scheme,
+            client_options=client_options,
+        )
 
     def submit(self, scenario: str, **fields: Any) -> dict[str, Any]:
         response = self.api.post("/jobs", json={"scenario": scenario, **fields})

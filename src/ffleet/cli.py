@@ -10,12 +10,25 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ffleet.agent.cli import agent
-from ffleet.cli_support import Seconds, duration_option, parse_pairs
+from ffleet.certs_cli import certs_app
+from ffleet.cli_support import (
+    CaOption,
+    CertOption,
+    KeyOption,
+    MasterOption,
+    Seconds,
+    TokenOption,
+    duration_option,
+    parse_pairs,
+    transport,
+)
 from ffleet.master.cli import master
 from ffleet.settings import DEFAULT_MASTER_URL
+from ffleet.token_cli import audit, token_app
 
 if TYPE_CHECKING:
     from ffleet.client import FleetClient
+    from ffleet.transport import Transport
 
 app = typer.Typer(
     help="ffleet: run FFmpeg workloads across a fleet of machines and bring every result home.",
@@ -24,6 +37,9 @@ app = typer.Typer(
 )
 app.command("agent")(agent)
 app.command("master")(master)
+app.add_typer(token_app, name="token")
+app.add_typer(certs_app, name="certs")
+app.command("audit")(audit)
 
 
 def _show_version(asked: bool) -> None:
@@ -107,21 +123,24 @@ def run(
         raise typer.Exit(1)
 
 
-MasterOption = Annotated[
-    str, typer.Option("--master", envvar="FFLEET_MASTER", help="The master's URL.")
-]
 JsonOption = Annotated[
     bool, typer.Option("--json", envvar="FFLEET_JSON", help="Print JSON instead of a table.")
 ]
 
 
 @contextmanager
-def fleet_client(master_url: str) -> Iterator[FleetClient]:
+def fleet_client(master_url: str, via: Transport | None = None) -> Iterator[FleetClient]:
     """A client whose refusals and connection failures become one clear line and exit code."""
+    import ssl
+
     from ffleet.blobs import BlobError
     from ffleet.client import FleetClient, MasterRejected, MasterUnavailable
 
-    client = FleetClient(master_url)
+    try:
+        client = FleetClient(master_url, via)
+    except (OSError, ssl.SSLError) as exc:  # an unreadable --ca, --cert or --key
+        typer.echo(f"error: cannot load the TLS files: {exc}", err=True)
+        raise typer.Exit(2) from None
     with client:
         try:
             yield client
@@ -208,6 +227,10 @@ def submit(
         typer.Option(envvar="FFLEET_REQUIRE_LABEL", help="KEY=VALUE the node must carry."),
     ] = [],  # noqa: B006 - typer reads the default, never mutates it
     master: MasterOption = DEFAULT_MASTER_URL,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Submit a job (SCENARIO with --param), or every job of a --matrix file, atomically."""
@@ -247,7 +270,7 @@ def submit(
         if split is not None and count > 1:
             raise typer.BadParameter("--split submits one job; leave --count out")
         requests = [request] * count
-    with fleet_client(master) as client:
+    with fleet_client(master, transport(token, ca, cert, key)) as client:
         created = client.submit(requests)
     if as_json:
         print_json(created)
@@ -271,10 +294,14 @@ def jobs(
         int, typer.Option(envvar="FFLEET_OFFSET", min=0, help="Jobs skipped first.")
     ] = 0,
     master: MasterOption = DEFAULT_MASTER_URL,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """List jobs, oldest first."""
-    with fleet_client(master) as client:
+    with fleet_client(master, transport(token, ca, cert, key)) as client:
         found, total = client.jobs(status, limit, offset)
     if as_json:
         print_json(found)
@@ -304,18 +331,28 @@ def jobs(
 def job(
     job_id: str,
     master: MasterOption = DEFAULT_MASTER_URL,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
 ) -> None:
     """Show one job: status, attempts, progress, metrics and analysis (JSON)."""
-    with fleet_client(master) as client:
+    with fleet_client(master, transport(token, ca, cert, key)) as client:
         print_json(client.job(job_id))
 
 
 @app.command()
 def explain(
-    job_id: str, master: MasterOption = DEFAULT_MASTER_URL, as_json: JsonOption = False
+    job_id: str,
+    master: MasterOption = DEFAULT_MASTER_URL,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Why is my job pending? Every node and the first requirement it fails."""
-    with fleet_client(master) as client:
+    with fleet_client(master, transport(token, ca, cert, key)) as client:
         found = client.explain(job_id)
     if as_json:
         print_json(found)
@@ -330,9 +367,16 @@ def explain(
 
 
 @app.command()
-def nodes(master: MasterOption = DEFAULT_MASTER_URL, as_json: JsonOption = False) -> None:
+def nodes(
+    master: MasterOption = DEFAULT_MASTER_URL,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """List registered nodes."""
-    with fleet_client(master) as client:
+    with fleet_client(master, transport(token, ca, cert, key)) as client:
         found = client.nodes()
     if as_json:
         print_json(found)
@@ -380,6 +424,10 @@ def results(
         int, typer.Option(envvar="FFLEET_LIMIT", min=1, max=10_000, help="Jobs read at most.")
     ] = 1000,
     master: MasterOption = DEFAULT_MASTER_URL,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Results of finished jobs as a table (and CSV / JSON files); --json prints the rows.
@@ -392,7 +440,7 @@ def results(
     from ffleet import report
     from ffleet.states import FINISHED
 
-    with fleet_client(master) as client:
+    with fleet_client(master, transport(token, ca, cert, key)) as client:
         found, _ = client.jobs(status, limit, 0)
         details = [client.job(j.id) for j in found if j.status in FINISHED]
     rows = [report.row_for(detail) for detail in details]
@@ -408,10 +456,16 @@ def results(
 
 @app.command()
 def cancel(
-    job_id: str, master: MasterOption = DEFAULT_MASTER_URL, as_json: JsonOption = False
+    job_id: str,
+    master: MasterOption = DEFAULT_MASTER_URL,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Cancel a job: pending ones at once, running ones through their agent."""
-    with fleet_client(master) as client:
+    with fleet_client(master, transport(token, ca, cert, key)) as client:
         found = client.cancel(job_id)
     if as_json:
         print_json(found)
@@ -421,10 +475,16 @@ def cancel(
 
 @app.command()
 def retry(
-    job_id: str, master: MasterOption = DEFAULT_MASTER_URL, as_json: JsonOption = False
+    job_id: str,
+    master: MasterOption = DEFAULT_MASTER_URL,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Queue a failed or canceled job again."""
-    with fleet_client(master) as client:
+    with fleet_client(master, transport(token, ca, cert, key)) as client:
         found = client.retry(job_id)
     if as_json:
         print_json(found)
@@ -478,10 +538,14 @@ def drain(
         bool, typer.Option("--undo", envvar="FFLEET_UNDO", help="Accept work again.")
     ] = False,
     master: MasterOption = DEFAULT_MASTER_URL,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Let a node finish its work and take no more (or --undo)."""
-    with fleet_client(master) as client:
+    with fleet_client(master, transport(token, ca, cert, key)) as client:
         found = client.drain(node_id, not undo)
     if as_json:
         print_json(found)
@@ -532,6 +596,11 @@ def export_results(
         ),
     ] = False,
     master: MasterOption = DEFAULT_MASTER_URL,
+    as_json: JsonOption = False,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
 ) -> None:
     """Archive finished jobs with their attempts and results to a file."""
     import time
@@ -544,11 +613,15 @@ def export_results(
             param_hint="--format",
         )
     start, end = _moment(since, "--since", 0.0), _moment(until, "--until", time.time())
-    with fleet_client(master) as client:
+    with fleet_client(master, transport(token, ca, cert, key)) as client:
         ids = export(client, start, end, out)
-        typer.echo(f"exported {len(ids)} finished job(s) to {out}")
-        if delete_exported and ids:
-            typer.echo(f"removed {purge_exported(client, ids)} of them from the master's store")
+        removed = purge_exported(client, ids) if delete_exported and ids else 0
+    if as_json:
+        print_json({"file": str(out), "exported": len(ids), "deleted": removed})
+        return
+    typer.echo(f"exported {len(ids)} finished job(s) to {out}")
+    if delete_exported:
+        typer.echo(f"removed {removed} of them from the master's store")
 
 
 @app.command("report")
@@ -567,11 +640,16 @@ def comparison_report(
         int, typer.Option(envvar="FFLEET_LIMIT", min=1, max=10_000, help="Jobs read at most.")
     ] = 1000,
     master: MasterOption = DEFAULT_MASTER_URL,
+    as_json: JsonOption = False,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
 ) -> None:
     """Write an HTML report with PNG charts comparing nodes x scenarios (mean ± spread)."""
     from ffleet.comparison_report import write_report
 
-    with fleet_client(master) as client:
+    with fleet_client(master, transport(token, ca, cert, key)) as client:
         found, _ = client.jobs("completed", limit, 0)
         chosen = [
             job
@@ -580,7 +658,11 @@ def comparison_report(
             and (node is None or (job.node_id or "").startswith(node))
         ]
         details = [client.job(job.id) for job in chosen]
-    typer.echo(f"wrote {write_report(details, out)}")
+    page = write_report(details, out)
+    if as_json:
+        print_json({"report": str(page), "jobs": len(details)})
+    else:
+        typer.echo(f"wrote {page}")
 
 
 @app.command("watch")
@@ -589,11 +671,15 @@ def watch_fleet(
         float, duration_option("FFLEET_INTERVAL", "How often the table is redrawn.")
     ] = Seconds(1.0),
     master: MasterOption = DEFAULT_MASTER_URL,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
 ) -> None:
     """A live table of the nodes and running jobs, with progress and ETA; Ctrl-C leaves."""
     from ffleet.watch import watch
 
-    with fleet_client(master) as client:
+    with fleet_client(master, transport(token, ca, cert, key)) as client:
         watch(client, interval)
 
 

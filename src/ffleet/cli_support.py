@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from ffleet.durations import format_duration, parse_duration
 from ffleet.escaping import EscapingFilter
 from ffleet.settings import SettingsError
+
+if TYPE_CHECKING:
+    from ffleet.transport import Transport
 
 T = TypeVar("T")
 
@@ -87,3 +91,39 @@ def parse_pairs(items: list[str], flag: str) -> dict[str, str]:
             raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=flag)
         pairs[key.strip()] = value.strip()
     return pairs
+
+
+# How a client command reaches the master: every one takes these.
+MasterOption = Annotated[
+    str, typer.Option("--master", envvar="FFLEET_MASTER", help="The master's URL.")
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token", envvar="FFLEET_TOKEN", help="API token, sent as Authorization: Bearer."
+    ),
+]
+CaOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca",
+        envvar="FFLEET_CA",
+        help="CA certificate the master's must be signed by (default: the system's store).",
+    ),
+]
+CertOption = Annotated[
+    Path | None,
+    typer.Option("--cert", envvar="FFLEET_CERT", help="Client certificate, for mTLS."),
+]
+KeyOption = Annotated[
+    Path | None, typer.Option("--key", envvar="FFLEET_KEY", help="Key of --cert.")
+]
+
+
+def transport(token: str | None, ca: Path | None, cert: Path | None, key: Path | None) -> Transport:
+    from ffleet.transport import Transport
+
+    try:
+        return Transport(token=token, ca=ca, cert=cert, key=key)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None

@@ -12,7 +12,9 @@ from typing import Any
 import msgspec
 
 from ffleet.agent.client import MasterClient, MasterRejected, MasterUnavailable
+from ffleet.audit import AuditEntry
 from ffleet.models import Explanation, Job, JobRequest, Node
+from ffleet.tokens import Credential, TokenRequest
 
 __all__ = ["FleetClient", "MasterRejected", "MasterUnavailable"]
 
@@ -26,6 +28,20 @@ class _JobPage(msgspec.Struct):
 class _NodeList(msgspec.Struct):
     nodes: list[Node]
     count: int
+
+
+class _TokenList(msgspec.Struct):
+    tokens: list[Credential]
+    count: int
+
+
+class _AuditPage(msgspec.Struct):
+    entries: list[AuditEntry]
+    count: int
+
+
+class IssuedCredential(Credential, kw_only=True):
+    token: str
 
 
 class FleetClient(MasterClient):
@@ -84,3 +100,23 @@ class FleetClient(MasterClient):
     def drain(self, node_id: str, drain: bool = True) -> Node:
         reply = self._send("POST", f"/nodes/{node_id}/drain", {"drain": drain}, idempotent=True)
         return self._decode(reply, Node)
+
+    def create_token(self, request: TokenRequest) -> IssuedCredential:
+        """Never sent twice: a repeat would issue a second credential."""
+        return self._decode(self._send("POST", "/tokens", request), IssuedCredential)
+
+    def tokens(self) -> list[Credential]:
+        return self._decode(self._send("GET", "/tokens"), _TokenList).tokens
+
+    def revoke_token(self, credential_id: str) -> Credential:
+        reply = self._send("POST", f"/tokens/{credential_id}/revoke", idempotent=True)
+        return self._decode(reply, Credential)
+
+    def audit(
+        self, since: str | None, actor: str | None, action: str | None, limit: int
+    ) -> list[AuditEntry]:
+        params = {"limit": str(limit)}
+        for name, value in (("since", since), ("actor", actor), ("action", action)):
+            if value:
+                params[name] = value
+        return self._decode(self._send("GET", "/audit", params=params), _AuditPage).entries

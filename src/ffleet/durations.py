@@ -1,11 +1,11 @@
-"""Human durations (`500ms`, `10s`, `1m`, `1h30m`): read from flags, shown in help and errors."""
+"""Human durations (`500ms`, `10s`, `1m`, `1h30m`, `30d`): read from flags, shown in help."""
 
 from __future__ import annotations
 
 import re
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 
 
 def parse_duration(text: str) -> float:
@@ -25,7 +25,8 @@ def parse_duration(text: str) -> float:
             pos = match.end()
         if pos != len(value) or pos == 0:
             raise ValueError(
-                f"invalid duration {text!r}: use a number with ms, s, m or h (e.g. 500ms, 10s, 1m)"
+                f"invalid duration {text!r}: use a number with ms, s, m, h or d "
+                "(e.g. 500ms, 10s, 1m)"
             ) from None
     if seconds < 0:
         raise ValueError(f"invalid duration {text!r}: must not be negative")

@@ -65,11 +65,11 @@ def watch(client: FleetClient, interval_s: float) -> None:
 
     from ffleet.report import console
 
-    with Live(console=console(), auto_refresh=False, screen=False) as live:
-        try:
+    try:
+        with Live(console=console(), auto_refresh=False, screen=False) as live:
             while True:
                 running, _ = client.jobs("running", RUNNING_LIMIT, 0)
                 live.update(render(client.nodes(), running, time.time()), refresh=True)
                 time.sleep(interval_s)
-        except KeyboardInterrupt:
-            return
+    except KeyboardInterrupt:
+        return

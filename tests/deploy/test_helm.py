@@ -153,7 +153,10 @@ def test_agents_reach_the_master_service() -> None:
     for workload in (("Deployment", "ffleet-agent-cpu"), ("DaemonSet", "ffleet-agent-gpu")):
         agent = container(docs[workload])
         assert agent["args"] == ["agent"]
-        assert agent["envFrom"] == [{"configMapRef": {"name": "ffleet-agent"}}]
+        assert agent["envFrom"] == [
+            {"configMapRef": {"name": "ffleet-agent"}},
+            {"secretRef": {"name": "ffleet-enroll", "optional": True}},  # the enrollment token
+        ]
         mounts = {m["mountPath"]: m["name"] for m in agent["volumeMounts"]}
         assert settings["FFLEET_WORK_DIR"] in mounts
 
@@ -176,7 +179,10 @@ def test_every_ffleet_variable_is_one_the_command_reads() -> None:
         spec = container(docs[workload])
         names = {item["name"] for item in spec["env"] if item["name"].startswith("FFLEET_")}
         for source in spec.get("envFrom", []):
-            names |= set(docs[("ConfigMap", source["configMapRef"]["name"])]["data"])
+            if "configMapRef" in source:
+                names |= set(docs[("ConfigMap", source["configMapRef"]["name"])]["data"])
+            else:  # a Secret the user creates: the enrollment token's
+                names.add("FFLEET_ENROLL_TOKEN")
         assert names <= envvars(command), f"{workload}: {sorted(names - envvars(command))}"
 
 
@@ -196,7 +202,8 @@ def test_settings_parse_as_the_command_expects(
     spec = container(docs[workload])
     env: dict[str, str] = {}
     for source in spec.get("envFrom", []):
-        env |= docs[("ConfigMap", source["configMapRef"]["name"])]["data"]
+        if "configMapRef" in source:  # the other is the enrollment token's Secret (optional)
+            env |= docs[("ConfigMap", source["configMapRef"]["name"])]["data"]
     for item in spec["env"]:
         if "value" in item:
             env[item["name"]] = item["value"]

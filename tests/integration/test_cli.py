@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import http.client
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -143,7 +144,9 @@ def test_readme_documents_every_master_and_agent_flag_with_its_default() -> None
         if command not in ("master", "agent"):
             continue
         flag = max(option.opts, key=len)
-        [row] = [row for row in rows if f"`{flag}" in row.split("|")[1]]
+        # The flag's whole name: `--ca` is not `--cache-bytes`.
+        named = re.compile(rf"`{re.escape(flag)}[` ]")
+        [row] = [row for row in rows if named.search(row.split("|")[1])]
         if isinstance(option.default, Seconds):
             assert str(option.default) in row.split("|")[2], f"{flag}: README says {row!r}"
 

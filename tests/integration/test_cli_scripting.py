@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from ffleet.results_export import read_export
-from tests.integration.conftest import Fleet, MasterProcess, ffleet_executable
+from tests.integration.conftest import Fleet, MasterProcess, ffleet_executable, wait_until
 from tests.integration.test_cli import ffleet
 
 pytestmark = pytest.mark.integration
@@ -31,14 +31,26 @@ def finished_job(master: MasterProcess) -> tuple[str, str]:
     return node, job
 
 
+def node_lists(master: MasterProcess) -> float:
+    """GET /nodes requests the master served (each redraw of `watch` makes one)."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(master.api.get("/metrics").text)
+        for sample in family.samples
+        if sample.name == "ffleet_http_requests_total" and sample.labels["route"] == "/nodes"
+    )
+
+
 def as_json(code: int, out: str) -> Any:
     assert code == 0, out
     return json.loads(out)
 
 
-def test_version() -> None:
+def test_version_and_the_hardware_as_json() -> None:
     code, out = ffleet(None, "--version")
     assert code == 0 and out.startswith("ffleet ")
+    hardware = as_json(*ffleet(None, "agent", "--json"))
+    assert hardware["cpu_threads"] >= 1 and "libx264" in hardware["encoders"]
 
 
 def test_every_printing_command_speaks_json_and_takes_short_ids(fleet: Fleet) -> None:
@@ -67,7 +79,7 @@ def test_watch_shows_the_fleet_and_leaves_cleanly_on_ctrl_c(fleet: Fleet) -> Non
         stderr=subprocess.STDOUT,
         text=True,
     )
-    time.sleep(2.0)
+    wait_until(lambda: node_lists(master) >= 2, timeout=30, message="watch redrawing")
     watching.send_signal(signal.SIGINT)
     out, _ = watching.communicate(timeout=10)
     assert watching.returncode == 0, out
@@ -80,6 +92,8 @@ def test_report_compares_the_stored_results(fleet: Fleet, tmp_path: Path) -> Non
     finished_job(master)
     code, out = ffleet(master, "report", "--out", str(tmp_path / "report"), "--scenario", "360p")
     assert code == 0 and "report.html" in out, out
+    shown = as_json(*ffleet(master, "report", "--out", str(tmp_path / "report"), "--json"))
+    assert shown == {"report": str(tmp_path / "report" / "report.html"), "jobs": 1}
     page = (tmp_path / "report" / "report.html").read_text()
     assert "360p-h264" in page and "250" in page
 
@@ -113,5 +127,7 @@ def test_results_export_keeps_every_field_of_the_job_detail(fleet: Fleet, tmp_pa
     code, out = ffleet(master, "results", "export", "--out", str(archive))
     assert code == 0, out
     assert list(read_export(archive)) == [before]
+    summary = as_json(*ffleet(master, "results", "export", "--out", str(archive), "--json"))
+    assert summary == {"file": str(archive), "exported": 1, "deleted": 0}
     code, out = ffleet(master, "results", "export", "--out", str(archive), "--format", "parquet")
     assert code != 0 and "pyarrow" in out

@@ -4,7 +4,9 @@ strict Content-Security-Policy, and its event stream pushes a region only when i
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -84,27 +86,17 @@ def test_an_unknown_job_is_a_page_that_says_so(client: TestClient) -> None:
     assert page.status_code == 404 and "job no-such-job not found" in page.text
 
 
-class Viewer:
-    """What the master's authentication leaves on a request: an identity with a role."""
-
-    def __init__(self, role: str) -> None:
-        self.role = role
-
-
-def as_viewer(app: Any, role: str) -> Any:
-    async def with_identity(scope: Any, receive: Any, send: Any) -> None:
-        scope.setdefault("state", {})["identity"] = Viewer(role)
-        await app(scope, receive, send)
-
-    return with_identity
-
-
 @pytest.mark.parametrize(("role", "acts"), [("reader", False), ("submitter", True)])
-def test_only_a_write_role_sees_action_buttons(role: str, acts: bool) -> None:
+def test_only_a_write_role_sees_action_buttons(role: str, acts: bool, tmp_path: Path) -> None:
     store = open_store("memory")
-    with TestClient(as_viewer(create_app(MasterSettings(), store), role)) as client:
+    _, admin = store.create_credential("admin", "admin", time.time())
+    _, viewer = store.create_credential(role, "viewer", time.time())
+    settings = MasterSettings(auth="required", admin_token_file=tmp_path / "admin-token")
+    with TestClient(create_app(settings, store)) as client:
+        client.headers["Authorization"] = f"Bearer {admin}"
         register(client)
         job_id = client.post("/jobs", json={"scenario": "360p-h264"}).json()["id"]
+        client.headers["Authorization"] = f"Bearer {viewer}"
         pages = [client.get(path).text for path in ["/ui", "/ui/jobs", f"/ui/jobs/{job_id}"]]
     store.close()
     assert all(("data-action=" in page) == acts for page in pages[::2])

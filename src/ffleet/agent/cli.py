@@ -21,12 +21,17 @@ import typer
 from ffleet.agent.settings import MAX_SLOTS, AgentSettings
 from ffleet.cli_support import (
     DEFAULT_LOG_LEVEL,
+    CaOption,
+    CertOption,
+    KeyOption,
     LogLevelOption,
     Seconds,
+    TokenOption,
     checked,
     configure_logging,
     duration_option,
     parse_pairs,
+    transport,
 )
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -164,6 +169,18 @@ def agent(
             help="Free MiB a job's encoded file must leave in the work dir.",
         ),
     ] = AGENT_DEFAULTS.min_free_disk_mib,
+    enroll_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FFLEET_ENROLL_TOKEN",
+            help="Enrollment token: registers this node, which gets its own credential "
+            "(kept in the work dir, mode 0600, and used from then on).",
+        ),
+    ] = None,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
     cache_bytes: Annotated[
         int,
         typer.Option(
@@ -192,9 +209,17 @@ def agent(
             help="Address the metrics port binds to (it has no authentication).",
         ),
     ] = AGENT_DEFAULTS.metrics_host,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", envvar="FFLEET_JSON", help="Print the detected hardware as JSON instead."
+        ),
+    ] = False,
     log_level: LogLevelOption = DEFAULT_LOG_LEVEL,
 ) -> None:
     """Run an agent: detect hardware, register with the master, run FFmpeg jobs."""
+    import ssl
+
     from ffleet.agent.client import MasterClient
     from ffleet.agent.exporter import ExporterError
     from ffleet.agent.hardware import detect_hardware, format_summary
@@ -222,19 +247,26 @@ def agent(
             allowed_output_hosts=tuple(allow_output_host or ()),
             max_job_memory_mib=max_job_memory,
             min_free_disk_mib=min_free_disk,
+            enroll_token=enroll_token,
             cache_bytes=cache_bytes,
             kept_output_bytes=kept_output_bytes,
             metrics_port=metrics_port,
             metrics_host=metrics_host,
         )
     )
+    via = transport(token, ca, cert, key)
     configure_logging(log_level)
     try:
         hardware = detect_hardware(ffmpeg)
     except RuntimeError as exc:  # no bundled FFmpeg for this platform
         _err(f"Cannot find FFmpeg: {exc}. Give one with --ffmpeg PATH.")
         raise typer.Exit(1) from None
-    typer.echo(format_summary(hardware))
+    if as_json:
+        import msgspec
+
+        typer.echo(msgspec.json.format(msgspec.json.encode(hardware)).decode())
+    else:
+        typer.echo(format_summary(hardware))
     if not register:
         return
     if master_is_local(master):
@@ -252,7 +284,12 @@ def agent(
         labels = {**settings.labels, "master_as_worker": "true"}
         settings = dataclasses.replace(settings, labels=labels)
     try:
-        with MasterClient(master) as client, Agent(settings, hardware, client) as worker:
+        client = MasterClient(master, via)
+    except (OSError, ssl.SSLError) as exc:
+        _err(f"Cannot load the TLS files: {exc}")
+        raise typer.Exit(2) from None
+    try:
+        with client, Agent(settings, hardware, client) as worker:
 
             def on_signal(signum: int, frame: FrameType | None) -> None:
                 worker.request_stop()

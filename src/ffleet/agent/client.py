@@ -32,6 +32,7 @@ from ffleet.models import (
     decode_hook,
     encode_hook,
 )
+from ffleet.transport import Transport
 
 T = TypeVar("T")
 
@@ -76,19 +77,35 @@ class ResultReply(msgspec.Struct, kw_only=True):
     job: Job | None = None
 
 
+class Enrolled(Node, kw_only=True):
+    """A registration's reply: the node, and its credential if it was just enrolled."""
+
+    token: str | None = None
+
+
 _encoder = msgspec.json.Encoder(enc_hook=encode_hook)
 
 
 class MasterClient:
     """Typed calls to one master at `base_url` (e.g. `http://10.0.0.5:8080`)."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, transport: Transport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        transport = transport or Transport()
         self._http = httpx.Client(
             base_url=self.base_url,
             timeout=httpx.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            headers={
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                **transport.headers(),
+            },
+            verify=transport.ssl_context() if self.base_url.startswith("https:") else True,
         )
+
+    def use_token(self, token: str) -> None:
+        """Send `token` from the next request on (a node credential after enrollment)."""
+        self._http.headers["Authorization"] = f"Bearer {token}"
 
     def close(self) -> None:
         self._http.close()
@@ -106,12 +123,13 @@ class MasterClient:
 
     # ------------------------------------------------------------------ calls
 
-    def register(self, registration: NodeRegistration) -> Node:
-        """POST /nodes/register; the reply is the node as the master stored it.
+    def register(self, registration: NodeRegistration) -> Enrolled:
+        """POST /nodes/register; the reply is the node as the master stored it, with its own
+        credential in `token` when this client registered with an enrollment token.
 
         Not repeated on a reset connection: a node registering without an id gets a new one.
         """
-        return self._decode(self._send("POST", "/nodes/register", registration), Node)
+        return self._decode(self._send("POST", "/nodes/register", registration), Enrolled)
 
     def heartbeat(self, node_id: str, jobs: Sequence[ProgressReport]) -> HeartbeatReply:
         """POST /nodes/{id}/heartbeat listing every running job; the reply carries directives.

@@ -126,8 +126,9 @@ class AgentExporter:
     def job_finished(self, result: ResultSubmission) -> None:
         self.jobs.labels(result.status).inc()
         metrics = result.metrics
-        cpu = [metrics.get(key) for key in ("cpu_user_seconds", "cpu_system_seconds")]
-        self.cpu.inc(sum(value for value in cpu if isinstance(value, int | float)))
+        user, system = metrics.get("cpu_user_seconds"), metrics.get("cpu_system_seconds")
+        if isinstance(user, int | float) and isinstance(system, int | float):  # both, or none
+            self.cpu.inc(user + system)
         energy = metrics.get("energy_joules")
         if isinstance(energy, int | float):
             self.energy.inc(energy)

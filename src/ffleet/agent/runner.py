@@ -35,7 +35,14 @@ from ffleet.agent.job_limits import (
 )
 from ffleet.agent.settings import AgentSettings
 from ffleet.agent.spool import Spool
-from ffleet.agent.work_dir import WorkDirInUse, lock_work_dir, read_node_id, write_node_id
+from ffleet.agent.work_dir import (
+    WorkDirInUse,
+    lock_work_dir,
+    read_node_id,
+    read_node_token,
+    write_node_id,
+    write_node_token,
+)
 from ffleet.blobs import BlobError
 from ffleet.models import (
     Directive,
@@ -129,6 +136,11 @@ class Agent:
             client, self.cache, config.work_dir / "outputs", config.kept_output_bytes
         )
         self.node_id = read_node_id(config.work_dir)
+        # Once enrolled, the node's own credential; until then the enrollment token.
+        self._enrolled = read_node_token(config.work_dir) is not None
+        credential = read_node_token(config.work_dir) or config.enroll_token
+        if credential is not None:
+            client.use_token(credential)
         self._encoders = frozenset((*hardware.encoders, *hardware.hw_encoders))
         self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
@@ -211,6 +223,12 @@ class Agent:
             except MasterUnavailable as exc:
                 reason = str(exc)
             except MasterRejected as exc:
+                if exc.status_code == 401 and self._enrolled:
+                    raise AgentError(
+                        f"the master refused this node's credential ({exc.message}): it was "
+                        "revoked, or another master issued it; to enroll again, remove "
+                        f"{self.config.work_dir / 'node-token'} and give --enroll-token"
+                    ) from None
                 raise AgentError(f"the master refused to register this node: {exc}") from None
             log.warning(
                 "master %s unreachable at start (%s); retrying in %g s",
@@ -231,9 +249,14 @@ class Agent:
             node_id=self.node_id,
         )
         node = self.client.register(registration)
-        if node.id != self.node_id:  # a master that assigns its own ids (v1.0)
+        if node.id != self.node_id:  # a master that assigns its own ids (v1.0, enrollment)
             self.node_id = node.id
             write_node_id(self.config.work_dir, node.id)
+        if node.token is not None:  # enrolled: from now on this node's own credential
+            path = write_node_token(self.config.work_dir, node.token)
+            self.client.use_token(node.token)
+            self._enrolled = True
+            log.info("enrolled as node %s; its credential is kept in %s", node.id, path)
         self._registrations += 1
         log.info(
             "registered with %s as node %s (%d slot(s))",
@@ -256,6 +279,12 @@ class Agent:
                 self._register()
             except (MasterUnavailable, MasterRejected) as exc:
                 self._link.failed(exc)
+
+    def _credential_refused(self, exc: MasterRejected) -> None:
+        """Revoked: this node is out of the fleet, and the master already ended its work."""
+        if self._stop_requests == 0:
+            log.error("the master refused this node's credential (%s); stopping", exc.message)
+        self.request_stop()
 
     def _shutdown(self) -> None:
         """Let running jobs finish within the grace period, then cancel and release them."""
@@ -327,6 +356,8 @@ class Agent:
             self._link.ok()
             if exc.status_code == 404:
                 self._reregister(seen)
+            elif exc.status_code == 401:
+                self._credential_refused(exc)
             else:
                 log.warning("heartbeat refused by the master: %s", exc)
             return
@@ -383,6 +414,8 @@ class Agent:
             self._link.ok()
             if exc.status_code == 404:
                 self._reregister(seen)
+            elif exc.status_code == 401:
+                self._credential_refused(exc)
             else:
                 log.warning("job request refused by the master: %s", exc)
                 self._stop.wait(self.config.poll_interval_s)

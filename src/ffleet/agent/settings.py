@@ -36,6 +36,8 @@ class AgentSettings:
     allowed_output_hosts: tuple[str, ...] = ()  # hosts jobs may stream to; none by default
     max_job_memory_mib: int = 0  # 0: 80% of this machine's memory
     min_free_disk_mib: int = 1024  # free space a job's encoded file must leave in the work dir
+    # Registers a new node, which then gets (and keeps in the work dir) its own credential.
+    enroll_token: str | None = field(default=None, repr=False)
     cache_bytes: int = 20 * 1024**3  # input blobs kept for later jobs, least recently used out
     kept_output_bytes: int = 10 * 1024**3  # outputs the master could not take yet
     metrics_port: int | None = None  # None: no metrics endpoint

@@ -1,4 +1,4 @@
-"""The agent's work dir: held by one agent at a time, and home of the node id it keeps.
+"""The agent's work dir: held by one agent at a time, home of the node id and credential.
 
 The node id is stored so that a restarted agent registers as the same node (the master then
 ends that node's stale attempts instead of waiting for their leases); two agents sharing one
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 _NODE_ID = "node-id"
+_NODE_TOKEN = "node-token"  # the node's own credential from enrollment; mode 0600
 
 
 class WorkDirInUse(Exception):
@@ -52,3 +53,24 @@ def write_node_id(work_dir: Path, node_id: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temp, path)
+
+
+def read_node_token(work_dir: Path) -> str | None:
+    """The node credential this agent was enrolled with, if it was."""
+    with contextlib.suppress(FileNotFoundError):
+        return (work_dir / _NODE_TOKEN).read_text(encoding="utf-8").strip() or None
+    return None
+
+
+def write_node_token(work_dir: Path, token: str) -> Path:
+    """Keep the node credential, readable by this user only, atomically."""
+    path = work_dir / _NODE_TOKEN
+    temp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(token + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+    return path

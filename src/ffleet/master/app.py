@@ -21,11 +21,21 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ffleet.audit import AuditEntry
 from ffleet.blobs import BlobError, BlobStore, DirectoryBlobStore, is_ref, parse_ref
 from ffleet.master import openapi, ui
+from ffleet.master.access import ANONYMOUS, Access, Identity, allow
+from ffleet.master.admin_api import AdminApi
 from ffleet.master.archive import ArchiveCollector, ResultArchive
+from ffleet.master.audit_log import AuditLog
 from ffleet.master.blob_routes import BlobRoutes
 from ffleet.master.dispatch import Dispatcher
+from ffleet.master.exposure import (
+    INSECURE_WARN_S,
+    INSECURE_WARNING,
+    authentication_on,
+    bootstrap_admin,
+)
 from ffleet.master.http import (
     ApiError,
     JsonResponse,
@@ -45,7 +55,7 @@ from ffleet.master.metrics import (
     route_templates,
 )
 from ffleet.master.quotas import check_submission
-from ffleet.master.rate_limit import RateLimiter, RateLimitMiddleware
+from ffleet.master.rate_limit import RateLimiter, RateLimitMiddleware, Scope, client_address
 from ffleet.master.settings import MasterSettings
 from ffleet.master.slow_clients import BodyTimeoutMiddleware
 from ffleet.master.splitter import SplitRefused, Splitter, check_request
@@ -61,11 +71,13 @@ from ffleet.models import (
     PurgeRequest,
     Release,
     ResultSubmission,
+    Timestamp,
     encode_hook,
 )
 from ffleet.redaction import redact_stream_key
 from ffleet.states import JobStatus
 from ffleet.store import Conflict, InvalidRequest, NotFound, Store, StoreError, open_store
+from ffleet.tokens import Role
 
 log = logging.getLogger("ffleet.master")
 
@@ -77,10 +89,15 @@ T = TypeVar("T")
 JOBS_PAGE, JOBS_PAGE_MAX = 1000, 10_000
 RESULTS_PAGE, RESULTS_PAGE_MAX = 100, 1000
 
+ADMIN = frozenset({Role.ADMIN.value})
+READ = frozenset({Role.ADMIN.value, Role.SUBMITTER.value, Role.READER.value})
+SUBMIT = frozenset({Role.ADMIN.value, Role.SUBMITTER.value})
+NODE = frozenset({Role.ADMIN.value, Role.NODE.value})
+REGISTER = frozenset({Role.ADMIN.value, Role.NODE.value, Role.ENROLL.value})
+
 
 def without_stream_key(job: Job) -> Job:
-    """A job as listings show it: a streaming `output` without its stream key, which only
-    the agent that runs the job receives (in its claim)."""
+    """A job with a streaming `output` shown without its stream key."""
     output = job.parameters.get("output")
     if not isinstance(output, str) or output in ("null", "file"):
         return job
@@ -88,9 +105,10 @@ def without_stream_key(job: Job) -> Job:
     return msgspec.structs.replace(job, parameters=parameters)
 
 
-def detail_body(detail: JobDetail) -> dict[str, Any]:
-    """GET /jobs/{id}'s shape: the job's fields plus its `attempts` and stored `result`."""
-    body: dict[str, Any] = msgspec.to_builtins(without_stream_key(detail.job), enc_hook=encode_hook)
+def detail_body(detail: JobDetail, shown: Callable[[Job], Job]) -> dict[str, Any]:
+    """GET /jobs/{id}'s shape: the job's fields (as `shown` to the caller) plus its
+    `attempts` and stored `result`."""
+    body: dict[str, Any] = msgspec.to_builtins(shown(detail.job), enc_hook=encode_hook)
     body["attempts"] = msgspec.to_builtins(detail.attempts, enc_hook=encode_hook)
     body["result"] = msgspec.to_builtins(detail.result, enc_hook=encode_hook)
     return body
@@ -99,7 +117,9 @@ def detail_body(detail: JobDetail) -> dict[str, Any]:
 class MasterApp:
     """Routes bound to one store and one dispatcher."""
 
-    def __init__(self, store: Store, settings: MasterSettings, blobs: BlobStore) -> None:
+    def __init__(
+        self, store: Store, settings: MasterSettings, blobs: BlobStore, *, enforced: bool
+    ) -> None:
         self.store = store
         self.settings = settings
         self.dispatcher = Dispatcher()
@@ -112,14 +132,131 @@ class MasterApp:
         self.limit = settings.max_body_bytes
         self.openapi = openapi.spec(settings.max_wait_s)
         self.docs_page = openapi.docs_html(settings.max_wait_s)
+        self.access = Access(store, enforced=enforced)
+        self.audit = AuditLog(store, settings.audit_retention_s)
+        self.admin = AdminApi(store, self.access, self.audit, self.limit, self._wake_at)
         self.blobs = BlobRoutes(blobs, settings.max_blob_bytes)
         self.splitter = Splitter(store, blobs, None)
+
+    # -------------------------------------------------------------- access
+
+    def guarded(self, handler: Handler, roles: frozenset[str] | None) -> Handler:
+        """`handler` behind authentication and the route's roles (None: public), audited:
+        every state-changing request, and every refused one, leaves an entry."""
+        if roles is None:
+            return handler
+
+        async def run(request: Request) -> Response:
+            identity: Identity | None = None
+            status = 500
+            try:
+                identity = self.access.identify(request)
+                allow(identity, roles, f"{request.method} {request.url.path}")
+                request.state.identity = identity
+                response = await handler(request)
+                status = response.status_code
+                return response
+            except (ApiError, StoreError) as exc:
+                status = exc.status_code
+                raise
+            finally:
+                self._audit(request, identity, status)
+
+        return run
+
+    def _audit(self, request: Request, identity: Identity | None, status: int) -> None:
+        target = getattr(request.state, "audit_target", None)
+        if request.method == "GET" and target is None and status not in (401, 403):
+            return  # a read, or a long-poll that handed nothing out
+        route = request.scope.get("route")
+        action = f"{request.method} {getattr(route, 'path', request.url.path)}"
+        if target is None and request.path_params:
+            target = ",".join(str(v) for v in request.path_params.values())
+        who = identity or Identity("-", "unauthenticated", "-")
+        self.audit.record(
+            AuditEntry(
+                at=Timestamp(time.time()),
+                actor_id=who.id,
+                actor_name=who.name,
+                role=who.role,
+                action=action,
+                target=target,
+                outcome=status,
+                remote=request.client.host if request.client else None,
+            )
+        )
+
+    @staticmethod
+    def identity(request: Request) -> Identity:
+        return getattr(request.state, "identity", ANONYMOUS)
+
+    def _submitted_by(self, request: Request) -> str | None:
+        return self.identity(request).id if self.access.enforced else None
+
+    def shown_to(self, request: Request) -> Callable[[Job], Job]:
+        """How jobs look to the caller: a stream key is a secret of those who own it (an
+        admin, the credential that submitted the job, the node running it). On an open
+        master nobody proves who they are, so only the agent's claim carries it."""
+        identity = self.identity(request)
+        if not self.access.enforced:
+            return without_stream_key
+        if identity.role == Role.ADMIN:
+            return lambda job: job
+
+        def shown(job: Job) -> Job:
+            redacted = without_stream_key(job)
+            if redacted is job:
+                return job  # nothing secret: no store lookup
+            if identity.role == Role.NODE and job.node_id == identity.node_id:
+                return job
+            if self.store.job_submitter(job.id) == identity.id:
+                return job
+            return redacted
+
+        return shown
+
+    def rate_key(self, scope: Scope) -> str | None:
+        """Whom a rate limit counts: the credential a request authenticates with, else its
+        address (so clients behind one address do not share a budget); None: not limited."""
+        address = client_address(scope)
+        if address is None or not self.access.enforced:
+            return address
+        try:
+            return "credential " + self.access.identify(Request(scope)).id
+        except ApiError:
+            return address  # refused later, by the route's guard
+
+    def _require_own_job(self, request: Request, job_id: str) -> None:
+        """A submitter may cancel and retry only the jobs it submitted."""
+        identity = self.identity(request)
+        if identity.role == Role.SUBMITTER and self.store.job_submitter(job_id) != identity.id:
+            raise ApiError(403, f"job {job_id} was submitted by another credential")
 
     # -------------------------------------------------------------- nodes
 
     async def register(self, request: Request) -> Response:
+        """An enrollment token registers a new node and gets it its own credential (in the
+        reply, once); a node credential re-registers only its own node, with the labels it
+        was enrolled with."""
         registration = await decode(request, NodeRegistration, self.limit)
-        node = self.store.register_node(registration, time.time())
+        identity = self.identity(request)
+        token: str | None = None
+        if identity.role == Role.ENROLL:
+            assert identity.credential is not None
+            node, _, token = self.store.enroll_node(registration, identity.credential, time.time())
+            if identity.credential.one_time:
+                self.access.forget(identity.id)
+        else:
+            if identity.role == Role.NODE:
+                assert identity.node_id is not None and identity.credential is not None
+                identity.require_node(registration.id or identity.node_id)
+                registration = msgspec.structs.replace(
+                    registration,
+                    id=identity.node_id,
+                    labels=dict(identity.credential.labels or {}),
+                )
+            node = self.store.register_node(registration, time.time())
+        request.state.audit_target = node.id
         log.info(
             "node registered: %s (%s, %d threads, %s%s)",
             node.id,
@@ -129,7 +266,11 @@ class MasterApp:
             f", GPU {node.gpu_type}" if node.has_gpu else "",
         )
         self.dispatcher.notify_all()  # a new node may make unschedulable work runnable
-        return JsonResponse(node, status_code=201)
+        if token is None:
+            return JsonResponse(node, status_code=201)
+        body = msgspec.to_builtins(node, enc_hook=encode_hook)
+        body["token"] = token  # the node's own credential, shown this once
+        return JsonResponse(body, status_code=201)
 
     async def list_nodes(self, request: Request) -> Response:
         found = self.store.list_nodes()
@@ -155,6 +296,7 @@ class MasterApp:
 
     async def heartbeat(self, request: Request) -> Response:
         node_id = path_id(request, "node_id")
+        self.identity(request).require_node(node_id)
         beat = await decode(request, Heartbeat, self.limit, optional=True)
         return JsonResponse(self.store.heartbeat(node_id, beat, time.time()))
 
@@ -188,20 +330,23 @@ class MasterApp:
         check_submission([job_request], self.settings, self.store)
         self._check_inputs([job_request])
         if job_request.split_s is not None:
-            return self._create_split(job_request, job_request.split_s)
-        (job,) = self.store.create_jobs([job_request], time.time())
+            return self._create_split(job_request, job_request.split_s, self._submitted_by(request))
+        (job,) = self.store.create_jobs([job_request], time.time(), self._submitted_by(request))
+        request.state.audit_target = job.id
         log.info("job created: %s (%s)", job.id, job.scenario)
         self.dispatcher.notify()
         return JsonResponse(job, status_code=201)
 
-    def _create_split(self, job_request: JobRequest, split_s: float) -> Response:
+    def _create_split(
+        self, job_request: JobRequest, split_s: float, submitted_by: str | None
+    ) -> Response:
         source = job_request.parameters.get("input")
         held = is_ref(source) and self.blobs.store.size(parse_ref(source)) is not None
         try:
             check_request(job_request, held)
         except SplitRefused as exc:
             raise ApiError(400, str(exc)) from None
-        job = self.store.create_split(job_request, split_s, time.time())
+        job = self.store.create_split(job_request, split_s, time.time(), submitted_by)
         self.splitter.wake()
         log.info("split job created: %s (%s, %g s segments)", job.id, job.scenario, split_s)
         return JsonResponse(job, status_code=201)
@@ -219,7 +364,10 @@ class MasterApp:
         self._check_inputs(batch.jobs)
         # Off the event loop: checking thousands of jobs against the fleet takes a while, and
         # /health and the long-polls must not wait for it.
-        created = await asyncio.to_thread(self.store.create_jobs, batch.jobs, time.time())
+        created = await asyncio.to_thread(
+            self.store.create_jobs, batch.jobs, time.time(), self._submitted_by(request)
+        )
+        request.state.audit_target = f"{len(created)} jobs"
         log.info("batch of %d jobs created", len(created))
         self.dispatcher.notify(len(created))
         return JsonResponse({"jobs": created, "count": len(created)}, status_code=201)
@@ -238,12 +386,12 @@ class MasterApp:
             scenario=query_name(request, "scenario"),
             node_id=query_id(request, "node_id"),
         )
-        shown = [without_stream_key(job) for job in found]
+        shown = list(map(self.shown_to(request), found))
         return JsonResponse({"jobs": shown, "count": len(shown), "total": total})
 
     async def get_job(self, request: Request) -> Response:
         detail = self._by_id("job", path_id(request, "job_id"), self.store.get_job)
-        body = detail_body(detail)
+        body = detail_body(detail, self.shown_to(request))
         body.update(self.store.split_links(detail.job.id))
         return JsonResponse(body)
 
@@ -268,6 +416,7 @@ class MasterApp:
         node_id = query_id(request, "node_id")
         if node_id is None:
             raise ApiError(400, "query parameter node_id is required")
+        self.identity(request).require_node(node_id)
         wait = query_float(request, "wait", 0.0, high=self.settings.max_wait_s)
         if wait > 0:
             with self.long_polls.slot(node_id):
@@ -276,6 +425,7 @@ class MasterApp:
             job = await self._claim_waiting(request, node_id, wait)
         if job is None:
             return JsonResponse({"job": None})
+        request.state.audit_target = job.id
         return JsonResponse(job)
 
     async def _claim_waiting(self, request: Request, node_id: str, wait: float) -> Job | None:
@@ -328,21 +478,21 @@ class MasterApp:
         asyncio.get_running_loop().call_later(delay, self.dispatcher.notify)
 
     async def cancel(self, request: Request) -> Response:
-        job = self._by_id(
-            "job",
-            path_id(request, "job_id"),
-            lambda job_id: self.store.cancel(job_id, time.time()),
-        )
+        def cancel(job_id: str) -> Job:
+            self._require_own_job(request, job_id)
+            return self.store.cancel(job_id, time.time())
+
+        job = self._by_id("job", path_id(request, "job_id"), cancel)
         log.info("job %s cancel requested (now %s)", job.id, job.status)
         self.splitter.wake()
         return JsonResponse(job)
 
     async def retry(self, request: Request) -> Response:
-        job = self._by_id(
-            "job",
-            path_id(request, "job_id"),
-            lambda job_id: self.store.retry(job_id, time.time()),
-        )
+        def retry(job_id: str) -> Job:
+            self._require_own_job(request, job_id)
+            return self.store.retry(job_id, time.time())
+
+        job = self._by_id("job", path_id(request, "job_id"), retry)
         log.info("job %s queued again by a user", job.id)
         self.splitter.wake()
         self.metrics.user_retried()
@@ -351,6 +501,7 @@ class MasterApp:
 
     async def release(self, request: Request) -> Response:
         body = await decode(request, Release, self.limit)
+        self.identity(request).require_node(body.node_id)
         job = self.store.release(
             path_id(request, "job_id"), body.node_id, body.attempt, body.reason, time.time()
         )
@@ -362,6 +513,7 @@ class MasterApp:
 
     async def post_result(self, request: Request) -> Response:
         result = await decode(request, ResultSubmission, self.limit)
+        self.identity(request).require_node(result.node_id)
         started = time.perf_counter()
         try:
             outcome = self.store.submit_result(result, time.time())
@@ -409,7 +561,8 @@ class MasterApp:
         limit = query_int(request, "limit", 1000, low=1, high=10_000) or 1000
         offset = query_int(request, "offset", 0, low=0, high=INT32_MAX) or 0
         found = self.store.finished_between(since, until, limit, offset)
-        return JsonResponse({"jobs": [detail_body(d) for d in found], "count": len(found)})
+        shown = self.shown_to(request)
+        return JsonResponse({"jobs": [detail_body(d, shown) for d in found], "count": len(found)})
 
     # -------------------------------------------------------------- misc
 
@@ -451,39 +604,70 @@ class MasterApp:
             for when in report.retry_at:
                 self._wake_at(when)
 
-    def endpoints(self) -> dict[str, dict[str, Handler]]:
-        """Path -> method -> handler: one route per path, so a 405 names every allowed method."""
+    def endpoints(self) -> dict[str, dict[str, tuple[Handler, frozenset[str] | None]]]:
+        """Path -> method -> (handler, roles that may call it; None: public). One route per
+        path, so a 405 names every allowed method."""
+        admin = self.admin
         return {
-            "/health": {"GET": self.health},
-            "/nodes/register": {"POST": self.register},
-            "/nodes": {"GET": self.list_nodes},
-            "/nodes/{node_id}": {"GET": self.get_node},
-            "/nodes/{node_id}/heartbeat": {"POST": self.heartbeat},
-            "/nodes/{node_id}/drain": {"POST": self.drain},
-            "/jobs": {"GET": self.list_jobs, "POST": self.create_job},
-            "/jobs/batch": {"POST": self.create_batch},
-            "/jobs/purge": {"POST": self.purge_jobs},
-            "/jobs/next": {"GET": self.next_job, "POST": self.next_job},
-            "/jobs/{job_id}": {"GET": self.get_job},
-            "/jobs/{job_id}/explain": {"GET": self.explain},
-            "/jobs/{job_id}/cancel": {"POST": self.cancel},
-            "/jobs/{job_id}/retry": {"POST": self.retry},
-            "/jobs/{job_id}/release": {"POST": self.release},
-            "/results": {"GET": self.list_results, "POST": self.post_result},
-            "/results/export": {"GET": self.export_results},
-            "/metrics": {"GET": self.metrics_text},
-            "/openapi.json": {"GET": self.openapi_json},
-            "/docs": {"GET": self.docs},
+            "/health": {"GET": (self.health, None)},
+            "/nodes/register": {"POST": (self.register, REGISTER)},
+            "/nodes": {"GET": (self.list_nodes, READ)},
+            "/nodes/{node_id}": {"GET": (self.get_node, READ)},
+            "/nodes/{node_id}/heartbeat": {"POST": (self.heartbeat, NODE)},
+            "/nodes/{node_id}/drain": {"POST": (self.drain, ADMIN)},
+            "/jobs": {"GET": (self.list_jobs, READ), "POST": (self.create_job, SUBMIT)},
+            "/jobs/batch": {"POST": (self.create_batch, SUBMIT)},
+            "/jobs/purge": {"POST": (self.purge_jobs, ADMIN)},
+            "/jobs/next": {"GET": (self.next_job, NODE), "POST": (self.next_job, NODE)},
+            "/jobs/{job_id}": {"GET": (self.get_job, READ)},
+            "/jobs/{job_id}/explain": {"GET": (self.explain, READ)},
+            "/jobs/{job_id}/cancel": {"POST": (self.cancel, SUBMIT)},
+            "/jobs/{job_id}/retry": {"POST": (self.retry, SUBMIT)},
+            "/jobs/{job_id}/release": {"POST": (self.release, NODE)},
+            "/results": {"GET": (self.list_results, READ), "POST": (self.post_result, NODE)},
+            "/results/export": {"GET": (self.export_results, READ)},
+            # Public like /health: Prometheus scrapes it, and it holds counts and node ids,
+            # never a parameter, result or secret.
+            "/metrics": {"GET": (self.metrics_text, None)},
+            "/tokens": {"GET": (admin.list_tokens, ADMIN), "POST": (admin.create_token, ADMIN)},
+            "/tokens/{token_id}/revoke": {"POST": (admin.revoke_token, ADMIN)},
+            "/audit": {"GET": (admin.list_audit, ADMIN)},
+            "/blobs/{digest}": {
+                "GET": (self.blobs.download, READ | NODE),
+                "PUT": (self.blobs.upload, SUBMIT | NODE),
+            },
+            "/blobs/{digest}/upload": {"GET": (self.blobs.upload_state, SUBMIT | NODE)},
+            "/openapi.json": {"GET": (self.openapi_json, None)},
+            "/docs": {"GET": (self.docs, None)},
         }
+
+    def _ui_route(self, route: BaseRoute) -> BaseRoute:
+        """The dashboard's pages and event streams are reads: readers and up (its static
+        files stay public). Its actions call the JSON API, which checks them there."""
+        if not isinstance(route, Route):
+            return route
+        methods = sorted((route.methods or {"GET"}) - {"HEAD"})
+        return Route(route.path, self.guarded(route.endpoint, READ), methods=methods)
+
+    async def warn_insecure(self) -> None:
+        """An open master on a reachable address keeps saying so."""
+        while True:
+            await asyncio.sleep(INSECURE_WARN_S)
+            log.warning(INSECURE_WARNING)
 
     def routes(self) -> list[BaseRoute]:
         return [
-            *ui.routes(self.store),
+            *(self._ui_route(route) for route in ui.routes(self.store)),
             *(
-                Route(path, _by_method(handlers), methods=list(handlers))
+                Route(
+                    path,
+                    _by_method(
+                        {method: self.guarded(*guard) for method, guard in handlers.items()}
+                    ),
+                    methods=list(handlers),
+                )
                 for path, handlers in self.endpoints().items()
             ),
-            *self.blobs.routes(),
         ]
 
 
@@ -530,20 +714,28 @@ def create_app(settings: MasterSettings, store: Store | None = None) -> Starlett
     from starlette.exceptions import HTTPException
 
     owned = store is None
-    master = MasterApp(
-        store if store is not None else open_store(settings.store_url, settings.policy),
-        settings,
-        DirectoryBlobStore(settings.blob_root),
-    )
+    opened = store if store is not None else open_store(settings.store_url, settings.policy)
+    try:
+        enforced = authentication_on(settings, opened)
+        if enforced:
+            bootstrap_admin(opened, settings.admin_token_file)
+    except BaseException:
+        if owned:
+            opened.close()
+        raise
+    master = MasterApp(opened, settings, DirectoryBlobStore(settings.blob_root), enforced=enforced)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         sweep_every = min(3600.0, settings.blob_retention_s / 2)
         tasks = [
             asyncio.create_task(master.reaper()),
+            asyncio.create_task(master.audit.run()),
             asyncio.create_task(master.blobs.sweeper(settings.blob_retention_s, sweep_every)),
             asyncio.create_task(master.splitter.run(master.dispatcher.notify)),
         ]
+        if settings.insecure:
+            tasks.append(asyncio.create_task(master.warn_insecure()))
         if master.archive is not None:
             tasks.append(asyncio.create_task(master.archive.run()))
         try:
@@ -553,6 +745,8 @@ def create_app(settings: MasterSettings, store: Store | None = None) -> Starlett
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            with contextlib.suppress(Exception):
+                master.audit.flush()
             if master.archive is not None:
                 await master.archive.close()
             if owned:
@@ -577,7 +771,9 @@ def create_app(settings: MasterSettings, store: Store | None = None) -> Starlett
     app.state.master = master
     if settings.rate_limit > 0:
         app.add_middleware(
-            RateLimitMiddleware, limiter=RateLimiter(settings.rate_limit, settings.rate_burst)
+            RateLimitMiddleware,
+            limiter=RateLimiter(settings.rate_limit, settings.rate_burst),
+            key=master.rate_key,
         )
     app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s)
     return app

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import ssl
 from pathlib import Path
 from typing import Annotated
 
@@ -173,6 +174,47 @@ def master(
             "FFLEET_BODY_TIMEOUT", "Each part of a request body must arrive within this (else 408)."
         ),
     ] = Seconds(MASTER_DEFAULTS.body_timeout_s),
+    auth: Annotated[
+        str,
+        typer.Option(
+            envvar="FFLEET_AUTH",
+            help="auto: tokens required once the store holds credentials (an address other "
+            "than loopback needs them); required: always, creating an admin token on first "
+            "start.",
+        ),
+    ] = MASTER_DEFAULTS.auth,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            envvar="FFLEET_INSECURE",
+            help="Serve without authentication even on a reachable address (warns).",
+        ),
+    ] = MASTER_DEFAULTS.insecure,
+    admin_token_file: Annotated[
+        Path,
+        typer.Option(
+            envvar="FFLEET_ADMIN_TOKEN_FILE",
+            help="Where a first start with authentication writes the admin token (mode 0600).",
+        ),
+    ] = MASTER_DEFAULTS.admin_token_file,
+    audit_retention: Annotated[
+        float, duration_option("FFLEET_AUDIT_RETENTION", "Audit entries are kept this long.")
+    ] = Seconds(MASTER_DEFAULTS.audit_retention_s),
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(envvar="FFLEET_TLS_CERT", help="Serve HTTPS with this certificate (PEM)."),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option(envvar="FFLEET_TLS_KEY", help="The private key of --tls-cert (PEM)."),
+    ] = None,
+    tls_client_ca: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="FFLEET_TLS_CLIENT_CA",
+            help="mTLS: refuse every client without a certificate signed by this CA.",
+        ),
+    ] = None,
     blob_dir: Annotated[
         Path | None,
         typer.Option(
@@ -205,6 +247,7 @@ def master(
     import uvicorn
 
     from ffleet.master.app import create_app
+    from ffleet.master.exposure import StartRefused
     from ffleet.master.slow_clients import header_timeout_protocol
     from ffleet.store import redact_url
 
@@ -241,6 +284,13 @@ def master(
             max_connections=max_connections,
             header_timeout_s=header_timeout,
             body_timeout_s=body_timeout,
+            auth=auth,
+            insecure=insecure,
+            admin_token_file=admin_token_file,
+            audit_retention_s=audit_retention,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_client_ca=tls_client_ca,
             blob_dir=blob_dir,
             max_blob_bytes=max_blob_bytes,
             blob_retention_s=blob_retention,
@@ -253,10 +303,20 @@ def master(
     except ValueError as exc:
         message = str(exc).replace(store, redact_url(store))  # a driver may quote the URL
         raise typer.BadParameter(message, param_hint="--store") from None
+    except StartRefused as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    tls: dict[str, object] = {}
+    if settings.tls_cert is not None:
+        tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
+    if settings.tls_client_ca is not None:
+        tls |= {"ssl_ca_certs": str(settings.tls_client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
     logging.getLogger("ffleet.master").info(
-        "master listening on http://%s:%d (store %s)",
+        "master listening on %s://%s:%d%s (store %s)",
+        "https" if tls else "http",
         settings.host,
         settings.port,
+        " with client certificates required" if settings.tls_client_ca else "",
         redact_url(settings.store_url),
     )
     uvicorn.run(
@@ -269,4 +329,5 @@ def master(
         timeout_keep_alive=math.ceil(settings.keep_alive_s),  # uvicorn takes whole seconds
         http=header_timeout_protocol(settings.header_timeout_s),
         limit_concurrency=settings.max_connections,
+        **tls,  # type: ignore[arg-type]
     )

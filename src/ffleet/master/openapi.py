@@ -11,7 +11,11 @@ from typing import Any
 import msgspec
 
 from ffleet.master.replies import (
+    AuditPage,
+    BlobStored,
+    CredentialList,
     ExportPage,
+    IssuedCredential,
     JobList,
     JobPage,
     JobView,
@@ -21,6 +25,8 @@ from ffleet.master.replies import (
     ResultList,
     ResultReply,
     StatusReply,
+    UploadCut,
+    UploadState,
 )
 from ffleet.models import (
     END_EPOCH,
@@ -42,6 +48,7 @@ from ffleet.models import (
     Timestamp,
 )
 from ffleet.states import JobStatus
+from ffleet.tokens import Credential, TokenRequest
 
 _ID = {"type": "string", "pattern": ID_PATTERN}
 _NAME = {"type": "string", "maxLength": 256, "pattern": r"^[^\x00-\x1f\x7f]+$(?!\n)"}
@@ -61,8 +68,14 @@ def _query(name: str, schema: dict[str, Any], what: str, required: bool = False)
     }
 
 
+_DIGEST = {"type": "string", "pattern": "^[0-9a-f]{64}$"}  # a blob's SHA-256, lower-case hex
+_BYTES = {"type": "integer", "minimum": 0, "maximum": 2**62}
+BINARY = "application/octet-stream"
+
+
 def _path(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": _ID}
+    schema = _DIGEST if name == "digest" else _ID
+    return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
 def _limit(default: int, high: int) -> dict[str, Any]:
@@ -102,10 +115,11 @@ class Endpoint:
     summary: str
     status: int
     reply: type | tuple[type, ...] | str  # several: one of them; a str: that media type
-    body: type | None = None
+    body: type | str | None = None  # a str: raw bytes of that media type
     body_required: bool = True
     query: tuple[dict[str, Any], ...] = ()
     links: dict[str, Any] | None = None  # OpenAPI links: what a reply's id can be used for
+    also: tuple[int, ...] = ()  # other success statuses with the same reply
 
 
 def _next_job(method: str, max_wait_s: float) -> Endpoint:
@@ -231,6 +245,64 @@ def endpoints(max_wait_s: float) -> list[Endpoint]:
             ),
         ),
         Endpoint("get", "/metrics", "Prometheus metrics", 200, PROMETHEUS_TEXT),
+        Endpoint(
+            "post",
+            "/tokens",
+            "Create a credential; the reply's token is shown once",
+            201,
+            IssuedCredential,
+            TokenRequest,
+        ),
+        Endpoint("get", "/tokens", "List credentials, never their secrets", 200, CredentialList),
+        Endpoint(
+            "post", "/tokens/{token_id}/revoke", "Revoke a credential at once", 200, Credential
+        ),
+        Endpoint(
+            "get",
+            "/audit",
+            "The audit trail, newest first",
+            200,
+            AuditPage,
+            query=(
+                _query(
+                    "since",
+                    {"type": "string", "format": "date-time", "pattern": TIME_PATTERN},
+                    "entries at or after this RFC 3339 time",
+                ),
+                _query("actor", _NAME, "only this credential id's entries"),
+                _query("action", _NAME, "only this action (`POST /jobs`)"),
+                _limit(100, 10_000),
+            ),
+        ),
+        Endpoint(
+            "get",
+            "/blobs/{digest}/upload",
+            "Where an upload of this SHA-256 continues",
+            200,
+            UploadState,
+        ),
+        Endpoint(
+            "put",
+            "/blobs/{digest}",
+            "Upload bytes from `offset` of a `size`-byte blob: 201 once complete and verified "
+            "(200 if already held), 200 with `received` if cut short",
+            201,
+            (BlobStored, UploadCut),
+            BINARY,
+            query=(
+                _query("size", _BYTES, "the blob's full size in bytes", required=True),
+                _query("offset", _BYTES, "bytes already received (GET .../upload says)"),
+            ),
+            also=(200,),
+        ),
+        Endpoint(
+            "get",
+            "/blobs/{digest}",
+            "The blob's bytes (Range: bytes=N- gives 206)",
+            200,
+            BINARY,
+            also=(206,),
+        ),
     ]
 
 
@@ -301,11 +373,19 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
         "summary": endpoint.summary,
         "operationId": f"{endpoint.method}_{_words(endpoint.path)}",
         "parameters": parameters + list(endpoint.query),
-        "responses": {str(endpoint.status): _reply(endpoint.reply), "4XX": _ERROR},
+        "responses": {
+            **{str(status): _reply(endpoint.reply) for status in (endpoint.status, *endpoint.also)},
+            "4XX": _ERROR,
+        },
     }
     if endpoint.links:
         operation["responses"][str(endpoint.status)]["links"] = endpoint.links
-    if endpoint.body is not None:
+    if isinstance(endpoint.body, str):
+        operation["requestBody"] = {
+            "required": endpoint.body_required,
+            "content": {endpoint.body: {"schema": {"type": "string", "format": "binary"}}},
+        }
+    elif endpoint.body is not None:
         operation["requestBody"] = {
             "required": endpoint.body_required,
             "content": {"application/json": {"schema": _schema(endpoint.body)}},
@@ -322,7 +402,12 @@ def spec(max_wait_s: float) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "ffleet master", "version": "1.0-compatible"},
         "paths": paths,
-        "components": {"schemas": _COMPONENTS},
+        # Open masters need no token; authenticating ones a bearer token (see README).
+        "security": [{}, {"bearer": []}],
+        "components": {
+            "schemas": _COMPONENTS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
     }
 
 
@@ -330,10 +415,14 @@ def _pretty(schema: Any) -> str:
     return msgspec.json.format(msgspec.json.encode(schema)).decode()
 
 
+def _body_name(body: type | str | None) -> str:
+    return body if isinstance(body, str) else body.__name__ if body else ""
+
+
 def docs_html(max_wait_s: float) -> str:
     rows = "\n".join(
         f"<tr><td><code>{e.method.upper()}</code></td><td><code>{html.escape(e.path)}</code></td>"
-        f"<td>{html.escape(e.summary)}</td><td>{e.body.__name__ if e.body else ''}</td>"
+        f"<td>{html.escape(e.summary)}</td><td>{_body_name(e.body)}</td>"
         f"<td>{e.status} {html.escape(_reply(e.reply)['description'])}</td></tr>"
         for e in endpoints(max_wait_s)
     )

@@ -1,6 +1,7 @@
-"""Per-client request rate: a token bucket per client address, refused with 429 + Retry-After.
+"""Per-client request rate: a token bucket per client, refused with 429 + Retry-After.
 
-Keyed by the peer address of the connection (the master reads no forwarded headers). Loopback
+A client is the credential a request authenticates with, else the peer address of the
+connection (the master reads no forwarded headers); the master supplies that key. Loopback
 clients are the machine's own users (the CLI, a local agent, a benchmark) and are not limited.
 The table of buckets is bounded: when full, the longest-idle client is forgotten, which can
 only ever give that client a fresh burst.
@@ -52,20 +53,29 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def client_address(scope: Scope) -> str | None:
+    """The peer address of a request; None for loopback, which is not limited."""
+    client = scope.get("client")
+    host = client[0] if client else "unknown"
+    return None if _is_loopback(host) else host
+
+
 class RateLimitMiddleware:
     """ASGI middleware: HTTP requests beyond the client's rate get 429 and change nothing."""
 
-    def __init__(self, app: App, limiter: RateLimiter) -> None:
+    def __init__(
+        self, app: App, limiter: RateLimiter, key: Callable[[Scope], str | None] = client_address
+    ) -> None:
         self.app = app
         self.limiter = limiter
+        self.key = key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        client = scope.get("client")
-        host = client[0] if client else "unknown"
-        if scope["type"] == "http" and not _is_loopback(host):
-            wait = self.limiter.wait_for(host)
+        client = self.key(scope) if scope["type"] == "http" else None
+        if client is not None:
+            wait = self.limiter.wait_for(client)
             if wait > 0:
-                reply = error_response(429, "too many requests from this address; slow down")
+                reply = error_response(429, "too many requests from this client; slow down")
                 reply.headers["Retry-After"] = str(math.ceil(wait))
                 await reply(scope, receive, send)
                 return

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from msgspec import Struct
 
+from ffleet.audit import AuditEntry
 from ffleet.models import Attempt, Job, Node, StoredResult
+from ffleet.tokens import Credential
 
 
 class StatusReply(Struct, kw_only=True):
@@ -67,3 +69,38 @@ class ExportPage(Struct, kw_only=True):
 
 class Purged(Struct, kw_only=True):
     deleted: int
+
+
+class IssuedCredential(Credential, kw_only=True):
+    """POST /tokens: the credential and its secret, shown this once."""
+
+    token: str
+
+
+class CredentialList(Struct, kw_only=True):
+    tokens: list[Credential]
+    count: int
+
+
+class AuditPage(Struct, kw_only=True):
+    entries: list[AuditEntry]
+    count: int
+
+
+class UploadState(Struct, kw_only=True):
+    """Where an upload continues: `received` bytes so far, or `complete`."""
+
+    digest: str
+    complete: bool
+    received: int
+
+
+class BlobStored(Struct, kw_only=True):
+    ref: str
+    size: int
+
+
+class UploadCut(Struct, kw_only=True):
+    """An upload whose body ended early: send the rest from `received`."""
+
+    received: int

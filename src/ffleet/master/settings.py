@@ -17,6 +17,8 @@ from ffleet.durations import format_duration
 from ffleet.policy import SchedulingPolicy
 from ffleet.settings import DEFAULT_HOST, DEFAULT_PORT, require, require_positive
 
+AUTH_MODES = ("auto", "required")
+
 
 @dataclass(frozen=True)
 class MasterSettings:
@@ -45,6 +47,13 @@ class MasterSettings:
     max_connections: int = 4096  # open connections; past it requests get 503
     header_timeout_s: float = 10.0  # a client must send its request headers within this
     body_timeout_s: float = 30.0  # ... and each part of its body within this
+    auth: str = "auto"  # auto: on when the store holds credentials; required: always
+    insecure: bool = False  # serve a non-loopback address open, on purpose
+    admin_token_file: Path = Path("ffleet-admin-token")  # where a first admin token is written
+    audit_retention_s: float = 30 * 86400.0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # with it, clients must present a certificate it signed
     blob_dir: Path | None = None  # None: beside the SQLite database (see `blob_root`)
     max_blob_bytes: int = 100 * 1024**3
     blob_retention_s: float = 7 * 24 * 3600.0  # a blob neither written nor read this long goes
@@ -99,6 +108,20 @@ class MasterSettings:
         require(self.rate_limit >= 0, "--rate-limit must not be negative (0 turns it off)")
         require_positive("--header-timeout", self.header_timeout_s)
         require_positive("--body-timeout", self.body_timeout_s)
+        require(self.auth in AUTH_MODES, f"--auth must be one of {', '.join(AUTH_MODES)}")
+        require(
+            not (self.insecure and self.auth == "required"),
+            "--insecure and --auth required contradict each other",
+        )
+        require_positive("--audit-retention", self.audit_retention_s)
+        require(
+            (self.tls_cert is None) == (self.tls_key is None),
+            "--tls-cert and --tls-key go together",
+        )
+        require(
+            self.tls_client_ca is None or self.tls_cert is not None,
+            "--tls-client-ca needs --tls-cert and --tls-key",
+        )
         require(self.max_blob_bytes > 0, "--max-blob-bytes must be more than 0")
         require_positive("--blob-retention", self.blob_retention_s)
         require(

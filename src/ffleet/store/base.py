@@ -6,10 +6,11 @@ tests/contract proves each backend keeps those promises.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from ffleet.audit import AuditEntry
 from ffleet.models import (
     Explanation,
     Heartbeat,
@@ -24,6 +25,7 @@ from ffleet.models import (
     StoredResult,
 )
 from ffleet.policy import SchedulingPolicy as SchedulingPolicy  # the store's input, re-exported
+from ffleet.tokens import Credential
 
 if TYPE_CHECKING:
     from ffleet.store.splits import SplitState
@@ -115,8 +117,11 @@ class Store(Protocol):
 
     def set_draining(self, node_id: str, draining: bool) -> Node: ...
 
-    def create_jobs(self, requests: Sequence[JobRequest], now: float) -> list[Job]:
-        """Insert all jobs in one transaction: all are queued or none."""
+    def create_jobs(
+        self, requests: Sequence[JobRequest], now: float, submitted_by: str | None = None
+    ) -> list[Job]:
+        """Insert all jobs in one transaction: all are queued or none. `submitted_by`: the
+        id of the credential that asked (a submitter may cancel and retry only its own)."""
         ...
 
     def get_job(self, job_id: str) -> JobDetail: ...
@@ -197,9 +202,59 @@ class Store(Protocol):
         Also ages long-waiting pending jobs. Safe to run concurrently from several masters."""
         ...
 
+    # ------------------------------------------------------------------ credentials, audit
+
+    def create_credential(
+        self,
+        role: str,
+        name: str,
+        now: float,
+        *,
+        expires_at: float | None = None,
+        labels: Mapping[str, str] | None = None,
+        one_time: bool = False,
+    ) -> tuple[Credential, str]:
+        """A new credential and its secret, returned this once and stored only as a hash."""
+        ...
+
+    def find_credential(self, secret: str) -> Credential | None: ...
+
+    def list_credentials(self) -> list[Credential]: ...
+
+    def count_credentials(self, now: float, role: str | None = None) -> int: ...
+
+    def revoke_credential(self, credential_id: str, now: float) -> tuple[Credential, list[float]]:
+        """Revoke at once; a node's credential also takes the node offline and ends its
+        attempts (retried). Returns when each requeued job becomes claimable."""
+        ...
+
+    def enroll_node(
+        self, registration: NodeRegistration, enrollment: Credential, now: float
+    ) -> tuple[Node, Credential, str]:
+        """Register a new node and issue its own credential in one transaction."""
+        ...
+
+    def job_submitter(self, job_id: str) -> str | None: ...
+
+    def append_audit(self, entries: Sequence[AuditEntry]) -> None: ...
+
+    def list_audit(
+        self, since: float, actor: str | None, action: str | None, limit: int
+    ) -> list[AuditEntry]:
+        """Newest first."""
+        ...
+
+    def prune_audit(self, before: float) -> int: ...
+
     # ------------------------------------------------------------ split jobs (store/splits.py)
 
-    def create_split(self, request: JobRequest, segment_s: float, now: float) -> Job:
+    def create_split(
+        self,
+        request: JobRequest,
+        segment_s: float,
+        now: float,
+        submitted_by: str | None = None,
+    ) -> Job:
         """Queue a split job's parent and start it at once, on no node: it runs over its
         children, which `plan_split` creates."""
         ...

@@ -89,13 +89,14 @@ INSERT INTO jobs (
     id, scenario, confidence, parameters, status, node_id, created_at, started_at,
     completed_at, retry_count, error, priority, base_priority, aged_at, requirements, req_gpu,
     req_min_ram, req_min_threads, affinity, anti_affinity, timeout_s, max_attempts, attempt,
-    not_before, lease_expires_at, deadline_at, progress, cancel_requested, unschedulable_reason
+    not_before, lease_expires_at, deadline_at, progress, cancel_requested, unschedulable_reason,
+    submitted_by
 ) VALUES (
     :id, :scenario, :confidence, :parameters, :status, :node_id, :created_at, :started_at,
     :completed_at, :retry_count, :error, :priority, :base_priority, :aged_at, :requirements,
     :req_gpu, :req_min_ram, :req_min_threads, :affinity, :anti_affinity, :timeout_s,
     :max_attempts, :attempt, :not_before, :lease_expires_at, :deadline_at, :progress,
-    :cancel_requested, :unschedulable_reason
+    :cancel_requested, :unschedulable_reason, :submitted_by
 )
 
 -- name: job_get
@@ -238,6 +239,55 @@ DELETE FROM results WHERE job_id = :id
 
 -- name: results_of_job
 SELECT * FROM results WHERE job_id = :job_id ORDER BY attempt LIMIT :limit OFFSET :offset
+
+-- ------------------------------------------------------------------------------- credentials
+
+-- name: job_submitter
+SELECT submitted_by FROM jobs WHERE id = :id
+
+-- name: credential_insert
+INSERT INTO credentials (
+    id, name, role, secret_hash, node_id, labels, one_time, created_at, expires_at, revoked_at
+) VALUES (
+    :id, :name, :role, :secret_hash, :node_id, :labels, :one_time, :created_at, :expires_at, NULL
+) RETURNING *
+
+-- name: credential_by_hash
+SELECT * FROM credentials WHERE secret_hash = :secret_hash
+
+-- name: credentials_all
+SELECT * FROM credentials ORDER BY created_at, id
+
+-- name: credential_revoke
+UPDATE credentials SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL RETURNING *
+
+-- name: credential_get
+SELECT * FROM credentials WHERE id = :id
+
+-- name: credentials_active_count
+SELECT count(*) FROM credentials
+WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > :now)
+    AND (CAST(:role AS TEXT) IS NULL OR role = :role)
+
+-- name: node_take_offline
+UPDATE nodes SET online = FALSE WHERE id = :id
+
+-- ------------------------------------------------------------------------------- audit
+
+-- name: audit_insert
+INSERT INTO audit (at, actor_id, actor_name, role, action, target, outcome, remote)
+VALUES (:at, :actor_id, :actor_name, :role, :action, :target, :outcome, :remote)
+
+-- Newest first, so that a limit keeps the latest entries.
+-- name: audit_page
+SELECT * FROM audit
+WHERE at >= :since
+    AND (CAST(:actor AS TEXT) IS NULL OR actor_id = :actor OR actor_name = :actor)
+    AND (CAST(:action AS TEXT) IS NULL OR action = :action)
+ORDER BY seq DESC LIMIT :limit
+
+-- name: audit_prune
+DELETE FROM audit WHERE at < :cut
 
 -- ------------------------------------------------------------------------------- split jobs
 

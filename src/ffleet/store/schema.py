@@ -93,6 +93,7 @@ jobs = Table(
     Column("progress", Text),
     Column("cancel_requested", Boolean, nullable=False),
     Column("unschedulable_reason", Text),
+    Column("submitted_by", String(32)),  # the credential that created it (None: open master)
 )
 
 attempts = Table(
@@ -119,6 +120,38 @@ results = Table(
     Column("error", Text),
     Column("completed_at", Double),
     Column("received_at", Double, nullable=False),
+)
+
+# Tokens are kept only as the SHA-256 of the secret: the unique index is the lookup.
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("node_id", String(64)),
+    Column("labels", Text),
+    Column("one_time", Boolean, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double),
+    Column("revoked_at", Double),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("at", Double, nullable=False),
+    Column("actor_id", String(32), nullable=False),
+    Column("actor_name", Text, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("action", Text, nullable=False),
+    Column("target", Text),
+    Column("outcome", Integer, nullable=False),
+    Column("remote", Text),
 )
 
 # A split job's parent: its segment length and, once planned, the plan (JSON) of its attempt.

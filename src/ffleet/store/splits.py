@@ -46,7 +46,9 @@ class SplitState:
 class _Host(Protocol):
     db: Database
 
-    def _job_values(self, req: JobRequest, now: float) -> tuple[dict[str, Any], Any]: ...
+    def _job_values(
+        self, req: JobRequest, now: float, submitted_by: str | None = None
+    ) -> tuple[dict[str, Any], Any]: ...
 
 
 def start(tx: Tx, row: Row, now: float) -> Job:
@@ -77,9 +79,15 @@ def restart_if_parent(tx: Tx, job: Job, now: float) -> Job:
 class SplitMethods:
     """The store's split-job methods (mixed into SqlStore: one transaction each)."""
 
-    def create_split(self: _Host, request: JobRequest, segment_s: float, now: float) -> Job:
+    def create_split(
+        self: _Host,
+        request: JobRequest,
+        segment_s: float,
+        now: float,
+        submitted_by: str | None = None,
+    ) -> Job:
         """Queue a parent and start it in one transaction: no agent ever sees it pending."""
-        values, _ = self._job_values(request, now)
+        values, _ = self._job_values(request, now, submitted_by)
         with self.db.transaction() as tx:
             tx.run("job_insert", values)
             tx.run("split_insert", {"job_id": values["id"], "segment_s": segment_s})

@@ -55,6 +55,7 @@ from ffleet.store.base import (
     ResultOutcome,
     SchedulingPolicy,
 )
+from ffleet.store.credentials import CredentialStore
 from ffleet.store.db import Database, Row, Tx
 from ffleet.store.explain import explain
 from ffleet.store.migrate import migrate
@@ -76,7 +77,7 @@ LOST_CLAIM_GRACE_S = 10.0  # a claim reply older than this has reached its agent
 RESULT_EVENTS = {"completed": Event.COMPLETE, "canceled": Event.ABORT, "failed": Event.FAIL}
 
 
-class SqlStore(splits.SplitMethods):
+class SqlStore(CredentialStore, splits.SplitMethods):
     """Store over SQL. `url`: `memory`, `sqlite:///PATH` or `postgresql://...`."""
 
     def __init__(self, url: str, policy: SchedulingPolicy | None = None) -> None:
@@ -97,6 +98,10 @@ class SqlStore(splits.SplitMethods):
     # ------------------------------------------------------------------ nodes
 
     def register_node(self, registration: NodeRegistration, now: float) -> Node:
+        with self.db.transaction() as tx:
+            return self._register(tx, registration, now)
+
+    def _register(self, tx: Tx, registration: NodeRegistration, now: float) -> Node:
         values = {
             "address": registration.address,
             "type": registration.type,
@@ -115,23 +120,20 @@ class SqlStore(splits.SplitMethods):
             "online": True,
             "last_heartbeat": now,
         }
-        with self.db.transaction() as tx:
-            row = None
-            if registration.id is not None:
-                row = tx.one("node_update", {**values, "id": registration.id})
-            if row is not None:
-                # A known node re-registers: its agent restarted, and whatever it was running
-                # died with it.
-                for job in tx.all("running_of_node_locked", {"node": row["id"]}):
-                    attempts.fail(
-                        tx, job, now, "agent restarted", retryable=True, policy=self.policy
-                    )
-            else:
-                node_id = registration.id or str(uuid.uuid4())
-                row = tx.one("node_insert", {**values, "id": node_id, "registered_at": now})
-                assert row is not None
-            placement.refresh_unschedulable(tx)
-            return node_from_row(row, [])
+        row = None
+        if registration.id is not None:
+            row = tx.one("node_update", {**values, "id": registration.id})
+        if row is not None:
+            # A known node re-registers: its agent restarted, and whatever it was running
+            # died with it.
+            for job in tx.all("running_of_node_locked", {"node": row["id"]}):
+                attempts.fail(tx, job, now, "agent restarted", retryable=True, policy=self.policy)
+        else:
+            node_id = registration.id or str(uuid.uuid4())
+            row = tx.one("node_insert", {**values, "id": node_id, "registered_at": now})
+            assert row is not None
+        placement.refresh_unschedulable(tx)
+        return node_from_row(row, [])
 
     def get_node(self, node_id: str) -> Node:
         with self.db.transaction() as tx:
@@ -206,8 +208,10 @@ class SqlStore(splits.SplitMethods):
 
     # ------------------------------------------------------------------ jobs
 
-    def create_jobs(self, requests: Sequence[JobRequest], now: float) -> list[Job]:
-        prepared = [self._job_values(req, now) for req in requests]
+    def create_jobs(
+        self, requests: Sequence[JobRequest], now: float, submitted_by: str | None = None
+    ) -> list[Job]:
+        prepared = [self._job_values(req, now, submitted_by) for req in requests]
         rows = [values for values, _ in prepared]
         kinds = {values["requirements"] for values, reqs in prepared if reqs is not None}
         if len(kinds) > placement.MAX_REQUIREMENT_SETS:  # each costs a walk over the fleet
@@ -227,7 +231,7 @@ class SqlStore(splits.SplitMethods):
         return [job_from_row(row) for row in rows]
 
     def _job_values(
-        self, req: JobRequest, now: float
+        self, req: JobRequest, now: float, submitted_by: str | None = None
     ) -> tuple[dict[str, Any], Requirements | None]:
         """Validate a request fully before anything is written (bad input changes nothing);
         the row to insert and the requirements placement will enforce."""
@@ -272,6 +276,7 @@ class SqlStore(splits.SplitMethods):
             "progress": None,
             "cancel_requested": False,
             "unschedulable_reason": None,
+            "submitted_by": submitted_by,
         }
         return values, reqs
 

@@ -1,0 +1,101 @@
+"""Who is asking, and may they: bearer tokens to identities, identities to allowed routes.
+
+Every request but /health and the API's documentation names a route that lists the roles
+allowed on it. The token check runs on every request, so it is a dictionary lookup on this
+master: a credential is read from the store once and kept `CACHE_S` seconds. A revocation
+through this master's API drops it from the cache at once; one made elsewhere (another master,
+or `ffleet token revoke --store`) is honoured within `CACHE_S`.
+
+An open master (loopback without credentials, or `--insecure`) treats every caller as the
+anonymous admin, as v1.0 did.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from ffleet.master.http import ApiError
+from ffleet.store import Store
+from ffleet.tokens import PREFIX, Credential, Role
+
+CACHE_S = 10.0
+_CACHE_MAX = 10_000  # a flood of made-up tokens cannot grow it without bound
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The caller: its credential's id, name and role, and for a node credential its node."""
+
+    id: str
+    name: str
+    role: str
+    node_id: str | None = None
+    credential: Credential | None = None
+
+    def require_node(self, node_id: str) -> None:
+        """A node credential may act only for its own node (403 otherwise)."""
+        if self.role == Role.NODE and node_id != self.node_id:
+            raise ApiError(403, f"this credential belongs to node {self.node_id}, not {node_id}")
+
+
+ANONYMOUS = Identity("anonymous", "anonymous", Role.ADMIN.value)
+
+
+class Access:
+    """Authenticates requests against the store's credentials, or lets everyone in (open)."""
+
+    def __init__(self, store: Store, *, enforced: bool) -> None:
+        self.store = store
+        self.enforced = enforced
+        self._cache: dict[str, tuple[float, Credential | None]] = {}
+        self._lock = threading.Lock()
+
+    def identify(self, request: Request) -> Identity:
+        """The caller of `request`; 401 without a usable token when authentication is on."""
+        if not self.enforced:
+            return ANONYMOUS
+        header = request.headers.get("authorization", "")
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise ApiError(401, "authentication required: send Authorization: Bearer <token>")
+        secret = secret.strip()
+        if not secret.startswith(PREFIX):
+            raise ApiError(401, "invalid token")
+        now = time.time()
+        credential = self._lookup(secret, now)
+        if credential is None:
+            raise ApiError(401, "invalid token")
+        if not credential.usable(now):
+            raise ApiError(401, "token revoked or expired")
+        return Identity(
+            credential.id, credential.name, credential.role, credential.node_id, credential
+        )
+
+    def forget(self, credential_id: str) -> None:
+        """Drop a revoked credential from the cache: refused from the next request on."""
+        with self._lock:
+            for key, (_, cached) in list(self._cache.items()):
+                if cached is not None and cached.id == credential_id:
+                    del self._cache[key]
+
+    def _lookup(self, secret: str, now: float) -> Credential | None:
+        with self._lock:
+            hit = self._cache.get(secret)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        credential = self.store.find_credential(secret)
+        with self._lock:
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            self._cache[secret] = (now + CACHE_S, credential)
+        return credential
+
+
+def allow(identity: Identity, roles: frozenset[str], action: str) -> None:
+    """403 unless the caller's role is one of `roles`."""
+    if identity.role not in roles:
+        raise ApiError(403, f"role {identity.role} may not {action}")
