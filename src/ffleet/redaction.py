@@ -11,6 +11,10 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit, urlunsplit
 
+import msgspec
+
+from ffleet.models import Job
+
 # user:secret@ after `scheme://`, or from the start of a URL whose `//` was mistyped away.
 _USERINFO = re.compile(r"^(?P<user>[^:/@?#]*):(?P<secret>.*)@")
 _QUERY_SECRET = re.compile(
@@ -40,3 +44,14 @@ def redact_stream_key(output: str) -> str:
     head = parts.path.rpartition("/")[0]
     netloc = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, netloc, f"{head}/***", "", ""))
+
+
+def without_stream_key(job: Job) -> Job:
+    """`job` with a streaming `output` shown without its stream key (the same job when it
+    streams nowhere)."""
+    output = job.parameters.get("output")
+    if not isinstance(output, str) or output in ("null", "file"):
+        return job
+    return msgspec.structs.replace(
+        job, parameters={**job.parameters, "output": redact_stream_key(output)}
+    )

@@ -47,6 +47,8 @@ def test_a_stream_key_is_shown_to_its_owners_only(tmp_path: Path) -> None:
 
         assert sees_key(admin) and sees_key(owner)
         assert not sees_key(other) and not sees_key(reader)
+        page = client.get(f"/ui/jobs/{job['id']}", headers=bearer(reader))
+        assert page.status_code == 200 and "SECRET-KEY" not in page.text  # nor the dashboard
         # A node reads no listings (not its role): the claim is where it gets the key.
         assert client.get("/jobs", headers=bearer(runner["token"])).status_code == 403
 

@@ -74,7 +74,7 @@ from ffleet.models import (
     Timestamp,
     encode_hook,
 )
-from ffleet.redaction import redact_stream_key
+from ffleet.redaction import without_stream_key
 from ffleet.states import JobStatus
 from ffleet.store import Conflict, InvalidRequest, NotFound, Store, StoreError, open_store
 from ffleet.tokens import Role
@@ -94,15 +94,6 @@ READ = frozenset({Role.ADMIN.value, Role.SUBMITTER.value, Role.READER.value})
 SUBMIT = frozenset({Role.ADMIN.value, Role.SUBMITTER.value})
 NODE = frozenset({Role.ADMIN.value, Role.NODE.value})
 REGISTER = frozenset({Role.ADMIN.value, Role.NODE.value, Role.ENROLL.value})
-
-
-def without_stream_key(job: Job) -> Job:
-    """A job with a streaming `output` shown without its stream key."""
-    output = job.parameters.get("output")
-    if not isinstance(output, str) or output in ("null", "file"):
-        return job
-    parameters = {**job.parameters, "output": redact_stream_key(output)}
-    return msgspec.structs.replace(job, parameters=parameters)
 
 
 def detail_body(detail: JobDetail, shown: Callable[[Job], Job]) -> dict[str, Any]:
