@@ -16,10 +16,12 @@ from bench import (
     agent_overhead,
     api_cost,
     claim_depth,
+    dashboard_cost,
     dispatch_latency,
     fleet_efficiency,
     memory,
     observability,
+    repeat_variance,
     split_makespan,
 )
 from bench.common import Context, Figure, parser, print_table, session
@@ -28,10 +30,12 @@ SUITES: list[tuple[str, Callable[[Context], list[Figure]]]] = [
     (api_cost.TITLE, api_cost.run),
     (claim_depth.TITLE, claim_depth.run),
     (dispatch_latency.TITLE, dispatch_latency.run),
+    (dashboard_cost.TITLE, dashboard_cost.run),
     (memory.TITLE, memory.run),
     (observability.TITLE, observability.run),
     (fleet_efficiency.TITLE, fleet_efficiency.run),
     (agent_overhead.TITLE, agent_overhead.run),
+    (repeat_variance.TITLE, repeat_variance.run),
     (split_makespan.TITLE, split_makespan.run),
 ]
 

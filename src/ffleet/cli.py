@@ -28,6 +28,7 @@ from ffleet.token_cli import audit, token_app
 
 if TYPE_CHECKING:
     from ffleet.client import FleetClient
+    from ffleet.models import Node, Placement
     from ffleet.transport import Transport
 
 app = typer.Typer(
@@ -40,6 +41,12 @@ app.command("master")(master)
 app.add_typer(token_app, name="token")
 app.add_typer(certs_app, name="certs")
 app.command("audit")(audit)
+
+
+def _placement(value: str | None) -> Placement | None:
+    if value is None or value in ("fastest", "energy"):
+        return value  # type: ignore[return-value]  # checked just above
+    raise typer.BadParameter("use fastest or energy", param_hint="--placement")
 
 
 def _show_version(asked: bool) -> None:
@@ -207,6 +214,19 @@ def submit(
     timeout: Annotated[
         float | None, duration_option("FFLEET_TIMEOUT", "Job timeout (default: derived).")
     ] = None,
+    stall_timeout: Annotated[
+        float | None,
+        duration_option(
+            "FFLEET_STALL_TIMEOUT", "Kill a run whose progress stands still this long."
+        ),
+    ] = None,
+    placement: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FFLEET_PLACEMENT",
+            help="fastest or energy: prefer the idle node measured best for it.",
+        ),
+    ] = None,
     split: Annotated[
         float | None,
         duration_option(
@@ -236,14 +256,20 @@ def submit(
     """Submit a job (SCENARIO with --param), or every job of a --matrix file, atomically."""
     import msgspec
 
+    from ffleet.builds import majority_build
     from ffleet.matrix import MatrixError, load
     from ffleet.models import JobRequest, Requirements
 
     if (scenario is None) == (matrix is None):
         raise typer.BadParameter("give a SCENARIO or --matrix FILE (not both)")
     if matrix is not None:
+
+        def fleet_build() -> str | None:
+            with fleet_client(master, transport(token, ca, cert, key)) as client:
+                return majority_build(client.nodes())
+
         try:
-            requests = load(matrix.read_text())
+            requests = load(matrix.read_text(), fleet_build)
         except (OSError, MatrixError) as exc:
             raise typer.BadParameter(str(exc), param_hint="--matrix") from None
     else:
@@ -262,6 +288,8 @@ def submit(
                 priority=int(priority) if priority.lstrip("-").isdigit() else priority,
                 max_attempts=max_attempts,
                 timeout_s=timeout,
+                stall_timeout_s=stall_timeout,
+                placement=_placement(placement),
                 requirements=requirements,
                 split_s=split,
             )
@@ -375,15 +403,19 @@ def nodes(
     key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List registered nodes."""
+    """List registered nodes; a node whose FFmpeg build differs from most nodes' is marked *."""
+    from ffleet.builds import differs, majority_build
+
     with fleet_client(master, transport(token, ca, cert, key)) as client:
         found = client.nodes()
     if as_json:
         print_json(found)
         return
+    majority = majority_build(found)
+    odd = [node for node in found if differs(node, majority)]
     show_table(
         f"{len(found)} node(s)",
-        ("id", "status", "type", "threads", "ram_gib", "gpu", "running", "labels"),
+        ("id", "status", "type", "threads", "ram_gib", "gpu", "running", "ffmpeg", "labels"),
         [
             (
                 node.id,
@@ -393,11 +425,26 @@ def nodes(
                 f"{node.ram_bytes / 2**30:.1f}",
                 node.gpu_type or "-",
                 str(len(node.running_job_ids)),
+                _build_cell(node, majority),
                 ",".join(f"{k}={v}" for k, v in sorted(node.labels.items())),
             )
             for node in found
         ],
     )
+    if odd:
+        typer.echo(
+            f"{len(odd)} node(s) marked * run another FFmpeg build than the majority "
+            f"({majority[:12] if majority else '?'}): their figures are not comparable."
+        )
+
+
+def _build_cell(node: Node, majority: str | None) -> str:
+    """`version sha256-prefix`, marked `*` when it differs from the fleet's majority."""
+    from ffleet.builds import differs
+
+    sha = (node.ffmpeg_sha256 or "unknown")[:12]
+    mark = " *" if differs(node, majority) else ""
+    return f"{node.ffmpeg_version or '?'} {sha}{mark}"
 
 
 results_app = typer.Typer(no_args_is_help=False)

@@ -85,6 +85,7 @@ def run_demo(out: Path, *, agents: int, duration: float) -> int:
     processes: list[subprocess.Popen[bytes]] = []
     client = FleetClient(url)
     console.print(f"[bold]master[/] {url} (store {database}); logs in {out}/")
+    console.print(f"[bold]dashboard[/] {url}/ui while the demo runs")
     try:
         processes.append(
             _spawn(

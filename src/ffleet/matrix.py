@@ -6,28 +6,43 @@ codecs: [h264, h265, vp9]
 parameters:                        # a list varies, a scalar is fixed
   duration: 3
   bitrate: [1M, 3M]
-repeats: 2                         # identical copies, for run-to-run variance
+repeats: 2                         # identical copies spread over nodes (see below)
+same_build: true                   # every job requires the FFmpeg build most nodes run
 job:                               # any other job field, applied to every job
   priority: high
   max_attempts: 2
 ```
 Every expanded job is validated before anything is submitted, so a typo fails the whole matrix
 with a message naming the combination, instead of half a benchmark.
+
+A matrix's `repeats` are separate jobs, placed anywhere: they show how figures vary across
+nodes and moments. The job parameters `warmup` and `repeats` instead run one job several
+times on one node in one attempt, and its result carries the spread (see README).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
 import yaml
 
-from ffleet.models import JobRequest
+from ffleet.models import JobRequest, Requirements
 from ffleet.scenarios import CODECS, ScenarioError, build_job_spec
 
-KNOWN_KEYS = {"scenarios", "resolutions", "codecs", "parameters", "repeats", "job"}
+KNOWN_KEYS = {
+    "scenarios",
+    "resolutions",
+    "codecs",
+    "parameters",
+    "repeats",
+    "same_build",
+    "job",
+}
+# Answers "which FFmpeg build do most nodes run?" (its SHA-256), for `same_build`.
+FleetBuild = Callable[[], str | None]
 
 
 class MatrixError(ValueError):
@@ -42,8 +57,25 @@ def _as_list(value: Any, name: str) -> list[Any]:
     return [value]
 
 
-def expand(document: Mapping[str, Any]) -> list[JobRequest]:
-    """All jobs of the matrix, in a stable order (scenario-major, repeats innermost)."""
+def _pin_build(job_fields: Mapping[str, Any], fleet_build: FleetBuild | None) -> dict[str, Any]:
+    """`job_fields` with the majority build's SHA-256 added to the requirements."""
+    build = fleet_build() if fleet_build is not None else None
+    if build is None:
+        raise MatrixError("same_build: no registered node reports its FFmpeg build yet")
+    try:
+        requirements = msgspec.convert(job_fields.get("requirements") or {}, Requirements)
+    except msgspec.ValidationError as exc:
+        raise MatrixError(f"job.requirements: {exc}") from None
+    if requirements.ffmpeg_sha256 not in (None, build):
+        raise MatrixError("same_build and job.requirements.ffmpeg_sha256 disagree; give one")
+    pinned = msgspec.structs.replace(requirements, ffmpeg_sha256=build)
+    return {**job_fields, "requirements": msgspec.to_builtins(pinned)}
+
+
+def expand(document: Mapping[str, Any], fleet_build: FleetBuild | None = None) -> list[JobRequest]:
+    """All jobs of the matrix, in a stable order (scenario-major, repeats innermost).
+
+    `fleet_build` is asked only when the matrix says `same_build: true`."""
     unknown = set(document) - KNOWN_KEYS
     if unknown:
         raise MatrixError(
@@ -74,6 +106,11 @@ def expand(document: Mapping[str, Any]) -> list[JobRequest]:
     job_fields = document.get("job") or {}
     if not isinstance(job_fields, Mapping):
         raise MatrixError("job must be a mapping of job fields")
+    same_build = document.get("same_build", False)
+    if not isinstance(same_build, bool):
+        raise MatrixError("same_build must be true or false")
+    if same_build:
+        job_fields = _pin_build(job_fields, fleet_build)
 
     expanded: list[JobRequest] = []
     for scenario in scenarios:
@@ -90,11 +127,11 @@ def expand(document: Mapping[str, Any]) -> list[JobRequest]:
     return expanded
 
 
-def load(text: str) -> list[JobRequest]:
+def load(text: str, fleet_build: FleetBuild | None = None) -> list[JobRequest]:
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise MatrixError(f"not valid YAML: {exc}") from None
     if not isinstance(document, Mapping):
         raise MatrixError("a matrix file is a YAML mapping (see `ffleet submit --help`)")
-    return expand(document)
+    return expand(document, fleet_build)

@@ -29,6 +29,9 @@ Text = Annotated[str, Meta(max_length=16_384, pattern=r"^[^\x00]*$")]  # errors:
 Labels = Annotated[dict[Name, Name], Meta(max_length=64)]
 Names = Annotated[list[Name], Meta(max_length=512)]
 NodeType = Literal["server", "desktop", "laptop"]
+# `fastest`: prefer the idle node with the best measured fps for the job's scenario family;
+# `energy`: the fewest joules per frame (CPU-seconds per frame where no energy was measured).
+Placement = Literal["fastest", "energy"]
 PRIORITY_NAMES: dict[str, int] = {"high": 10, "medium": 5, "low": 0}
 MAX_PRIORITY = 1000
 
@@ -150,6 +153,8 @@ class NodeRegistration(Struct, kw_only=True):
     encoders: Names = field(default_factory=list)
     gpus: Annotated[list[GpuDescription], Meta(max_length=64)] = field(default_factory=list)
     slots: Annotated[int, Meta(ge=1, le=256)] | None = None  # None = v1.0 client: no slot limit
+    ffmpeg_sha256: str | None = None  # SHA-256 of the FFmpeg binary (hex)
+    ffmpeg_configuration: str | None = None  # its `configuration:` line
 
 
 class Node(Struct, kw_only=True):
@@ -173,6 +178,22 @@ class Node(Struct, kw_only=True):
     slots: int | None = None
     draining: bool = False
     running_job_ids: list[str] = field(default_factory=list)
+    ffmpeg_sha256: str | None = None
+    ffmpeg_configuration: str | None = None
+    efficiency: list[Efficiency] | None = None  # GET /nodes/{id} only
+
+
+class Efficiency(Struct, kw_only=True):
+    """A node's rolling measured efficiency for one scenario family (`codec/encoder/class`,
+    e.g. `h264/libx264/720p`), from its completed, undisturbed results: each new result moves
+    the figures EFFICIENCY_WEIGHT of the way towards it. None where never measured."""
+
+    family: str
+    samples: int
+    fps: float | None
+    cpu_seconds_per_frame: float | None
+    joules_per_frame: float | None
+    updated_at: Timestamp
 
 
 class Requirements(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -184,6 +205,8 @@ class Requirements(Struct, kw_only=True, forbid_unknown_fields=True):
     min_ram_bytes: NonNegInt64 = 0
     min_cpu_threads: NonNegInt = 0
     labels: Labels = field(default_factory=dict)
+    ffmpeg_sha256: str | None = None  # the node's FFmpeg binary must have this SHA-256
+    ffmpeg_version: str | None = None  # ... or report exactly this version
 
 
 class JobRequest(Struct, kw_only=True):
@@ -199,6 +222,8 @@ class JobRequest(Struct, kw_only=True):
     not_before: TimeText | None = None
     timeout_s: Annotated[float, Meta(gt=0, le=365 * 86400)] | None = None
     max_attempts: Annotated[int, Meta(ge=1, le=100)] = 3
+    stall_timeout_s: Annotated[float, Meta(gt=0)] | None = None  # None: from the scenario
+    placement: Placement | None = None
     # Split the input (a blob) into segments of about this many seconds, cut at keyframes,
     # encoded as child jobs across the fleet and joined; the job itself is the parent.
     split_s: Annotated[float, Meta(ge=1, le=3600)] | None = None
@@ -216,6 +241,16 @@ class Progress(Struct, kw_only=True):
     frame: int | None = None
     speed: float | None = None
     updated_at: Timestamp | None = None
+
+
+class ScenarioReading(Struct, kw_only=True):
+    """What ffleet understood a scenario name to ask for: tokens it did not recognise are the
+    free-form `tags`, shown so that a user sees a word was taken as a tag, not as a setting."""
+
+    resolution: str
+    fps: int
+    codec: str
+    tags: list[str] = field(default_factory=list)
 
 
 class Job(Struct, kw_only=True):
@@ -242,6 +277,10 @@ class Job(Struct, kw_only=True):
     progress: Progress | None = None
     cancel_requested: bool = False
     unschedulable_reason: str | None = None
+    understood: ScenarioReading | None = None  # None for a stored name this version refuses
+    stall_timeout_s: float | None = None
+    placement: Placement | None = None
+    avoid_nodes: list[str] = field(default_factory=list)  # nodes that said they cannot run it
 
 
 class Attempt(Struct, kw_only=True):
@@ -265,6 +304,9 @@ class ResultSubmission(Struct, kw_only=True):
     completed_at: TimeText | None = None
     attempt: Count | None = None
     retryable: bool = False  # v1.0 semantics: a reported failure is final unless the agent says so
+    # This node cannot run the job but another may (its input file differs from the pinned
+    # hash): the attempt fails, and the job is retried on other nodes only.
+    wrong_node: bool = False
     claim_next: bool = False  # ffleet agents: reply with the next job in the same round trip
 
 

@@ -37,6 +37,7 @@ class WaitingJob:
     created_at: float
     not_before: float
     retry_count: int
+    avoid_nodes: frozenset[str] = frozenset()  # nodes whose agent refused it (input differs)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ def verdict(
     missing = scheduling.unmet(job.requirements, node.traits)
     if missing:
         return say(LACKS, f"needs {missing[0]}")
+    if node.traits.node_id in job.avoid_nodes:
+        return say(LACKS, "refused it: its input file differs from the job's input_sha256")
     if not node.online:
         return say(OFFLINE, "offline: no heartbeat within the node timeout")
     if node.draining:

@@ -32,6 +32,10 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("quality", "quality", "{}"),
     ("energy_j", "metrics.energy_joules", "{:.1f}"),
     ("encoder", "metrics.encoder", "{}"),
+    ("runs", "metrics.summary.wall_seconds.n", "{}"),
+    ("wall_cv", "metrics.summary.wall_seconds.cv", "{:.1%}"),
+    ("flags", "flags", "{}"),
+    ("ffmpeg_sha256", "metrics.ffmpeg_sha256", "{:.12}"),
     ("error", "job.error", "{}"),
 ]
 # The terminal shows the figures people compare; the files keep every column.
@@ -48,6 +52,8 @@ SHOWN = (
     "realtime_x",
     "quality",
     "energy_j",
+    "wall_cv",
+    "flags",
 )
 
 
@@ -78,7 +84,9 @@ def row_for(job: Mapping[str, Any]) -> dict[str, Any]:
         metrics.get("bitrate_bps"),
     )
     score = metrics.get("quality_score")
+    flags = source["analysis"].get("flags")
     source.update(
+        flags=",".join(flags) if flags else None,
         cpu_seconds=None if user is None or system is None else user + system,
         rss_mib=None if rss is None else rss / 2**20,
         output_kib=None if size is None else size / 1024,

@@ -9,7 +9,9 @@ Scenario grammar: the name splits on `-` into tokens, in any order, case-insensi
   suffix (`4K60`, `1080p30`), or `WxH` with an optional `@fps` (`320x240@25`); default 720p;
 * frame rate: the suffix above, or a separate `NNfps` token; default 30;
 * codec: `h264`, `h265`/`hevc`, `vp9`, `av1`; default h264 (h265 is stored as `hevc`);
-* anything else is a tag, kept lower-cased (`test-1080p` and `4K60-h264` both parse);
+* anything else is a tag, kept lower-cased (`test-1080p` and `4K60-h264` both parse),
+  unless it looks like one of the above (`1080`, `h246`, `x265`): that is refused with the
+  nearest valid token (see `lookalikes.py`), so a typo never runs a different benchmark;
   no part may hold spaces, control characters or slashes (names end up in paths and URLs).
 
 Engines, encoders and their presets come from `ffleet.encoders`. With `engine=auto` the preset
@@ -25,8 +27,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from ffleet import lookalikes
 from ffleet.durations import parse_duration
 from ffleet.encoders import ENGINES, X26X_PRESETS, accepts_preset, candidate_encoders, presets_of
+from ffleet.models import ScenarioReading
 
 
 class ScenarioError(ValueError):
@@ -43,6 +47,9 @@ class Scenario:
     tags: tuple[str, ...]
 
 
+DEFAULT_NOISE_THRESHOLD = 0.05
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """A validated job. `preset=None` means the chosen encoder's fast default (see executor);
@@ -56,6 +63,16 @@ class JobSpec:
     input: str | None
     output: str
     quality: str
+    warmup: int = 0  # runs discarded before the measured ones, on the same node
+    repeats: int = 1  # measured runs in the same attempt
+    noise_threshold: float = DEFAULT_NOISE_THRESHOLD  # CV above which a result is `noisy`
+    cpu_affinity: tuple[int, ...] | None = None  # CPUs FFmpeg may run on (sched_setaffinity)
+    nice: int | None = None  # FFmpeg's nice level
+    input_sha256: str | None = None  # the input file's pinned hash
+
+    @property
+    def runs(self) -> int:
+        return self.warmup + self.repeats
 
 
 NAMED_RESOLUTIONS: dict[str, tuple[int, int]] = {
@@ -74,8 +91,26 @@ CODECS: dict[str, str] = {
     "vp9": "vp9",
     "av1": "av1",
 }
+_NAMED_TOKENS = tuple(NAMED_RESOLUTIONS)
+_CODEC_TOKENS = ("h264", "h265", "hevc", "vp9", "av1")
 QUALITY_METRICS = ("none", "psnr", "ssim", "vmaf")
-PARAMETERS = ("duration", "bitrate", "preset", "engine", "input", "output", "quality")
+PARAMETERS = (
+    "duration",
+    "bitrate",
+    "preset",
+    "engine",
+    "input",
+    "output",
+    "quality",
+    "warmup",
+    "repeats",
+    "noise_threshold",
+    "cpu_affinity",
+    "nice",
+    "input_sha256",
+)
+MAX_RUNS = 100
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 DEFAULT_RESOLUTION = (1280, 720)
 DEFAULT_FPS = 30
@@ -147,6 +182,11 @@ def parse_scenario(name: str) -> Scenario:
                 raise ScenarioError(f"Scenario {stripped!r} names two codecs; give one.")
             codec = CODECS[token]
             continue
+        elif (meant := lookalikes.suggestion(token, _NAMED_TOKENS, _CODEC_TOKENS)) is not None:
+            raise ScenarioError(
+                f"Scenario part {token!r} is not a resolution, frame rate or codec ffleet knows; "
+                f"did you mean {meant!r}? (Free-form tags must not look like one.)"
+            )
         else:
             tags.append(token)
             continue
@@ -166,6 +206,21 @@ def parse_scenario(name: str) -> Scenario:
         fps=fps or DEFAULT_FPS,
         codec=codec or DEFAULT_CODEC,
         tags=tuple(tags),
+    )
+
+
+def scenario_reading(name: str) -> ScenarioReading | None:
+    """How `name` parses, for the job's `understood` field; None for a name stored by an
+    older version that this grammar now refuses (the job itself is left as it is)."""
+    try:
+        parsed = parse_scenario(name)
+    except ScenarioError:
+        return None
+    return ScenarioReading(
+        resolution=f"{parsed.width}x{parsed.height}",
+        fps=parsed.fps,
+        codec=parsed.codec,
+        tags=list(parsed.tags),
     )
 
 
@@ -210,6 +265,48 @@ def _bitrate(value: object) -> int:
     if not MIN_BITRATE_BPS <= bps <= MAX_BITRATE_BPS:
         raise ScenarioError("Parameter 'bitrate' must be between 10k and 1G bit/s.")
     return bps
+
+
+def _count(key: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ScenarioError(f"Parameter {key!r} must be an integer from {low} to {high}.")
+    return value
+
+
+def _noise_threshold(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ScenarioError(
+            "Parameter 'noise_threshold' must be a fraction above 0 and at most 1 (0.05 = 5%)."
+        )
+    return float(value)
+
+
+def _cpu_affinity(value: object) -> tuple[int, ...]:
+    """A list of CPU numbers, or `taskset -c` text such as "0-3,6"."""
+    try:
+        if isinstance(value, list):
+            cpus = {int(cpu) for cpu in value if not isinstance(cpu, bool)}
+            if len(cpus) != len(value):
+                raise ValueError
+        else:
+            cpus = set()
+            for part in _text("cpu_affinity", value).split(","):
+                low, _, high = part.partition("-")
+                cpus.update(range(int(low), int(high or low) + 1))
+    except (ValueError, TypeError):
+        raise ScenarioError(
+            "Parameter 'cpu_affinity' must list CPU numbers: [0, 1] or \"0-3,6\"."
+        ) from None
+    if not cpus or min(cpus) < 0 or max(cpus) > 4095:
+        raise ScenarioError("Parameter 'cpu_affinity' must name CPUs between 0 and 4095.")
+    return tuple(sorted(cpus))
+
+
+def _sha256(value: object) -> str:
+    text = _text("input_sha256", value).lower()
+    if not _SHA256_RE.match(text):
+        raise ScenarioError("Parameter 'input_sha256' must be 64 hexadecimal digits.")
+    return text
 
 
 def _choice(key: str, value: object, choices: Sequence[str]) -> str:
@@ -284,6 +381,8 @@ def build_job_spec(scenario: str, parameters: Mapping[str, object] | None) -> Jo
             "Quality measurement compares a local encoded file with the source; "
             "it cannot be combined with a streaming output."
         )
+    if "input_sha256" in given and input_path is None:
+        raise ScenarioError("Parameter 'input_sha256' pins an input file; give 'input' too.")
     return JobSpec(
         scenario=parsed,
         duration_s=_duration(given["duration"]) if "duration" in given else DEFAULT_DURATION_S,
@@ -293,6 +392,14 @@ def build_job_spec(scenario: str, parameters: Mapping[str, object] | None) -> Jo
         input=input_path,
         output=output,
         quality=quality,
+        warmup=_count("warmup", given["warmup"], 0, MAX_RUNS) if "warmup" in given else 0,
+        repeats=_count("repeats", given["repeats"], 1, MAX_RUNS) if "repeats" in given else 1,
+        noise_threshold=_noise_threshold(given["noise_threshold"])
+        if "noise_threshold" in given
+        else DEFAULT_NOISE_THRESHOLD,
+        cpu_affinity=_cpu_affinity(given["cpu_affinity"]) if "cpu_affinity" in given else None,
+        nice=_count("nice", given["nice"], 0, 19) if "nice" in given else None,
+        input_sha256=_sha256(given["input_sha256"]) if "input_sha256" in given else None,
     )
 
 
@@ -318,15 +425,38 @@ def _preset_cost(preset: str | None) -> float:
     return 1.0
 
 
+def _scale(spec: JobSpec) -> float:
+    scenario = spec.scenario
+    return max((scenario.width * scenario.height / _PIXELS_720P) * (scenario.fps / 30), 0.05)
+
+
+def _encode_s_per_media_s(spec: JobSpec) -> float:
+    """A generous bound on the wall seconds one second of video takes to encode: 2 s at
+    720p30 h264 (about 6x what a 2-core machine needs), scaled by pixels, frame rate, codec
+    and preset cost."""
+    return 2.0 * _scale(spec) * _CODEC_COST[spec.scenario.codec] * _preset_cost(spec.preset)
+
+
 def default_timeout_s(spec: JobSpec) -> float:
     """A hard bound a real run never reaches but that stops an endless or stuck input.
 
-    60 s of start-up slack plus, per second of video, 2 s at 720p30 h264 (about 6x what a
-    2-core machine needs), scaled by pixels, frame rate, codec and preset cost, plus the
-    quality pass; never less than 1.5x the duration, which a paced RTMP stream needs.
+    60 s of start-up slack plus, per second of video and per run (warm-up and repeats), the
+    encode bound above, plus the quality pass once; never less than 1.5x the duration per run,
+    which a paced RTMP stream needs.
     """
-    scenario = spec.scenario
-    scale = (scenario.width * scenario.height / _PIXELS_720P) * (scenario.fps / 30)
-    per_second = 2.0 * max(scale, 0.05) * _CODEC_COST[scenario.codec] * _preset_cost(spec.preset)
-    per_second += max(scale, 0.05) * _QUALITY_COST[spec.quality]
-    return 60.0 + spec.duration_s * max(per_second, 1.5)
+    per_second = max(_encode_s_per_media_s(spec), 1.5) * spec.runs
+    per_second += _scale(spec) * _QUALITY_COST[spec.quality]
+    return 60.0 + spec.duration_s * per_second
+
+
+MIN_STALL_TIMEOUT_S = 30.0
+# Frames an encoder may hold before its first output (x264/x265 look-ahead and B-frames),
+# twice over: the counters stand still that long on a healthy start.
+_STALL_FRAMES = 120
+
+
+def default_stall_timeout_s(spec: JobSpec, timeout_s: float) -> float:
+    """How long `-progress` counters may stand still before the run counts as stuck: the
+    generous time for `_STALL_FRAMES` frames, at least 30 s, at most half the hard timeout."""
+    per_frame = _encode_s_per_media_s(spec) / spec.scenario.fps
+    return min(max(MIN_STALL_TIMEOUT_S, _STALL_FRAMES * per_frame), timeout_s / 2)

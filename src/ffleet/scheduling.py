@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ffleet.scenarios import JobSpec
 
 PREFERENCE_WINDOW_S = 10.0
+NO_NODE_YET = "no node is registered yet"  # why a job fits no node before any node joined
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class NodeTraits:
     ram_bytes: int
     cpu_threads: int
     labels: Mapping[str, str]
+    ffmpeg_sha256: str | None = None
+    ffmpeg_version: str | None = None
 
 
 def placement_requirements(requirements: Requirements | None, spec: JobSpec) -> Requirements | None:
@@ -97,6 +100,10 @@ def unmet(req: Requirements | None, node: NodeTraits) -> list[str]:
     wrong = [f"{k}={v}" for k, v in req.labels.items() if node.labels.get(k) != v]
     if wrong:
         missing.append("labels " + ", ".join(wrong))
+    if req.ffmpeg_sha256 and node.ffmpeg_sha256 != req.ffmpeg_sha256.lower():
+        missing.append(f"the FFmpeg build with SHA-256 {req.ffmpeg_sha256[:12]}...")
+    if req.ffmpeg_version and node.ffmpeg_version != req.ffmpeg_version:
+        missing.append(f"FFmpeg version {req.ffmpeg_version!r}")
     return missing
 
 
@@ -111,7 +118,7 @@ def unschedulable_reason(req: Requirements | None, nodes: Iterable[NodeTraits]) 
             return None
         gaps.append(f"{node.node_id[:8]} lacks {'; '.join(missing)}")
     if not gaps:
-        return "no node is registered yet"
+        return NO_NODE_YET
     return "no registered node satisfies the requirements (" + " | ".join(gaps[:5]) + ")"
 
 

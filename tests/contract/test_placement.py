@@ -43,7 +43,13 @@ NODES: dict[str, NodeRegistration] = {
         ram_bytes=32 * GIB,
         labels={"site": "lab"},
     ),
-    "cpu": NodeRegistration(encoders=BASE_ENCODERS, cpu_threads=4, ram_bytes=8 * GIB),
+    "cpu": NodeRegistration(
+        encoders=BASE_ENCODERS,
+        cpu_threads=4,
+        ram_bytes=8 * GIB,
+        ffmpeg_version="7.1",
+        ffmpeg_sha256="ab" * 32,
+    ),
     "v1.0": NodeRegistration(cpu_threads=8, ram_bytes=16 * GIB),  # registers no encoders
     "v1.0-gpu": NodeRegistration(has_gpu=True, gpu_type="Tesla T4", cpu_threads=8),
 }
@@ -74,6 +80,9 @@ JOBS: dict[str, tuple[str, dict[str, Any], Requirements | None, set[str]]] = {
     "threads": ("360p", {}, Requirements(min_cpu_threads=16), {"nvidia", "qsv"}),
     "label": ("360p", {}, Requirements(labels={"site": "lab"}), {"qsv"}),
     "absent label": ("360p", {}, Requirements(labels={"site": "mars"}), set()),
+    "ffmpeg build": ("360p", {}, Requirements(ffmpeg_sha256="AB" * 32), {"cpu"}),
+    "ffmpeg version": ("360p", {}, Requirements(ffmpeg_version="7.1"), {"cpu"}),
+    "absent ffmpeg build": ("360p", {}, Requirements(ffmpeg_sha256="cd" * 32), set()),
 }
 
 
@@ -96,6 +105,8 @@ def traits(node: Node) -> scheduling.NodeTraits:
         ram_bytes=node.ram_bytes,
         cpu_threads=node.cpu_threads,
         labels=node.labels,
+        ffmpeg_sha256=node.ffmpeg_sha256,
+        ffmpeg_version=node.ffmpeg_version,
     )
 
 

@@ -135,7 +135,7 @@ def test_a_running_jobs_progress_bar_advances_without_a_reload(
     page.close()
 
 
-def test_cancelling_from_the_job_page_kills_ffmpeg(
+def test_cancelling_from_the_job_page_kills_ffmpeg_and_retry_queues_it_again(
     browser: Any, shared: tuple[MasterProcess, AgentProcess], artefacts: Path
 ) -> None:
     master, agent = shared
@@ -151,6 +151,11 @@ def test_cancelling_from_the_job_page_kills_ffmpeg(
         message="FFmpeg to be killed",
     )
     page.screenshot(path=str(artefacts / "job-canceled.png"), full_page=True)
+    page.click("#retry")
+    page.wait_for_selector("#job-status:text-matches('pending|running')", timeout=WAIT_MS)
+    assert master.job(job["id"])["status"] in ("pending", "running")
+    master.api.post(f"/jobs/{job['id']}/cancel")
+    master.wait_job(job["id"], ["canceled"])
     page.close()
 
 

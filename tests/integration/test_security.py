@@ -67,6 +67,8 @@ def test_agents_enroll_and_work_over_mtls(fleet: Fleet, tmp_path: Path) -> None:
     tls += ["--key", str(files / "agent1-key.pem")]
     agent = fleet.agent(master, extra_args=[*tls, "--enroll-token", enroll])
     stored = agent.work_dir / "node-token"
+    # Written just after the registration reply, so possibly after the master lists the node.
+    wait_until(stored.exists, timeout=10, message="the node token to be stored")
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
     assert stored.read_text().strip() not in agent.log_text()  # never logged
 

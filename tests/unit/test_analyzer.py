@@ -164,3 +164,56 @@ def test_rules_combine() -> None:
         quality_score=60.0,
     )
     assert "Cannot sustain" in advice and "CPU-bound" in advice and "Quality is low" in advice
+
+
+def test_a_disturbed_run_gets_no_advice_only_the_reason() -> None:
+    # The 1080p H.265 case: 52.9 s wall for 5.7 s CPU on a saturated node.
+    spec = build_job_spec("1080p-h265", {"duration": 5})
+    loaded = _metrics(
+        encoder="libx265",
+        frames=150,
+        wall_seconds=52.9,
+        cpu_user_seconds=5.5,
+        cpu_system_seconds=0.2,
+        disturbed=True,
+        cpu_time_share=0.05,
+        node_busy_cores=2.0,
+    )
+    analysis = analyze(spec, loaded, cpu_count=2)
+    assert analysis["flags"] == ["disturbed"]
+    advice = analysis["recommendation"]
+    assert isinstance(advice, str)
+    assert advice.startswith("Disturbed run: this job got 5% of the CPU time")
+    assert "does not scale" not in advice and "Cannot sustain" not in advice
+
+
+def test_a_missed_bitrate_is_flagged_with_the_figures() -> None:
+    spec = build_job_spec("720p-av1", {"duration": 2, "bitrate": "500k"})
+    analysis = analyze(spec, _metrics(encoder="libsvtav1", bitrate_bps=673_000), cpu_count=8)
+    assert analysis["flags"] == ["bitrate_missed"]
+    assert analysis["bitrate"] == {
+        "requested_bps": 500_000,
+        "measured_bps": 673_000,
+        "deviation": pytest.approx(0.346),
+        "missed": True,
+    }
+    assert "673 kbps for 500 kbps (+35%)" in str(analysis["recommendation"])
+    close = analyze(spec, _metrics(encoder="libsvtav1", bitrate_bps=540_000), cpu_count=8)
+    assert close["flags"] == [] and close["bitrate"]["missed"] is False  # type: ignore[index]
+    assert analyze(SPEC, _metrics())["bitrate"] is None  # constant quality: nothing requested
+
+
+def test_noisy_repeats_and_a_shared_master_are_said() -> None:
+    analysis = analyze(
+        SPEC,
+        _metrics(noisy=True, noisy_metrics={"wall_seconds": 0.12}, master_as_worker=True),
+        cpu_count=8,
+    )
+    assert analysis["flags"] == ["noisy", "master_as_worker"]
+    advice = str(analysis["recommendation"])
+    assert "wall_seconds CV 12.0%" in advice and "master runs on this node" in advice
+
+
+def test_a_failed_run_says_it_failed_even_when_disturbed() -> None:
+    advice = _advice(exit_code=1, disturbed=True, cpu_time_share=0.05)
+    assert "did not complete" in advice and "Disturbed" not in advice

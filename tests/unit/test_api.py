@@ -376,3 +376,15 @@ def test_a_failed_long_poll_does_not_swallow_the_next_wake() -> None:
         job = client.post("/jobs", json={"scenario": "720p"}).json()
         waiter.join(timeout=10)
         assert got["job"]["id"] == job["id"]
+
+
+def test_a_typo_is_a_400_naming_the_nearest_token_and_tags_are_shown(client: TestClient) -> None:
+    typo = client.post("/jobs", json={"scenario": "1080p-h246"})
+    assert typo.status_code == 400 and "did you mean 'h264'" in typo.json()["error"]
+    job = client.post("/jobs", json={"scenario": "test-1080p"}).json()
+    assert job["understood"] == {
+        "resolution": "1920x1080",
+        "fps": 30,
+        "codec": "h264",
+        "tags": ["test"],
+    }

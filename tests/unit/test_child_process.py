@@ -50,13 +50,14 @@ def test_a_timeout_kills_the_whole_process_group() -> None:
     )
     started = time.monotonic()
 
+    # The deadline leaves a loaded machine time to start the grandchild and print its pid.
     done = run_child(
-        python(code), deadline=started + 1.0, cancel=threading.Event(), on_line=pids.append
+        python(code), deadline=started + 5.0, cancel=threading.Event(), on_line=pids.append
     )
 
     assert done.stopped == "timeout"
     assert done.exit_code is not None and done.exit_code < 0
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 20
     assert pids and gone(int(pids[0]))  # the grandchild went with its group
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from ffleet.matrix import MatrixError, load
+from ffleet.models import Requirements
 
 
 def test_cross_product_with_repeats_and_job_fields() -> None:
@@ -49,3 +50,17 @@ def test_explicit_scenarios() -> None:
 def test_bad_matrices_name_the_problem(text: str, message: str) -> None:
     with pytest.raises(MatrixError, match=message):
         load(text)
+
+
+def test_same_build_pins_the_fleet_majority_build_on_every_job() -> None:
+    text = (
+        "scenarios: [360p-h264, 360p-vp9]\nsame_build: true\n"
+        "job:\n  requirements:\n    gpu: false\n"
+    )
+    jobs = load(text, lambda: "ab" * 32)
+    assert [job.requirements for job in jobs] == [
+        Requirements(gpu=False, ffmpeg_sha256="ab" * 32)
+    ] * 2
+    with pytest.raises(MatrixError, match="no registered node reports its FFmpeg build"):
+        load(text, lambda: None)
+    assert load("scenarios: [360p]", lambda: pytest.fail("not asked"))[0].requirements is None

@@ -11,6 +11,7 @@ from ffleet.scenarios import (
     build_job_spec,
     default_timeout_s,
     parse_scenario,
+    scenario_reading,
 )
 
 
@@ -209,3 +210,32 @@ def test_default_timeout_is_generous_and_grows_with_the_work() -> None:
         assert default_timeout_s(spec) > default_timeout_s(base)
     tiny = build_job_spec("160x90", {"duration": 3600})
     assert default_timeout_s(tiny) >= 1.5 * 3600  # a paced stream takes its duration
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("1080p-h246", "'h246'.*'h264'"),
+        ("1080-h265", "'1080'.*'1080p'"),
+        ("720p-x265", "'x265'.*'h265'"),
+        ("h.264-720p", "'h.264'.*'h264'"),
+        ("hecv-720p", "'hecv'.*'hevc'"),
+        ("vp8", "'vp8'.*'vp9'"),
+        ("30fp-720p", "'30fp'.*'30fps'"),
+        ("1920x-h264", "'1920x'.*'1920x1080'"),
+        ("1080i", "'1080i'.*'1080p'"),
+    ],
+)
+def test_a_token_that_looks_like_a_setting_is_refused_with_the_nearest_one(
+    name: str, meant: str
+) -> None:
+    with pytest.raises(ScenarioError, match=f"{meant}"):
+        parse_scenario(name)
+
+
+def test_free_form_tags_stay_and_are_reported_as_understood() -> None:
+    reading = scenario_reading("test-1080p-night-run")
+    assert reading is not None
+    assert (reading.resolution, reading.fps, reading.codec) == ("1920x1080", 30, "h264")
+    assert reading.tags == ["test", "night", "run"]
+    assert scenario_reading("1080p-h246") is None  # a stored name this grammar now refuses

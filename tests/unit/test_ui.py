@@ -17,7 +17,7 @@ from ffleet.master.app import create_app
 from ffleet.master.settings import MasterSettings
 from ffleet.master.ui import live
 from ffleet.master.ui.views import history
-from ffleet.models import Attempt, Job, Timestamp
+from ffleet.models import Attempt, Job, NodeRegistration, Timestamp
 from ffleet.store import NotFound, open_store
 
 EVIL = "<script>alert(1)</script>"
@@ -56,6 +56,13 @@ def test_every_page_renders_with_a_strict_policy_and_escapes_user_input(
         assert "<script>alert" not in page.text, path
         assert "<script" not in page.text.replace('<script src="/ui/static/ui.js', ""), path
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in client.get("/ui").text
+    # The API refuses such an id (ids are letters, digits and ._:-); one a store already holds
+    # must still not retarget an action.
+    store = client.app.state.master.store  # type: ignore[attr-defined]
+    store.register_node(
+        NodeRegistration(id="../../jobs/x", cpu_threads=4, ram_bytes=8 << 30), time.time()
+    )
+    assert 'data-action="/nodes/..%2F..%2Fjobs%2Fx/drain"' in client.get("/ui").text
     assert client.get("/ui/results").status_code == 200
 
 
@@ -206,3 +213,14 @@ def test_comparison_gives_mean_and_spread_over_repeats() -> None:
     assert second.figures["cpu_s_per_frame"] is None
     only = second.figures["fps"]
     assert only is not None and only.spread == 0.0
+
+
+def test_a_stream_ends_by_itself_so_a_stopping_master_is_not_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(live, "STREAM_LIFETIME_S", 0.0)
+
+    async def events() -> list[bytes]:
+        return [chunk async for chunk in live.stream(lambda: "x", None)]
+
+    assert asyncio.run(events()) == [b"retry: 1000\n\n"]

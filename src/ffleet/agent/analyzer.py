@@ -7,8 +7,19 @@ Figures (None when an input is missing, never estimated):
 * frames_per_joule: frames / energy_joules (needs RAPL)
 * quality_per_kbps: quality_score / (bitrate_bps / 1000) (needs a quality pass)
 
+Flags (`flags`, a list, also explained in the recommendation):
+
+* `disturbed`: the node was saturated and the job got under half its CPU time (see
+  conditions.py): the recommendation says so and gives no advice from the run;
+* `noisy`: repeated runs spread more than the job's `noise_threshold` (CV);
+* `bitrate_missed`: a requested bitrate missed by more than BITRATE_TOLERANCE (`bitrate`
+  holds requested, measured and the relative deviation);
+* `master_as_worker`: the master shares this node's CPU.
+
 Recommendation rules, in order; the sentences of every rule that applies are joined:
 
+0. disturbed (and complete: rule 1 speaks for a failed run) -> say so, name the CPU share,
+   and recommend nothing else;
 1. incomplete: exit_code is not 0 or no frame was encoded -> say the figures describe a
    partial run and recommend nothing else;
 2. realtime_factor < 1 -> cannot sustain real time; lower the resolution or use a faster
@@ -37,6 +48,7 @@ HEADROOM_FACTOR = 1.2
 STREAM_SPEED_FLOOR = 0.95
 CPU_BOUND_SHARE = 0.9
 POOR_SCALING_SHARE = 0.5
+BITRATE_TOLERANCE = 0.2  # rate control on a short clip lands within this of the request
 # (floor, ceiling, unit) per quality metric.
 QUALITY_BOUNDS: dict[str, tuple[float, float, str]] = {
     "psnr": (35.0, 45.0, " dB"),
@@ -74,7 +86,27 @@ def analyze(
             _number(metrics, "quality_score"), None if bitrate is None else bitrate / 1000
         ),
     }
+    bitrate_check = _bitrate_check(spec, bitrate)
+    flags = [
+        flag
+        for flag, raised in (
+            ("disturbed", metrics.get("disturbed") is True),
+            ("noisy", metrics.get("noisy") is True),
+            ("bitrate_missed", bool(bitrate_check and bitrate_check["missed"])),
+            ("master_as_worker", metrics.get("master_as_worker") is True),
+        )
+        if raised
+    ]
+    if "disturbed" in flags and metrics.get("exit_code") == 0:
+        recommendation = _disturbed(metrics)
+    else:
+        recommendation = _recommend(
+            spec, metrics, realtime, ratio(cpu, wall), cpu_count or os.cpu_count() or 1
+        )
+    notes = _notes(metrics, bitrate_check, flags)
     return {
+        "flags": flags,
+        "bitrate": bitrate_check,
         "scenario": {
             "name": scenario.name,
             "resolution": f"{scenario.width}x{scenario.height}",
@@ -85,10 +117,57 @@ def analyze(
             "tags": list(scenario.tags),
         },
         "efficiency": efficiency,
-        "recommendation": _recommend(
-            spec, metrics, realtime, ratio(cpu, wall), cpu_count or os.cpu_count() or 1
-        ),
+        "recommendation": " ".join([recommendation, *notes]),
     }
+
+
+def _bitrate_check(spec: JobSpec, measured: float | None) -> dict[str, object] | None:
+    """Requested vs measured bitrate; None when no bitrate was requested or none measured."""
+    if spec.bitrate_bps is None or measured is None:
+        return None
+    deviation = measured / spec.bitrate_bps - 1
+    return {
+        "requested_bps": spec.bitrate_bps,
+        "measured_bps": round(measured),
+        "deviation": deviation,
+        "missed": abs(deviation) > BITRATE_TOLERANCE,
+    }
+
+
+def _disturbed(metrics: Mapping[str, object]) -> str:
+    share = _number(metrics, "cpu_time_share")
+    busy = _number(metrics, "node_busy_cores")
+    got = f"{share:.0%}" if share is not None else "a small share"
+    cores = f" while {busy:.1f} cores were busy" if busy is not None else ""
+    return (
+        f"Disturbed run: this job got {got} of the CPU time spent on the node{cores}, so its "
+        "wall time measures the other load, not the encoder; no advice is given from it. "
+        "Run it again on a quiet node."
+    )
+
+
+def _notes(
+    metrics: Mapping[str, object], bitrate_check: Mapping[str, object] | None, flags: list[str]
+) -> list[str]:
+    """Sentences for the flags that qualify a figure without changing the advice."""
+    notes: list[str] = []
+    if bitrate_check is not None and "bitrate_missed" in flags:
+        requested, measured = bitrate_check["requested_bps"], bitrate_check["measured_bps"]
+        assert isinstance(requested, int) and isinstance(measured, int)
+        deviation = bitrate_check["deviation"]
+        assert isinstance(deviation, float)
+        notes.append(
+            f"The encoder missed the requested bitrate: {measured / 1000:.0f} kbps for "
+            f"{requested / 1000:.0f} kbps ({deviation:+.0%}); compare quality at the measured "
+            "rate, not the requested one."
+        )
+    noisy = metrics.get("noisy_metrics")
+    if "noisy" in flags and isinstance(noisy, dict):
+        spread = ", ".join(f"{key} CV {cv:.1%}" for key, cv in noisy.items())
+        notes.append(f"Noisy: the repeated runs spread widely ({spread}).")
+    if "master_as_worker" in flags:
+        notes.append("The master runs on this node too and shares its CPU.")
+    return notes
 
 
 def _recommend(

@@ -159,11 +159,17 @@ def build_argv(spec: JobSpec, ffmpeg: str, encoder: str, output_path: str) -> li
 
 
 def quality_argv(spec: JobSpec, ffmpeg: str, encoded: Path) -> list[str]:
-    """Compare the encoded file with the same source, frame by frame, on the CPU."""
+    """Compare the encoded file with the same source, frame by frame, on the CPU.
+
+    Frames are paired by index, never by timestamp: WebM stores times in 1 ms units, so a
+    33.333 ms frame step becomes 33 or 34 ms and a pairing by time puts some encoded frames
+    beside the wrong source frame (VP9 scored 29 dB where it deserved 41). Both streams are
+    renumbered 0, 1, 2, ... in a time base of one frame, which is exact for every container.
+    """
     measure = _QUALITY_FILTERS[spec.quality]
     if spec.quality == "vmaf":
         measure += f"=shortest=1:n_threads={os.cpu_count() or 1}"
-    align = "settb=AVTB,setpts=PTS-STARTPTS,format=yuv420p"
+    align = f"settb=1/{spec.scenario.fps},setpts=N,format=yuv420p"
     graph = f"[0:v]{align}[dist];[1:v]{_conform_filter(spec)}{align}[ref];[dist][ref]{measure}"
     return [
         ffmpeg,

@@ -48,7 +48,22 @@ _TRANSIENT = (
     "no space left on device",
 )
 
-StopReason = Literal["timeout", "canceled"]
+StopReason = Literal["timeout", "canceled", "stalled"]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how nicely a child runs: CPUs it may use and its nice level (None: as the
+    agent). Applied in the forked child before exec, so FFmpeg's threads all inherit it."""
+
+    cpus: tuple[int, ...] | None = None
+    nice: int | None = None
+
+    def apply(self) -> None:
+        if self.cpus is not None:
+            os.sched_setaffinity(0, self.cpus)
+        if self.nice is not None:
+            os.nice(self.nice - os.nice(0))
 
 
 @dataclass
@@ -88,10 +103,14 @@ def run_child(
     deadline: float,
     cancel: threading.Event,
     on_line: Callable[[str], None] | None,
+    stalled: Callable[[], bool] | None = None,
+    placement: Placement | None = None,
 ) -> ChildExit:
-    """Run argv in its own session to its end, the monotonic `deadline` or a cancel; SIGTERM,
-    then SIGKILL after a grace period, reaches its whole process group. `on_line` gets each
-    stdout line from a reader thread. Raises OSError when the child cannot start."""
+    """Run argv in its own session to its end, the monotonic `deadline`, a cancel or, when
+    `stalled` (polled every 50 ms) says so, a stall; SIGTERM, then SIGKILL after a grace
+    period, reaches its whole process group (a SIGSTOPped child dies of the SIGKILL). `on_line`
+    gets each stdout line from a reader thread. `placement` pins and renices the child before
+    it runs FFmpeg. Raises OSError when the child cannot start."""
     started = time.monotonic()
     proc = subprocess.Popen(
         argv,
@@ -99,6 +118,7 @@ def run_child(
         stdout=subprocess.PIPE if on_line is not None else subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        preexec_fn=None if placement is None else placement.apply,
     )
     reaper = _Reaper(proc.pid)
 
@@ -124,6 +144,9 @@ def run_child(
                 break
             if time.monotonic() >= deadline:
                 stop_reason = "timeout"
+                break
+            if stalled is not None and stalled():
+                stop_reason = "stalled"
                 break
     finally:
         if not reaper.finished.is_set():

@@ -7,6 +7,7 @@ None and `metrics["unavailable"][key]` says why (also for ones not asked for, e.
 wall_seconds                       s, monotonic, FFmpeg start to exit (encode pass only)
 cpu_user_seconds                   s of user CPU of the FFmpeg child (rusage)
 cpu_system_seconds                 s of system CPU of the FFmpeg child (rusage)
+cpu_seconds                        cpu_user_seconds + cpu_system_seconds
 cpu_utilization_cores              (user + system) / wall: average number of busy cores
 cpu_utilization_percent            the same in percent of one core (200 = two cores busy)
 peak_rss_bytes                     bytes, peak resident memory (ru_maxrss KiB x 1024)
@@ -24,6 +25,25 @@ gpu_energy_joules                  J, NVML total-energy counter difference
 quality_metric                     `psnr`, `ssim`, `vmaf`, or None when not asked
 quality_score                      PSNR average in dB, SSIM `All` (0-1) or VMAF (0-100)
 ffmpeg_version                     the `ffmpeg -version` string
+ffmpeg_sha256                      SHA-256 of the FFmpeg binary that ran (hex)
+ffmpeg_configuration               the `configuration:` line of `ffmpeg -version`
+input                              what was encoded: {kind: generated, source, size, rate,
+                                   duration_s, pixel_format} or {kind: file, path, bytes,
+                                   sha256}
+load_average_start / _end          the node's 1, 5, 15 min load averages around the run
+cpu_governor_start / _end          cpu0's cpufreq scaling governor around the run
+node_busy_cores                    busy cores of the whole node during the run (/proc/stat)
+cpu_time_share                     the job's CPU seconds / all CPU seconds spent meanwhile
+disturbed                          True when the node was saturated and the job got under
+                                   half of its CPU time (see conditions.py), in any run
+master_as_worker                   True when the master runs on this node too
+warmup_runs                        runs discarded before the measured ones
+runs                               every measured run's figures (repeats.RUN_FIGURES)
+summary                            per metric over the runs: n, mean, stdev, cv, min,
+                                   median, max
+noisy / noisy_metrics              CV of a timing metric above noise_threshold / those CVs
+stall_timeout_s                    s the progress counters could stand still before a kill
+cpu_affinity / nice                CPUs FFmpeg was pinned to (None: not pinned) / its nice
 ffmpeg_argv                        the encode argv (an RTMP stream key is redacted)
 quality_ffmpeg_argv                the quality-pass argv, or None
 encoder                            the FFmpeg encoder chosen, e.g. `libx264`
@@ -33,6 +53,9 @@ output_path                        the kept file for `output=file`, else None
 cpu_usage / memory_usage           legacy: cpu_utilization_percent, peak_rss_bytes (bytes)
 duration                           legacy: wall_seconds (s)
 =================================  =========================================================
+
+With `repeats` > 1 the top-level figures are the last measured run's; `runs` and `summary`
+hold all of them.
 """
 
 from __future__ import annotations
@@ -55,6 +78,7 @@ _MEASURED = (
     "wall_seconds",
     "cpu_user_seconds",
     "cpu_system_seconds",
+    "cpu_seconds",
     "cpu_utilization_cores",
     "cpu_utilization_percent",
     "peak_rss_bytes",
@@ -71,6 +95,14 @@ _MEASURED = (
     "gpu_energy_joules",
     "quality_score",
     "ffmpeg_version",
+    "ffmpeg_sha256",
+    "ffmpeg_configuration",
+    "load_average_start",
+    "load_average_end",
+    "cpu_governor_start",
+    "cpu_governor_end",
+    "node_busy_cores",
+    "cpu_time_share",
     "cpu_usage",
     "memory_usage",
     "duration",
@@ -83,6 +115,17 @@ _DESCRIPTIVE = (
     "exit_code",
     "stderr_tail",
     "output_path",
+    "input",
+    "disturbed",
+    "master_as_worker",
+    "warmup_runs",
+    "runs",
+    "summary",
+    "noisy",
+    "noisy_metrics",
+    "stall_timeout_s",
+    "cpu_affinity",
+    "nice",
 )
 _LEGACY = {
     "cpu_usage": "cpu_utilization_percent",
@@ -130,6 +173,7 @@ def record_child(metrics: Metrics, child: ChildExit) -> None:
     metrics.set("cpu_user_seconds", child.user_s, no_rusage)
     metrics.set("cpu_system_seconds", child.system_s, no_rusage)
     busy = None if child.user_s is None or child.system_s is None else child.user_s + child.system_s
+    metrics.set("cpu_seconds", busy, no_rusage)
     cores = ratio(busy, wall)
     metrics.set("cpu_utilization_cores", cores, no_rusage)
     metrics.set("cpu_utilization_percent", None if cores is None else cores * 100, no_rusage)

@@ -8,6 +8,7 @@ for a stream, the bytes sent.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from ffleet.models import Progress
@@ -20,7 +21,8 @@ class ProgressParser:
     """Folds `-progress` lines into the latest values and reports each finished block.
 
     `percent` is frames done over frames expected, or media time over duration while FFmpeg
-    has not reported a frame count yet.
+    has not reported a frame count yet. `last_advance` is when the frame or media-time counter
+    last moved (monotonic; from construction until the first block): stall detection reads it.
     """
 
     def __init__(self, spec: JobSpec, on_progress: Callable[[Progress], None] | None) -> None:
@@ -32,17 +34,28 @@ class ProgressParser:
         self.out_time_s: float | None = None
         self.speed: float | None = None
         self.total_size: int | None = None
+        self.last_advance = time.monotonic()
+
+    def stalled_for(self) -> float:
+        """Seconds since the frame or media-time counter last moved."""
+        return time.monotonic() - self.last_advance
 
     def feed(self, line: str) -> None:
         key, _, value = line.strip().partition("=")
         value = value.strip()
         if key == "frame":
-            self.frame = _int(value)
+            frame = _int(value)
+            if frame is not None and frame > (self.frame or 0):
+                self.last_advance = time.monotonic()
+            self.frame = frame
         elif key == "fps":
             self.fps = _float(value)
         elif key == "out_time_us":
             micros = _int(value)
-            self.out_time_s = micros / 1e6 if micros is not None and micros >= 0 else None
+            out_time = micros / 1e6 if micros is not None and micros >= 0 else None
+            if out_time is not None and out_time > (self.out_time_s or 0.0):
+                self.last_advance = time.monotonic()
+            self.out_time_s = out_time
         elif key == "speed":
             self.speed = _float(value.rstrip("x"))
         elif key == "total_size":

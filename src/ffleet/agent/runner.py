@@ -20,10 +20,13 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from urllib.parse import urlsplit
 
+import msgspec
+
 from ffleet.agent.blob_cache import BlobCache
 from ffleet.agent.client import MasterClient, MasterRejected, MasterUnavailable
 from ffleet.agent.executor import Execution, execute
 from ffleet.agent.exporter import AgentExporter, RunningJob
+from ffleet.agent.ffmpeg_build import identify
 from ffleet.agent.hardware import Hardware, registration_payload
 from ffleet.agent.job_blobs import JobBlobs
 from ffleet.agent.job_limits import (
@@ -152,6 +155,9 @@ class Agent:
         self._beat_now = threading.Event()  # a job started, or the heartbeat is to stop
         self._link = _Reachability(config.master_url)
         self._holds_requests = True  # until a /jobs/next reply shows the master does not wait
+        # Hashed once here, at start; results repeat it (the digest is cached per file version).
+        self.build = identify(hardware.ffmpeg_path)
+        self._master_as_worker = config.labels.get("master_as_worker") == "true"
         self.exporter = AgentExporter(lambda: self.node_id, self._running_jobs)
 
     def close(self) -> None:
@@ -247,6 +253,11 @@ class Agent:
             dict(self.config.labels),
             slots=self.config.slots,
             node_id=self.node_id,
+        )
+        registration = msgspec.structs.replace(
+            registration,
+            ffmpeg_sha256=self.build.sha256,
+            ffmpeg_configuration=self.build.configuration,
         )
         node = self.client.register(registration)
         if node.id != self.node_id:  # a master that assigns its own ids (v1.0, enrollment)
@@ -504,6 +515,8 @@ class Agent:
                     cancel=entry.cancel,
                     on_progress=entry.set_progress,
                     allowed_input_dirs=(*self.config.input_dirs, self.cache.directory),
+                    stall_timeout_s=job.stall_timeout_s,
+                    master_as_worker=self._master_as_worker,
                 )
             return self.files.deliver(job.id, execution)
         except NotOnThisAgent as exc:  # another agent may run it
@@ -535,6 +548,7 @@ class Agent:
             error=error,
             completed_at=rfc3339(time.time()),
             retryable=execution.retryable,
+            wrong_node=execution.wrong_node,
         )
 
     def _release(self, job: Job) -> None:

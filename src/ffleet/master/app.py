@@ -283,7 +283,9 @@ class MasterApp:
             return action(found[0])
 
     async def get_node(self, request: Request) -> Response:
-        return JsonResponse(self._by_id("node", path_id(request, "node_id"), self.store.get_node))
+        node = self._by_id("node", path_id(request, "node_id"), self.store.get_node)
+        node.efficiency = self.store.node_efficiency(node.id)
+        return JsonResponse(node)
 
     async def heartbeat(self, request: Request) -> Response:
         node_id = path_id(request, "node_id")

@@ -47,6 +47,7 @@ from ffleet.models import (
     ResultSubmission,
     Timestamp,
 )
+from ffleet.result_schema import AnalyzerOutput, ResultMetrics
 from ffleet.states import JobStatus
 from ffleet.tokens import Credential, TokenRequest
 
@@ -307,7 +308,7 @@ def endpoints(max_wait_s: float) -> list[Endpoint]:
 
 
 def _models() -> list[type]:
-    found: list[type] = []
+    found: list[type] = [ResultMetrics, AnalyzerOutput]  # see the result fields below
     for endpoint in endpoints(0.0):  # the limit changes no model
         replies = endpoint.reply if isinstance(endpoint.reply, tuple) else (endpoint.reply,)
         for model in (*replies, endpoint.body):
@@ -333,6 +334,12 @@ def _schema_hook(kind: type) -> dict[str, Any]:
 _, _COMPONENTS = msgspec.json.schema_components(
     _models(), ref_template="#/components/schemas/{name}", schema_hook=_schema_hook
 )
+# A result's `metrics` and `analyzer_output` travel as free objects (v1.0 agents send their
+# own); what an ffleet agent puts there is described by result_schema's structs.
+for _result in ("ResultSubmission", "StoredResult"):
+    _fields = _COMPONENTS[_result]["properties"]
+    _fields["metrics"] = {"$ref": "#/components/schemas/ResultMetrics"}
+    _fields["analyzer_output"] = {"$ref": "#/components/schemas/AnalyzerOutput"}
 _ERROR = {
     "description": 'refused: {"error": "<what is wrong>"}; nothing changed',
     "content": {

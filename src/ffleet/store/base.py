@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ffleet.audit import AuditEntry
 from ffleet.models import (
+    Efficiency,
     Explanation,
     Heartbeat,
     HeartbeatReply,
@@ -109,6 +110,10 @@ class Store(Protocol):
     def get_node(self, node_id: str) -> Node: ...
 
     def list_nodes(self) -> list[Node]: ...
+
+    def node_efficiency(self, node_id: str) -> list[Efficiency]:
+        """The node's rolling measured efficiency per scenario family (empty if none yet)."""
+        ...
 
     def heartbeat(self, node_id: str, beat: Heartbeat, now: float) -> HeartbeatReply:
         """Atomically: mark the node alive, renew its running attempts' leases, store progress,

@@ -28,6 +28,7 @@ def explain(tx: Tx, row: Row, now: float, node_timeout_s: float) -> Explanation:
         created_at=row["created_at"],
         not_before=row["not_before"],
         retry_count=row["retry_count"],
+        avoid_nodes=frozenset(loads(row["avoid_nodes"])),
     )
     running = group_running(tx.all("running_all"))
     idle = idle_traits(tx, now, node_timeout_s)

@@ -3,7 +3,9 @@
 The rules are ffleet.scheduling's; this module applies them to the queue in the database.
 Hard limits that map to columns (GPU, RAM, threads) filter in SQL; the rest is checked in
 Python on what SQL returns, walking the queue in batches, so a job this node cannot run never
-blocks the jobs behind it.
+blocks the jobs behind it. A node a job's agent refused (`avoid_nodes`) never gets it again; a
+job with `placement` waits, within the same preference window, for an idle node measured better
+for it (store/efficiency.py).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from ffleet import scheduling
 from ffleet.models import Requirements
+from ffleet.store import efficiency
 from ffleet.store.db import Row, Tx
 from ffleet.store.rows import group_running, loads, requirements, traits_from_row
 
@@ -44,7 +47,7 @@ def pick(tx: Tx, node: Row, now: float, node_timeout_s: float) -> Row | None:
             examined += len(batch)
             for row in batch:
                 req = requirements(row["requirements"])
-                if scheduling.unmet(req, me):
+                if scheduling.unmet(req, me) or me.node_id in loads(row["avoid_nodes"]):
                     continue
                 waited = now - max(row["created_at"], row["not_before"])
                 if waited < scheduling.PREFERENCE_WINDOW_S and _has_preference(row, me):
@@ -53,6 +56,11 @@ def pick(tx: Tx, node: Row, now: float, node_timeout_s: float) -> Row | None:
                     affinity = loads(row["affinity"])
                     anti = loads(row["anti_affinity"])
                     if scheduling.should_defer(req, affinity, anti, waited, me, idle):
+                        continue
+                if waited < scheduling.PREFERENCE_WINDOW_S and row["placement"] is not None:
+                    if idle is None:
+                        idle = idle_traits(tx, now, node_timeout_s)
+                    if efficiency.better_elsewhere(tx, row, me, idle):
                         continue
                 return row
             if len(batch) < params["batch"]:
@@ -100,13 +108,17 @@ def unschedulable_reason(tx: Tx, req: Requirements) -> str | None:
     return scheduling.unschedulable_reason(req, [traits_from_row(row) for row in sample])
 
 
-def refresh_unschedulable(tx: Tx) -> None:
-    """A node joined or changed: say anew why each unschedulable kind of job fits no node.
+def refresh_unschedulable(tx: Tx, node: scheduling.NodeTraits) -> None:
+    """A node joined or changed: jobs it can run are no longer unschedulable, and jobs queued
+    before any node joined stop saying so, naming the nodes there are now instead.
 
-    Cleared where a node now fits; otherwise the reason names the nodes there are now (a job
-    queued before any node joined must stop saying that none is registered).
+    Only those are restated: other reasons already name up to five real nodes, and rebuilding
+    them would read the fleet on every registration.
     """
     for kind in tx.all("unschedulable_kinds"):
         req = requirements(kind["requirements"])
-        reason = None if req is None else unschedulable_reason(tx, req)
-        tx.run("unschedulable_set", {"reason": reason, "requirements": kind["requirements"]})
+        params = {"requirements": kind["requirements"], "old": scheduling.NO_NODE_YET}
+        if req is None or not scheduling.unmet(req, node):
+            tx.run("now_schedulable", params)
+        elif tx.one("unschedulable_with_reason", params) is not None:
+            tx.run("unschedulable_restate", {**params, "reason": unschedulable_reason(tx, req)})

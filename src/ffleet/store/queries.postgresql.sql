@@ -28,7 +28,7 @@ FOR UPDATE SKIP LOCKED
 -- The claim walk's first read: the best pending jobs this node's RAM and threads allow.
 -- name: claim_candidates
 SELECT seq, id, status, attempt, priority, timeout_s, requirements, affinity, anti_affinity,
-    req_gpu, created_at, not_before
+    req_gpu, created_at, not_before, scenario, parameters, placement, avoid_nodes
 FROM jobs
 WHERE status = 'pending' AND not_before <= :now AND req_min_ram <= :ram
     AND req_min_threads <= :threads AND req_gpu = :gpu AND unschedulable_reason IS NULL
@@ -38,7 +38,7 @@ FOR UPDATE SKIP LOCKED
 -- The walk's later reads continue after the last job the previous read returned.
 -- name: claim_candidates_after
 SELECT seq, id, status, attempt, priority, timeout_s, requirements, affinity, anti_affinity,
-    req_gpu, created_at, not_before
+    req_gpu, created_at, not_before, scenario, parameters, placement, avoid_nodes
 FROM jobs
 WHERE status = 'pending' AND not_before <= :now AND req_min_ram <= :ram
     AND req_min_threads <= :threads AND req_gpu = :gpu AND unschedulable_reason IS NULL

@@ -19,11 +19,12 @@ SELECT * FROM nodes WHERE id = :id
 -- name: node_insert
 INSERT INTO nodes (
     id, registered_at, draining, address, type, cpu_threads, cpu_model, has_gpu, gpu_type,
-    ram_bytes, labels, hostname, ffmpeg_version, encoders, gpus, slots, online, last_heartbeat
+    ram_bytes, labels, hostname, ffmpeg_version, encoders, gpus, slots, online, last_heartbeat,
+    ffmpeg_sha256, ffmpeg_configuration
 ) VALUES (
     :id, :registered_at, FALSE, :address, :type, :cpu_threads, :cpu_model, :has_gpu, :gpu_type,
     :ram_bytes, :labels, :hostname, :ffmpeg_version, :encoders, :gpus, :slots, :online,
-    :last_heartbeat
+    :last_heartbeat, :ffmpeg_sha256, :ffmpeg_configuration
 ) RETURNING *
 
 -- name: node_update
@@ -31,7 +32,8 @@ UPDATE nodes SET
     address = :address, type = :type, cpu_threads = :cpu_threads, cpu_model = :cpu_model,
     has_gpu = :has_gpu, gpu_type = :gpu_type, ram_bytes = :ram_bytes, labels = :labels,
     hostname = :hostname, ffmpeg_version = :ffmpeg_version, encoders = :encoders, gpus = :gpus,
-    slots = :slots, online = :online, last_heartbeat = :last_heartbeat
+    slots = :slots, online = :online, last_heartbeat = :last_heartbeat,
+    ffmpeg_sha256 = :ffmpeg_sha256, ffmpeg_configuration = :ffmpeg_configuration
 WHERE id = :id RETURNING *
 
 -- name: nodes_all
@@ -90,13 +92,14 @@ INSERT INTO jobs (
     completed_at, retry_count, error, priority, base_priority, aged_at, requirements, req_gpu,
     req_min_ram, req_min_threads, affinity, anti_affinity, timeout_s, max_attempts, attempt,
     not_before, lease_expires_at, deadline_at, progress, cancel_requested, unschedulable_reason,
-    submitted_by
+    submitted_by, stall_timeout_s, placement, avoid_nodes
 ) VALUES (
     :id, :scenario, :confidence, :parameters, :status, :node_id, :created_at, :started_at,
     :completed_at, :retry_count, :error, :priority, :base_priority, :aged_at, :requirements,
     :req_gpu, :req_min_ram, :req_min_threads, :affinity, :anti_affinity, :timeout_s,
     :max_attempts, :attempt, :not_before, :lease_expires_at, :deadline_at, :progress,
-    :cancel_requested, :unschedulable_reason, :submitted_by
+    :cancel_requested, :unschedulable_reason, :submitted_by, :stall_timeout_s, :placement,
+    :avoid_nodes
 )
 
 -- name: job_get
@@ -157,9 +160,41 @@ WHERE status = 'pending' AND priority < :top AND aged_at <= :cut
 -- name: unschedulable_kinds
 SELECT DISTINCT requirements FROM jobs WHERE unschedulable_reason IS NOT NULL
 
--- name: unschedulable_set
-UPDATE jobs SET unschedulable_reason = :reason
+-- name: now_schedulable
+UPDATE jobs SET unschedulable_reason = NULL
 WHERE unschedulable_reason IS NOT NULL AND requirements = :requirements
+
+-- name: unschedulable_with_reason
+SELECT 1 FROM jobs WHERE unschedulable_reason = :old AND requirements = :requirements LIMIT 1
+
+-- name: unschedulable_restate
+UPDATE jobs SET unschedulable_reason = :reason
+WHERE unschedulable_reason = :old AND requirements = :requirements
+
+-- name: job_avoid_node
+UPDATE jobs SET avoid_nodes = :avoid_nodes WHERE seq = :seq
+
+-- ------------------------------------------------------------------------------- efficiency
+
+-- name: efficiency_of_node
+SELECT * FROM node_efficiency WHERE node_id = :node ORDER BY family
+
+-- name: efficiency_of_family
+SELECT * FROM node_efficiency WHERE family = :family
+
+-- name: efficiency_get
+SELECT * FROM node_efficiency WHERE node_id = :node AND family = :family
+
+-- name: efficiency_insert
+INSERT INTO node_efficiency (
+    node_id, family, samples, fps, cpu_seconds_per_frame, joules_per_frame, updated_at
+) VALUES (:node, :family, 1, :fps, :cpu_seconds_per_frame, :joules_per_frame, :now)
+
+-- name: efficiency_update
+UPDATE node_efficiency SET
+    samples = samples + 1, fps = :fps, cpu_seconds_per_frame = :cpu_seconds_per_frame,
+    joules_per_frame = :joules_per_frame, updated_at = :now
+WHERE node_id = :node AND family = :family
 
 -- ------------------------------------------------------------------------------- transitions
 -- The only statements that write `status`; run by store/transitions.py after the state

@@ -14,6 +14,7 @@ import msgspec
 from ffleet import scheduling
 from ffleet.models import (
     Attempt,
+    Efficiency,
     GpuDescription,
     Job,
     Node,
@@ -24,6 +25,7 @@ from ffleet.models import (
     as_timestamp,
     decode_hook,
 )
+from ffleet.scenarios import scenario_reading
 from ffleet.states import NodeStatus
 from ffleet.store.db import Row
 
@@ -83,6 +85,8 @@ def traits_from_row(row: Row) -> scheduling.NodeTraits:
         ram_bytes=row["ram_bytes"],
         cpu_threads=row["cpu_threads"],
         labels=loads(row["labels"]),
+        ffmpeg_sha256=row["ffmpeg_sha256"],
+        ffmpeg_version=row["ffmpeg_version"],
     )
 
 
@@ -108,6 +112,8 @@ def node_from_row(row: Row, running: list[str]) -> Node:
         slots=row["slots"],
         draining=bool(row["draining"]),
         running_job_ids=running,
+        ffmpeg_sha256=row["ffmpeg_sha256"],
+        ffmpeg_configuration=row["ffmpeg_configuration"],
     )
 
 
@@ -135,6 +141,10 @@ def job_from_row(row: Row) -> Job:
         progress=_progress(row["progress"]),
         cancel_requested=bool(row["cancel_requested"]),
         unschedulable_reason=row["unschedulable_reason"],
+        understood=scenario_reading(row["scenario"]),
+        stall_timeout_s=row["stall_timeout_s"],
+        placement=row["placement"],
+        avoid_nodes=loads(row["avoid_nodes"]),
     )
 
 
@@ -146,6 +156,17 @@ def attempt_from_row(row: Row) -> Attempt:
         ended_at=as_timestamp(row["ended_at"]),
         outcome=row["outcome"],
         error=row["error"],
+    )
+
+
+def efficiency_from_row(row: Row) -> Efficiency:
+    return Efficiency(
+        family=row["family"],
+        samples=row["samples"],
+        fps=row["fps"],
+        cpu_seconds_per_frame=row["cpu_seconds_per_frame"],
+        joules_per_frame=row["joules_per_frame"],
+        updated_at=Timestamp(row["updated_at"]),
     )
 
 

@@ -56,6 +56,8 @@ nodes = Table(
     Column("online", Boolean, nullable=False),
     Column("last_heartbeat", Double, nullable=False),
     Column("registered_at", Double, nullable=False),
+    Column("ffmpeg_sha256", Text),
+    Column("ffmpeg_configuration", Text),
 )
 
 jobs = Table(
@@ -94,6 +96,9 @@ jobs = Table(
     Column("cancel_requested", Boolean, nullable=False),
     Column("unschedulable_reason", Text),
     Column("submitted_by", String(32)),  # the credential that created it (None: open master)
+    Column("stall_timeout_s", Double),
+    Column("placement", String(16)),
+    Column("avoid_nodes", Text, nullable=False, server_default="[]"),  # nodes that refused it
 )
 
 attempts = Table(
@@ -120,6 +125,20 @@ results = Table(
     Column("error", Text),
     Column("completed_at", Double),
     Column("received_at", Double, nullable=False),
+)
+
+# Rolling measured efficiency per node and scenario family (codec/encoder/resolution class),
+# from completed, undisturbed results: what `placement: fastest|energy` compares.
+node_efficiency = Table(
+    "node_efficiency",
+    metadata,
+    Column("node_id", String(64), primary_key=True),
+    Column("family", String(128), primary_key=True),
+    Column("samples", Integer, nullable=False),
+    Column("fps", Double),
+    Column("cpu_seconds_per_frame", Double),
+    Column("joules_per_frame", Double),
+    Column("updated_at", Double, nullable=False),
 )
 
 # Tokens are kept only as the SHA-256 of the secret: the unique index is the lookup.

@@ -26,6 +26,7 @@ import msgspec
 from ffleet import scheduling
 from ffleet.models import (
     Directive,
+    Efficiency,
     Explanation,
     Heartbeat,
     HeartbeatReply,
@@ -44,7 +45,7 @@ from ffleet.models import (
 from ffleet.redaction import redact_url
 from ffleet.scenarios import ScenarioError, build_job_spec, default_timeout_s
 from ffleet.states import Event, JobStatus, allows, describe_sources
-from ffleet.store import attempts, placement, splits
+from ffleet.store import attempts, efficiency, placement, splits
 from ffleet.store.base import (
     Conflict,
     IllegalTransition,
@@ -64,9 +65,11 @@ from ffleet.store.rows import (
     dumps,
     group_running,
     job_from_row,
+    loads,
     node_from_row,
     node_status,
     result_from_row,
+    traits_from_row,
 )
 
 log = logging.getLogger(__name__)
@@ -117,6 +120,8 @@ class SqlStore(CredentialStore, splits.SplitMethods):
             "encoders": dumps(registration.encoders),
             "gpus": dumps(registration.gpus),
             "slots": registration.slots,
+            "ffmpeg_sha256": registration.ffmpeg_sha256,
+            "ffmpeg_configuration": registration.ffmpeg_configuration,
             "online": True,
             "last_heartbeat": now,
         }
@@ -132,12 +137,16 @@ class SqlStore(CredentialStore, splits.SplitMethods):
             node_id = registration.id or str(uuid.uuid4())
             row = tx.one("node_insert", {**values, "id": node_id, "registered_at": now})
             assert row is not None
-        placement.refresh_unschedulable(tx)
+        placement.refresh_unschedulable(tx, traits_from_row(row))
         return node_from_row(row, [])
 
     def get_node(self, node_id: str) -> Node:
         with self.db.transaction() as tx:
             return self._node(tx, node_id)
+
+    def node_efficiency(self, node_id: str) -> list[Efficiency]:
+        with self.db.transaction() as tx:
+            return efficiency.of_node(tx, node_id)
 
     def list_nodes(self) -> list[Node]:
         with self.db.transaction() as tx:
@@ -277,6 +286,9 @@ class SqlStore(CredentialStore, splits.SplitMethods):
             "cancel_requested": False,
             "unschedulable_reason": None,
             "submitted_by": submitted_by,
+            "stall_timeout_s": req.stall_timeout_s,
+            "placement": req.placement,
+            "avoid_nodes": "[]",
         }
         return values, reqs
 
@@ -422,15 +434,19 @@ class SqlStore(CredentialStore, splits.SplitMethods):
             if event is Event.COMPLETE:
                 attempts.close(tx, row, now, "completed", None)
                 job = attempts.finish(tx, row, event, now, None)
+                efficiency.record(tx, row, result.node_id, result.metrics, now)
             elif event is Event.ABORT:
                 error = result.error or "canceled"
                 attempts.close(tx, row, now, "canceled", error)
                 job = attempts.finish(tx, row, event, now, error)
             else:
                 error = result.error or "failed"
-                job = attempts.fail(
-                    tx, row, now, error, retryable=result.retryable, policy=self.policy
-                )
+                retryable = result.retryable
+                if result.wrong_node:  # another node may run it: never this one again
+                    avoided = [*loads(row["avoid_nodes"]), result.node_id]
+                    tx.run("job_avoid_node", {"avoid_nodes": dumps(avoided), "seq": row["seq"]})
+                    retryable = True
+                job = attempts.fail(tx, row, now, error, retryable=retryable, policy=self.policy)
             return ResultOutcome(job=job, next_job=self._claim_next(tx, result, now))
 
     def _claim_next(self, tx: Tx, result: ResultSubmission, now: float) -> Job | None:

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from ffleet.store import StoreError
 
 LIVE_INTERVAL_S = 1.0
-STREAM_LIFETIME_S = 30.0
+STREAM_LIFETIME_S = 15.0
 RECONNECT_MS = 1000
 PING_S = 15.0  # a comment line now and then keeps idle proxies from closing the stream
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -62,6 +63,12 @@ def pretty(value: object) -> str:
     return json.dumps(plain, indent=2, sort_keys=True, default=str)
 
 
+def segment(value: object) -> str:
+    """One URL path segment: a node id is the registering client's choice, so a `/` or `..` in
+    it must not move a link or an action to another route."""
+    return urllib.parse.quote(str(value), safe="")
+
+
 def static(name: str) -> str:
     return f"{STATIC_PREFIX}/{name}?v={__version__}"
 
@@ -74,7 +81,13 @@ environment = jinja2.Environment(
     lstrip_blocks=True,
 )
 environment.filters.update(
-    age=age, gib=gib, when=rfc3339, argv=argv_text, pretty=pretty, short=lambda s: str(s)[:8]
+    age=age,
+    gib=gib,
+    when=rfc3339,
+    argv=argv_text,
+    pretty=pretty,
+    segment=segment,
+    short=lambda s: str(s)[:8],
 )
 environment.globals.update(static=static)
 

@@ -1,0 +1,72 @@
+"""The master's rolling measured efficiency per node and scenario family (rules in
+ffleet.efficiency): kept up to date from results, read for `GET /nodes/{id}` and placement."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from ffleet import efficiency, scheduling
+from ffleet.models import Efficiency
+from ffleet.scenarios import JobSpec, ScenarioError, build_job_spec
+from ffleet.store.db import Row, Tx
+from ffleet.store.rows import efficiency_from_row, loads, requirements
+
+
+def _figures(row: Row) -> efficiency.Figures:
+    return efficiency.Figures(row["fps"], row["cpu_seconds_per_frame"], row["joules_per_frame"])
+
+
+def record(tx: Tx, job: Row, node_id: str, metrics: Mapping[str, object], now: float) -> None:
+    """Fold a completed result into its node's figures for its family (if it measured any)."""
+    encoder = metrics.get("encoder")
+    found = efficiency.figures_of(metrics)
+    if found is None or not isinstance(encoder, str):
+        return
+    try:
+        spec = build_job_spec(job["scenario"], loads(job["parameters"]))
+    except ScenarioError:
+        return  # stored by a version whose grammar differs: no family to file it under
+    key = {"node": node_id, "family": efficiency.family(spec, encoder), "now": now}
+    old = tx.one("efficiency_get", key)
+    if old is not None:
+        found = efficiency.blend(_figures(old), found)
+    values = {
+        **key,
+        "fps": found.fps,
+        "cpu_seconds_per_frame": found.cpu_seconds_per_frame,
+        "joules_per_frame": found.joules_per_frame,
+    }
+    tx.run("efficiency_insert" if old is None else "efficiency_update", values)
+
+
+def of_node(tx: Tx, node_id: str) -> list[Efficiency]:
+    return [efficiency_from_row(row) for row in tx.all("efficiency_of_node", {"node": node_id})]
+
+
+def better_elsewhere(
+    tx: Tx, job: Row, claimer: scheduling.NodeTraits, idle: Iterable[scheduling.NodeTraits]
+) -> bool:
+    """Whether an idle node that can run `job` has a better measured figure for its family
+    than `claimer`. False while `claimer` has no figure: unmeasured nodes keep the default
+    order (and so get measured)."""
+    try:
+        spec: JobSpec = build_job_spec(job["scenario"], loads(job["parameters"]))
+    except ScenarioError:
+        return False
+    by_node: dict[str, list[efficiency.Figures]] = {}
+    for name in efficiency.families(spec):
+        for row in tx.all("efficiency_of_family", {"family": name}):
+            by_node.setdefault(row["node_id"], []).append(_figures(row))
+    placement = job["placement"]
+    mine = efficiency.score(placement, by_node.get(claimer.node_id, []))
+    if mine is None:
+        return False
+    req = requirements(job["requirements"])
+    avoided = set(loads(job["avoid_nodes"]))
+    for other in idle:
+        if other.node_id == claimer.node_id or other.node_id in avoided:
+            continue
+        theirs = efficiency.score(placement, by_node.get(other.node_id, []))
+        if theirs is not None and theirs > mine and not scheduling.unmet(req, other):
+            return True
+    return False
