@@ -21,7 +21,7 @@ from ffleet.master.settings import MasterSettings
 from ffleet.store import SchedulingPolicy, Store, open_store
 from tests.conftest import store_url
 
-# Cases per operation: 21 operations x 60 (fewer where fewer exist) > 1,000 per backend.
+# Cases per operation: 28 operations x 60 (fewer where fewer exist) > 1,000 per backend.
 # FFLEET_FUZZ_EXAMPLES and FFLEET_FUZZ_RUNS raise them for a longer run.
 EXAMPLES = int(os.environ.get("FFLEET_FUZZ_EXAMPLES", "60"))
 SELF = ("/openapi.json", "/docs")  # the schema and its page do not describe themselves

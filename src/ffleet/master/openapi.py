@@ -335,11 +335,14 @@ _, _COMPONENTS = msgspec.json.schema_components(
     _models(), ref_template="#/components/schemas/{name}", schema_hook=_schema_hook
 )
 # A result's `metrics` and `analyzer_output` travel as free objects (v1.0 agents send their
-# own); what an ffleet agent puts there is described by result_schema's structs.
+# own, within the bounds on their keys); what an ffleet agent puts there is described by
+# result_schema's structs.
 for _result in ("ResultSubmission", "StoredResult"):
     _fields = _COMPONENTS[_result]["properties"]
-    _fields["metrics"] = {"$ref": "#/components/schemas/ResultMetrics"}
-    _fields["analyzer_output"] = {"$ref": "#/components/schemas/AnalyzerOutput"}
+    for _field, _described in (("metrics", "ResultMetrics"), ("analyzer_output", "AnalyzerOutput")):
+        _fields[_field] = {
+            "allOf": [_fields[_field], {"$ref": f"#/components/schemas/{_described}"}]
+        }
 _ERROR = {
     "description": 'refused: {"error": "<what is wrong>"}; nothing changed',
     "content": {
