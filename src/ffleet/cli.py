@@ -145,6 +145,8 @@ def fleet_client(master_url: str, via: Transport | None = None) -> Iterator[Flee
 
     try:
         client = FleetClient(master_url, via)
+    except ValueError as exc:  # no URL in --master
+        raise typer.BadParameter(str(exc), param_hint="--master") from None
     except (OSError, ssl.SSLError) as exc:  # an unreadable --ca, --cert or --key
         typer.echo(f"error: cannot load the TLS files: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -246,6 +248,15 @@ def submit(
         list[str],
         typer.Option(envvar="FFLEET_REQUIRE_LABEL", help="KEY=VALUE the node must carry."),
     ] = [],  # noqa: B006 - typer reads the default, never mutates it
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FFLEET_IDEMPOTENCY_KEY",
+            help="Names this submission: sent again with the same key (within a day, to any "
+            "master of the database), it creates nothing new and prints the first reply. "
+            "Default: a new key per run.",
+        ),
+    ] = None,
     master: MasterOption = DEFAULT_MASTER_URL,
     token: TokenOption = None,
     ca: CaOption = None,
@@ -254,6 +265,8 @@ def submit(
     as_json: JsonOption = False,
 ) -> None:
     """Submit a job (SCENARIO with --param), or every job of a --matrix file, atomically."""
+    import uuid
+
     import msgspec
 
     from ffleet.builds import majority_build
@@ -299,7 +312,8 @@ def submit(
             raise typer.BadParameter("--split submits one job; leave --count out")
         requests = [request] * count
     with fleet_client(master, transport(token, ca, cert, key)) as client:
-        created = client.submit(requests)
+        # A key for every run: the client's own retries after a lost reply create nothing twice.
+        created = client.submit(requests, idempotency_key=idempotency_key or str(uuid.uuid4()))
     if as_json:
         print_json(created)
         return

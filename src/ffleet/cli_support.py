@@ -95,7 +95,12 @@ def parse_pairs(items: list[str], flag: str) -> dict[str, str]:
 
 # How a client command reaches the master: every one takes these.
 MasterOption = Annotated[
-    str, typer.Option("--master", envvar="FFLEET_MASTER", help="The master's URL.")
+    str,
+    typer.Option(
+        "--master",
+        envvar="FFLEET_MASTER",
+        help="The master's URL; URL1,URL2,... for several masters sharing one database.",
+    ),
 ]
 TokenOption = Annotated[
     str | None,

@@ -6,6 +6,9 @@ split (MasterUnavailable: retry later; MasterRejected: the master said no, and w
 
 from __future__ import annotations
 
+import functools
+import random
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +20,10 @@ from ffleet.models import Explanation, Job, JobRequest, Node
 from ffleet.tokens import Credential, TokenRequest
 
 __all__ = ["FleetClient", "MasterRejected", "MasterUnavailable"]
+
+
+SUBMIT_TRIES = 4
+SUBMIT_BACKOFF_S = 0.5
 
 
 class _JobPage(msgspec.Struct):
@@ -46,14 +53,36 @@ class IssuedCredential(Credential, kw_only=True):
 
 class FleetClient(MasterClient):
     """The CLI's calls. On a reset connection the GETs and `drain` (it sets a flag) are sent
-    again; `submit` never is (it would create the jobs twice), nor `cancel` and `retry`,
+    again; `submit` only with an idempotency key (else it would create the jobs twice); never
+    `cancel` and `retry`,
     whose repeat after one that landed is refused (409) and would report a false failure."""
 
-    def submit(self, requests: Sequence[JobRequest]) -> list[Job]:
-        """One job through POST /jobs (the v1.0 call); many atomically through /jobs/batch."""
+    def submit(
+        self, requests: Sequence[JobRequest], idempotency_key: str | None = None
+    ) -> list[Job]:
+        """One job through POST /jobs (the v1.0 call); many atomically through /jobs/batch.
+
+        With `idempotency_key` the submission may be sent again, since the master (any master
+        of the database) creates its jobs once: it is, after a connection error or a 5xx, a
+        few times with a jittered backoff, and on every master given."""
+        for attempt in range(SUBMIT_TRIES):
+            try:
+                return self._submit_once(requests, idempotency_key)
+            except MasterUnavailable:
+                if idempotency_key is None or attempt == SUBMIT_TRIES - 1:
+                    raise
+            time.sleep(SUBMIT_BACKOFF_S * 2**attempt * random.uniform(0.5, 1.0))
+        raise AssertionError("unreachable: the last try returns or raises")
+
+    def _submit_once(self, requests: Sequence[JobRequest], key: str | None) -> list[Job]:
+        send = functools.partial(
+            self._send,
+            idempotent=key is not None,
+            headers=None if key is None else {"Idempotency-Key": key},
+        )
         if len(requests) == 1:
-            return [self._decode(self._send("POST", "/jobs", requests[0]), Job)]
-        reply = self._send("POST", "/jobs/batch", {"jobs": list(requests)})
+            return [self._decode(send("POST", "/jobs", requests[0]), Job)]
+        reply = send("POST", "/jobs/batch", {"jobs": list(requests)})
         return self._decode(reply, _JobPage).jobs
 
     def jobs(

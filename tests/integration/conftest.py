@@ -7,7 +7,7 @@ test fails. Every process a test starts through the `fleet` fixture is killed wh
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +54,20 @@ class Fleet:
             master.start()
         return master
 
-    def agent(self, master: MasterProcess, *, wait: bool = True, **kwargs: Any) -> AgentProcess:
+    def agent(
+        self,
+        master: MasterProcess,
+        *,
+        wait: bool = True,
+        also: Sequence[MasterProcess] = (),
+        **kwargs: Any,
+    ) -> AgentProcess:
+        """An agent of `master`, which fails over to the masters `also` lists."""
         kwargs.setdefault("name", f"agent{len(self.agents) or ''}")
         kwargs.setdefault("heartbeat_interval", AGENT_INTERVAL)
         kwargs.setdefault("poll_interval", AGENT_INTERVAL)
-        agent = AgentProcess(self.tmp, master.url, **kwargs)
+        urls = ",".join(m.url for m in (master, *also))
+        agent = AgentProcess(self.tmp, urls, **kwargs)
         self.agents.append(agent)
         agent.start()
         if wait:

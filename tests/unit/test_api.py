@@ -78,7 +78,9 @@ def register(client: TestClient, **extra: Any) -> str:
 
 
 def test_v1_flow_keeps_the_seed_shapes(client: TestClient) -> None:
-    assert client.get("/health").json() == {"status": "healthy"}
+    health = client.get("/health").json()
+    assert health["status"] == "healthy"  # the seed's field; the others say who leads
+    assert set(health) == {"status", "master", "leader", "wakeups"}
     node = client.post("/nodes/register", json=NODE)
     assert node.status_code == 201
     assert set(node.json()) >= NODE_KEYS
@@ -376,6 +378,21 @@ def test_a_failed_long_poll_does_not_swallow_the_next_wake() -> None:
         job = client.post("/jobs", json={"scenario": "720p"}).json()
         waiter.join(timeout=10)
         assert got["job"]["id"] == job["id"]
+
+
+def test_an_idempotency_key_answers_a_repeat_with_the_first_reply(client: TestClient) -> None:
+    job = {"scenario": "720p-h264"}
+    first = client.post("/jobs", json=job, headers={"Idempotency-Key": "k1"})
+    again = client.post("/jobs", json=job, headers={"Idempotency-Key": "k1"})
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    batch = {"jobs": [job, job]}
+    first = client.post("/jobs/batch", json=batch, headers={"Idempotency-Key": "k2"})
+    again = client.post("/jobs/batch", json=batch, headers={"Idempotency-Key": "k2"})
+    assert again.json() == first.json() and first.json()["count"] == 2
+    other = client.post("/jobs", json={"scenario": "360p-h264"}, headers={"Idempotency-Key": "k1"})
+    assert other.status_code == 409 and "already used" in other.json()["error"]
+    assert client.get("/jobs").json()["total"] == 3
 
 
 def test_a_typo_is_a_400_naming_the_nearest_token_and_tags_are_shown(client: TestClient) -> None:

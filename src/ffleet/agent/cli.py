@@ -44,7 +44,12 @@ def _err(message: str) -> None:
 
 def agent(
     master: Annotated[
-        str, typer.Option(envvar="FFLEET_MASTER", help="URL of the master to work for.")
+        str,
+        typer.Option(
+            envvar="FFLEET_MASTER",
+            help="URL of the master to work for; URL1,URL2,... for several masters sharing one "
+            "database: the agent stays with one and fails over to the next.",
+        ),
     ] = AGENT_DEFAULTS.master_url,
     register: Annotated[
         bool,
@@ -222,6 +227,7 @@ def agent(
 
     from ffleet.agent.client import MasterClient
     from ffleet.agent.exporter import ExporterError
+    from ffleet.agent.failover import master_urls
     from ffleet.agent.hardware import detect_hardware, format_summary
     from ffleet.agent.runner import Agent, AgentError
     from ffleet.agent.safety import (
@@ -230,8 +236,10 @@ def agent(
         master_is_local,
     )
 
-    if "://" not in master:  # `host:port` alone means plain HTTP
-        master = f"http://{master}"
+    try:
+        master = ",".join(master_urls(master))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--master") from None
     settings = checked(
         lambda: AgentSettings(
             master_url=master,
@@ -269,7 +277,7 @@ def agent(
         typer.echo(format_summary(hardware))
     if not register:
         return
-    if master_is_local(master):
+    if any(master_is_local(url) for url in master_urls(master)):
         try:
             confirm_master_as_worker(
                 allow=allow_master_as_worker,

@@ -22,6 +22,7 @@ import httpx
 import msgspec
 
 from ffleet import transfers
+from ffleet.agent.failover import MasterChoice, master_urls
 from ffleet.models import (
     HeartbeatReply,
     Job,
@@ -87,28 +88,39 @@ _encoder = msgspec.json.Encoder(enc_hook=encode_hook)
 
 
 class MasterClient:
-    """Typed calls to one master at `base_url` (e.g. `http://10.0.0.5:8080`)."""
+    """Typed calls to a master at `base_url` (e.g. `http://10.0.0.5:8080`), or to one of
+    several sharing a database (`URL1,URL2,...`, see failover.py)."""
 
     def __init__(self, base_url: str, transport: Transport | None = None) -> None:
-        self.base_url = base_url.rstrip("/")
+        self._choice = MasterChoice(master_urls(base_url))
         transport = transport or Transport()
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            timeout=httpx.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
-            headers={
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-                **transport.headers(),
-            },
-            verify=transport.ssl_context() if self.base_url.startswith("https:") else True,
-        )
+        self._clients = [
+            httpx.Client(
+                base_url=url,
+                timeout=httpx.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+                headers={
+                    "Content-Type": "application/json",
+                    "Accept": "application/json",
+                    **transport.headers(),
+                },
+                verify=transport.ssl_context() if url.startswith("https:") else True,
+            )
+            for url in self._choice.urls
+        ]
+
+    @property
+    def base_url(self) -> str:
+        """The master requests go to now."""
+        return self._choice.urls[self._choice.current]
 
     def use_token(self, token: str) -> None:
         """Send `token` from the next request on (a node credential after enrollment)."""
-        self._http.headers["Authorization"] = f"Bearer {token}"
+        for http in self._clients:
+            http.headers["Authorization"] = f"Bearer {token}"
 
     def close(self) -> None:
-        self._http.close()
+        for http in self._clients:
+            http.close()
 
     def __enter__(self) -> Self:
         return self
@@ -178,12 +190,13 @@ class MasterClient:
 
     def upload_blob(self, path: Path) -> str:
         """Upload a file as a blob (resumed if interrupted); its `blob:sha256:...` reference.
-        BlobError when the master refuses it or cannot be reached."""
-        return transfers.upload(self._http, path)
+        BlobError when the master refuses it or cannot be reached. Blobs live on the master
+        that received them: with several masters, they share `--blob-dir`."""
+        return transfers.upload(self._clients[self._choice.pick()], path)
 
     def download_blob(self, digest: str, target: Path) -> Path:
         """Fetch a blob into `target`, hash-verified (fetched again if it arrived corrupt)."""
-        return transfers.download(self._http, digest, target)
+        return transfers.download(self._clients[self._choice.pick()], digest, target)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -196,41 +209,58 @@ class MasterClient:
         params: Mapping[str, str] | None = None,
         timeout: httpx.Timeout | None = None,
         idempotent: bool = False,
+        headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """`body` as JSON; `idempotent` marks a POST that may be sent twice (a GET always may)."""
-        try:
-            response = self._request(
-                method,
-                path,
-                repeatable=idempotent or method == "GET",
-                content=None if body is None else _encoder.encode(body),
-                params=params,
-                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-            )
-        except httpx.HTTPError as exc:
-            raise MasterUnavailable(f"{method} {path}: {_describe(exc)}") from exc
-        if response.status_code >= 500:
-            raise MasterUnavailable(
-                f"{method} {path}: HTTP {response.status_code} {_message(response)}",
-                response.status_code,
-            )
-        if response.status_code >= 400:
-            raise MasterRejected(response.status_code, _message(response))
-        return response
+        """`body` as JSON; `idempotent` marks a POST that may be sent twice (a GET always may).
+
+        A master that fails (no connection, a 5xx) is left for the next one; the request goes
+        there at once when it may be sent twice, or when it never left (no connection)."""
+        repeatable = idempotent or method == "GET"
+        options: dict[str, Any] = {
+            "content": None if body is None else _encoder.encode(body),
+            "params": params,
+            "headers": headers,
+            "timeout": timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+        }
+        several = len(self._clients) > 1
+        for left in range(len(self._clients) - 1, -1, -1):  # each master once at most
+            index = self._choice.pick()
+            where = f" at {self._choice.urls[index]}" if several else ""
+            try:
+                response = self._request(
+                    self._clients[index], method, path, repeatable=repeatable, **options
+                )
+            except httpx.HTTPError as exc:
+                unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                if self._choice.failed(index) and (repeatable or unsent) and left:
+                    continue
+                raise MasterUnavailable(f"{method} {path}{where}: {_describe(exc)}") from exc
+            if response.status_code >= 500:
+                if self._choice.failed(index) and repeatable and left:
+                    continue
+                raise MasterUnavailable(
+                    f"{method} {path}{where}: HTTP {response.status_code} {_message(response)}",
+                    response.status_code,
+                )
+            self._choice.succeeded(index)
+            if response.status_code >= 400:
+                raise MasterRejected(response.status_code, _message(response))
+            return response
+        raise AssertionError("unreachable: the last try returns or raises")
 
     def _request(
-        self, method: str, path: str, *, repeatable: bool, **options: Any
+        self, http: httpx.Client, method: str, path: str, *, repeatable: bool, **options: Any
     ) -> httpx.Response:
         """Send a `repeatable` request once more, on another connection, when its connection
         was reset under it. Never a request that must not run twice (POST /jobs): the master
         may have acted on it before the connection went."""
         try:
-            return self._http.request(method, path, **options)
+            return http.request(method, path, **options)
         except RESET_ERRORS as exc:
             if not repeatable:
                 raise
             log.debug("%s %s: connection reset (%s); sending it again", method, path, exc)
-        return self._http.request(method, path, **options)
+        return http.request(method, path, **options)
 
     @staticmethod
     def _decode(response: httpx.Response, model: type[T]) -> T:

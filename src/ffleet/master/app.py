@@ -1,17 +1,25 @@
 """The master's HTTP API: thin handlers that decode, call the store, and shape the reply.
 
-Handlers are async and call the store inline: an SQLite operation costs 8-50 us, less than a
-thread-pool hop (150-450 us measured here), and the store serialises writers anyway. Only the
-long-poll waits, and it waits on an asyncio event, never on the database.
+On SQLite handlers call the store inline: an operation costs 8-50 us, less than a thread-pool
+hop (150-450 us measured here), and the store serialises writers anyway. On PostgreSQL a call
+may wait on the network or on a row lock another master holds, so it runs on a thread pool
+sized to the connection pool and the event loop (heartbeats included) never waits on it. The
+long-poll waits on an asyncio event, never on the database.
+
+Times come from the database's clock (clock.py); leader duties run where leadership.py says;
+other masters' work arrives through wakeups.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, TypeVar
 
 import msgspec
@@ -29,6 +37,7 @@ from ffleet.master.admin_api import AdminApi
 from ffleet.master.archive import ArchiveCollector, ResultArchive
 from ffleet.master.audit_log import AuditLog
 from ffleet.master.blob_routes import BlobRoutes
+from ffleet.master.clock import REMEASURE_S, DatabaseClock
 from ffleet.master.dispatch import Dispatcher
 from ffleet.master.exposure import (
     INSECURE_WARN_S,
@@ -47,6 +56,7 @@ from ffleet.master.http import (
     query_int,
     query_name,
 )
+from ffleet.master.leadership import Leadership
 from ffleet.master.long_polls import LongPolls
 from ffleet.master.metrics import (
     CONTENT_TYPE,
@@ -57,8 +67,10 @@ from ffleet.master.metrics import (
 from ffleet.master.quotas import check_submission
 from ffleet.master.rate_limit import RateLimiter, RateLimitMiddleware, Scope, client_address
 from ffleet.master.settings import MasterSettings
+from ffleet.master.single_master import hold_sqlite_file
 from ffleet.master.slow_clients import BodyTimeoutMiddleware
 from ffleet.master.splitter import SplitRefused, Splitter, check_request
+from ffleet.master.wakeups import WakeupListener
 from ffleet.models import (
     INT32_MAX,
     DrainRequest,
@@ -67,6 +79,7 @@ from ffleet.models import (
     JobBatch,
     JobDetail,
     JobRequest,
+    Node,
     NodeRegistration,
     PurgeRequest,
     Release,
@@ -77,6 +90,7 @@ from ffleet.models import (
 from ffleet.redaction import without_stream_key
 from ffleet.states import JobStatus
 from ffleet.store import Conflict, InvalidRequest, NotFound, Store, StoreError, open_store
+from ffleet.store.db import POOL_SIZE
 from ffleet.tokens import Role
 
 log = logging.getLogger("ffleet.master")
@@ -89,6 +103,7 @@ T = TypeVar("T")
 JOBS_PAGE, JOBS_PAGE_MAX = 1000, 10_000
 RESULTS_PAGE, RESULTS_PAGE_MAX = 100, 1000
 
+RETENTION_INTERVAL_S = 60.0  # how often the leader forgets day-old idempotency keys
 ADMIN = frozenset({Role.ADMIN.value})
 READ = frozenset({Role.ADMIN.value, Role.SUBMITTER.value, Role.READER.value})
 SUBMIT = frozenset({Role.ADMIN.value, Role.SUBMITTER.value})
@@ -123,11 +138,45 @@ class MasterApp:
         self.limit = settings.max_body_bytes
         self.openapi = openapi.spec(settings.max_wait_s)
         self.docs_page = openapi.docs_html(settings.max_wait_s)
+        self.id = f"{socket.gethostname()}:{settings.port}/{store.origin[:8]}"
+        self.clock = DatabaseClock(None if store.inline else store.database_time)
+        self._executor = (
+            None if store.inline else ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="store")
+        )
+        self.leadership = Leadership(
+            store,
+            self.clock,
+            self.id,
+            lease_s=settings.leader_lease_s,
+            grace_s=settings.policy.node_timeout_s,
+            call=self.call,
+        )
+        self.wakeups = (
+            None
+            if store.inline
+            else WakeupListener(
+                settings.store_url,
+                store.origin,
+                on_work=lambda count: self.dispatcher.notify(count),
+                on_leader_free=self.leadership.poke,
+                on_reconnect=self.dispatcher.notify_all,
+            )
+        )
         self.access = Access(store, enforced=enforced)
-        self.audit = AuditLog(store, settings.audit_retention_s)
-        self.admin = AdminApi(store, self.access, self.audit, self.limit, self._wake_at)
+        self.audit = AuditLog(store, settings.audit_retention_s, self.call, self.clock.now)
+        self.admin = AdminApi(
+            store, self.access, self.audit, self.limit, self._wake_at, self.call, self.clock.now
+        )
         self.blobs = BlobRoutes(blobs, settings.max_blob_bytes)
         self.splitter = Splitter(store, blobs, None)
+
+    async def call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a store method: inline on SQLite, on the store's thread pool on PostgreSQL."""
+        if self._executor is None:
+            return method(*args, **kwargs)
+        loop = asyncio.get_running_loop()
+        bound = functools.partial(method, *args, **kwargs)
+        return await loop.run_in_executor(self._executor, bound)
 
     # -------------------------------------------------------------- access
 
@@ -141,7 +190,7 @@ class MasterApp:
             identity: Identity | None = None
             status = 500
             try:
-                identity = self.access.identify(request)
+                identity = await self.call(self.access.identify, request)
                 allow(identity, roles, f"{request.method} {request.url.path}")
                 request.state.identity = identity
                 response = await handler(request)
@@ -166,7 +215,7 @@ class MasterApp:
         who = identity or Identity("-", "unauthenticated", "-")
         self.audit.record(
             AuditEntry(
-                at=Timestamp(time.time()),
+                at=Timestamp(self.clock.now()),
                 actor_id=who.id,
                 actor_name=who.name,
                 role=who.role,
@@ -218,7 +267,8 @@ class MasterApp:
             return address  # refused later, by the route's guard
 
     def _require_own_job(self, request: Request, job_id: str) -> None:
-        """A submitter may cancel and retry only the jobs it submitted."""
+        """A submitter may cancel and retry only the jobs it submitted (runs on the store's
+        thread, inside the call that cancels or retries)."""
         identity = self.identity(request)
         if identity.role == Role.SUBMITTER and self.store.job_submitter(job_id) != identity.id:
             raise ApiError(403, f"job {job_id} was submitted by another credential")
@@ -234,7 +284,9 @@ class MasterApp:
         token: str | None = None
         if identity.role == Role.ENROLL:
             assert identity.credential is not None
-            node, _, token = self.store.enroll_node(registration, identity.credential, time.time())
+            node, _, token = await self.call(
+                self.store.enroll_node, registration, identity.credential, self.clock.now()
+            )
             if identity.credential.one_time:
                 self.access.forget(identity.id)
         else:
@@ -246,7 +298,7 @@ class MasterApp:
                     id=identity.node_id,
                     labels=dict(identity.credential.labels or {}),
                 )
-            node = self.store.register_node(registration, time.time())
+            node = await self.call(self.store.register_node, registration, self.clock.now())
         request.state.audit_target = node.id
         log.info(
             "node registered: %s (%s, %d threads, %s%s)",
@@ -264,7 +316,7 @@ class MasterApp:
         return JsonResponse(body, status_code=201)
 
     async def list_nodes(self, request: Request) -> Response:
-        found = self.store.list_nodes()
+        found = await self.call(self.store.list_nodes)
         return JsonResponse({"nodes": found, "count": len(found)})
 
     def _by_id(self, kind: Literal["job", "node"], given: str, action: Callable[[str], T]) -> T:
@@ -283,19 +335,24 @@ class MasterApp:
             return action(found[0])
 
     async def get_node(self, request: Request) -> Response:
-        node = self._by_id("node", path_id(request, "node_id"), self.store.get_node)
-        node.efficiency = self.store.node_efficiency(node.id)
-        return JsonResponse(node)
+        def with_efficiency(node_id: str) -> Node:
+            node = self.store.get_node(node_id)
+            node.efficiency = self.store.node_efficiency(node.id)
+            return node
+
+        node_id = path_id(request, "node_id")
+        return JsonResponse(await self.call(self._by_id, "node", node_id, with_efficiency))
 
     async def heartbeat(self, request: Request) -> Response:
         node_id = path_id(request, "node_id")
         self.identity(request).require_node(node_id)
         beat = await decode(request, Heartbeat, self.limit, optional=True)
-        return JsonResponse(self.store.heartbeat(node_id, beat, time.time()))
+        return JsonResponse(await self.call(self.store.heartbeat, node_id, beat, self.clock.now()))
 
     async def drain(self, request: Request) -> Response:
         body = await decode(request, DrainRequest, self.limit, optional=True)
-        node = self._by_id(
+        node = await self.call(
+            self._by_id,
             "node",
             path_id(request, "node_id"),
             lambda node_id: self.store.set_draining(node_id, body.drain),
@@ -320,17 +377,18 @@ class MasterApp:
 
     async def create_job(self, request: Request) -> Response:
         job_request = await decode(request, JobRequest, self.limit)
-        check_submission([job_request], self.settings, self.store)
+        await self.call(check_submission, [job_request], self.settings, self.store)
         self._check_inputs([job_request])
         if job_request.split_s is not None:
-            return self._create_split(job_request, job_request.split_s, self._submitted_by(request))
-        (job,) = self.store.create_jobs([job_request], time.time(), self._submitted_by(request))
+            return await self._create_split(
+                job_request, job_request.split_s, self._submitted_by(request)
+            )
+        (job,) = await self._create(request, [job_request])
         request.state.audit_target = job.id
         log.info("job created: %s (%s)", job.id, job.scenario)
-        self.dispatcher.notify()
         return JsonResponse(job, status_code=201)
 
-    def _create_split(
+    async def _create_split(
         self, job_request: JobRequest, split_s: float, submitted_by: str | None
     ) -> Response:
         source = job_request.parameters.get("input")
@@ -339,7 +397,9 @@ class MasterApp:
             check_request(job_request, held)
         except SplitRefused as exc:
             raise ApiError(400, str(exc)) from None
-        job = self.store.create_split(job_request, split_s, time.time(), submitted_by)
+        job = await self.call(
+            self.store.create_split, job_request, split_s, self.clock.now(), submitted_by
+        )
         self.splitter.wake()
         log.info("split job created: %s (%s, %g s segments)", job.id, job.scenario, split_s)
         return JsonResponse(job, status_code=201)
@@ -353,17 +413,29 @@ class MasterApp:
             )
         if any(job_request.split_s is not None for job_request in batch.jobs):
             raise ApiError(400, "submit split jobs one at a time (POST /jobs)")
-        check_submission(batch.jobs, self.settings, self.store)
+        await self.call(check_submission, batch.jobs, self.settings, self.store)
         self._check_inputs(batch.jobs)
-        # Off the event loop: checking thousands of jobs against the fleet takes a while, and
-        # /health and the long-polls must not wait for it.
-        created = await asyncio.to_thread(
-            self.store.create_jobs, batch.jobs, time.time(), self._submitted_by(request)
-        )
+        created = await self._create(request, batch.jobs, heavy=True)
         request.state.audit_target = f"{len(created)} jobs"
         log.info("batch of %d jobs created", len(created))
-        self.dispatcher.notify(len(created))
         return JsonResponse({"jobs": created, "count": len(created)}, status_code=201)
+
+    async def _create(
+        self, request: Request, jobs: list[JobRequest], heavy: bool = False
+    ) -> list[Job]:
+        """Create, or with an `Idempotency-Key` already used, return what the first did.
+        `heavy` (a batch: checking thousands of jobs against the fleet takes a while) runs
+        off the event loop on SQLite too, so /health and the long-polls need not wait."""
+        call = self.call if self._executor is not None or not heavy else asyncio.to_thread
+        created = await call(
+            self.store.create_jobs,
+            jobs,
+            self.clock.now(),
+            submitted_by=self._submitted_by(request),
+            idempotency_key=request.headers.get("idempotency-key"),
+        )
+        self.dispatcher.notify(len(created))  # a replay wakes a waiter in vain, harmlessly
+        return created
 
     async def list_jobs(self, request: Request) -> Response:
         status = request.query_params.get("status") or None
@@ -372,7 +444,8 @@ class MasterApp:
             raise ApiError(400, f"unknown status {status!r}; use one of {allowed}")
         limit = query_int(request, "limit", JOBS_PAGE, low=1, high=JOBS_PAGE_MAX)
         offset = query_int(request, "offset", 0, low=0, high=INT32_MAX) or 0
-        found, total = self.store.list_jobs(
+        found, total = await self.call(
+            self.store.list_jobs,
             status,
             limit,
             offset,
@@ -383,24 +456,27 @@ class MasterApp:
         return JsonResponse({"jobs": shown, "count": len(shown), "total": total})
 
     async def get_job(self, request: Request) -> Response:
-        detail = self._by_id("job", path_id(request, "job_id"), self.store.get_job)
+        job_id = path_id(request, "job_id")
+        detail = await self.call(self._by_id, "job", job_id, self.store.get_job)
         body = detail_body(detail, self.shown_to(request))
-        body.update(self.store.split_links(detail.job.id))
+        body.update(await self.call(self.store.split_links, detail.job.id))
         return JsonResponse(body)
 
     async def purge_jobs(self, request: Request) -> Response:
         """Remove finished jobs with their attempts and results (after an export)."""
         body = await decode(request, PurgeRequest, self.limit)
-        deleted = self.store.delete_finished(body.job_ids)
+        deleted = await self.call(self.store.delete_finished, body.job_ids)
         log.info("%d finished job(s) removed", deleted)
         return JsonResponse({"deleted": deleted})
 
     async def explain(self, request: Request) -> Response:
+        now = self.clock.now()
         return JsonResponse(
-            self._by_id(
+            await self.call(
+                self._by_id,
                 "job",
                 path_id(request, "job_id"),
-                lambda job_id: self.store.explain(job_id, time.time()),
+                lambda job_id: self.store.explain(job_id, now),
             )
         )
 
@@ -428,7 +504,7 @@ class MasterApp:
             wake = self.dispatcher.enlist()
             try:
                 started = time.perf_counter()
-                job = self.store.claim(node_id, time.time())
+                job = await self.call(self.store.claim, node_id, self.clock.now())
                 claim_seconds = time.perf_counter() - started
             except BaseException:  # e.g. an unknown node: leave no dead waiter behind
                 self.dispatcher.leave(wake)
@@ -467,15 +543,23 @@ class MasterApp:
             self._wake_at(job.not_before)
 
     def _wake_at(self, when: float) -> None:
-        delay = max(0.0, when - time.time())
-        asyncio.get_running_loop().call_later(delay, self.dispatcher.notify)
+        """Wake a waiter here, and tell the other masters, when a backoff ends."""
+        delay = max(0.0, when - self.clock.now())
+        asyncio.get_running_loop().call_later(delay, self._backoff_ended)
+
+    def _backoff_ended(self) -> None:
+        self.dispatcher.notify()
+        if self.wakeups is not None:
+            task = asyncio.ensure_future(self.call(self.store.announce_work))
+            task.add_done_callback(_log_failure)
 
     async def cancel(self, request: Request) -> Response:
         def cancel(job_id: str) -> Job:
             self._require_own_job(request, job_id)
-            return self.store.cancel(job_id, time.time())
+            return self.store.cancel(job_id, now)
 
-        job = self._by_id("job", path_id(request, "job_id"), cancel)
+        now = self.clock.now()
+        job = await self.call(self._by_id, "job", path_id(request, "job_id"), cancel)
         log.info("job %s cancel requested (now %s)", job.id, job.status)
         self.splitter.wake()
         return JsonResponse(job)
@@ -483,9 +567,10 @@ class MasterApp:
     async def retry(self, request: Request) -> Response:
         def retry(job_id: str) -> Job:
             self._require_own_job(request, job_id)
-            return self.store.retry(job_id, time.time())
+            return self.store.retry(job_id, now)
 
-        job = self._by_id("job", path_id(request, "job_id"), retry)
+        now = self.clock.now()
+        job = await self.call(self._by_id, "job", path_id(request, "job_id"), retry)
         log.info("job %s queued again by a user", job.id)
         self.splitter.wake()
         self.metrics.user_retried()
@@ -495,8 +580,13 @@ class MasterApp:
     async def release(self, request: Request) -> Response:
         body = await decode(request, Release, self.limit)
         self.identity(request).require_node(body.node_id)
-        job = self.store.release(
-            path_id(request, "job_id"), body.node_id, body.attempt, body.reason, time.time()
+        job = await self.call(
+            self.store.release,
+            path_id(request, "job_id"),
+            body.node_id,
+            body.attempt,
+            body.reason,
+            self.clock.now(),
         )
         log.info("job %s released by node %s: %s", job.id, body.node_id, body.reason)
         self.dispatcher.notify()
@@ -509,7 +599,7 @@ class MasterApp:
         self.identity(request).require_node(result.node_id)
         started = time.perf_counter()
         try:
-            outcome = self.store.submit_result(result, time.time())
+            outcome = await self.call(self.store.submit_result, result, self.clock.now())
         except Conflict:
             self.metrics.stale_result()
             raise
@@ -526,9 +616,10 @@ class MasterApp:
                 job.status,
                 f" ({result.error})" if result.error else "",
             )
-            self.metrics.result_stored(result, job, time.time())
+            now = self.clock.now()
+            self.metrics.result_stored(result, job, now)
             if self.archive is not None and result.status == "completed":
-                self.archive.add(result, job, job.completed_at or time.time())
+                self.archive.add(result, job, job.completed_at or now)
             self._wake_when_due(job)
             self.splitter.wake()  # the job may be a split job's child
         reply: dict[str, Any] = {"status": "success"}
@@ -544,7 +635,7 @@ class MasterApp:
     async def list_results(self, request: Request) -> Response:
         limit = query_int(request, "limit", RESULTS_PAGE, low=1, high=RESULTS_PAGE_MAX)
         offset = query_int(request, "offset", 0, low=0, high=INT32_MAX) or 0
-        found = self.store.list_results(query_id(request, "job_id"), limit, offset)
+        found = await self.call(self.store.list_results, query_id(request, "job_id"), limit, offset)
         return JsonResponse({"results": found, "count": len(found)})
 
     async def export_results(self, request: Request) -> Response:
@@ -553,18 +644,27 @@ class MasterApp:
         until = query_float(request, "until", float(2**40), high=float(2**40))
         limit = query_int(request, "limit", 1000, low=1, high=10_000) or 1000
         offset = query_int(request, "offset", 0, low=0, high=INT32_MAX) or 0
-        found = self.store.finished_between(since, until, limit, offset)
+        found = await self.call(self.store.finished_between, since, until, limit, offset)
         shown = self.shown_to(request)
         return JsonResponse({"jobs": [detail_body(d, shown) for d in found], "count": len(found)})
 
     # -------------------------------------------------------------- misc
 
     async def health(self, request: Request) -> Response:
-        return JsonResponse({"status": "healthy"})
+        """Liveness, plus which master this is, which one leads, and how other masters'
+        work reaches it ("local": an SQLite store has no other masters)."""
+        return JsonResponse(
+            {
+                "status": "healthy",
+                "master": self.id,
+                "leader": self.leadership.leader,
+                "wakeups": "local" if self.wakeups is None else self.wakeups.mode,
+            }
+        )
 
     async def metrics_text(self, request: Request) -> Response:
         """Prometheus text format; the fleet's gauges are read from the store now."""
-        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
+        return Response(await self.call(self.metrics.render), media_type=CONTENT_TYPE)
 
     async def openapi_json(self, request: Request) -> Response:
         return JsonResponse(self.openapi)
@@ -573,17 +673,20 @@ class MasterApp:
         return HTMLResponse(self.docs_page)
 
     async def reaper(self) -> None:
-        """End what outlived its time, every `reap_interval_s`, for as long as the app runs.
-
-        It starts one node timeout after the master does: the master's own downtime must not
-        count against nodes and leases, so agents get a full timeout to reach it again (and
-        deliver the results they spooled meanwhile) before anything is declared lost.
-        """
-        await asyncio.sleep(self.settings.policy.node_timeout_s)
+        """The leader's duties, every `reap_interval_s`: end what outlived its time, age the
+        queue, and now and then forget day-old idempotency keys. Each pass runs only while
+        this master holds the lead (see leadership.py: also why it starts late)."""
+        forgotten_at = 0.0
         while True:
             await asyncio.sleep(self.settings.reap_interval_s)
+            if not self.leadership.is_leader:
+                continue
+            now = self.clock.now()
             try:
-                report = self.store.reap(time.time())
+                report = await self.call(self.store.reap, now)
+                if now - forgotten_at >= RETENTION_INTERVAL_S:
+                    await self.call(self.store.expire_idempotency_keys, now)
+                    forgotten_at = now
             except Exception:
                 log.exception("reaper pass failed; will try again")
                 continue
@@ -634,6 +737,39 @@ class MasterApp:
             "/docs": {"GET": (self.docs, None)},
         }
 
+    async def remeasure_clock(self) -> None:
+        while True:
+            await asyncio.sleep(REMEASURE_S)
+            try:
+                await self.call(self.clock.measure)
+            except Exception as exc:
+                log.warning("could not measure the clock offset to the database: %s", exc)
+
+    async def start(self) -> list[asyncio.Task[None]]:
+        """Measure the clock, then start the background duties."""
+        await self.call(self.clock.measure)
+        self.clock.check(self.settings.policy.node_timeout_s)
+        duties = [self.reaper(), self.leadership.run(), self.audit.run()]
+        if self.settings.insecure:
+            duties.append(self.warn_insecure())
+        if self.archive is not None:
+            duties.append(self.archive.run())
+        if self.wakeups is not None:
+            duties += [self.wakeups.run(), self.remeasure_clock()]
+        return [asyncio.create_task(duty) for duty in duties]
+
+    async def stop(self, tasks: list[asyncio.Task[None]]) -> None:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(Exception):
+            await self.call(self.audit.flush)
+        await self.leadership.resign()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
     def _ui_route(self, route: BaseRoute) -> BaseRoute:
         """The dashboard's pages and event streams are reads: readers and up (its static
         files stay public). Its actions call the JSON API, which checks them there."""
@@ -672,6 +808,11 @@ def _by_method(handlers: dict[str, Handler]) -> Handler:
     return dispatch
 
 
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("could not tell the other masters: %s", task.exception())
+
+
 def _refused(request: Request, status_code: int, message: str) -> Response:
     log.warning("%s %s refused (%d): %s", request.method, request.url.path, status_code, message)
     return error_response(status_code, message)
@@ -707,43 +848,45 @@ def create_app(settings: MasterSettings, store: Store | None = None) -> Starlett
     from starlette.exceptions import HTTPException
 
     owned = store is None
-    opened = store if store is not None else open_store(settings.store_url, settings.policy)
+    lock = hold_sqlite_file(settings.store_url) if owned else None
+    try:
+        opened = store if store is not None else open_store(settings.store_url, settings.policy)
+    except BaseException:
+        if lock is not None:
+            lock.close()
+        raise
     try:
         enforced = authentication_on(settings, opened)
         if enforced:
             bootstrap_admin(opened, settings.admin_token_file)
+        master = MasterApp(
+            opened, settings, DirectoryBlobStore(settings.blob_root), enforced=enforced
+        )
     except BaseException:
         if owned:
             opened.close()
+        if lock is not None:
+            lock.close()
         raise
-    master = MasterApp(opened, settings, DirectoryBlobStore(settings.blob_root), enforced=enforced)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         sweep_every = min(3600.0, settings.blob_retention_s / 2)
-        tasks = [
-            asyncio.create_task(master.reaper()),
-            asyncio.create_task(master.audit.run()),
+        tasks = await master.start()
+        tasks += [
             asyncio.create_task(master.blobs.sweeper(settings.blob_retention_s, sweep_every)),
             asyncio.create_task(master.splitter.run(master.dispatcher.notify)),
         ]
-        if settings.insecure:
-            tasks.append(asyncio.create_task(master.warn_insecure()))
-        if master.archive is not None:
-            tasks.append(asyncio.create_task(master.archive.run()))
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            with contextlib.suppress(Exception):
-                master.audit.flush()
+            await master.stop(tasks)
             if master.archive is not None:
                 await master.archive.close()
             if owned:
                 master.store.close()
+            if lock is not None:
+                lock.close()
 
     routes = master.routes()
     app = Starlette(

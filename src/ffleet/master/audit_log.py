@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
+from collections.abc import Callable
 
 from ffleet.audit import AuditEntry
+from ffleet.master.leadership import Call
 from ffleet.store import Store
 
 log = logging.getLogger("ffleet.master")
@@ -23,9 +24,13 @@ PRUNE_EVERY_S = 3600.0
 
 
 class AuditLog:
-    def __init__(self, store: Store, retention_s: float) -> None:
+    def __init__(
+        self, store: Store, retention_s: float, call: Call, now: Callable[[], float]
+    ) -> None:
         self.store = store
         self.retention_s = retention_s
+        self.call = call  # the master's way to the store (off its event loop on PostgreSQL)
+        self.now = now
         self._pending: list[AuditEntry] = []
         self._lock = threading.Lock()
         self._pruned_at = 0.0
@@ -55,9 +60,9 @@ class AuditLog:
         while True:
             await asyncio.sleep(FLUSH_S)
             try:
-                self.flush()
-                now = time.time()
+                await self.call(self.flush)
+                now = self.now()
                 if now - self._pruned_at >= PRUNE_EVERY_S:
-                    self.prune(now)
+                    await self.call(self.prune, now)
             except Exception:
                 log.exception("audit: writing the trail failed; will try again")

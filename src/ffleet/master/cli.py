@@ -96,8 +96,8 @@ def master(
         float,
         duration_option(
             "FFLEET_RECHECK_INTERVAL",
-            "A waiting job request looks for work this often even unwoken (work another "
-            "master created in a shared database).",
+            "A waiting job request looks for work this often even unwoken: the fallback for "
+            "work another master created when its wake-up (LISTEN/NOTIFY) is lost.",
         ),
     ] = Seconds(MASTER_DEFAULTS.recheck_s),
     keep_alive: Annotated[
@@ -174,6 +174,14 @@ def master(
             "FFLEET_BODY_TIMEOUT", "Each part of a request body must arrive within this (else 408)."
         ),
     ] = Seconds(MASTER_DEFAULTS.body_timeout_s),
+    leader_lease: Annotated[
+        float,
+        duration_option(
+            "FFLEET_LEADER_LEASE",
+            "Masters sharing one PostgreSQL elect one leader (reaper, aging, retention) "
+            "through a lease of this length: a dead leader is replaced within it.",
+        ),
+    ] = Seconds(MASTER_DEFAULTS.leader_lease_s),
     auth: Annotated[
         str,
         typer.Option(
@@ -284,6 +292,7 @@ def master(
             max_connections=max_connections,
             header_timeout_s=header_timeout,
             body_timeout_s=body_timeout,
+            leader_lease_s=leader_lease,
             auth=auth,
             insecure=insecure,
             admin_token_file=admin_token_file,

@@ -47,6 +47,8 @@ class MasterSettings:
     max_connections: int = 4096  # open connections; past it requests get 503
     header_timeout_s: float = 10.0  # a client must send its request headers within this
     body_timeout_s: float = 30.0  # ... and each part of its body within this
+    # The leader lease: a leader that dies is replaced within this long (renewed every third).
+    leader_lease_s: float = 10.0
     auth: str = "auto"  # auto: on when the store holds credentials; required: always
     insecure: bool = False  # serve a non-loopback address open, on purpose
     admin_token_file: Path = Path("ffleet-admin-token")  # where a first admin token is written
@@ -108,6 +110,7 @@ class MasterSettings:
         require(self.rate_limit >= 0, "--rate-limit must not be negative (0 turns it off)")
         require_positive("--header-timeout", self.header_timeout_s)
         require_positive("--body-timeout", self.body_timeout_s)
+        require_positive("--leader-lease", self.leader_lease_s)
         require(self.auth in AUTH_MODES, f"--auth must be one of {', '.join(AUTH_MODES)}")
         require(
             not (self.insecure and self.auth == "required"),

@@ -97,6 +97,11 @@ class JobTally:
 class Store(Protocol):
     """Persistent registry of nodes, jobs, attempts and results."""
 
+    # True when calls are cheap and serialised anyway (SQLite): run them on the event loop.
+    # False (PostgreSQL): a call may wait on the network or a row lock; run it off the loop.
+    inline: bool
+    origin: str  # names this process in the hints it sends other masters
+
     def close(self) -> None: ...
 
     def register_node(self, registration: NodeRegistration, now: float) -> Node:
@@ -123,10 +128,19 @@ class Store(Protocol):
     def set_draining(self, node_id: str, draining: bool) -> Node: ...
 
     def create_jobs(
-        self, requests: Sequence[JobRequest], now: float, submitted_by: str | None = None
+        self,
+        requests: Sequence[JobRequest],
+        now: float,
+        *,
+        submitted_by: str | None = None,
+        idempotency_key: str | None = None,
     ) -> list[Job]:
         """Insert all jobs in one transaction: all are queued or none. `submitted_by`: the
-        id of the credential that asked (a submitter may cancel and retry only its own)."""
+        id of the credential that asked (a submitter may cancel and retry only its own).
+
+        With `idempotency_key`, a repeat of the same request by the same submitter (on any
+        master, within a day) creates nothing and returns the jobs the first one created; the
+        key used for other jobs or by another submitter is refused (Conflict)."""
         ...
 
     def get_job(self, job_id: str) -> JobDetail: ...
@@ -205,6 +219,29 @@ class Store(Protocol):
         """End what outlived its time: nodes past the node timeout go offline and their attempts
         end; attempts past their job timeout end; ended attempts retry with backoff or fail.
         Also ages long-waiting pending jobs. Safe to run concurrently from several masters."""
+        ...
+
+    # Several masters on one database: their clock, their leader, their hints to each other.
+
+    def database_time(self) -> float:
+        """The database's clock, in epoch seconds: the one time every master agrees on."""
+        ...
+
+    def take_leadership(self, holder: str, now: float, lease_s: float) -> str | None:
+        """Take or renew the leader lease for `holder` until `now + lease_s`; returns who
+        leads now (None: nobody, which a caller sees only if its own attempt failed)."""
+        ...
+
+    def resign_leadership(self, holder: str) -> None:
+        """Give the lease up (clean shutdown) and tell the other masters at once."""
+        ...
+
+    def announce_work(self) -> None:
+        """Tell the other masters that work may be claimable now (a backoff ended)."""
+        ...
+
+    def expire_idempotency_keys(self, now: float) -> int:
+        """Forget idempotency keys older than a day; how many were removed."""
         ...
 
     # ------------------------------------------------------------------ credentials, audit

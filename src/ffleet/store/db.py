@@ -22,6 +22,9 @@ from ffleet.store import queries
 
 Row = Mapping[str, Any]
 
+POOL_SIZE = 10  # PostgreSQL connections kept open; the master runs this many calls at once
+LOCK_TIMEOUT_MS = 5000
+
 
 class Database:
     """One engine plus a way to run a transaction on a raw DB-API connection."""
@@ -120,6 +123,15 @@ class Tx:
         self._cursor.execute(statement)
 
 
+def libpq_url(url: str) -> str:
+    """The PostgreSQL URL as libpq (psycopg's own connect) takes it, without SQLAlchemy's
+    driver suffix."""
+    for prefix in ("postgresql+psycopg://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix) :]
+    return url
+
+
 def make_engine(url: str) -> Engine:
     """`memory`, `sqlite:///PATH` or `postgresql://...` (psycopg 3)."""
     if url == "memory" or url.startswith("sqlite:"):
@@ -144,9 +156,12 @@ def make_engine(url: str) -> Engine:
         if url.startswith(prefix):
             return create_engine(
                 "postgresql+psycopg://" + url[len(prefix) :],
-                pool_size=10,
+                pool_size=POOL_SIZE,
                 max_overflow=40,
                 pool_pre_ping=True,
+                # A row lock held by a slow transaction fails a waiting statement after this
+                # instead of stalling it (and the heartbeats queued behind it) indefinitely.
+                connect_args={"options": f"-c lock_timeout={LOCK_TIMEOUT_MS}"},
             )
     raise ValueError(
         f"unsupported store URL {redact_url(url)!r}: use memory, sqlite:///PATH or "

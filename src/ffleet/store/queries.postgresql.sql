@@ -45,3 +45,14 @@ WHERE status = 'pending' AND not_before <= :now AND req_min_ram <= :ram
     AND (priority < :last_priority OR (priority = :last_priority AND seq > :last_seq))
 ORDER BY priority DESC, seq LIMIT :batch
 FOR UPDATE SKIP LOCKED
+
+-- ------------------------------------------------------------------------- several masters
+
+-- The database's clock, the one every master stamps times with.
+-- name: clock_now
+SELECT extract(epoch FROM clock_timestamp())::float8 AS now
+
+-- A hint to the other masters' listeners that work appeared (delivered at commit); the payload
+-- names the sender so that it can ignore its own.
+-- name: work_announce
+SELECT pg_notify('ffleet_work', :origin)

@@ -275,6 +275,40 @@ DELETE FROM results WHERE job_id = :id
 -- name: results_of_job
 SELECT * FROM results WHERE job_id = :job_id ORDER BY attempt LIMIT :limit OFFSET :offset
 
+-- ------------------------------------------------------------------------- leader lease
+
+-- Take the lease when nobody holds it or its holder let it expire; renew it when it is ours.
+-- A row comes back only to the holder.
+-- name: lease_take
+INSERT INTO leader_lease (name, holder, expires_at) VALUES ('leader', :holder, :expires)
+ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+WHERE leader_lease.holder = excluded.holder OR leader_lease.expires_at < :now
+RETURNING holder
+
+-- name: lease_holder
+SELECT holder FROM leader_lease WHERE name = 'leader' AND expires_at >= :now
+
+-- name: lease_resign
+DELETE FROM leader_lease WHERE name = 'leader' AND holder = :holder
+
+-- ------------------------------------------------------------------------- idempotency keys
+
+-- The first submission with a key inserts it; a concurrent one waits for that transaction and
+-- then inserts nothing.
+-- name: idempotency_claim
+INSERT INTO idempotency_keys (key, fingerprint, reply, created_at)
+VALUES (:key, :fingerprint, '', :now)
+ON CONFLICT (key) DO NOTHING
+
+-- name: idempotency_get
+SELECT fingerprint, reply FROM idempotency_keys WHERE key = :key
+
+-- name: idempotency_reply
+UPDATE idempotency_keys SET reply = :reply WHERE key = :key
+
+-- name: idempotency_expire
+DELETE FROM idempotency_keys WHERE created_at < :cut
+
 -- ------------------------------------------------------------------------------- credentials
 
 -- name: job_submitter

@@ -40,3 +40,14 @@ WHERE status = 'pending' AND not_before <= :now AND req_min_ram <= :ram
     AND req_min_threads <= :threads AND req_gpu = :gpu AND unschedulable_reason IS NULL
     AND (priority < :last_priority OR (priority = :last_priority AND seq > :last_seq))
 ORDER BY priority DESC, seq LIMIT :batch
+
+-- ------------------------------------------------------------------------- several masters
+
+-- The database's clock, the one every master stamps times with (here the master's own: an
+-- SQLite file has one master).
+-- name: clock_now
+SELECT (julianday('now') - 2440587.5) * 86400.0 AS now
+
+-- A hint to the other masters that work appeared: SQLite has no other masters to tell.
+-- name: work_announce
+SELECT :origin AS origin

@@ -127,6 +127,25 @@ results = Table(
     Column("received_at", Double, nullable=False),
 )
 
+# Who leads: one row per duty set, taken over only once its holder stops renewing it.
+leader_lease = Table(
+    "leader_lease",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("holder", Text, nullable=False),
+    Column("expires_at", Double, nullable=False),
+)
+
+# The first reply to a job submission sent with an Idempotency-Key, kept a day.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("reply", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+)
+
 # Rolling measured efficiency per node and scenario family (codec/encoder/resolution class),
 # from completed, undisturbed results: what `placement: fastest|energy` compares.
 node_efficiency = Table(
@@ -216,3 +235,4 @@ Index(
     sqlite_where=jobs.c.unschedulable_reason.is_not(None),
     postgresql_where=jobs.c.unschedulable_reason.is_not(None),
 )
+Index("ix_idempotency_keys_created_at", idempotency_keys.c.created_at)

@@ -45,7 +45,7 @@ from ffleet.models import (
 from ffleet.redaction import redact_url
 from ffleet.scenarios import ScenarioError, build_job_spec, default_timeout_s
 from ffleet.states import Event, JobStatus, allows, describe_sources
-from ffleet.store import attempts, efficiency, placement, splits
+from ffleet.store import attempts, coordination, efficiency, placement, splits
 from ffleet.store.base import (
     Conflict,
     IllegalTransition,
@@ -87,6 +87,8 @@ class SqlStore(CredentialStore, splits.SplitMethods):
         self.policy = policy or SchedulingPolicy()
         self.url = url
         self.db = Database(url)
+        self.inline = self.db.is_sqlite
+        self.origin = uuid.uuid4().hex  # names this process in the wake-up hints it sends
         try:
             applied = migrate(self.db, time.time())
         except BaseException:
@@ -218,7 +220,12 @@ class SqlStore(CredentialStore, splits.SplitMethods):
     # ------------------------------------------------------------------ jobs
 
     def create_jobs(
-        self, requests: Sequence[JobRequest], now: float, submitted_by: str | None = None
+        self,
+        requests: Sequence[JobRequest],
+        now: float,
+        *,
+        submitted_by: str | None = None,
+        idempotency_key: str | None = None,
     ) -> list[Job]:
         prepared = [self._job_values(req, now, submitted_by) for req in requests]
         rows = [values for values, _ in prepared]
@@ -229,6 +236,10 @@ class SqlStore(CredentialStore, splits.SplitMethods):
                 f"requirement sets; this one names {len(kinds)}"
             )
         with self.db.transaction() as tx:
+            if idempotency_key is not None:
+                first = coordination.replayed(tx, idempotency_key, requests, submitted_by, now)
+                if first is not None:
+                    return first
             reasons: dict[str, str | None] = {}
             for values, reqs in prepared:
                 if reqs is None:
@@ -237,7 +248,11 @@ class SqlStore(CredentialStore, splits.SplitMethods):
                     reasons[values["requirements"]] = placement.unschedulable_reason(tx, reqs)
                 values["unschedulable_reason"] = reasons[values["requirements"]]
             tx.many("job_insert", rows)
-        return [job_from_row(row) for row in rows]
+            created = [job_from_row(row) for row in rows]
+            if idempotency_key is not None:
+                coordination.remember(tx, idempotency_key, created)
+            self._announce(tx, count=len(created))
+        return created
 
     def _job_values(
         self, req: JobRequest, now: float, submitted_by: str | None = None
@@ -467,6 +482,7 @@ class SqlStore(CredentialStore, splits.SplitMethods):
             ):
                 raise Conflict(f"attempt {attempt} of job {job_id} is not running on {node_id}")
             attempts.close(tx, row, now, "released", reason)
+            self._announce(tx)
             return attempts.requeue(
                 tx, row, Event.REQUEUE, now, not_before=now, retry_count=row["retry_count"]
             )
@@ -492,6 +508,7 @@ class SqlStore(CredentialStore, splits.SplitMethods):
                     f"only {describe_sources(Event.RETRY)} jobs can be retried; "
                     f"job is {row['status']}"
                 )
+            self._announce(tx)
             job = attempts.requeue(tx, row, Event.RETRY, now, not_before=now, retry_count=0)
             return splits.restart_if_parent(tx, job, now)
 
@@ -553,6 +570,35 @@ class SqlStore(CredentialStore, splits.SplitMethods):
             return 0
         cut = now - self.policy.aging_interval_s
         return tx.run("pending_age", {"now": now, "top": top, "cut": cut})
+
+    # ------------------------------------------------------------------ several masters
+
+    def database_time(self) -> float:
+        with self.db.transaction() as tx:
+            return float(tx.scalar("clock_now"))
+
+    def take_leadership(self, holder: str, now: float, lease_s: float) -> str | None:
+        with self.db.transaction() as tx:
+            return coordination.take_lease(tx, holder, now, lease_s)
+
+    def resign_leadership(self, holder: str) -> None:
+        with self.db.transaction() as tx:
+            tx.run("lease_resign", {"holder": holder})
+            self._announce(tx, "leader")  # the other masters: take over now, not at expiry
+
+    def announce_work(self) -> None:
+        with self.db.transaction() as tx:
+            self._announce(tx)
+
+    def expire_idempotency_keys(self, now: float) -> int:
+        with self.db.transaction() as tx:
+            return tx.run("idempotency_expire", {"cut": now - coordination.IDEMPOTENCY_KEY_TTL_S})
+
+    def _announce(self, tx: Tx, topic: str = "work", count: int = 1) -> None:
+        """Hint the other masters (on commit) that `count` jobs became claimable, or that the
+        lead is free; SQLite has no other masters."""
+        if not self.inline:
+            tx.run("work_announce", {"origin": f"{topic} {self.origin} {count}"})
 
     # ------------------------------------------------------------------ helpers
 
