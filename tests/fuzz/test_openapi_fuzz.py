@@ -32,12 +32,16 @@ STATEFUL_RUNS = int(os.environ.get("FFLEET_FUZZ_RUNS", "15"))  # sequences of up
 def fuzzed(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Any]:
-    url = store_url(request.param, tmp_path_factory.mktemp("fuzz"))
+    where = tmp_path_factory.mktemp("fuzz")
+    url = store_url(request.param, where)
     # No reaper pass during the run (it starts one node timeout in): aging and expiry would
     # change state between a refused request's two snapshots.
     policy = SchedulingPolicy(node_timeout_s=3600)
     store = open_store(url, policy)
-    app = create_app(MasterSettings(store_url=url, max_wait_s=0.2, policy=policy), store)
+    settings = MasterSettings(
+        store_url=url, max_wait_s=0.2, policy=policy, blob_dir=where / "blobs"
+    )  # uploads land there, not in the working directory
+    app = create_app(settings, store)
     yield app, store
     store.close()
 
