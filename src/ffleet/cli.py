@@ -555,10 +555,14 @@ def retry(
 def upload(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
     master: MasterOption = DEFAULT_MASTER_URL,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
 ) -> None:
     """Upload FILE to the master (resumed if interrupted); print only its blob:sha256:... ref,
     for a job's --param input=."""
-    with fleet_client(master) as client:
+    with fleet_client(master, transport(token, ca, cert, key)) as client:
         typer.echo(client.upload_blob(file))
 
 
@@ -570,13 +574,17 @@ def download(
         typer.Option(envvar="FFLEET_OUT", help="Where to write it (default: ./JOB_ID.EXT)."),
     ] = None,
     master: MasterOption = DEFAULT_MASTER_URL,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
 ) -> None:
     """Fetch a completed job's output file (hash-verified, resumed if interrupted)."""
     from ffleet.agent.argv import output_extension
     from ffleet.blobs import parse_ref
     from ffleet.scenarios import parse_scenario
 
-    with fleet_client(master) as client:
+    with fleet_client(master, transport(token, ca, cert, key)) as client:
         detail = client.job(job_id)
         metrics = (detail.get("result") or {}).get("metrics") or {}
         ref = metrics.get("output_blob")
