@@ -61,6 +61,7 @@ from ffleet.master.metrics import (
     route_templates,
 )
 from ffleet.master.reap_hold import ReapHold
+from ffleet.master.routing import IndexedStarlette
 from ffleet.master.settings import MasterSettings
 from ffleet.master.single_master import hold_sqlite_file
 from ffleet.master.splitter import SplitRefused, Splitter, check_request
@@ -900,7 +901,7 @@ def create_app(settings: MasterSettings, store: Store | None = None) -> Starlett
                 lock.close()
 
     routes = master.routes()
-    app = Starlette(
+    app = IndexedStarlette(
         routes=routes,
         middleware=[
             Middleware(
