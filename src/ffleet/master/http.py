@@ -6,6 +6,7 @@ and rendered by one exception handler.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, TypeVar
 
 import msgspec
@@ -102,3 +103,14 @@ def query_float(request: Request, name: str, default: float, *, high: float) -> 
     if not 0 <= value <= high:
         raise ApiError(400, f"query parameter {name} must be between 0 and {high:g}")
     return value
+
+
+async def client_gone(request: Request) -> bool:
+    """Whether the client has closed the connection, without waiting for anything to arrive
+    (Starlette's `is_disconnected` costs three times as much: a cancel scope per call)."""
+    receiving = asyncio.ensure_future(request.receive())
+    await asyncio.sleep(0)  # one turn of the loop: what has arrived is there now
+    if not receiving.done():
+        receiving.cancel()
+        return False
+    return bool(receiving.result()["type"] == "http.disconnect")
