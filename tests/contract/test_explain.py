@@ -117,16 +117,16 @@ def test_a_job_every_capable_node_refused_is_unschedulable_until_another_joins(
         assert queued.status == "pending" and queued.retry_count == 0  # it never ran
 
     reason = store.get_job(waiting).job.unschedulable_reason
-    assert reason == (
-        f"every node that can run it refused it ({first[:8]}: input differs on {first[:8]} | "
-        f"{second[:8]}: input differs on {second[:8]})"
-    )
+    assert reason is not None and reason.startswith("every node that can run it refused it (")
+    for worker in (first, second):
+        assert f"{worker[:8]}: input differs on {worker[:8]}" in reason
     explained = store.explain(waiting, T0)
     assert verdicts(store, waiting, T0)[first] == (
         "refused",
         f"refused it: input differs on {first[:8]}",
     )
-    assert explained.summary.startswith("no registered node will run it: first refused it")
+    assert explained.summary.startswith("no registered node will run it: ")
+    assert f"first refused it: input differs on {first[:8]}" in explained.summary
     store.register_node(NodeRegistration(id=first, hostname="first", ram_bytes=16 << 30), T0)
     assert store.get_job(waiting).job.unschedulable_reason == reason  # a refuser stays one
     third = node(store, hostname="third")
