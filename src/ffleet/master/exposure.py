@@ -14,9 +14,9 @@ import ipaddress
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
+from ffleet.master.clock import database_now
 from ffleet.master.settings import MasterSettings
 from ffleet.store import Store
 from ffleet.tokens import Role
@@ -48,7 +48,7 @@ def authentication_on(settings: MasterSettings, store: Store) -> bool:
     if settings.insecure:
         log.warning(INSECURE_WARNING)
         return False
-    if settings.auth == "required" or store.count_credentials(time.time()) > 0:
+    if settings.auth == "required" or store.count_credentials(database_now(store)) > 0:
         return True
     if is_loopback(settings.host):
         log.info(
@@ -65,7 +65,7 @@ def authentication_on(settings: MasterSettings, store: Store) -> bool:
 
 def bootstrap_admin(store: Store, path: Path) -> None:
     """The first start with authentication and no admin: create one, show it this once."""
-    now = time.time()
+    now = database_now(store)
     if store.count_credentials(now, Role.ADMIN.value) > 0:
         return
     credential, secret = store.create_credential(Role.ADMIN.value, "admin", now)
