@@ -39,12 +39,7 @@ from ffleet.master.audit_log import AuditLog
 from ffleet.master.blob_routes import BlobRoutes
 from ffleet.master.clock import REMEASURE_S, DatabaseClock
 from ffleet.master.dispatch import Dispatcher
-from ffleet.master.exposure import (
-    INSECURE_WARN_S,
-    INSECURE_WARNING,
-    authentication_on,
-    bootstrap_admin,
-)
+from ffleet.master.exposure import INSECURE_WARNING, authentication_on, bootstrap_admin
 from ffleet.master.http import (
     ApiError,
     JsonResponse,
@@ -750,7 +745,7 @@ class MasterApp:
     async def warn_insecure(self) -> None:
         """An open master on a reachable address keeps saying so."""
         while True:
-            await asyncio.sleep(INSECURE_WARN_S)
+            await asyncio.sleep(self.settings.insecure_warn_s)
             log.warning(INSECURE_WARNING)
 
     def routes(self) -> list[BaseRoute]:

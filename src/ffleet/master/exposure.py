@@ -5,7 +5,7 @@
   that finds no admin credential creates one, prints it once and writes it to a file only the
   owner can read; it is never logged.
 - Bound to any other address without authentication: refused, unless `--insecure` says so
-  explicitly; then it runs open and keeps warning (`INSECURE_WARN_S`).
+  explicitly; then it runs open and keeps warning (every `--insecure-warn-interval`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from ffleet.tokens import Role
 
 log = logging.getLogger("ffleet.master")
 
-INSECURE_WARN_S = 300.0
 INSECURE_WARNING = (
     "running WITHOUT AUTHENTICATION (--insecure): anyone who reaches this master can run "
     "jobs on every node and read every result"
