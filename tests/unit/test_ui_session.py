@@ -29,9 +29,11 @@ class Master:
     store: Store
     admin: str
 
-    def token(self, role: str, **fields: object) -> tuple[str, str]:
+    def token(self, role: str, expires_at: float | None = None) -> tuple[str, str]:
         """A new credential's (id, token)."""
-        credential, secret = self.store.create_credential(role, f"a {role}", time.time(), **fields)  # type: ignore[arg-type]
+        credential, secret = self.store.create_credential(
+            role, f"a {role}", time.time(), expires_at=expires_at
+        )
         return credential.id, secret
 
     def sign_in(self, token: str) -> TestClient:
