@@ -205,26 +205,28 @@ WHERE node_id = :node AND family = :family
 
 -- ------------------------------------------------------------------------------- transitions
 -- The only statements that write `status`; run by store/transitions.py after the state
--- machine allowed the move, and guarded by the status the row was read in.
+-- machine allowed the move, and guarded by the status the row was read in. transitions.py reads
+-- the row as written from the SET clause, so each assignment is `column = :param`, a literal
+-- (NULL, TRUE, FALSE) or another column.
 
 -- name: transition_claim
 UPDATE jobs SET
     status = :status, node_id = :node_id, attempt = :attempt, started_at = :now,
     completed_at = NULL, lease_expires_at = :lease, deadline_at = :deadline, progress = NULL,
     cancel_requested = FALSE, unschedulable_reason = NULL
-WHERE seq = :seq AND status = :from RETURNING *
+WHERE seq = :seq AND status = :from
 
 -- name: transition_requeue
 UPDATE jobs SET
     status = :status, node_id = NULL, not_before = :not_before, retry_count = :retry_count,
     error = :error, completed_at = NULL, lease_expires_at = NULL, deadline_at = NULL,
     cancel_requested = FALSE, aged_at = :now, priority = base_priority
-WHERE seq = :seq AND status = :from RETURNING *
+WHERE seq = :seq AND status = :from
 
 -- name: transition_finish
 UPDATE jobs SET
     status = :status, completed_at = :now, error = :error, retry_count = :retry_count
-WHERE seq = :seq AND status = :from RETURNING *
+WHERE seq = :seq AND status = :from
 
 -- ------------------------------------------------------------------------------- attempts
 
