@@ -17,7 +17,7 @@ from typing import Any, cast
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import StaticPool
 
-from ffleet.store import queries
+from ffleet.store import checkpoints, queries
 from ffleet.store.availability import unavailable_cause
 from ffleet.store.base import StoreUnavailable
 
@@ -40,8 +40,18 @@ class Database:
         self._mutex = threading.Lock() if self.is_sqlite else None
         self._sqlite: Any = self.engine.raw_connection() if self.is_sqlite else None
         self._columns: dict[str, tuple[str, ...]] = {}
+        self._checkpointer: checkpoints.Checkpointer | None = None
+        path = self.engine.url.database
+        if self._mutex is not None and path and path != ":memory:":
+            # A file: its WAL checkpoints run on a thread of their own, never in a commit.
+            serving: Any = cast(Any, self._sqlite).driver_connection
+            serving.execute("PRAGMA wal_autocheckpoint=0")
+            serving.execute(f"PRAGMA journal_size_limit={checkpoints.LIMIT_BYTES}")
+            self._checkpointer = checkpoints.Checkpointer(path, self._mutex)
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         if self._sqlite is not None:
             self._sqlite.close()
         self.engine.dispose()
