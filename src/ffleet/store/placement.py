@@ -22,6 +22,8 @@ from ffleet.store.rows import group_running, loads, requirements, traits_from_ro
 # of the queue is work this node cannot take, later reads walk past it in larger steps.
 CLAIM_FIRST_BATCH = 4
 CLAIM_BATCH = 64
+# Nodes `unschedulable_reason` reads: a few first, then more, then at most 2,000.
+CAPABLE_READS = (4, 64, 2_000)
 
 
 def pick(tx: Tx, node: Row, now: float, node_timeout_s: float) -> Row | None:
@@ -84,16 +86,22 @@ def unschedulable_reason(tx: Tx, req: Requirements) -> str | None:
 
     Informational only (claims never read it), so it is bounded: SQL narrows the fleet to
     nodes with enough RAM, threads and a GPU if needed, and at most 2,000 of those are
-    checked for encoders, labels and GPU model.
+    checked for encoders, labels and GPU model. The first few are read alone, then more, since
+    in a fleet that can run the job one of the first usually can: a create then costs the same
+    in a fleet of 10 or 10,000 nodes.
     """
     params = {
         "ram": req.min_ram_bytes,
         "threads": req.min_cpu_threads,
         "gpu": scheduling.needs_gpu(req),
     }
-    capable = tx.all("nodes_capable", params)
-    if any(not scheduling.unmet(req, traits_from_row(row)) for row in capable):
-        return None  # stops at the first node that fits
+    capable: list[Row] = []
+    for limit in CAPABLE_READS:
+        capable = tx.all("nodes_capable", {**params, "limit": limit})
+        if any(not scheduling.unmet(req, traits_from_row(row)) for row in capable):
+            return None  # stops at the first node that fits
+        if len(capable) < limit:
+            break
     sample = capable[:5] or tx.all("nodes_sample")
     return scheduling.unschedulable_reason(req, [traits_from_row(row) for row in sample])
 

@@ -55,14 +55,19 @@ RETURNING draining, slots
 -- name: nodes_online
 SELECT * FROM nodes WHERE online = TRUE AND draining = FALSE AND last_heartbeat >= :since
 
--- Nodes that pass the requirements SQL can check; the rest is checked in Python on these.
+-- Nodes that pass the requirements SQL can check; the rest is checked in Python on these
+-- (rows.traits_from_row reads these columns).
 -- name: nodes_capable
-SELECT * FROM nodes
+SELECT id, has_gpu, gpus, gpu_type, encoders, ram_bytes, cpu_threads, labels, ffmpeg_sha256,
+    ffmpeg_version
+FROM nodes
 WHERE ram_bytes >= :ram AND cpu_threads >= :threads AND (has_gpu = TRUE OR :gpu = FALSE)
-LIMIT 2000
+LIMIT :limit
 
 -- name: nodes_sample
-SELECT * FROM nodes ORDER BY registered_at LIMIT 5
+SELECT id, has_gpu, gpus, gpu_type, encoders, ram_bytes, cpu_threads, labels, ffmpeg_sha256,
+    ffmpeg_version
+FROM nodes ORDER BY registered_at LIMIT 5
 
 -- name: nodes_mark_offline
 UPDATE nodes SET online = FALSE WHERE online = TRUE AND last_heartbeat < :cut RETURNING id
