@@ -5,7 +5,8 @@ Hard limits that map to columns (GPU, RAM, threads) filter in SQL; the rest is c
 Python on what SQL returns, walking the queue in batches, so a job this node cannot run never
 blocks the jobs behind it. A node a job's agent refused (`avoid_nodes`) never gets it again; a
 job with `placement` waits, within the same preference window, for an idle node measured better
-for it (store/efficiency.py).
+for it (store/efficiency.py). `Walk.passes_over` is every such rule in one place: the claim and
+`explain` (store/explain.py) both ask it.
 """
 
 from __future__ import annotations
