@@ -23,6 +23,8 @@ from ffleet.store.rows import dumps, group_running, loads, requirements, traits_
 # of the queue is work this node cannot take, later reads walk past it in larger steps.
 CLAIM_FIRST_BATCH = 4
 CLAIM_BATCH = 64
+# Nodes `unschedulable_reason` reads: a few first, then more, then at most 2,000.
+CAPABLE_READS = (4, 64, 2_000)
 
 
 def pick(
@@ -127,16 +129,22 @@ def unschedulable_reason(tx: Tx, req: Requirements) -> str | None:
 
     Informational only (claims never read it), so it is bounded: SQL narrows the fleet to
     nodes with enough RAM, threads and a GPU if needed, and at most 2,000 of those are
-    checked for encoders, labels and GPU model.
+    checked for encoders, labels and GPU model. The first few are read alone, then more, since
+    in a fleet that can run the job one of the first usually can: a create then costs the same
+    in a fleet of 10 or 10,000 nodes.
     """
     params = {
         "ram": req.min_ram_bytes,
         "threads": req.min_cpu_threads,
         "gpu": scheduling.needs_gpu(req),
     }
-    capable = tx.all("nodes_capable", params)
-    if any(not scheduling.unmet(req, traits_from_row(row)) for row in capable):
-        return None  # stops at the first node that fits
+    capable: list[Row] = []
+    for limit in CAPABLE_READS:
+        capable = tx.all("nodes_capable", {**params, "limit": limit})
+        if any(not scheduling.unmet(req, traits_from_row(row)) for row in capable):
+            return None  # stops at the first node that fits
+        if len(capable) < limit:
+            break
     sample = capable[:5] or tx.all("nodes_sample")
     return scheduling.unschedulable_reason(req, [traits_from_row(row) for row in sample])
 
@@ -154,7 +162,7 @@ def refused_everywhere(tx: Tx, job: Row) -> str | None:
     avoided = set(loads(job["avoid_nodes"]))
     fitting = [
         row["id"]
-        for row in tx.all("nodes_capable", params)
+        for row in tx.all("nodes_capable", {**params, "limit": CAPABLE_READS[-1]})
         if not scheduling.unmet(req, traits_from_row(row))
     ]
     if not fitting or not avoided.issuperset(fitting):
