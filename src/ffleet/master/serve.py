@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 from uvicorn.config import STARTUP_FAILURE
 
 from ffleet.master.settings import MasterSettings
+from ffleet.master.slow_clients import header_timeout_protocol
 
 # A request still open this long after the stop began is cut off (a stuck client upload).
 STOP_GRACE_S = 5
@@ -50,6 +51,8 @@ def serve(
         proxy_headers=False,  # ffleet reads no forwarded headers; parsing them costs per request
         timeout_keep_alive=math.ceil(settings.keep_alive_s),  # uvicorn takes whole seconds
         timeout_graceful_shutdown=STOP_GRACE_S,
+        http=header_timeout_protocol(settings.header_timeout_s),
+        limit_concurrency=settings.max_connections,
         **dict(tls or {}),  # type: ignore[arg-type]
     )
     server = _Server(config, application)

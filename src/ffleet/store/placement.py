@@ -22,6 +22,13 @@ from ffleet.store.rows import group_running, loads, requirements, traits_from_ro
 # of the queue is work this node cannot take, later reads walk past it in larger steps.
 CLAIM_FIRST_BATCH = 4
 CLAIM_BATCH = 64
+# Most candidates one claim reads per pass (about 90 ms): jobs no registered node can run are
+# marked unschedulable and skipped in SQL, so only jobs that another node can run are walked
+# past; past this many, this node gets nothing this time while those nodes drain them.
+CLAIM_MAX_EXAMINED = 2048
+# Most distinct requirement sets one submission may name: each is checked against up to 2,000
+# nodes (~0.2 s with 2,000 distinct nodes), so this bounds the work of one request.
+MAX_REQUIREMENT_SETS = 32
 
 
 def pick(tx: Tx, node: Row, now: float, node_timeout_s: float) -> Row | None:
@@ -34,8 +41,10 @@ def pick(tx: Tx, node: Row, now: float, node_timeout_s: float) -> Row | None:
     for gpu in passes:
         statement = "claim_candidates"
         params.update(gpu=gpu, batch=CLAIM_FIRST_BATCH)
-        while True:
+        examined = 0
+        while examined < CLAIM_MAX_EXAMINED:
             batch = tx.all(statement, params)
+            examined += len(batch)
             for row in batch:
                 req = requirements(row["requirements"])
                 if scheduling.unmet(req, me) or me.node_id in loads(row["avoid_nodes"]):
@@ -82,7 +91,8 @@ def idle_traits(tx: Tx, now: float, node_timeout_s: float) -> list[scheduling.No
 def unschedulable_reason(tx: Tx, req: Requirements) -> str | None:
     """Why no registered node could run a job with `req`, or None if one could.
 
-    Informational only (claims never read it), so it is bounded: SQL narrows the fleet to
+    Claims skip marked jobs (a node that could run them clears the mark when it registers),
+    and the check is bounded: SQL narrows the fleet to
     nodes with enough RAM, threads and a GPU if needed, and at most 2,000 of those are
     checked for encoders, labels and GPU model.
     """

@@ -28,7 +28,7 @@ SELECT seq, id, status, attempt, priority, timeout_s, requirements, affinity, an
     req_gpu, created_at, not_before, scenario, parameters, placement, avoid_nodes
 FROM jobs
 WHERE status = 'pending' AND not_before <= :now AND req_min_ram <= :ram
-    AND req_min_threads <= :threads AND req_gpu = :gpu
+    AND req_min_threads <= :threads AND req_gpu = :gpu AND unschedulable_reason IS NULL
 ORDER BY priority DESC, seq LIMIT :batch
 
 -- The walk's later reads continue after the last job the previous read returned.
@@ -37,7 +37,7 @@ SELECT seq, id, status, attempt, priority, timeout_s, requirements, affinity, an
     req_gpu, created_at, not_before, scenario, parameters, placement, avoid_nodes
 FROM jobs
 WHERE status = 'pending' AND not_before <= :now AND req_min_ram <= :ram
-    AND req_min_threads <= :threads AND req_gpu = :gpu
+    AND req_min_threads <= :threads AND req_gpu = :gpu AND unschedulable_reason IS NULL
     AND (priority < :last_priority OR (priority = :last_priority AND seq > :last_seq))
 ORDER BY priority DESC, seq LIMIT :batch
 

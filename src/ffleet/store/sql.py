@@ -42,6 +42,7 @@ from ffleet.models import (
     parse_rfc3339,
     priority_value,
 )
+from ffleet.redaction import redact_url
 from ffleet.scenarios import ScenarioError, build_job_spec, default_timeout_s
 from ffleet.states import Event, JobStatus, allows, describe_sources
 from ffleet.store import attempts, coordination, efficiency, placement, splits
@@ -56,7 +57,7 @@ from ffleet.store.base import (
     SchedulingPolicy,
 )
 from ffleet.store.credentials import CredentialStore
-from ffleet.store.db import Database, Row, Tx, redact_url
+from ffleet.store.db import Database, Row, Tx
 from ffleet.store.explain import explain
 from ffleet.store.migrate import migrate
 from ffleet.store.rows import (
@@ -234,6 +235,12 @@ class SqlStore(CredentialStore, splits.SplitMethods):
     ) -> list[Job]:
         prepared = [self._job_values(req, now, submitted_by) for req in requests]
         rows = [values for values, _ in prepared]
+        kinds = {values["requirements"] for values, reqs in prepared if reqs is not None}
+        if len(kinds) > placement.MAX_REQUIREMENT_SETS:  # each costs a walk over the fleet
+            raise InvalidRequest(
+                f"one submission may name at most {placement.MAX_REQUIREMENT_SETS} distinct "
+                f"requirement sets; this one names {len(kinds)}"
+            )
         with self.db.transaction() as tx:
             if idempotency_key is not None:
                 first = coordination.replayed(tx, idempotency_key, requests, submitted_by, now)

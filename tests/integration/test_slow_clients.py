@@ -1,0 +1,66 @@
+"""Slow clients against a real master on 127.0.0.1: a slowloris trickling headers and a client
+that never finishes its body are cut off within the timeouts, not held for ever."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from tests.integration.conftest import Fleet
+from tests.processes import HOST
+
+pytestmark = pytest.mark.integration
+
+
+def closed_within(sock: socket.socket, seconds: float, trickle: bytes = b"") -> tuple[bool, bytes]:
+    """Sends `trickle` a byte every 0.2 s until the master closes the connection or `seconds`
+    pass; whether it closed, and what it answered."""
+    sock.settimeout(0.2)
+    answer = b""
+    deadline = time.monotonic() + seconds
+    sent = 0
+    while time.monotonic() < deadline:
+        if sent < len(trickle):
+            try:
+                sock.send(trickle[sent : sent + 1])
+            except OSError:
+                return True, answer
+            sent += 1
+        try:
+            data = sock.recv(4096)
+        except TimeoutError:
+            continue
+        except OSError:
+            return True, answer
+        if not data:
+            return True, answer
+        answer += data
+    return False, answer
+
+
+def test_slowloris_and_slow_bodies_are_closed(fleet: Fleet) -> None:
+    master = fleet.master(extra_args=["--header-timeout", "1s", "--body-timeout", "1s"])
+    slowloris = [socket.create_connection((HOST, master.port)) for _ in range(5)]
+    idle = socket.create_connection((HOST, master.port))
+    headers = b"GET /health HTTP/1.1\r\nHost: x\r\nX-a: " + b"a" * 200
+    started = time.monotonic()
+    for sock in slowloris[:-1]:
+        sock.send(headers[:20])
+    assert closed_within(slowloris[-1], 5, trickle=headers)[0]
+    assert all(closed_within(sock, 2)[0] for sock in slowloris[:-1])
+    assert closed_within(idle, 2)[0]  # connected, never sent a byte
+    assert time.monotonic() - started < 8
+
+    slow_body = socket.create_connection((HOST, master.port))
+    slow_body.send(
+        b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 100\r\n\r\n{"scen'
+    )
+    closed, answer = closed_within(slow_body, 5)
+    assert closed and answer.startswith(b"HTTP/1.1 408")
+    assert master.api.get("/jobs").json()["total"] == 0  # nothing half-read was acted on
+    assert master.api.get("/health").status_code == 200  # and the master serves on
+    for sock in [*slowloris, idle, slow_body]:
+        sock.close()
