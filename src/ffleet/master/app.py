@@ -150,9 +150,9 @@ class MasterApp:
         self.docs_page = openapi.docs_html(settings.max_wait_s)
         self.id = f"{socket.gethostname()}:{settings.port}/{store.origin[:8]}"
         self.clock = DatabaseClock(None if store.inline else store.database_time)
-        self._executor = (
-            None if store.inline else ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="store")
-        )
+        # PostgreSQL's store threads: made by start() and shut by stop(), so that an app served
+        # again (a second lifespan) gets a live pool, never the one its last stop shut down.
+        self._executor: ThreadPoolExecutor | None = None
         self.leadership = Leadership(
             store,
             self.clock,
@@ -185,7 +185,8 @@ class MasterApp:
         self.splitter = Splitter(store, blobs, None)
 
     async def call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a store method: inline on SQLite, on the store's thread pool on PostgreSQL."""
+        """Run a store method: inline on SQLite, on the store's thread pool on PostgreSQL
+        (inline there too when the app is not being served, e.g. before its lifespan)."""
         if self._executor is None:
             return method(*args, **kwargs)
         loop = asyncio.get_running_loop()
@@ -820,7 +821,10 @@ class MasterApp:
                 log.warning("could not measure the clock offset to the database: %s", exc)
 
     async def start(self) -> list[asyncio.Task[None]]:
-        """Measure the clock, then start the background duties."""
+        """Open the store's threads, measure the clock, then start the background duties."""
+        if not self.store.inline:
+            self._executor = ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="store")
+        self.stopping = False  # served again after a stop
         await self.call(self.clock.measure)
         self.clock.check(self.settings.policy.node_timeout_s)
         # The start grace counts from when the app begins to serve, not from its creation.
@@ -847,6 +851,7 @@ class MasterApp:
         await self.leadership.resign()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+            self._executor = None
 
     def _ui_route(self, route: BaseRoute) -> BaseRoute:
         """The dashboard's pages and event streams are reads: readers and up (its static
