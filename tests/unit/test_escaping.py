@@ -104,3 +104,50 @@ def test_the_store_url_can_come_from_a_file(tmp_path: Path) -> None:
     outcome = CliRunner().invoke(app, ["master", "--store-file", str(secret)])
     assert outcome.exit_code == 2 and "postgress://u:***@h/db" in outcome.output
     assert "SECRET" not in outcome.output
+
+
+def test_tables_show_what_a_node_sent_without_its_escapes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`ffleet nodes` and `ffleet jobs` print what nodes and clients sent: no colour, cursor
+    move or hyperlink in it may reach the terminal."""
+    from ffleet.cli import show_table
+
+    show_table("nodes", ("id", "cpu"), [("n1", "Xeon\x1b]8;;http://evil\x07[red]x[/red]\x1b[2J")])
+    shown = capsys.readouterr().out
+    assert "\x1b" not in shown and "\x07" not in shown
+    assert "\\x1b]8;;http://evil\\x07[red]x[/red]\\x1b[2J" in shown.replace("\n", "")
+
+
+def test_the_master_logs_its_store_url_without_the_password(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import uvicorn
+    from typer.testing import CliRunner
+
+    import ffleet.master.app
+    from ffleet.cli import app
+
+    def run(server: uvicorn.Server, sockets: object = None) -> None:
+        server.started = True
+
+    monkeypatch.setattr(ffleet.master.app, "create_app", lambda settings: object())
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    store = "postgresql://u:SECRET@h/db?password=SECRET2"
+    with caplog.at_level(logging.INFO, logger="ffleet.master"):
+        outcome = CliRunner().invoke(app, ["master", "--store", store])
+    assert outcome.exit_code == 0, outcome.output
+    assert "(store postgresql://u:***@h/db?password=***)" in caplog.text
+    assert "SECRET" not in caplog.text + outcome.output
+
+
+def test_the_agent_logs_its_master_url_without_credentials(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from ffleet.agent.runner import _Reachability
+
+    link = _Reachability("http://agent:SECRET@127.0.0.1:9/")
+    with caplog.at_level(logging.INFO, logger="ffleet.agent.runner"):
+        link.failed(ConnectionError("refused"))
+        link.ok()
+    assert "http://agent:***@127.0.0.1:9/" in caplog.text and "SECRET" not in caplog.text

@@ -13,8 +13,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from ffleet.master.app import JOBS_PAGE, create_app
+from ffleet.master.http import ApiError
+from ffleet.master.long_polls import LongPolls
 from ffleet.master.settings import MasterSettings
-from ffleet.store import open_store
+from ffleet.store import SchedulingPolicy, open_store
 from ffleet.store.placement import MAX_REQUIREMENT_SETS
 from tests.conftest import store_url
 
@@ -231,6 +233,23 @@ def test_long_polls_are_bounded_per_node(url: str) -> None:
         assert client.get("/jobs/next", params={"node_id": other}).status_code == 200
         waiting.join()
         assert answered == [200]
+
+
+def test_long_polls_are_bounded_in_total() -> None:
+    polls = LongPolls(total=2, per_node=2)
+    with polls.slot("a"), polls.slot("b"):
+        with pytest.raises(ApiError) as full, polls.slot("c"):
+            pass
+        assert full.value.status_code == 429 and full.value.headers == {"Retry-After": "1"}
+    with polls.slot("c"):  # the places are free again
+        pass
+
+
+def test_a_jobs_timeout_is_capped(url: str) -> None:
+    with client_for(url, policy=SchedulingPolicy(max_job_timeout_s=60)) as client:
+        job = client.post("/jobs", json={"scenario": "360p-h264", "timeout_s": 6 * 3600})
+        assert job.status_code == 201 and job.json()["timeout_s"] == 60  # --max-job-timeout
+        refused(client, "POST", "/jobs", 422, json={"scenario": "360p-h264", "timeout_s": 1e12})
 
 
 def test_stream_keys_are_not_listed(client: TestClient) -> None:
