@@ -40,7 +40,7 @@ class MasterSettings:
     max_queued_jobs: int = 100_000  # pending jobs in all; past it submissions get 429
     max_job_pixels: float = 3840 * 2160 * 60 * 3600.0  # width x height x fps x duration: 4K60, 1 h
     max_attempts: int = 10  # most attempts a job may ask for
-    rate_limit: float = 100.0  # requests per second per client address; 0: no limit
+    rate_limit: float = 100.0  # requests per second per credential, else address; 0: none
     rate_burst: int = 400  # requests a client may send at once before the rate applies
     max_long_polls: int = 4096  # waiting job requests in all
     max_long_polls_per_node: int = 64
