@@ -18,6 +18,7 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.config import STARTUP_FAILURE
 
+from ffleet.master.coalesced_writes import coalescing
 from ffleet.master.settings import MasterSettings
 from ffleet.master.slow_clients import header_timeout_protocol
 
@@ -51,7 +52,8 @@ def serve(
         proxy_headers=False,  # ffleet reads no forwarded headers; parsing them costs per request
         timeout_keep_alive=math.ceil(settings.keep_alive_s),  # uvicorn takes whole seconds
         timeout_graceful_shutdown=STOP_GRACE_S,
-        http=header_timeout_protocol(settings.header_timeout_s),
+        # one send() per reply; request headers late past --header-timeout close the connection
+        http=coalescing(header_timeout_protocol(settings.header_timeout_s)),
         limit_concurrency=settings.max_connections,
         **dict(tls or {}),  # type: ignore[arg-type]
     )

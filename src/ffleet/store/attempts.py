@@ -121,11 +121,12 @@ def refused(tx: Tx, row: Row, now: float, error: str, node_id: str) -> Job:
     why, once every node that can run it has refused it."""
     avoided = dumps([*loads(row["avoid_nodes"]), node_id])
     tx.run("job_avoid_node", {"avoid_nodes": avoided, "seq": row["seq"]})
+    row = {**row, "avoid_nodes": avoided}  # the row as it now is, for the transition below
     close(tx, row, now, "failed", error)
     job = requeue(
         tx, row, Event.REQUEUE, now, not_before=now, retry_count=row["retry_count"], error=error
     )
-    reason = placement.refused_everywhere(tx, {**row, "avoid_nodes": avoided})
+    reason = placement.refused_everywhere(tx, row)
     if reason is None:
         return job
     tx.run("job_unschedulable", {"reason": reason, "seq": row["seq"]})

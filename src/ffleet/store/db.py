@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import StaticPool
 
 from ffleet.redaction import redact_url
-from ffleet.store import queries
+from ffleet.store import checkpoints, queries
 from ffleet.store.availability import unavailable_cause
 from ffleet.store.base import StoreUnavailable
 
@@ -40,8 +40,19 @@ class Database:
         # and SQLite has one writer anyway). PostgreSQL: pooled connections, row locks.
         self._mutex = threading.Lock() if self.is_sqlite else None
         self._sqlite: Any = self.engine.raw_connection() if self.is_sqlite else None
+        self._columns: dict[str, tuple[str, ...]] = {}
+        self._checkpointer: checkpoints.Checkpointer | None = None
+        path = self.engine.url.database
+        if self._mutex is not None and path and path != ":memory:":
+            # A file: its WAL checkpoints run on a thread of their own, never in a commit.
+            serving: Any = cast(Any, self._sqlite).driver_connection
+            serving.execute("PRAGMA wal_autocheckpoint=0")
+            serving.execute(f"PRAGMA journal_size_limit={checkpoints.LIMIT_BYTES}")
+            self._checkpointer = checkpoints.Checkpointer(path, self._mutex)
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         if self._sqlite is not None:
             self._sqlite.close()
         self.engine.dispose()
@@ -66,7 +77,7 @@ class Database:
                 raw = self._sqlite.driver_connection
                 raw.execute("BEGIN IMMEDIATE")
                 try:
-                    yield Tx(raw.cursor(), self.queries, sqlite=True)
+                    yield Tx(raw.cursor(), self.queries, self._columns)
                     raw.execute("COMMIT")
                 except BaseException:
                     # Also after a failed COMMIT (disk full, I/O error): an open transaction
@@ -80,7 +91,7 @@ class Database:
             raw = pooled.driver_connection
             assert raw is not None
             try:
-                yield Tx(raw.cursor(), self.queries, sqlite=False)
+                yield Tx(raw.cursor(), self.queries, None)
             except BaseException as exc:
                 if unavailable_cause(exc) is not None:
                     pooled.invalidate()  # a lost connection must not go back to the pool
@@ -93,17 +104,20 @@ class Database:
 
 
 class Tx:
-    """Named statements inside one transaction; rows come back as mappings keyed by column."""
+    """Named statements inside one transaction; rows come back as dicts keyed by column.
 
-    def __init__(self, cursor: Any, statements: Mapping[str, str], *, sqlite: bool) -> None:
+    On SQLite a row is built from the plain tuple with the statement's column names, learnt
+    once per statement: `sqlite3.Row` finds a column by comparing names one by one, and the
+    hot paths read most of a job's 29 columns, several times each.
+    """
+
+    def __init__(
+        self, cursor: Any, statements: Mapping[str, str], columns: dict[str, tuple[str, ...]] | None
+    ) -> None:
         self._cursor = cursor
         self._statements = statements
-        self._sqlite = sqlite
-        if sqlite:
-            import sqlite3
-
-            cursor.row_factory = sqlite3.Row
-        else:
+        self._columns = columns  # SQLite: statement name -> its result's column names
+        if columns is None:
             from psycopg.rows import dict_row
 
             cursor.row_factory = dict_row
@@ -117,27 +131,39 @@ class Tx:
         self._cursor.executemany(self._statements[name], rows)
 
     def one(self, name: str, params: Mapping[str, Any] | None = None) -> Row | None:
-        self._cursor.execute(self._statements[name], params or {})
-        row: Row | None = self._cursor.fetchone()
-        if row is not None:
-            self._cursor.fetchall()  # finish the statement (RETURNING on SQLite)
-        return row
+        cursor = self._cursor
+        cursor.execute(self._statements[name], params or {})
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        cursor.fetchall()  # finish the statement (RETURNING on SQLite)
+        if self._columns is None:
+            return cast(Row, row)
+        return dict(zip(self._names(name), row, strict=True))
 
     def all(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
-        self._cursor.execute(self._statements[name], params or {})
-        return list(self._cursor.fetchall())
+        cursor = self._cursor
+        cursor.execute(self._statements[name], params or {})
+        rows = cursor.fetchall()
+        if self._columns is None or not rows:
+            return cast(list[Row], rows)
+        names = self._names(name)
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
     def scalar(self, name: str, params: Mapping[str, Any] | None = None) -> Any:
         row = self.one(name, params)
-        if row is None:
-            return None
-        if self._sqlite:
-            return cast(Any, row)[0]  # sqlite3.Row is indexable by position
-        return next(iter(row.values()))
+        return None if row is None else next(iter(row.values()))
 
     def ddl(self, statement: str) -> None:
         """Run one literal DDL statement (a migration step; it takes no parameters)."""
         self._cursor.execute(statement)
+
+    def _names(self, name: str) -> tuple[str, ...]:
+        assert self._columns is not None
+        names = self._columns.get(name)
+        if names is None:
+            names = self._columns[name] = tuple(column[0] for column in self._cursor.description)
+        return names
 
 
 def libpq_url(url: str) -> str:

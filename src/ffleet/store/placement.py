@@ -5,7 +5,8 @@ Hard limits that map to columns (GPU, RAM, threads) filter in SQL; the rest is c
 Python on what SQL returns, walking the queue in batches, so a job this node cannot run never
 blocks the jobs behind it. A node a job's agent refused (`avoid_nodes`) never gets it again; a
 job with `placement` waits, within the same preference window, for an idle node measured better
-for it (store/efficiency.py).
+for it (store/efficiency.py). `Walk.passes_over` is every such rule in one place: the claim and
+`explain` (store/explain.py) both ask it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ CLAIM_MAX_EXAMINED = 2048
 # Most distinct requirement sets one submission may name: each is checked against up to 2,000
 # nodes (~0.2 s with 2,000 distinct nodes), so this bounds the work of one request.
 MAX_REQUIREMENT_SETS = 32
+# Nodes `unschedulable_reason` reads: a few first, then more, then at most 2,000.
+CAPABLE_READS = (4, 64, 2_000)
 
 
 def pick(
@@ -136,16 +139,22 @@ def unschedulable_reason(tx: Tx, req: Requirements) -> str | None:
     Claims skip marked jobs (a node that could run them clears the mark when it registers),
     and the check is bounded: SQL narrows the fleet to
     nodes with enough RAM, threads and a GPU if needed, and at most 2,000 of those are
-    checked for encoders, labels and GPU model.
+    checked for encoders, labels and GPU model. The first few are read alone, then more, since
+    in a fleet that can run the job one of the first usually can: a create then costs the same
+    in a fleet of 10 or 10,000 nodes.
     """
     params = {
         "ram": req.min_ram_bytes,
         "threads": req.min_cpu_threads,
         "gpu": scheduling.needs_gpu(req),
     }
-    capable = tx.all("nodes_capable", params)
-    if any(not scheduling.unmet(req, traits_from_row(row)) for row in capable):
-        return None  # stops at the first node that fits
+    capable: list[Row] = []
+    for limit in CAPABLE_READS:
+        capable = tx.all("nodes_capable", {**params, "limit": limit})
+        if any(not scheduling.unmet(req, traits_from_row(row)) for row in capable):
+            return None  # stops at the first node that fits
+        if len(capable) < limit:
+            break
     sample = capable[:5] or tx.all("nodes_sample")
     return scheduling.unschedulable_reason(req, [traits_from_row(row) for row in sample])
 
@@ -163,7 +172,7 @@ def refused_everywhere(tx: Tx, job: Row) -> str | None:
     avoided = set(loads(job["avoid_nodes"]))
     fitting = [
         row["id"]
-        for row in tx.all("nodes_capable", params)
+        for row in tx.all("nodes_capable", {**params, "limit": CAPABLE_READS[-1]})
         if not scheduling.unmet(req, traits_from_row(row))
     ]
     if not fitting or not avoided.issuperset(fitting):

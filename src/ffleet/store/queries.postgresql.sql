@@ -25,10 +25,12 @@ SELECT * FROM jobs
 WHERE status = 'running' AND (lease_expires_at < :now OR deadline_at < :now)
 FOR UPDATE SKIP LOCKED
 
--- The claim walk's first read: the best pending jobs this node's RAM and threads allow.
+-- The claim walk's first read: the best pending jobs this node's RAM and threads allow, with
+-- every column the claimed job's reply needs beside those the claim writes.
 -- name: claim_candidates
 SELECT seq, id, status, attempt, priority, timeout_s, requirements, affinity, anti_affinity,
-    req_gpu, created_at, not_before, scenario, parameters, placement, avoid_nodes
+    req_gpu, created_at, not_before, scenario, parameters, placement, avoid_nodes, confidence,
+    retry_count, error, max_attempts, stall_timeout_s
 FROM jobs
 WHERE status = 'pending' AND not_before <= :now AND req_min_ram <= :ram
     AND req_min_threads <= :threads AND req_gpu = :gpu AND unschedulable_reason IS NULL
@@ -38,7 +40,8 @@ FOR UPDATE SKIP LOCKED
 -- The walk's later reads continue after the last job the previous read returned.
 -- name: claim_candidates_after
 SELECT seq, id, status, attempt, priority, timeout_s, requirements, affinity, anti_affinity,
-    req_gpu, created_at, not_before, scenario, parameters, placement, avoid_nodes
+    req_gpu, created_at, not_before, scenario, parameters, placement, avoid_nodes, confidence,
+    retry_count, error, max_attempts, stall_timeout_s
 FROM jobs
 WHERE status = 'pending' AND not_before <= :now AND req_min_ram <= :ram
     AND req_min_threads <= :threads AND req_gpu = :gpu AND unschedulable_reason IS NULL

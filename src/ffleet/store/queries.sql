@@ -55,14 +55,19 @@ RETURNING draining, slots
 -- name: nodes_online
 SELECT * FROM nodes WHERE online = TRUE AND draining = FALSE AND last_heartbeat >= :since
 
--- Nodes that pass the requirements SQL can check; the rest is checked in Python on these.
+-- Nodes that pass the requirements SQL can check; the rest is checked in Python on these
+-- (rows.traits_from_row reads these columns).
 -- name: nodes_capable
-SELECT * FROM nodes
+SELECT id, has_gpu, gpus, gpu_type, encoders, ram_bytes, cpu_threads, labels, ffmpeg_sha256,
+    ffmpeg_version
+FROM nodes
 WHERE ram_bytes >= :ram AND cpu_threads >= :threads AND (has_gpu = TRUE OR :gpu = FALSE)
-LIMIT 2000
+LIMIT :limit
 
 -- name: nodes_sample
-SELECT * FROM nodes ORDER BY registered_at LIMIT 5
+SELECT id, has_gpu, gpus, gpu_type, encoders, ram_bytes, cpu_threads, labels, ffmpeg_sha256,
+    ffmpeg_version
+FROM nodes ORDER BY registered_at LIMIT 5
 
 -- name: nodes_mark_offline
 UPDATE nodes SET online = FALSE WHERE online = TRUE AND last_heartbeat < :cut RETURNING id
@@ -211,26 +216,28 @@ WHERE node_id = :node AND family = :family
 
 -- ------------------------------------------------------------------------------- transitions
 -- The only statements that write `status`; run by store/transitions.py after the state
--- machine allowed the move, and guarded by the status the row was read in.
+-- machine allowed the move, and guarded by the status the row was read in. transitions.py reads
+-- the row as written from the SET clause, so each assignment is `column = :param`, a literal
+-- (NULL, TRUE, FALSE) or another column.
 
 -- name: transition_claim
 UPDATE jobs SET
     status = :status, node_id = :node_id, attempt = :attempt, started_at = :now,
     completed_at = NULL, lease_expires_at = :lease, deadline_at = :deadline, progress = NULL,
     cancel_requested = FALSE, unschedulable_reason = NULL
-WHERE seq = :seq AND status = :from RETURNING *
+WHERE seq = :seq AND status = :from
 
 -- name: transition_requeue
 UPDATE jobs SET
     status = :status, node_id = NULL, not_before = :not_before, retry_count = :retry_count,
     error = :error, completed_at = NULL, lease_expires_at = NULL, deadline_at = NULL,
     cancel_requested = FALSE, aged_at = :now, priority = base_priority
-WHERE seq = :seq AND status = :from RETURNING *
+WHERE seq = :seq AND status = :from
 
 -- name: transition_finish
 UPDATE jobs SET
     status = :status, completed_at = :now, error = :error, retry_count = :retry_count
-WHERE seq = :seq AND status = :from RETURNING *
+WHERE seq = :seq AND status = :from
 
 -- ------------------------------------------------------------------------------- attempts
 

@@ -7,6 +7,7 @@ stored as epoch numbers; text written by release 0.1.0 still reads back.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import msgspec
@@ -20,6 +21,7 @@ from ffleet.models import (
     Node,
     Progress,
     Requirements,
+    ScenarioReading,
     StoredResult,
     Timestamp,
     as_timestamp,
@@ -45,7 +47,19 @@ def dumps(value: Any) -> str | None:
 
 
 def loads(text: str | None) -> Any:
-    return None if text is None else _decode(text)
+    if text is None:
+        return None
+    if text == "{}":  # most labels, affinities and refused-node lists are empty
+        return {}
+    if text == "[]":
+        return []
+    return _decode(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _understood(scenario: str) -> ScenarioReading | None:
+    """A job's `understood`, once per scenario name (every job of a matrix repeats a few)."""
+    return scenario_reading(scenario)
 
 
 def requirements(raw: str | None) -> Requirements | None:
@@ -148,7 +162,7 @@ def job_from_row(row: Row) -> Job:
         progress=_progress(row["progress"]),
         cancel_requested=bool(row["cancel_requested"]),
         unschedulable_reason=row["unschedulable_reason"],
-        understood=scenario_reading(row["scenario"]),
+        understood=_understood(row["scenario"]),
         stall_timeout_s=row["stall_timeout_s"],
         placement=row["placement"],
         avoid_nodes=loads(row["avoid_nodes"]),

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from ffleet.models import Job, JobRequest, Progress, StoredResult
 from ffleet.states import Event, JobStatus
-from ffleet.store import attempts
+from ffleet.store import attempts, submission
 from ffleet.store.base import Conflict, NotFound
 from ffleet.store.db import Database, Row, Tx
 from ffleet.store.rows import dumps, job_from_row, loads, result_from_row
@@ -46,9 +46,9 @@ class SplitState:
 class _Host(Protocol):
     db: Database
 
-    def _job_values(
-        self, req: JobRequest, now: float, submitted_by: str | None = None
-    ) -> tuple[dict[str, Any], Any]: ...
+    def _prepare(
+        self, requests: Sequence[JobRequest], now: float, submitted_by: str | None = None
+    ) -> list[submission.Pending]: ...
 
 
 def start(tx: Tx, row: Row, now: float) -> Job:
@@ -87,7 +87,7 @@ class SplitMethods:
         submitted_by: str | None = None,
     ) -> Job:
         """Queue a parent and start it in one transaction: no agent ever sees it pending."""
-        values, _ = self._job_values(request, now, submitted_by)
+        values = self._prepare([request], now, submitted_by)[0].values
         with self.db.transaction() as tx:
             tx.run("job_insert", values)
             tx.run("split_insert", {"job_id": values["id"], "segment_s": segment_s})
@@ -126,27 +126,27 @@ class SplitMethods:
     ) -> list[Job]:
         """Record the plan and queue one child per segment, all or nothing; Conflict when the
         parent's attempt ended or was planned meanwhile (by another master)."""
-        prepared = [self._job_values(request, now)[0] for request in children]
+        prepared = self._prepare(children, now)
         with self.db.transaction() as tx:
             row = _running_parent(tx, parent_id, attempt)
             split = tx.one("split_get", {"job_id": parent_id})
             if split is None or split["plan"] is not None:
                 raise Conflict(f"split job {parent_id} attempt {attempt} is already planned")
             tx.run("split_plan_store", {"job_id": parent_id, "plan": dumps(plan)})
-            tx.many("job_insert", prepared)
+            tx.many("job_insert", [job.values for job in prepared])
             tx.many(
                 "split_child_insert",
                 [
                     {
-                        "child_id": values["id"],
+                        "child_id": job.values["id"],
                         "parent_id": parent_id,
                         "parent_attempt": row["attempt"],
                         "segment": index,
                     }
-                    for index, values in enumerate(prepared)
+                    for index, job in enumerate(prepared)
                 ],
             )
-            return [job_from_row(values) for values in prepared]
+            return submission.created(prepared)
 
     def record_split_progress(self: _Host, parent_id: str, progress: Progress) -> None:
         with self.db.transaction() as tx:

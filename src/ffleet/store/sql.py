@@ -19,11 +19,10 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
-from ffleet import scheduling
 from ffleet.models import (
     Directive,
     Efficiency,
@@ -35,17 +34,14 @@ from ffleet.models import (
     JobRequest,
     Node,
     NodeRegistration,
-    Requirements,
     ResultSubmission,
     StoredResult,
     Timestamp,
     parse_rfc3339,
-    priority_value,
 )
 from ffleet.redaction import redact_url
-from ffleet.scenarios import ScenarioError, build_job_spec, default_timeout_s
 from ffleet.states import Event, JobStatus, allows, describe_sources
-from ffleet.store import attempts, coordination, efficiency, placement, splits
+from ffleet.store import attempts, coordination, efficiency, placement, splits, submission
 from ffleet.store.base import (
     Conflict,
     IllegalTransition,
@@ -232,9 +228,8 @@ class SqlStore(CredentialStore, splits.SplitMethods):
         submitted_by: str | None = None,
         idempotency_key: str | None = None,
     ) -> list[Job]:
-        prepared = [self._job_values(req, now, submitted_by) for req in requests]
-        rows = [values for values, _ in prepared]
-        kinds = {values["requirements"] for values, reqs in prepared if reqs is not None}
+        prepared = self._prepare(requests, now, submitted_by)
+        kinds = {job.values["requirements"] for job in prepared if job.checked.requirements}
         if len(kinds) > placement.MAX_REQUIREMENT_SETS:  # each costs a walk over the fleet
             raise InvalidRequest(
                 f"one submission may name at most {placement.MAX_REQUIREMENT_SETS} distinct "
@@ -246,71 +241,26 @@ class SqlStore(CredentialStore, splits.SplitMethods):
                 if first is not None:
                     return first
             reasons: dict[str, str | None] = {}
-            for values, reqs in prepared:
+            for job in prepared:
+                reqs = job.checked.requirements
                 if reqs is None:
                     continue
-                if values["requirements"] not in reasons:
-                    reasons[values["requirements"]] = placement.unschedulable_reason(tx, reqs)
-                values["unschedulable_reason"] = reasons[values["requirements"]]
-            tx.many("job_insert", rows)
-            created = [job_from_row(row) for row in rows]
+                text = job.values["requirements"]
+                if text not in reasons:
+                    reasons[text] = placement.unschedulable_reason(tx, reqs)
+                job.values["unschedulable_reason"] = reasons[text]
+            tx.many("job_insert", [job.values for job in prepared])
+            created = submission.created(prepared)
             if idempotency_key is not None:
                 coordination.remember(tx, idempotency_key, created)
             self._announce(tx, count=len(created))
         return created
 
-    def _job_values(
-        self, req: JobRequest, now: float, submitted_by: str | None = None
-    ) -> tuple[dict[str, Any], Requirements | None]:
-        """Validate a request fully before anything is written (bad input changes nothing);
-        the row to insert and the requirements placement will enforce."""
-        try:
-            spec = build_job_spec(req.scenario, req.parameters)
-        except ScenarioError as exc:
-            raise InvalidRequest(str(exc)) from None
-        try:
-            priority = priority_value(req.priority)
-            not_before = parse_rfc3339(req.not_before) if req.not_before else now
-        except ValueError as exc:
-            raise InvalidRequest(str(exc)) from None
-        timeout = min(req.timeout_s or default_timeout_s(spec), self.policy.max_job_timeout_s)
-        reqs = scheduling.placement_requirements(req.requirements, spec)
-        values = {
-            "id": str(uuid.uuid4()),
-            "scenario": req.scenario,
-            "confidence": req.confidence,
-            "parameters": dumps(req.parameters),
-            "status": JobStatus.PENDING.value,
-            "node_id": None,
-            "created_at": now,
-            "started_at": None,
-            "completed_at": None,
-            "retry_count": 0,
-            "error": None,
-            "priority": priority,
-            "base_priority": priority,
-            "aged_at": now,
-            "requirements": dumps(reqs),
-            "req_gpu": scheduling.needs_gpu(reqs),
-            "req_min_ram": reqs.min_ram_bytes if reqs else 0,
-            "req_min_threads": reqs.min_cpu_threads if reqs else 0,
-            "affinity": dumps(req.affinity),
-            "anti_affinity": dumps(req.anti_affinity),
-            "timeout_s": timeout,
-            "max_attempts": req.max_attempts,
-            "attempt": 0,
-            "not_before": not_before,
-            "lease_expires_at": None,
-            "deadline_at": None,
-            "progress": None,
-            "cancel_requested": False,
-            "unschedulable_reason": None,
-            "submitted_by": submitted_by,
-            "stall_timeout_s": req.stall_timeout_s,
-            "placement": req.placement,
-            "avoid_nodes": "[]",
-        }
-        return values, reqs
+    def _prepare(
+        self, requests: Sequence[JobRequest], now: float, submitted_by: str | None = None
+    ) -> list[submission.Pending]:
+        """Validate every request before anything is written (bad input changes nothing)."""
+        return submission.prepare(requests, now, self.policy.max_job_timeout_s, submitted_by)
 
     def get_job(self, job_id: str) -> JobDetail:
         with self.db.transaction() as tx:

@@ -4,15 +4,22 @@ It asks the state machine (ffleet.states) whether `event` may happen to the job 
 it was read in, then runs the event's statement, guarded by that status (`WHERE status =
 :from`, one of the event's allowed sources), so a concurrent change can never be overwritten:
 the guard fails and the caller is told to try again.
+
+The row as written is the row as read with the statement's assignments applied, read here from
+the statement's own SET clause: that costs nothing, where `RETURNING *` made SQLite build and
+return all 29 columns again (~8 us of the hot path's two transitions per job).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
 
 from ffleet.states import MOVES, Event, allows, describe_sources
 from ffleet.store.base import Conflict, IllegalTransition
 from ffleet.store.db import Row, Tx
+from ffleet.store.queries import CATALOGS
 
 # The statement (queries.sql) each event runs; every one of them sets `status`.
 STATEMENTS: dict[Event, str] = {
@@ -26,6 +33,38 @@ STATEMENTS: dict[Event, str] = {
     Event.ABORT: "transition_finish",
 }
 
+# One `column = source` of a SET clause: a parameter, a literal or another column of the row.
+_ASSIGNMENT = re.compile(r"(\w+) = (?::(\w+)|(NULL|TRUE|FALSE)|(\w+))")
+_LITERALS = {"NULL": None, "TRUE": True, "FALSE": False}
+_SET_CLAUSE = re.compile(r"^UPDATE jobs SET\s+(.*?)\s+WHERE seq = :seq AND status = :from$", re.S)
+
+Assign = Callable[[Row, dict[str, Any]], Any]  # (row as read, parameters) -> the new value
+
+
+def _source(param: str | None, literal: str | None, column: str | None) -> Assign:
+    if param is not None:
+        return lambda _row, params: params[param]
+    if literal is not None:
+        value = _LITERALS[literal]
+        return lambda _row, _params: value
+    assert column is not None
+    return lambda row, _params: row[column]
+
+
+def _assignments(name: str) -> tuple[tuple[str, Assign], ...]:
+    """What statement `name` writes, parsed once; anything but the forms above is a bug here."""
+    found = _SET_CLAUSE.match(CATALOGS["sqlite"][name])
+    if found is None:
+        raise ValueError(f"{name}: not a guarded UPDATE of one job")
+    parts = [part.strip() for part in found.group(1).split(",")]
+    parsed = [_ASSIGNMENT.fullmatch(part) for part in parts]
+    if not all(parsed):
+        raise ValueError(f"{name}: an assignment this module cannot follow: {parts}")
+    return tuple((m.group(1), _source(*m.group(2, 3, 4))) for m in parsed if m is not None)
+
+
+WRITES = {name: _assignments(name) for name in set(STATEMENTS.values())}
+
 
 def transition(tx: Tx, row: Row, event: Event, **values: Any) -> Row:
     """Apply `event` to the job `row` and return the row as written.
@@ -38,8 +77,11 @@ def transition(tx: Tx, row: Row, event: Event, **values: Any) -> Row:
         raise IllegalTransition(
             f"job {row['id']} is {status}: '{event}' applies only to {describe_sources(event)} jobs"
         )
+    name = STATEMENTS[event]
     params = {**values, "status": MOVES[event].target.value, "seq": row["seq"], "from": status}
-    changed = tx.one(STATEMENTS[event], params)
-    if changed is None:
+    if tx.run(name, params) != 1:
         raise Conflict(f"job {row['id']} changed concurrently; try again")
-    return changed
+    written = dict(row)
+    for column, assign in WRITES[name]:
+        written[column] = assign(row, params)
+    return written

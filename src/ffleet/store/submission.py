@@ -1,0 +1,131 @@
+"""Job requests into the rows to insert and the jobs to return, validated before any write.
+
+A batch (a benchmark matrix, a sweep) repeats a few distinct requests many times, so each
+distinct request is validated once (scenario grammar, parameters, timeout, placement
+requirements) and its created job decoded once; the other jobs of the batch copy that work and
+differ only in their id (and carry their own request's dicts).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from ffleet import scheduling
+from ffleet.models import Job, JobRequest, Requirements, parse_rfc3339, priority_value
+from ffleet.scenarios import ScenarioError, build_job_spec, default_timeout_s
+from ffleet.states import JobStatus
+from ffleet.store.base import InvalidRequest
+from ffleet.store.rows import dumps, job_from_row
+
+_request_key = msgspec.json.Encoder().encode
+
+
+@dataclass
+class Checked:
+    """One distinct request, validated: its row's columns but the id, and what placement
+    enforces. `job` is the first of its jobs as created, the pattern of the others."""
+
+    columns: dict[str, Any]
+    requirements: Requirements | None
+    job: Job | None = None
+
+
+@dataclass
+class Pending:
+    """One job to insert: its row (`values`), its request and its distinct request's checks."""
+
+    values: dict[str, Any]
+    request: JobRequest
+    checked: Checked = field(repr=False)
+
+
+def prepare(
+    requests: Sequence[JobRequest], now: float, max_timeout_s: float, submitted_by: str | None
+) -> list[Pending]:
+    """Every request validated (InvalidRequest on the first bad one: nothing is written)."""
+    checked: dict[bytes, Checked] = {}
+    pending = []
+    for request in requests:
+        key = _request_key(request)
+        found = checked.get(key)
+        if found is None:
+            found = checked[key] = _check(request, now, max_timeout_s, submitted_by)
+        pending.append(Pending({**found.columns, "id": str(uuid.uuid4())}, request, found))
+    return pending
+
+
+def created(pending: Sequence[Pending]) -> list[Job]:
+    """The jobs as inserted (call after `unschedulable_reason` is set on their rows)."""
+    jobs = []
+    for job in pending:
+        first = job.checked.job
+        if first is None:
+            first = job.checked.job = job_from_row(job.values)
+            jobs.append(first)
+            continue
+        request = job.request
+        jobs.append(
+            msgspec.structs.replace(
+                first,
+                id=job.values["id"],
+                parameters=request.parameters,
+                affinity=request.affinity,
+                anti_affinity=request.anti_affinity,
+                avoid_nodes=[],
+            )
+        )
+    return jobs
+
+
+def _check(req: JobRequest, now: float, max_timeout_s: float, submitted_by: str | None) -> Checked:
+    try:
+        spec = build_job_spec(req.scenario, req.parameters)
+    except ScenarioError as exc:
+        raise InvalidRequest(str(exc)) from None
+    try:
+        priority = priority_value(req.priority)
+        not_before = parse_rfc3339(req.not_before) if req.not_before else now
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    timeout = min(req.timeout_s or default_timeout_s(spec), max_timeout_s)
+    reqs = scheduling.placement_requirements(req.requirements, spec)
+    columns = {
+        "scenario": req.scenario,
+        "confidence": req.confidence,
+        "parameters": dumps(req.parameters),
+        "status": JobStatus.PENDING.value,
+        "node_id": None,
+        "created_at": now,
+        "started_at": None,
+        "completed_at": None,
+        "retry_count": 0,
+        "error": None,
+        "priority": priority,
+        "base_priority": priority,
+        "aged_at": now,
+        "requirements": dumps(reqs),
+        "req_gpu": scheduling.needs_gpu(reqs),
+        "req_min_ram": reqs.min_ram_bytes if reqs else 0,
+        "req_min_threads": reqs.min_cpu_threads if reqs else 0,
+        "affinity": dumps(req.affinity),
+        "anti_affinity": dumps(req.anti_affinity),
+        "timeout_s": timeout,
+        "max_attempts": req.max_attempts,
+        "attempt": 0,
+        "not_before": not_before,
+        "lease_expires_at": None,
+        "deadline_at": None,
+        "progress": None,
+        "cancel_requested": False,
+        "unschedulable_reason": None,
+        "submitted_by": submitted_by,
+        "stall_timeout_s": req.stall_timeout_s,
+        "placement": req.placement,
+        "avoid_nodes": "[]",
+    }
+    return Checked(columns, reqs)
