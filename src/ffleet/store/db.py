@@ -17,6 +17,7 @@ from typing import Any, cast
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import StaticPool
 
+from ffleet.redaction import redact_url
 from ffleet.store import checkpoints, queries
 from ffleet.store.availability import unavailable_cause
 from ffleet.store.base import StoreUnavailable
@@ -206,14 +207,6 @@ def make_engine(url: str) -> Engine:
                 connect_args={"options": f"-c lock_timeout={LOCK_TIMEOUT_MS}"},
             )
     raise ValueError(
-        f"unsupported store URL {url!r}: use memory, sqlite:///PATH or postgresql://USER@HOST/DB"
+        f"unsupported store URL {redact_url(url)!r}: use memory, sqlite:///PATH or "
+        "postgresql://USER@HOST/DB"
     )
-
-
-def redact_url(url: str) -> str:
-    """Hide a password in a database URL before it reaches a log line."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
