@@ -373,6 +373,8 @@ class MasterApp:
             lambda node_id: self.store.set_draining(node_id, body.drain),
         )
         log.info("node %s %s", node.id, "draining" if body.drain else "accepting work again")
+        if not body.drain:  # its waiting job request looks again (nothing else would wake it)
+            self.dispatcher.notify_node(node.id)
         return JsonResponse(node)
 
     # -------------------------------------------------------------- jobs
@@ -525,6 +527,7 @@ class MasterApp:
         return await self.dispatcher.long_poll(
             claim,
             wait,
+            node_id=node_id,
             # On SQLite this is the only master: every change that makes work claimable
             # passes through it and wakes a waiter. Other masters' hints can be lost.
             recheck_s=None if self.store.inline else self.settings.recheck_s,
