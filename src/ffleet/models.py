@@ -290,7 +290,8 @@ class JobDetail(Struct, kw_only=True):
 
 class NodeVerdict(Struct, kw_only=True):
     """One node's answer to "why is my job pending?": the first thing that keeps it from
-    taking the job (`verdict`: lacks, offline, draining, busy, backoff, deferred, eligible)."""
+    taking the job (`verdict`: lacks, refused, offline, unhealthy, draining, busy, backoff,
+    deferred, eligible), or that its next claim gets it (`next`)."""
 
     node_id: str
     hostname: str | None

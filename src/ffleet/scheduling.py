@@ -42,6 +42,22 @@ class NodeTraits:
     ffmpeg_version: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PassOver:
+    """Why the claim walk passes over a job for one node: the rule (LACKS, REFUSED, PREFERS,
+    MEASURED), the first unmet requirement or the better node's id, and for a deferral the end
+    of the preference window. The store's walk decides it; `explain` only puts it in words."""
+
+    rule: str
+    detail: str = ""
+    until: float = 0.0
+
+
+# The rules of `PassOver`: a requirement unmet; the node's agent refused the job; an idle node
+# preferred by labels or GPU use; an idle node measured better for a job with `placement`.
+LACKS, REFUSED, PREFERS, MEASURED = "lacks", "refused", "prefers", "measured"
+
+
 def placement_requirements(requirements: Requirements | None, spec: JobSpec) -> Requirements | None:
     """The requirements a job is placed by: the user's plus the encoder its engine needs.
 

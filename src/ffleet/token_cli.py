@@ -3,6 +3,7 @@
 Through the API with an admin token, or, with `--store URL`, straight on the master's store:
 the way to bootstrap a fleet and to recover one whose admin token is lost. A revocation made
 on the store reaches a running master within its credential cache time (ffleet.master.access).
+On the store, times come from the database's clock, as the masters' do (ffleet.master.clock).
 `token create` prints only the token on stdout, so `T=$(ffleet token create ...)` works.
 """
 
@@ -24,6 +25,7 @@ from ffleet.cli_support import (
     parse_pairs,
     transport,
 )
+from ffleet.master.clock import database_now
 from ffleet.settings import DEFAULT_MASTER_URL
 from ffleet.tokens import ISSUABLE, Credential, TokenRequest
 
@@ -87,7 +89,7 @@ def create(
         raise typer.BadParameter("--label and --one-time apply to --role enroll only")
     if store is not None:
         with _opened(store) as opened:
-            now = time.time()
+            now = database_now(opened)
             credential, secret = opened.create_credential(
                 role,
                 name,
@@ -122,9 +124,11 @@ def list_(
 ) -> None:
     """List credentials (never their tokens)."""
     found: list[Credential]
+    now = time.time()  # through the API: this machine's clock, for the state column only
     if store is not None:
         with _opened(store) as opened:
             found = opened.list_credentials()
+            now = database_now(opened)
     else:
         from ffleet.cli import fleet_client
 
@@ -132,7 +136,6 @@ def list_(
             found = client.tokens()
     from ffleet.cli import show_table
 
-    now = time.time()
     show_table(
         f"{len(found)} credential(s)",
         ("id", "name", "role", "node", "created", "expires", "state"),
@@ -167,7 +170,7 @@ def revoke(
 
         with _opened(store) as opened:
             try:
-                credential, _ = opened.revoke_credential(credential_id, time.time())
+                credential, _ = opened.revoke_credential(credential_id, database_now(opened))
             except NotFound as exc:
                 typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(1) from None

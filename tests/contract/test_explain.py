@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ffleet.models import JobRequest, NodeRegistration, Requirements, rfc3339
+from ffleet.models import JobRequest, NodeRegistration, Requirements, ResultSubmission, rfc3339
 from ffleet.store import SchedulingPolicy, Store
 
 T0 = 1_800_000_000.0
@@ -75,7 +75,10 @@ def test_an_eligible_node_says_how_many_jobs_are_ahead(store: Store) -> None:
     explained = store.explain(low, T0)
     assert explained.ahead == 2
     assert explained.summary.startswith("behind 2 job(s)")
-    assert verdicts(store, low, T0) == {free: ("eligible", "can take it at its next claim")}
+    assert verdicts(store, low, T0) == {
+        free: ("eligible", f"would claim job {first[:8]} first (ahead of it in its queue)")
+    }
+    assert verdicts(store, first, T0) == {free: ("next", "would claim it at its next claim")}
 
 
 def test_backoff_and_deferral_say_until_when(store: Store) -> None:
@@ -89,7 +92,64 @@ def test_backoff_and_deferral_say_until_when(store: Store) -> None:
     deferred = verdicts(store, picky, T0 + 1)
     assert deferred[plain][0] == "deferred"
     assert deferred[plain][1].endswith(f"until {rfc3339(T0 + 10)}")
-    assert deferred[preferred][0] == "eligible"
+    assert deferred[preferred][0] == "next"
+
+
+def test_a_job_every_capable_node_refused_is_unschedulable_until_another_joins(
+    store: Store,
+) -> None:
+    first = node(store, hostname="first")
+    second = node(store, hostname="second")
+    waiting = job(store, max_attempts=1)  # no requirements: every node could run it
+    for worker, attempt in ((first, 1), (second, 2)):
+        claimed = store.claim(worker, T0)
+        assert claimed is not None and claimed.id == waiting
+        refusal = ResultSubmission(
+            job_id=waiting,
+            node_id=worker,
+            status="failed",
+            attempt=attempt,
+            error=f"input differs on {worker[:8]}",
+            wrong_node=True,
+        )
+        queued = store.submit_result(refusal, T0).job
+        assert queued.status == "pending" and queued.retry_count == 0  # it never ran
+
+    reason = store.get_job(waiting).job.unschedulable_reason
+    assert reason is not None and reason.startswith("every node that can run it refused it (")
+    for worker in (first, second):
+        assert f"{worker[:8]}: input differs on {worker[:8]}" in reason
+    explained = store.explain(waiting, T0)
+    assert verdicts(store, waiting, T0)[first] == (
+        "refused",
+        f"refused it: input differs on {first[:8]}",
+    )
+    assert explained.summary.startswith("no registered node will run it: ")
+    assert f"first refused it: input differs on {first[:8]}" in explained.summary
+    store.register_node(NodeRegistration(id=first, hostname="first", ram_bytes=16 << 30), T0)
+    assert store.get_job(waiting).job.unschedulable_reason == reason  # a refuser stays one
+    third = node(store, hostname="third")
+    assert store.get_job(waiting).job.unschedulable_reason is None
+    claimed = store.claim(third, T0)
+    assert claimed is not None and claimed.id == waiting
+
+
+def test_a_deferral_for_a_measured_node_names_it(store: Store) -> None:
+    slow, fast = node(store, hostname="slow"), node(store, hostname="fast")
+    for worker, fps in ((slow, 40.0), (fast, 160.0)):
+        ran = job(store)
+        store.claim(worker, T0)
+        metrics = {"encoder": "libx264", "frames": 150, "fps": fps}
+        done = ResultSubmission(
+            job_id=ran, node_id=worker, status="completed", attempt=1, metrics=metrics
+        )
+        store.submit_result(done, T0)
+    placed = job(store, placement="fastest")
+    assert verdicts(store, placed, T0 + 1)[slow] == (
+        "deferred",
+        "deferred for node fast, idle and measured faster for this scenario "
+        f"(placement: fastest), until {rfc3339(T0 + 10)}",
+    )
 
 
 def test_a_job_that_is_not_pending_says_where_it_is(store: Store) -> None:

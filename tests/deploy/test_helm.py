@@ -65,6 +65,9 @@ def test_default_values_obey_the_schema() -> None:
         (("store", "url"), "sqlite:///ffleet.db"),  # several masters need PostgreSQL
         (("image", "pullPolicy"), "Sometimes"),
         (("master", "sidecars"), []),  # unknown keys are typos
+        (("agents", "metrics", "port"), 0),
+        (("agents", "workDir", "size"), "a lot"),
+        (("agents", "gpu", "replicas"), -1),
     ],
 )
 def test_schema_refuses_bad_values(path: tuple[str, ...], bad: object) -> None:
@@ -89,8 +92,9 @@ def test_rendered_copy_is_what_the_chart_renders() -> None:
         {},
         {"agents": {"gpu": {"enabled": False}}, "store": {"createSecret": False}},
         {"agents": {"cpu": {"enabled": False}}},
+        {"agents": {"metrics": {"enabled": True}, "workDir": {"storageClassName": "fast"}}},
     ],
-    ids=["defaults", "no-gpu-external-secret", "gpu-only"],
+    ids=["defaults", "no-gpu-external-secret", "gpu-only", "metrics-storage-class"],
 )
 def test_rendered_manifests_are_valid_kubernetes(changes: dict[str, Any]) -> None:
     kubernetes_validate = dev_module("kubernetes_validate")
@@ -111,8 +115,9 @@ def test_switches_leave_out_what_they_turn_off() -> None:
         default_values(), {"agents": {"gpu": {"enabled": False}}, "store": {"createSecret": False}}
     )
     kinds = {kind for kind, _ in manifests(values)}
-    assert "DaemonSet" not in kinds and "Secret" not in kinds
-    assert {"DaemonSet", "Secret"} <= {kind for kind, _ in manifests()}
+    assert ("StatefulSet", "ffleet-agent-gpu") not in manifests(values)
+    assert ("Service", "ffleet-agent-gpu") not in manifests(values) and "Secret" not in kinds
+    assert {("StatefulSet", "ffleet-agent-gpu"), ("Secret", "ffleet-store")} <= set(manifests())
 
 
 def test_masters_are_replicated_and_probed_on_health() -> None:
@@ -151,7 +156,7 @@ def test_agents_reach_the_master_service() -> None:
     expected = f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
     assert settings["FFLEET_MASTER"] == expected
     assert settings["FFLEET_REGISTER"] == "true"
-    for workload in (("Deployment", "ffleet-agent-cpu"), ("DaemonSet", "ffleet-agent-gpu")):
+    for workload in (("StatefulSet", "ffleet-agent-cpu"), ("StatefulSet", "ffleet-agent-gpu")):
         agent = container(docs[workload])
         assert agent["args"] == ["agent"]
         assert agent["envFrom"] == [
@@ -164,18 +169,83 @@ def test_agents_reach_the_master_service() -> None:
 
 def test_gpu_agents_ask_the_device_plugin_and_follow_the_node_selector() -> None:
     gpu = default_values()["agents"]["gpu"]
-    daemonset = manifests()[("DaemonSet", "ffleet-agent-gpu")]
-    resources = container(daemonset)["resources"]
+    pool = manifests()[("StatefulSet", "ffleet-agent-gpu")]
+    resources = container(pool)["resources"]
     assert resources["limits"]["nvidia.com/gpu"] == gpu["gpus"]
-    assert daemonset["spec"]["template"]["spec"]["nodeSelector"] == gpu["nodeSelector"]
+    assert pool["spec"]["replicas"] == gpu["replicas"]
+    pod = pool["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == gpu["nodeSelector"]
+    # At most one GPU agent per node, as a DaemonSet placed them.
+    (spread,) = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert (
+        spread["labelSelector"]["matchLabels"].items()
+        <= pool["spec"]["selector"]["matchLabels"].items()
+    )
+
+
+AGENT_POOLS = (("StatefulSet", "ffleet-agent-cpu"), ("StatefulSet", "ffleet-agent-gpu"))
+
+
+def test_an_agents_work_dir_outlives_its_pod() -> None:
+    """The work dir holds the node id and the node credential: on a claim of its own per pod
+    (not an emptyDir), a restarted agent is the same node and does not enroll again."""
+    values = default_values()
+    docs = manifests()
+    work_dir = docs[("ConfigMap", "ffleet-agent")]["data"]["FFLEET_WORK_DIR"]
+    for workload in AGENT_POOLS:
+        spec = docs[workload]["spec"]
+        mounts = {m["mountPath"]: m["name"] for m in container(docs[workload])["volumeMounts"]}
+        (claim,) = spec["volumeClaimTemplates"]
+        assert claim["metadata"]["name"] == mounts[work_dir]
+        pod_volumes = {v["name"] for v in spec["template"]["spec"]["volumes"]}
+        assert mounts[work_dir] not in pod_volumes  # not an emptyDir of the pod
+        requested = claim["spec"]["resources"]["requests"]["storage"]
+        assert requested == values["agents"]["workDir"]["size"]
+        assert "storageClassName" not in claim["spec"]  # the cluster's default
+        assert docs[("Service", spec["serviceName"])]["spec"]["clusterIP"] == "None"
+    chosen = merged(values, {"agents": {"workDir": {"storageClassName": "fast-ssd"}}})
+    claim = manifests(chosen)[AGENT_POOLS[0]]["spec"]["volumeClaimTemplates"][0]
+    assert claim["spec"]["storageClassName"] == "fast-ssd"
+
+
+def test_agent_metrics_are_off_unless_asked_then_exposed_for_prometheus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for workload in AGENT_POOLS:
+        assert "ports" not in container(manifests()[workload])
+    assert "FFLEET_METRICS_PORT" not in manifests()[("ConfigMap", "ffleet-agent")]["data"]
+    values = merged(default_values(), {"agents": {"metrics": {"enabled": True, "port": 9200}}})
+    assert schema_errors(values) == []
+    docs = manifests(values)
+    settings = docs[("ConfigMap", "ffleet-agent")]["data"]
+    env = {**settings, "FFLEET_LABEL": "pool=cpu"}
+    params = parsed("agent", env, monkeypatch)
+    assert (params["metrics_port"], params["metrics_host"]) == (9200, "0.0.0.0")
+    for workload in AGENT_POOLS:
+        (port,) = container(docs[workload])["ports"]
+        assert port == {"name": "metrics", "containerPort": 9200}
+        annotations = docs[workload]["spec"]["template"]["metadata"]["annotations"]
+        assert annotations == {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": "9200",
+            "prometheus.io/path": "/metrics",
+        }
+        service = docs[("Service", docs[workload]["spec"]["serviceName"])]
+        assert service["spec"]["ports"] == [
+            {"name": "metrics", "port": 9200, "targetPort": "metrics"}
+        ]
+    for chart_set in ("FFLEET_METRICS_PORT", "FFLEET_METRICS_HOST"):
+        clash = merged(default_values(), {"agents": {"settings": {chart_set: "1"}}})
+        assert schema_errors(clash) != []
 
 
 def test_every_ffleet_variable_is_one_the_command_reads() -> None:
     docs = manifests()
     for workload, command in (
         (("Deployment", "ffleet-master"), "master"),
-        (("Deployment", "ffleet-agent-cpu"), "agent"),
-        (("DaemonSet", "ffleet-agent-gpu"), "agent"),
+        (("StatefulSet", "ffleet-agent-cpu"), "agent"),
+        (("StatefulSet", "ffleet-agent-gpu"), "agent"),
     ):
         spec = container(docs[workload])
         names = {item["name"] for item in spec["env"] if item["name"].startswith("FFLEET_")}
@@ -191,8 +261,8 @@ def test_every_ffleet_variable_is_one_the_command_reads() -> None:
     ("workload", "command"),
     [
         (("Deployment", "ffleet-master"), "master"),
-        (("Deployment", "ffleet-agent-cpu"), "agent"),
-        (("DaemonSet", "ffleet-agent-gpu"), "agent"),
+        (("StatefulSet", "ffleet-agent-cpu"), "agent"),
+        (("StatefulSet", "ffleet-agent-gpu"), "agent"),
     ],
 )
 def test_settings_parse_as_the_command_expects(

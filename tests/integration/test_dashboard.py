@@ -14,23 +14,14 @@ from typing import Any
 import psutil
 import pytest
 
+from .chromium import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, require_chromium
 from .conftest import AgentProcess, Fleet, MasterProcess, wait_until
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 EVIL = "<script>alert('label')</script>"
 ENDLESS = {"duration": 600}  # 320x240 for minutes: caught running, never left to finish
 TINY = "320x240-h264"
-WAIT_MS = 15_000
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +36,7 @@ def artefacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A fresh headless chromium profile; dialogs are recorded (an alert means a script ran)."""
-    if not Path(CHROMIUM).exists():
-        why = f"{CHROMIUM} is not installed (apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     profile = tmp_path_factory.mktemp("chromium-profile")

@@ -1,5 +1,6 @@
 """Security with real processes: enrolled agents over HTTPS and mTLS, a wrong CA refused, a
-handshake without a client certificate refused, and one node unable to act for another."""
+handshake without a client certificate refused, one node unable to act for another, and the
+audit trail as `ffleet audit` shows it."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from ffleet import certs
+from ffleet.cli import app as cli
 from tests.integration.conftest import Fleet, MasterProcess, ffleet_executable, wait_until
 
 TINY = "160x90-h264"
@@ -169,3 +172,35 @@ def test_a_node_cannot_act_for_another_and_revocation_takes_it_out(
     assert owner.wait(timeout=30) in (0, 1)  # the revoked agent stops on its own
     assert "refused this node's credential" in owner.log_text()
     master.api.post(f"/jobs/{job['id']}/cancel")
+
+
+def test_ffleet_audit_shows_who_changed_or_was_refused_what(fleet: Fleet, tmp_path: Path) -> None:
+    master = authenticating(fleet, tmp_path)
+    admin, reader = admin_token(tmp_path), issue(master, "reader")
+    job = master.submit(TINY, requirements={"gpu_model": "no such GPU"})
+    as_reader = {"Authorization": f"Bearer {reader}"}
+    assert master.api.post("/jobs", json={"scenario": TINY}, headers=as_reader).status_code == 403
+    assert master.api.post(f"/jobs/{job['id']}/cancel").status_code == 200
+
+    def audit(token: str, *args: str) -> tuple[int, str]:
+        outcome = CliRunner().invoke(
+            cli,
+            ["audit", "--master", master.url, "--token", token, *args],
+            env={"COLUMNS": "300"},
+        )
+        return outcome.exit_code, outcome.output
+
+    code, out = audit(admin, "--since", "1h")
+    assert code == 0, out
+    rows = [line for line in out.splitlines() if "POST /" in line]
+    cancel = next(row for row in rows if "POST /jobs/{job_id}/cancel" in row)
+    assert job["id"] in cancel and "admin" in cancel and "200" in cancel
+    assert any("test reader" in row and "403" in row for row in rows)
+    assert admin not in out and reader not in out  # never a token
+
+    code, out = audit(admin, "--actor", "test reader", "--action", "POST /jobs")
+    assert code == 0 and "1 audit entry" in out and "403" in out
+    code, out = audit(admin, "--since", "1ms")
+    assert code == 0 and "0 audit entries" in out
+    code, out = audit(reader)
+    assert code == 1 and "HTTP 403" in out

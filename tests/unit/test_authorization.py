@@ -50,7 +50,9 @@ class Fleet:
         return {} if token is None else {"Authorization": f"Bearer {token}"}
 
     def as_(self, caller: str) -> TestClient:
+        """The client, sending `caller`'s credential only (no dashboard session either)."""
         self.client.headers.clear()
+        self.client.cookies.clear()
         self.client.headers.update(self.headers(caller))
         return self.client
 
@@ -202,6 +204,9 @@ MATRIX: dict[tuple[str, str], tuple[set[str], Request]] = {
     ("GET", "/ui/jobs"): (READ, lambda f: ("GET", "/ui/jobs", None)),
     ("GET", "/ui/jobs/{job_id}"): (READ, lambda f: ("GET", f"/ui/jobs/{f.job}", None)),
     ("GET", "/ui/results"): (READ, lambda f: ("GET", "/ui/results", None)),
+    ("GET", "/ui/sign-in"): (PUBLIC, lambda f: ("GET", "/ui/sign-in", None)),
+    ("POST", "/ui/session"): (READ, lambda f: ("POST", "/ui/session", None)),
+    ("POST", "/ui/sign-out"): (PUBLIC, lambda f: ("POST", "/ui/sign-out", None)),
     ("GET", "/ui/events"): (READ, lambda f: ("GET", "/ui/events", None)),
     ("GET", "/ui/jobs/events"): (READ, lambda f: ("GET", "/ui/jobs/events", None)),
     ("GET", "/ui/jobs/{job_id}/events"): (

@@ -17,6 +17,7 @@ from ffleet.master.exposure import StartRefused
 from ffleet.master.settings import MasterSettings
 from ffleet.settings import SettingsError
 from ffleet.store import open_store
+from tests.processes import wait_until
 
 runner = CliRunner()
 
@@ -62,6 +63,25 @@ def test_insecure_runs_open_and_warns(tmp_path: Path, caplog: pytest.LogCaptureF
     assert any("WITHOUT AUTHENTICATION" in r.message for r in caplog.records)
     with pytest.raises(SettingsError, match="contradict"):
         MasterSettings(insecure=True, auth="required")
+
+
+def test_an_insecure_master_keeps_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "ffleet.master")
+
+    def warnings() -> int:
+        return sum("WITHOUT AUTHENTICATION" in r.message for r in caplog.records)
+
+    settings = MasterSettings(
+        host="0.0.0.0", store_url=sqlite(tmp_path), insecure=True, insecure_warn_s=0.05
+    )
+    with TestClient(create_app(settings)):
+        wait_until(lambda: warnings() >= 3, timeout=5, message="the warning to repeat")
+    refused = runner.invoke(
+        cli, ["master", "--insecure", "--insecure-warn-interval", "0s"], env={"COLUMNS": "200"}
+    )
+    assert refused.exit_code == 2 and "--insecure-warn-interval must be more than 0" in (
+        refused.output
+    )
 
 
 def test_token_commands_work_on_the_store(tmp_path: Path) -> None:

@@ -88,8 +88,17 @@ def test_an_unknown_job_is_a_page_that_says_so(client: TestClient) -> None:
     assert page.status_code == 404 and "job no-such-job not found" in page.text
 
 
-@pytest.mark.parametrize(("role", "acts"), [("reader", False), ("submitter", True)])
-def test_only_a_write_role_sees_action_buttons(role: str, acts: bool, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("role", "submits", "drains", "acts_on_others"),
+    [
+        ("admin", True, True, True),
+        ("submitter", True, False, False),  # cancels and retries only its own jobs
+        ("reader", False, False, False),
+    ],
+)
+def test_the_role_decides_which_action_buttons_show(
+    role: str, submits: bool, drains: bool, acts_on_others: bool, tmp_path: Path
+) -> None:
     store = open_store("memory")
     _, admin = store.create_credential("admin", "admin", time.time())
     _, viewer = store.create_credential(role, "viewer", time.time())
@@ -97,12 +106,20 @@ def test_only_a_write_role_sees_action_buttons(role: str, acts: bool, tmp_path: 
     with TestClient(create_app(settings, store)) as client:
         client.headers["Authorization"] = f"Bearer {admin}"
         register(client)
-        job_id = client.post("/jobs", json={"scenario": "360p-h264"}).json()["id"]
+        others = client.post("/jobs", json={"scenario": "360p-h264"}).json()["id"]
         client.headers["Authorization"] = f"Bearer {viewer}"
-        pages = [client.get(path).text for path in ["/ui", "/ui/jobs", f"/ui/jobs/{job_id}"]]
+        own = client.post("/jobs", json={"scenario": "360p-h264"})
+        fleet, jobs, other_job = (
+            client.get(path).text for path in ["/ui", "/ui/jobs", f"/ui/jobs/{others}"]
+        )
+        own_job = client.get(f"/ui/jobs/{own.json()['id']}").text if submits else ""
     store.close()
-    assert all(("data-action=" in page) == acts for page in pages[::2])
-    assert ('id="submit-form"' in pages[1]) == acts
+    assert ("/drain" in fleet) == drains
+    assert ('id="submit-form"' in jobs) == submits
+    assert ('id="cancel"' in other_job) == acts_on_others
+    assert ('id="cancel"' in own_job) == submits
+    if role == "reader":
+        assert "data-action=" not in fleet + other_job  # no action button at all
 
 
 def test_the_stream_sends_the_region_only_when_it_changed() -> None:

@@ -39,12 +39,7 @@ from ffleet.master.audit_log import AuditLog
 from ffleet.master.blob_routes import BlobRoutes
 from ffleet.master.clock import REMEASURE_S, DatabaseClock
 from ffleet.master.dispatch import Dispatcher
-from ffleet.master.exposure import (
-    INSECURE_WARN_S,
-    INSECURE_WARNING,
-    authentication_on,
-    bootstrap_admin,
-)
+from ffleet.master.exposure import INSECURE_WARNING, authentication_on, bootstrap_admin
 from ffleet.master.http import (
     ApiError,
     JsonResponse,
@@ -164,7 +159,7 @@ class MasterApp:
         self.hold = ReapHold(settings.policy.node_timeout_s, settings.reap_interval_s)
         self.stopping = False  # a planned stop began: no more reaping nor dispatching
         self._reaper: asyncio.Task[None] | None = None
-        self.access = Access(store, enforced=enforced)
+        self.access = Access(store, enforced=enforced, now=self.clock.now)
         self.audit = AuditLog(store, settings.audit_retention_s, self.call, self.clock.now)
         self.admin = AdminApi(
             store, self.access, self.audit, self.limit, self._wake_at, self.call, self.clock.now
@@ -747,18 +742,10 @@ class MasterApp:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
-    def _ui_route(self, route: BaseRoute) -> BaseRoute:
-        """The dashboard's pages and event streams are reads: readers and up (its static
-        files stay public). Its actions call the JSON API, which checks them there."""
-        if not isinstance(route, Route):
-            return route
-        methods = sorted((route.methods or {"GET"}) - {"HEAD"})
-        return Route(route.path, self.guarded(route.endpoint, READ), methods=methods)
-
     async def warn_insecure(self) -> None:
         """An open master on a reachable address keeps saying so."""
         while True:
-            await asyncio.sleep(INSECURE_WARN_S)
+            await asyncio.sleep(self.settings.insecure_warn_s)
             log.warning(INSECURE_WARNING)
 
     def routes(self) -> list[BaseRoute]:
@@ -798,7 +785,7 @@ class MasterApp:
             ("/blobs/{digest}/upload", self.blobs.upload_state, "GET", SUBMIT | NODE),
         ]
         return [
-            *(self._ui_route(route) for route in ui.routes(self.store)),
+            *ui.routes(self.store, self.access, lambda handler: self.guarded(handler, READ)),
             *(
                 Route(path, self.guarded(handler, roles), methods=methods.split(","))
                 for path, handler, methods, roles in table

@@ -123,6 +123,12 @@ def master(
             help="Serve without authentication even on a reachable address (warns).",
         ),
     ] = MASTER_DEFAULTS.insecure,
+    insecure_warn_interval: Annotated[
+        float,
+        duration_option(
+            "FFLEET_INSECURE_WARN_INTERVAL", "How often an --insecure master repeats its warning."
+        ),
+    ] = Seconds(MASTER_DEFAULTS.insecure_warn_s),
     admin_token_file: Annotated[
         Path,
         typer.Option(
@@ -202,6 +208,7 @@ def master(
             leader_lease_s=leader_lease,
             auth=auth,
             insecure=insecure,
+            insecure_warn_s=insecure_warn_interval,
             admin_token_file=admin_token_file,
             audit_retention_s=audit_retention,
             tls_cert=tls_cert,

@@ -7,6 +7,8 @@ its clock is from the database's (half a round trip of error at most) and adds t
 its own time; it measures again now and then, as its clock drifts or is stepped.
 
 SQLite serves one master on this machine: its clock is the master's own, nothing to measure.
+What runs once (a master's start, a token command straight on the store) reads the database's
+time once instead (`database_now`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ffleet.store import Store
 
 log = logging.getLogger("ffleet.master")
 
@@ -64,3 +70,8 @@ class DatabaseClock:
             )
         else:
             log.info("clock offset to the database: %+.4f s", self.offset_s)
+
+
+def database_now(store: Store) -> float:
+    """The database's time, read once: the time a `DatabaseClock` on `store` would give."""
+    return time.time() if store.inline else store.database_time()

@@ -5,7 +5,7 @@
   that finds no admin credential creates one, prints it once and writes it to a file only the
   owner can read; it is never logged.
 - Bound to any other address without authentication: refused, unless `--insecure` says so
-  explicitly; then it runs open and keeps warning (`INSECURE_WARN_S`).
+  explicitly; then it runs open and keeps warning (every `--insecure-warn-interval`).
 """
 
 from __future__ import annotations
@@ -14,16 +14,15 @@ import ipaddress
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
+from ffleet.master.clock import database_now
 from ffleet.master.settings import MasterSettings
 from ffleet.store import Store
 from ffleet.tokens import Role
 
 log = logging.getLogger("ffleet.master")
 
-INSECURE_WARN_S = 300.0
 INSECURE_WARNING = (
     "running WITHOUT AUTHENTICATION (--insecure): anyone who reaches this master can run "
     "jobs on every node and read every result"
@@ -48,7 +47,7 @@ def authentication_on(settings: MasterSettings, store: Store) -> bool:
     if settings.insecure:
         log.warning(INSECURE_WARNING)
         return False
-    if settings.auth == "required" or store.count_credentials(time.time()) > 0:
+    if settings.auth == "required" or store.count_credentials(database_now(store)) > 0:
         return True
     if is_loopback(settings.host):
         log.info(
@@ -65,7 +64,7 @@ def authentication_on(settings: MasterSettings, store: Store) -> bool:
 
 def bootstrap_admin(store: Store, path: Path) -> None:
     """The first start with authentication and no admin: create one, show it this once."""
-    now = time.time()
+    now = database_now(store)
     if store.count_credentials(now, Role.ADMIN.value) > 0:
         return
     credential, secret = store.create_credential(Role.ADMIN.value, "admin", now)

@@ -39,6 +39,7 @@ class MasterSettings:
     leader_lease_s: float = 10.0
     auth: str = "auto"  # auto: on when the store holds credentials; required: always
     insecure: bool = False  # serve a non-loopback address open, on purpose
+    insecure_warn_s: float = 300.0  # how often an --insecure master repeats its warning
     admin_token_file: Path = Path("ffleet-admin-token")  # where a first admin token is written
     audit_retention_s: float = 30 * 86400.0
     tls_cert: Path | None = None
@@ -90,6 +91,7 @@ class MasterSettings:
             not (self.insecure and self.auth == "required"),
             "--insecure and --auth required contradict each other",
         )
+        require_positive("--insecure-warn-interval", self.insecure_warn_s)
         require_positive("--audit-retention", self.audit_retention_s)
         require(
             (self.tls_cert is None) == (self.tls_key is None),

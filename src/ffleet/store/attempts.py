@@ -1,4 +1,5 @@
-"""Attempts: how one starts, and how it ends (completed, failed and maybe retried, requeued).
+"""Attempts: how one starts, and how it ends (completed, failed and maybe retried, refused by
+its node, requeued).
 
 Each step pairs the attempt's own row with the job's transition, inside the caller's
 transaction, so a job's status and its attempt history always agree.
@@ -8,12 +9,15 @@ from __future__ import annotations
 
 import logging
 
+import msgspec
+
 from ffleet import retry
 from ffleet.models import Job
 from ffleet.states import Event
+from ffleet.store import placement
 from ffleet.store.base import SchedulingPolicy
 from ffleet.store.db import Row, Tx
-from ffleet.store.rows import job_from_row
+from ffleet.store.rows import dumps, job_from_row, loads
 from ffleet.store.transitions import transition
 
 log = logging.getLogger(__name__)
@@ -109,3 +113,21 @@ def fail(
     )
     log.info("job %s failed: %s", row["id"], reason)
     return finish(tx, row, Event.FAIL, now, summary or reason, failures)
+
+
+def refused(tx: Tx, row: Row, now: float, error: str, node_id: str) -> Job:
+    """The node's agent refused the job (its input file differs, say): never that node again,
+    queued at once for the others, no failure counted since it never ran; unschedulable, saying
+    why, once every node that can run it has refused it."""
+    avoided = dumps([*loads(row["avoid_nodes"]), node_id])
+    tx.run("job_avoid_node", {"avoid_nodes": avoided, "seq": row["seq"]})
+    row = {**row, "avoid_nodes": avoided}  # the row as it now is, for the transition below
+    close(tx, row, now, "failed", error)
+    job = requeue(
+        tx, row, Event.REQUEUE, now, not_before=now, retry_count=row["retry_count"], error=error
+    )
+    reason = placement.refused_everywhere(tx, row)
+    if reason is None:
+        return job
+    tx.run("job_unschedulable", {"reason": reason, "seq": row["seq"]})
+    return msgspec.structs.replace(job, unschedulable_reason=reason)

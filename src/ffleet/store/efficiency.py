@@ -43,16 +43,16 @@ def of_node(tx: Tx, node_id: str) -> list[Efficiency]:
     return [efficiency_from_row(row) for row in tx.all("efficiency_of_node", {"node": node_id})]
 
 
-def better_elsewhere(
+def better_measured(
     tx: Tx, job: Row, claimer: scheduling.NodeTraits, idle: Iterable[scheduling.NodeTraits]
-) -> bool:
-    """Whether an idle node that can run `job` has a better measured figure for its family
-    than `claimer`. False while `claimer` has no figure: unmeasured nodes keep the default
-    order (and so get measured)."""
+) -> str | None:
+    """The id of an idle node that can run `job` and has a better measured figure for its
+    family than `claimer`, or None. None while `claimer` has no figure: unmeasured nodes keep
+    the default order (and so get measured)."""
     try:
         spec: JobSpec = build_job_spec(job["scenario"], loads(job["parameters"]))
     except ScenarioError:
-        return False
+        return None
     by_node: dict[str, list[efficiency.Figures]] = {}
     for name in efficiency.families(spec):
         for row in tx.all("efficiency_of_family", {"family": name}):
@@ -60,7 +60,7 @@ def better_elsewhere(
     placement = job["placement"]
     mine = efficiency.score(placement, by_node.get(claimer.node_id, []))
     if mine is None:
-        return False
+        return None
     req = requirements(job["requirements"])
     avoided = set(loads(job["avoid_nodes"]))
     for other in idle:
@@ -68,5 +68,5 @@ def better_elsewhere(
             continue
         theirs = efficiency.score(placement, by_node.get(other.node_id, []))
         if theirs is not None and theirs > mine and not scheduling.unmet(req, other):
-            return True
-    return False
+            return other.node_id
+    return None

@@ -1,17 +1,21 @@
-"""The store's side of "why is my job pending?": the rows `ffleet.pending` judges.
+"""The store's side of "why is my job pending?": every node's answer, from the claim's own code.
 
-One read transaction: the job, every registered node with its running count, the idle nodes a
-preference may wait for, and how many due jobs a node would take before this one.
+One read transaction. For each registered node, in the order of `ffleet.pending`: what the
+claim walk's `Walk.passes_over` says of the job for that node (a requirement it lacks, its
+refusal), whether the node can claim at all, the job's backoff, the walk's deferral, and last,
+for a node that passes all of it, which job its claim would get — `placement.pick` itself, run
+without taking the claim's row locks. So "would claim it next" is exactly what a claim does.
 """
 
 from __future__ import annotations
 
 from ffleet import pending
-from ffleet.models import Explanation
+from ffleet.models import Explanation, NodeVerdict
+from ffleet.scheduling import NodeTraits
 from ffleet.states import JobStatus
+from ffleet.store import placement
 from ffleet.store.db import Row, Tx
-from ffleet.store.placement import idle_traits
-from ffleet.store.rows import group_running, loads, requirements, traits_from_row
+from ffleet.store.rows import group_running
 
 
 def explain(tx: Tx, row: Row, now: float, node_timeout_s: float) -> Explanation:
@@ -21,34 +25,26 @@ def explain(tx: Tx, row: Row, now: float, node_timeout_s: float) -> Explanation:
         return Explanation(
             job_id=row["id"], status=row["status"], summary=f"not pending: {row['status']}{where}"
         )
-    job = pending.WaitingJob(
-        requirements=requirements(row["requirements"]),
-        affinity=loads(row["affinity"]),
-        anti_affinity=loads(row["anti_affinity"]),
-        created_at=row["created_at"],
-        not_before=row["not_before"],
-        retry_count=row["retry_count"],
-        avoid_nodes=frozenset(loads(row["avoid_nodes"])),
-    )
+    nodes = tx.all("nodes_all")
     running = group_running(tx.all("running_all"))
-    idle = idle_traits(tx, now, node_timeout_s)
+    idle = placement.idle_traits(tx, now, node_timeout_s)
+    hostnames = {node["id"]: node["hostname"] for node in nodes if node["hostname"]}
+    refusals = placement.refusals(tx, row)
     since = now - node_timeout_s
-    verdicts = [
-        pending.verdict(
-            job,
-            pending.NodeState(
-                traits=traits_from_row(node),
-                hostname=node["hostname"],
-                online=bool(node["online"]) and node["last_heartbeat"] >= since,
-                draining=bool(node["draining"]),
-                slots=node["slots"],
-                running=len(running.get(node["id"], [])),
-            ),
-            idle,
-            now,
+    verdicts = []
+    for node in nodes:
+        state = pending.NodeState(
+            node_id=node["id"],
+            hostname=node["hostname"],
+            online=bool(node["online"]) and node["last_heartbeat"] >= since,
+            problem=node["problem"],
+            draining=bool(node["draining"]),
+            slots=node["slots"],
+            running=len(running.get(node["id"], [])),
         )
-        for node in tx.all("nodes_all")
-    ]
+        verdicts.append(
+            _judge(tx, row, node, state, idle, hostnames, refusals, now, node_timeout_s)
+        )
     ahead = int(
         tx.scalar("jobs_ahead", {"now": now, "priority": row["priority"], "seq": row["seq"]})
     )
@@ -59,3 +55,28 @@ def explain(tx: Tx, row: Row, now: float, node_timeout_s: float) -> Explanation:
         ahead=ahead,
         nodes=verdicts,
     )
+
+
+def _judge(
+    tx: Tx,
+    job: Row,
+    node: Row,
+    state: pending.NodeState,
+    idle: list[NodeTraits],
+    hostnames: dict[str, str],
+    refusals: dict[str, str],
+    now: float,
+    node_timeout_s: float,
+) -> NodeVerdict:
+    skip = placement.Walk(tx, node, now, node_timeout_s, idle).passes_over(job)
+    found = pending.permanent(state, skip, refusals.get(state.node_id))
+    if found is None:
+        found = pending.passing(state)
+    if found is not None:
+        return found
+    if job["not_before"] > now:
+        return pending.backoff(state, job["not_before"], job["retry_count"])
+    if skip is not None:
+        return pending.deferred(state, skip, job["placement"], hostnames)
+    first = placement.pick(tx, node, now, node_timeout_s, lock=False, idle=idle)
+    return pending.claims(state, job["id"], None if first is None else first["id"])

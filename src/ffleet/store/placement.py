@@ -5,7 +5,8 @@ Hard limits that map to columns (GPU, RAM, threads) filter in SQL; the rest is c
 Python on what SQL returns, walking the queue in batches, so a job this node cannot run never
 blocks the jobs behind it. A node a job's agent refused (`avoid_nodes`) never gets it again; a
 job with `placement` waits, within the same preference window, for an idle node measured better
-for it (store/efficiency.py).
+for it (store/efficiency.py). `Walk.passes_over` is every such rule in one place: the claim and
+`explain` (store/explain.py) both ask it.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from typing import Any
 
 from ffleet import scheduling
 from ffleet.models import Requirements
-from ffleet.store import efficiency
+from ffleet.store import efficiency, queries
 from ffleet.store.db import Row, Tx
-from ffleet.store.rows import group_running, loads, requirements, traits_from_row
+from ffleet.store.rows import dumps, group_running, loads, requirements, traits_from_row
 
 # Candidates read per query: the best job usually fits, so the first read is small; if the head
 # of the queue is work this node cannot take, later reads walk past it in larger steps.
@@ -26,36 +27,30 @@ CLAIM_BATCH = 64
 CAPABLE_READS = (4, 64, 2_000)
 
 
-def pick(tx: Tx, node: Row, now: float, node_timeout_s: float) -> Row | None:
+def pick(
+    tx: Tx,
+    node: Row,
+    now: float,
+    node_timeout_s: float,
+    *,
+    lock: bool = True,
+    idle: list[scheduling.NodeTraits] | None = None,
+) -> Row | None:
     """Best pending job this node may run: highest priority, then oldest. A GPU node looks
-    at GPU work first. The row comes locked where the engine locks rows (PostgreSQL)."""
-    me = traits_from_row(node)
-    idle: list[scheduling.NodeTraits] | None = None
+    at GPU work first. The row comes locked where the engine locks rows (PostgreSQL), unless
+    `lock` is false: `explain` asks which job a claim would get without holding a claim's locks."""
+    walk = Walk(tx, node, now, node_timeout_s, idle)
+    unlocked = "" if lock else queries.UNLOCKED
     passes = [True, False] if node["has_gpu"] else [False]
     params: dict[str, Any] = {"now": now, "ram": node["ram_bytes"], "threads": node["cpu_threads"]}
     for gpu in passes:
         statement = "claim_candidates"
         params.update(gpu=gpu, batch=CLAIM_FIRST_BATCH)
         while True:
-            batch = tx.all(statement, params)
+            batch = tx.all(statement + unlocked, params)
             for row in batch:
-                req = requirements(row["requirements"])
-                if scheduling.unmet(req, me) or me.node_id in loads(row["avoid_nodes"]):
-                    continue
-                waited = now - max(row["created_at"], row["not_before"])
-                if waited < scheduling.PREFERENCE_WINDOW_S and _has_preference(row, me):
-                    if idle is None:
-                        idle = idle_traits(tx, now, node_timeout_s)
-                    affinity = loads(row["affinity"])
-                    anti = loads(row["anti_affinity"])
-                    if scheduling.should_defer(req, affinity, anti, waited, me, idle):
-                        continue
-                if waited < scheduling.PREFERENCE_WINDOW_S and row["placement"] is not None:
-                    if idle is None:
-                        idle = idle_traits(tx, now, node_timeout_s)
-                    if efficiency.better_elsewhere(tx, row, me, idle):
-                        continue
-                return row
+                if walk.passes_over(row) is None:
+                    return row
             if len(batch) < params["batch"]:
                 break
             statement = "claim_candidates_after"
@@ -63,6 +58,54 @@ def pick(tx: Tx, node: Row, now: float, node_timeout_s: float) -> Row | None:
                 batch=CLAIM_BATCH, last_priority=batch[-1]["priority"], last_seq=batch[-1]["seq"]
             )
     return None
+
+
+class Walk:
+    """One node's claim walk: the rules by which it passes over a due pending job. The claim
+    and `explain` both ask `passes_over`, so an explanation can never state another rule."""
+
+    def __init__(
+        self,
+        tx: Tx,
+        node: Row,
+        now: float,
+        node_timeout_s: float,
+        idle: list[scheduling.NodeTraits] | None = None,
+    ) -> None:
+        self.tx = tx
+        self.me = traits_from_row(node)
+        self.now = now
+        self.node_timeout_s = node_timeout_s
+        self._idle = idle
+
+    def idle(self) -> list[scheduling.NodeTraits]:
+        """The idle nodes a preference may wait for, read once per walk and only if needed."""
+        if self._idle is None:
+            self._idle = idle_traits(self.tx, self.now, self.node_timeout_s)
+        return self._idle
+
+    def passes_over(self, row: Row) -> scheduling.PassOver | None:
+        """Why this node does not take the job `row` now, or None when it takes it."""
+        req = requirements(row["requirements"])
+        missing = scheduling.unmet(req, self.me)
+        if missing:
+            return scheduling.PassOver(scheduling.LACKS, missing[0])
+        if self.me.node_id in loads(row["avoid_nodes"]):
+            return scheduling.PassOver(scheduling.REFUSED)
+        queued_at = max(row["created_at"], row["not_before"])
+        waited = self.now - queued_at
+        if waited >= scheduling.PREFERENCE_WINDOW_S:
+            return None
+        until = queued_at + scheduling.PREFERENCE_WINDOW_S
+        if _has_preference(row, self.me):
+            affinity, anti = loads(row["affinity"]), loads(row["anti_affinity"])
+            if scheduling.should_defer(req, affinity, anti, waited, self.me, self.idle()):
+                return scheduling.PassOver(scheduling.PREFERS, until=until)
+        if row["placement"] is not None:
+            better = efficiency.better_measured(self.tx, row, self.me, self.idle())
+            if better is not None:
+                return scheduling.PassOver(scheduling.MEASURED, better, until)
+        return None
 
 
 def _has_preference(row: Row, node: scheduling.NodeTraits) -> bool:
@@ -106,9 +149,45 @@ def unschedulable_reason(tx: Tx, req: Requirements) -> str | None:
     return scheduling.unschedulable_reason(req, [traits_from_row(row) for row in sample])
 
 
+def refused_everywhere(tx: Tx, job: Row) -> str | None:
+    """Why the job fits no node once agents refused it: every registered node that meets its
+    requirements is in its `avoid_nodes` (named, with the error each gave), or None while one
+    is not. A node that joins and can run it clears the reason (`refresh_unschedulable`)."""
+    req = requirements(job["requirements"])
+    params = {
+        "ram": req.min_ram_bytes if req else 0,
+        "threads": req.min_cpu_threads if req else 0,
+        "gpu": scheduling.needs_gpu(req),
+    }
+    avoided = set(loads(job["avoid_nodes"]))
+    fitting = [
+        row["id"]
+        for row in tx.all("nodes_capable", {**params, "limit": CAPABLE_READS[-1]})
+        if not scheduling.unmet(req, traits_from_row(row))
+    ]
+    if not fitting or not avoided.issuperset(fitting):
+        return None
+    errors = refusals(tx, job)
+    named = [f"{node[:8]}: {errors.get(node, 'refused')}" for node in fitting[:5]]
+    return "every node that can run it refused it (" + " | ".join(named) + ")"
+
+
+def refusals(tx: Tx, job: Row) -> dict[str, str]:
+    """The error each node in the job's `avoid_nodes` gave when its agent refused the job."""
+    avoided = set(loads(job["avoid_nodes"]))
+    if not avoided:
+        return {}
+    return {
+        attempt["node_id"]: attempt["error"] or "refused"
+        for attempt in tx.all("attempts_of_job", {"job_id": job["id"]})
+        if attempt["node_id"] in avoided and attempt["outcome"] == "failed"
+    }
+
+
 def refresh_unschedulable(tx: Tx, node: scheduling.NodeTraits) -> None:
-    """A node joined or changed: jobs it can run are no longer unschedulable, and jobs queued
-    before any node joined stop saying so, naming the nodes there are now instead.
+    """A node joined or changed: jobs it can run (and did not refuse) are no longer
+    unschedulable, and jobs queued before any node joined stop saying so, naming the nodes
+    there are now instead.
 
     Only those are restated: other reasons already name up to five real nodes, and rebuilding
     them would read the fleet on every registration.
@@ -117,6 +196,12 @@ def refresh_unschedulable(tx: Tx, node: scheduling.NodeTraits) -> None:
         req = requirements(kind["requirements"])
         params = {"requirements": kind["requirements"], "old": scheduling.NO_NODE_YET}
         if req is None or not scheduling.unmet(req, node):
-            tx.run("now_schedulable", params)
+            tx.run("now_schedulable", {**params, "refused_by": _listed(node.node_id)})
         elif tx.one("unschedulable_with_reason", params) is not None:
             tx.run("unschedulable_restate", {**params, "reason": unschedulable_reason(tx, req)})
+
+
+def _listed(node_id: str) -> str:
+    """A LIKE pattern (backslash escapes) matching a JSON list of ids that holds `node_id`."""
+    quoted = dumps(node_id) or ""
+    return "%" + quoted.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

@@ -4,8 +4,10 @@ A file is a series of sections, each opened by a `-- name: NAME` line; other com
 documentation and are dropped. `queries.sql` holds what SQLite and PostgreSQL run alike;
 `queries.sqlite.sql` and `queries.postgresql.sql` hold, under the same names in both, the
 statements that differ (mostly in how they lock rows), so every dialect choice is written out
-there and nowhere else. Parameters are written `:name`; for psycopg they become `%(name)s` here,
-once per statement, not per execution.
+there and nowhere else. Every statement that locks the rows it reads also exists as
+`NAME_unlocked`, the same read without the lock, for a reader that must not hold a claim's
+locks (`explain` asking which job a claim would get). Parameters are written `:name`; for
+psycopg they become `%(name)s` here, once per statement, not per execution.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from importlib import resources
 DIALECTS = ("sqlite", "postgresql")
 _SECTION = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
+_LOCKING = re.compile(r"\s+FOR UPDATE(?: SKIP LOCKED)?\s*$")
+UNLOCKED = "_unlocked"
 
 
 class QueryFileError(Exception):
@@ -51,9 +55,16 @@ def _load() -> dict[str, Mapping[str, str]]:
             raise QueryFileError(f"queries.{dialect}.sql names differ from the other dialect's")
         if names & set(shared):
             raise QueryFileError(f"queries.{dialect}.sql repeats a shared statement")
+    locking = {
+        name
+        for statements in variants.values()
+        for name, sql in statements.items()
+        if _LOCKING.search(sql)
+    }
     catalogs: dict[str, Mapping[str, str]] = {}
     for dialect, statements in variants.items():
         merged = {**shared, **statements}
+        merged.update({name + UNLOCKED: _LOCKING.sub("", merged[name]) for name in locking})
         if dialect == "postgresql":
             merged = {name: _PARAM.sub(r"%(\1)s", sql) for name, sql in merged.items()}
         catalogs[dialect] = merged

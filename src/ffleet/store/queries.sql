@@ -180,9 +180,12 @@ WHERE status = 'pending' AND priority < :top AND aged_at <= :cut AND seq IN (
 -- name: unschedulable_kinds
 SELECT DISTINCT requirements FROM jobs WHERE unschedulable_reason IS NOT NULL
 
+-- A node that joined can run jobs of these requirements (NULL: none), except those it refused.
 -- name: now_schedulable
 UPDATE jobs SET unschedulable_reason = NULL
-WHERE unschedulable_reason IS NOT NULL AND requirements = :requirements
+WHERE unschedulable_reason IS NOT NULL
+  AND (requirements = :requirements OR (requirements IS NULL AND CAST(:requirements AS TEXT) IS NULL))
+  AND avoid_nodes NOT LIKE :refused_by ESCAPE '\'
 
 -- name: unschedulable_with_reason
 SELECT 1 FROM jobs WHERE unschedulable_reason = :old AND requirements = :requirements LIMIT 1
@@ -193,6 +196,9 @@ WHERE unschedulable_reason = :old AND requirements = :requirements
 
 -- name: job_avoid_node
 UPDATE jobs SET avoid_nodes = :avoid_nodes WHERE seq = :seq
+
+-- name: job_unschedulable
+UPDATE jobs SET unschedulable_reason = :reason WHERE seq = :seq
 
 -- ------------------------------------------------------------------------------- efficiency
 

@@ -61,7 +61,6 @@ from ffleet.store.rows import (
     dumps,
     group_running,
     job_from_row,
-    loads,
     node_from_row,
     node_status,
     result_from_row,
@@ -406,13 +405,12 @@ class SqlStore(CredentialStore, splits.SplitMethods):
                 job = attempts.finish(tx, row, event, now, error)
             else:
                 error = result.error or "failed"
-                retryable = result.retryable
                 if result.wrong_node:  # another node may run it: never this one again
-                    avoided = dumps([*loads(row["avoid_nodes"]), result.node_id])
-                    tx.run("job_avoid_node", {"avoid_nodes": avoided, "seq": row["seq"]})
-                    row = {**row, "avoid_nodes": avoided}
-                    retryable = True
-                job = attempts.fail(tx, row, now, error, retryable=retryable, policy=self.policy)
+                    job = attempts.refused(tx, row, now, error, result.node_id)
+                else:
+                    job = attempts.fail(
+                        tx, row, now, error, retryable=result.retryable, policy=self.policy
+                    )
             return ResultOutcome(job=job, next_job=self._claim_next(tx, result, now))
 
     def _claim_next(self, tx: Tx, result: ResultSubmission, now: float) -> Job | None:

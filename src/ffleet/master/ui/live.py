@@ -14,6 +14,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 
+from ffleet.master.http import ApiError
 from ffleet.store import StoreError
 
 LIVE_INTERVAL_S = 1.0
@@ -46,6 +47,9 @@ async def stream(render: Callable[[], str], last_event_id: str | None) -> AsyncI
             html = render()
         except StoreError as exc:  # e.g. the job is gone: say so once and end
             yield event(next_id, "gone", str(exc))
+            return
+        except ApiError as exc:  # the viewer's token was revoked or expired meanwhile
+            yield event(next_id, "signed-out", exc.message)
             return
         if html != sent:
             yield event(next_id, "region", html)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
@@ -20,11 +20,16 @@ from ffleet.models import Attempt, Job
 from ffleet.states import FINISHED, Event, JobStatus, allows
 from ffleet.store import Store
 
+if TYPE_CHECKING:
+    from ffleet.master.access import Identity
+
 PAGE_SIZE = 50
 RESULTS_READ = 5000  # the results page compares at most this many stored results
-# Roles that may act (submit, cancel, retry, drain). A request that carries no identity comes
-# to an open master (as v1.0 ran), where everyone may act.
+# Roles that may submit, cancel and retry (a submitter only its own jobs); drain is the
+# admin's, as in the API. A request that carries no identity comes to an open master (as v1.0
+# ran), where everyone may act.
 WRITE_ROLES = frozenset({"admin", "submitter"})
+DRAIN_ROLES = frozenset({"admin"})
 HIDDEN_METRICS = frozenset({"ffmpeg_argv", "quality_ffmpeg_argv", "stderr_tail", "unavailable"})
 
 Context = dict[str, Any]
@@ -38,10 +43,33 @@ class View:
     context: Callable[[Store, Request], Context]
 
 
+def _identity(request: Request) -> Identity | None:
+    return getattr(request.state, "identity", None)
+
+
+def viewer(request: Request) -> Identity | None:
+    """Who the page is for, shown in its header; None on an open master (nobody signs in)."""
+    identity = _identity(request)
+    return identity if identity is not None and identity.credential is not None else None
+
+
 def may_act(request: Request) -> bool:
-    """Whether the viewer may act; a read-only viewer sees no action buttons."""
-    identity = getattr(request.state, "identity", None)
+    """Whether the viewer may submit, cancel and retry; a reader sees no action buttons."""
+    identity = _identity(request)
     return identity is None or identity.role in WRITE_ROLES
+
+
+def may_drain(request: Request) -> bool:
+    identity = _identity(request)
+    return identity is None or identity.role in DRAIN_ROLES
+
+
+def owns(store: Store, request: Request, job_id: str) -> bool:
+    """Whether the viewer may act on this job: a submitter only on the jobs it submitted."""
+    identity = _identity(request)
+    if identity is None or identity.role != "submitter":
+        return True
+    return store.job_submitter(job_id) == identity.id
 
 
 def node_names(store: Store) -> dict[str, str]:
@@ -137,6 +165,7 @@ def job(store: Store, request: Request) -> Context:
         "explanation": store.explain(found.id, now) if found.status == JobStatus.PENDING else None,
         "may_cancel": allows(found.status, Event.CANCEL) or allows(found.status, Event.ABORT),
         "may_retry": allows(found.status, Event.RETRY),
+        "owned": owns(store, request, found.id),
         "names": node_names(store),
     }
 

@@ -1,5 +1,7 @@
 // ffleet dashboard: live regions over Server-Sent Events, actions through the JSON API.
 // No inline script, no eval: the page's Content-Security-Policy allows only this file.
+// Every request carries X-FFleet-UI: 1, without which the master takes the session cookie
+// for reads only (another site's page cannot add that header).
 "use strict";
 
 (function () {
@@ -45,11 +47,20 @@
       source.close();
       setState("ended");
     });
+    // The token was revoked or expired: reloading takes the browser to the sign-in page.
+    source.addEventListener("signed-out", function () {
+      source.close();
+      location.reload();
+    });
     source.addEventListener("error", function () { setState("reconnecting"); });
   }
 
-  async function call(method, path, body) {
-    const options = { method: method, headers: { "Accept": "application/json" } };
+  async function call(method, path, body, token) {
+    const options = {
+      method: method,
+      headers: { "Accept": "application/json", "X-FFleet-UI": "1" },
+    };
+    if (token !== undefined) options.headers["Authorization"] = "Bearer " + token;
     if (body !== undefined) {
       options.headers["Content-Type"] = "application/json";
       options.body = typeof body === "string" ? body : JSON.stringify(body);
@@ -121,6 +132,32 @@
           created.map(function (job) { return job.id.slice(0, 8); }).join(", "), false);
       } catch (err) {
         say("submit refused: " + err.message, true);
+      }
+    });
+  }
+
+  const signIn = document.getElementById("sign-in-form");
+  if (signIn) {
+    signIn.addEventListener("submit", async function (event) {
+      event.preventDefault();
+      const token = String(new FormData(signIn).get("token") || "").trim();
+      try {
+        await call("POST", "/ui/session", undefined, token);
+        location.assign(signIn.dataset.next || "/ui");
+      } catch (err) {
+        say("sign-in refused: " + err.message, true);
+      }
+    });
+  }
+
+  const signOut = document.getElementById("sign-out");
+  if (signOut) {
+    signOut.addEventListener("click", async function () {
+      try {
+        await call("POST", "/ui/sign-out");
+        location.assign("/ui/sign-in");
+      } catch (err) {
+        say("sign-out failed: " + err.message, true);
       }
     });
   }
