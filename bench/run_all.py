@@ -44,7 +44,7 @@ def main() -> None:
     args = parser(__doc__).parse_args()
     started = time.monotonic()
     summary: list[Figure] = []
-    with session(args.quick) as ctx:
+    with session(args.quick, args.postgres) as ctx:
         for title, run in SUITES:
             print(f"\n== {title}")
             suite_started = time.monotonic()
