@@ -113,7 +113,7 @@ def traits_from_row(row: Row) -> scheduling.NodeTraits:
     return _traits(tuple(row[column] for column in TRAIT_COLUMNS))
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1024)  # a claiming fleet's nodes; ~1 KiB each
 def _traits(values: tuple[Any, ...]) -> scheduling.NodeTraits:
     (
         node_id,
