@@ -15,6 +15,7 @@ import contextlib
 import math
 import os
 import platform
+import resource
 import statistics
 import sys
 import tempfile
@@ -124,6 +125,16 @@ def process_cpu_seconds(pid: int, *, children: bool = False) -> float:
     fields = stat[stat.rindex(")") + 2 :].split()  # fields[0] is field 3, `state`
     first = 13 if children else 11  # fields 16 and 17 (cutime, cstime) or 14 and 15
     return (int(fields[first]) + int(fields[first + 1])) / CLK_TCK
+
+
+def raise_open_files_limit(needed: int) -> None:
+    """Raise this process's open-files limit to its hard limit (the servers it starts inherit
+    it): a benchmark holding `needed` connections refuses to start if even that is too low."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise SystemExit(f"{needed} open files needed, the hard limit is {hard} (ulimit -Hn)")
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 S = TypeVar("S", bound=HttpServer)

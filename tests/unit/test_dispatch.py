@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine
 from typing import Any
 
@@ -124,3 +125,101 @@ def test_idle_polls_through_the_api_leave_no_waiter_behind() -> None:
             }
         assert client.get("/jobs/next", params={"node_id": "ghost"}).status_code == 404
         assert dispatcher.waiting == 0
+
+
+def test_a_wait_ends_with_the_wake_or_unwoken_out_of_the_queue() -> None:
+    async def scenario() -> None:
+        dispatcher = Dispatcher()
+        woken, unwoken = dispatcher.enlist(), dispatcher.enlist()
+        asyncio.get_running_loop().call_soon(dispatcher.notify)
+        assert await dispatcher.wait(woken, 5.0) == 2
+        assert await dispatcher.wait(unwoken, 0.01) is None
+        assert dispatcher.waiting == 0
+        dispatcher.leave(unwoken)  # leaving after the wait ended changes nothing
+        assert dispatcher.waiting == 0
+
+    run(scenario())
+
+
+def test_a_waiter_cancelled_with_its_request_is_skipped_and_its_wake_handed_on() -> None:
+    async def scenario() -> None:
+        dispatcher = Dispatcher()
+        first = dispatcher.enlist()
+        task = asyncio.create_task(dispatcher.wait(first, 5.0))
+        second = dispatcher.enlist()
+        await asyncio.sleep(0)
+        task.cancel()
+        dispatcher.notify()  # before the cancelled request has run again to leave
+        assert second.result() == 2
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert dispatcher.waiting == 0
+
+    run(scenario())
+
+
+class Claims:
+    """A claim that finds work only once `ready` is set, counting its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.ready = False
+
+    async def __call__(self) -> str | None:
+        self.calls += 1
+        return "job" if self.ready else None
+
+
+async def never_gone() -> bool:
+    return False
+
+
+def test_a_long_poll_looks_again_only_when_woken_unless_it_must_recheck() -> None:
+    async def scenario() -> None:
+        dispatcher = Dispatcher()
+        claims = Claims()
+        waiting = asyncio.create_task(
+            dispatcher.long_poll(
+                claims, 5.0, recheck_s=None, client_gone=never_gone, stopping=lambda: False
+            )
+        )
+        await asyncio.sleep(0.05)
+        assert claims.calls == 1 and dispatcher.waiting == 1
+        claims.ready = True
+        dispatcher.notify()
+        assert await waiting == "job" and claims.calls == 2
+
+        rechecking = Claims()
+        found = await dispatcher.long_poll(
+            rechecking, 0.1, recheck_s=0.02, client_gone=never_gone, stopping=lambda: False
+        )
+        assert found is None and rechecking.calls >= 3  # the first, then every recheck
+        unwoken = Claims()
+        found = await dispatcher.long_poll(
+            unwoken, 0.05, recheck_s=None, client_gone=never_gone, stopping=lambda: False
+        )
+        assert found is None and unwoken.calls == 1  # no last look when the poll ends
+        assert dispatcher.waiting == 0
+
+    run(scenario())
+
+
+def test_a_woken_long_poll_whose_client_left_hands_the_wake_on() -> None:
+    async def gone() -> bool:
+        return True
+
+    async def scenario() -> None:
+        dispatcher = Dispatcher()
+        claims = Claims()
+        left = asyncio.create_task(
+            dispatcher.long_poll(
+                claims, 5.0, recheck_s=None, client_gone=gone, stopping=lambda: False
+            )
+        )
+        await asyncio.sleep(0)
+        other = dispatcher.enlist()
+        dispatcher.notify()
+        assert await left is None and claims.calls == 1
+        assert other.result() == 2  # the wake it did not use, unspent
+
+    run(scenario())

@@ -43,6 +43,7 @@ from ffleet.master.exposure import INSECURE_WARNING, authentication_on, bootstra
 from ffleet.master.http import (
     ApiError,
     JsonResponse,
+    client_gone,
     decode,
     error_response,
     query_float,
@@ -56,6 +57,7 @@ from ffleet.master.metrics import (
     route_templates,
 )
 from ffleet.master.reap_hold import ReapHold
+from ffleet.master.routing import IndexedStarlette
 from ffleet.master.settings import MasterSettings
 from ffleet.master.single_master import hold_sqlite_file
 from ffleet.master.splitter import SplitRefused, Splitter, check_request
@@ -445,44 +447,22 @@ class MasterApp:
         return JsonResponse(job)
 
     async def _claim_waiting(self, request: Request, node_id: str, wait: float) -> Job | None:
-        deadline = time.monotonic() + wait
-        held: int | None = None  # hops of a wake this request holds and has not used yet
-        while not self.stopping:
-            wake = self.dispatcher.enlist()
-            try:
-                started = time.perf_counter()
-                job = await self.call(self.store.claim, node_id, self.clock.now())
-                claim_seconds = time.perf_counter() - started
-            except BaseException:  # e.g. an unknown node: leave no dead waiter behind
-                self.dispatcher.leave(wake)
-                if held is not None:
-                    self.dispatcher.notify(1, hops=held)
-                raise
+        async def claim() -> Job | None:
+            started = time.perf_counter()
+            job = await self.call(self.store.claim, node_id, self.clock.now())
             if job is not None:
-                self.dispatcher.leave(wake)
-                self._dispatched(job, node_id, claim_seconds)
-                return job
-            if held is not None:  # woken, yet nothing here for this node: next waiter's turn
-                self.dispatcher.pass_on(held)
-                held = None
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self.dispatcher.leave(wake)
-                return None
-            try:
-                held = await asyncio.wait_for(
-                    asyncio.shield(wake), min(remaining, self.settings.recheck_s)
-                )
-            except TimeoutError:
-                self.dispatcher.leave(wake)
-            except BaseException:  # the request was cancelled: its wake goes to the next one
-                self.dispatcher.leave(wake)
-                raise
-            if await request.is_disconnected():
-                if held is not None:  # nobody would receive a job: hand the wake on unspent
-                    self.dispatcher.notify(1, hops=held)
-                return None
-        return None
+                self._dispatched(job, node_id, time.perf_counter() - started)
+            return job
+
+        return await self.dispatcher.long_poll(
+            claim,
+            wait,
+            # On SQLite this is the only master: every change that makes work claimable
+            # passes through it and wakes a waiter. Other masters' hints can be lost.
+            recheck_s=None if self.store.inline else self.settings.recheck_s,
+            client_gone=lambda: client_gone(request),
+            stopping=lambda: self.stopping,
+        )
 
     def _dispatched(self, job: Job, node_id: str, claim_seconds: float) -> None:
         log.info("job %s (attempt %d) dispatched to node %s", job.id, job.attempt, node_id)
@@ -887,7 +867,7 @@ def create_app(settings: MasterSettings, store: Store | None = None) -> Starlett
                 lock.close()
 
     routes = master.routes()
-    app = Starlette(
+    app = IndexedStarlette(
         routes=routes,
         middleware=[
             Middleware(

@@ -10,12 +10,22 @@ A waiter registers *before* it tries to claim, so a job submitted between a fail
 the wait still wakes it. Every poll enlists, even one that does not wait, so a waiter that
 leaves is removed at once: the queue holds only requests that are waiting now, however many
 polls an idle fleet makes.
+
+An idle waiter costs nothing but its place in the queue: it waits on its own future with one
+timer, and looks again only when woken, or, where other masters may create work it hears of
+only by a hint that can be lost, every recheck interval.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+_TIMED_OUT = -1  # what a waiter's future holds when its wait ended unwoken
 
 
 class Dispatcher:
@@ -36,7 +46,8 @@ class Dispatcher:
 
     def leave(self, future: asyncio.Future[int]) -> None:
         """Stop waiting; a wake this waiter received but did not use goes to the next one."""
-        if future.done():  # woken (`notify` took it out of the queue) or already left
+        if future.done():  # woken or timed out (out of the queue), or cancelled with its task
+            self._waiting.pop(future, None)
             if not future.cancelled():
                 self.pass_on(future.result())
             return
@@ -54,8 +65,73 @@ class Dispatcher:
         budget = self.waiting if hops is None else hops
         while count > 0 and self._waiting:
             future, _ = self._waiting.popitem(last=False)
+            if future.done():  # cancelled with its request, which has not left yet
+                continue
             future.set_result(budget)
             count -= 1
 
     def notify_all(self) -> None:
         self.notify(self.waiting, hops=0)
+
+    async def wait(self, future: asyncio.Future[int], timeout: float) -> int | None:
+        """The hops of the wake `future` received, or None when `timeout` passed first (it
+        has left the queue then). Cancelled, it leaves, handing on a wake it had."""
+        timer = asyncio.get_running_loop().call_later(timeout, self._time_out, future)
+        try:
+            hops = await future
+        except BaseException:
+            self.leave(future)
+            raise
+        finally:
+            timer.cancel()
+        return None if hops == _TIMED_OUT else hops
+
+    def _time_out(self, future: asyncio.Future[int]) -> None:
+        if not future.done():
+            del self._waiting[future]
+            future.set_result(_TIMED_OUT)
+
+    async def long_poll(
+        self,
+        claim: Callable[[], Awaitable[T | None]],
+        wait_s: float,
+        *,
+        recheck_s: float | None,
+        client_gone: Callable[[], Awaitable[bool]],
+        stopping: Callable[[], bool],
+    ) -> T | None:
+        """`claim()` now; if it finds nothing, wait up to `wait_s` for a wake and claim again.
+
+        Without `recheck_s` a waiter looks again only when woken: its master hears of all
+        work (on SQLite it is the only one). With it, also that often. A poll that ends
+        unwoken does not look once more: the agent asks again at once, and that claims."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        held: int | None = None  # hops of a wake this request holds and has not used yet
+        while not stopping():
+            wake = self.enlist()
+            try:
+                found = await claim()
+            except BaseException:  # e.g. an unknown node: leave no dead waiter behind
+                self.leave(wake)
+                if held is not None:
+                    self.notify(1, hops=held)
+                raise
+            if found is not None:
+                self.leave(wake)
+                return found
+            if held is not None:  # woken, yet nothing here for this node: next waiter's turn
+                self.pass_on(held)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                self.leave(wake)
+                return None
+            timeout = remaining if recheck_s is None else min(remaining, recheck_s)
+            held = await self.wait(wake, timeout)
+            if held is None and timeout == remaining:
+                return None
+            if await client_gone():
+                if held is not None:  # nobody would receive a job: hand the wake on unspent
+                    self.notify(1, hops=held)
+                return None
+        return None

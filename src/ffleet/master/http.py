@@ -6,10 +6,12 @@ and rendered by one exception handler.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import msgspec
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from ffleet.models import decode_hook, encode_hook
@@ -34,6 +36,16 @@ class JsonResponse(Response):
     def render(self, content: Any) -> bytes:
         return _encoder.encode(content)
 
+    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        if headers is not None or self.status_code < 200 or self.status_code in (204, 304):
+            super().init_headers(headers)
+            return
+        # Starlette's own result for a JSON body and no headers, without its general path.
+        self.raw_headers = [(b"content-length", b"%d" % len(self.body)), _JSON_TYPE]
+
+
+_JSON_TYPE = (b"content-type", b"application/json")
+
 
 def error_response(status_code: int, message: str) -> JsonResponse:
     return JsonResponse({"error": message}, status_code=status_code)
@@ -49,14 +61,21 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise ApiError(400, "invalid Content-Length header") from None
         if size > limit:
             raise ApiError(413, f"request body of {size} bytes exceeds the {limit}-byte limit")
+    # The ASGI messages themselves: Starlette's request.stream() is an async generator
+    # around the same loop, a tenth of a heartbeat's framework cost.
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk: bytes = message.get("body", b"")
         total += len(chunk)
         if total > limit:
             raise ApiError(413, f"request body exceeds the {limit}-byte limit")
+        if not message.get("more_body", False):
+            return b"".join([*chunks, chunk]) if chunks else chunk
         chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def decode(request: Request, model: type[T], limit: int, *, optional: bool = False) -> T:
@@ -102,3 +121,14 @@ def query_float(request: Request, name: str, default: float, *, high: float) -> 
     if not 0 <= value <= high:
         raise ApiError(400, f"query parameter {name} must be between 0 and {high:g}")
     return value
+
+
+async def client_gone(request: Request) -> bool:
+    """Whether the client has closed the connection, without waiting for anything to arrive
+    (Starlette's `is_disconnected` costs three times as much: a cancel scope per call)."""
+    receiving = asyncio.ensure_future(request.receive())
+    await asyncio.sleep(0)  # one turn of the loop: what has arrived is there now
+    if not receiving.done():
+        receiving.cancel()
+        return False
+    return bool(receiving.result()["type"] == "http.disconnect")

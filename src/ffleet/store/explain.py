@@ -9,6 +9,8 @@ without taking the claim's row locks. So "would claim it next" is exactly what a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ffleet import pending
 from ffleet.models import Explanation, NodeVerdict
 from ffleet.scheduling import NodeTraits
@@ -26,10 +28,15 @@ def explain(tx: Tx, row: Row, now: float, node_timeout_s: float) -> Explanation:
             job_id=row["id"], status=row["status"], summary=f"not pending: {row['status']}{where}"
         )
     nodes = tx.all("nodes_all")
+    fleet = _Fleet(
+        tx,
+        now,
+        node_timeout_s,
+        idle=placement.idle_traits(tx, now, node_timeout_s),
+        hostnames={node["id"]: node["hostname"] for node in nodes if node["hostname"]},
+        refusals=placement.refusals(tx, row),
+    )
     running = group_running(tx.all("running_all"))
-    idle = placement.idle_traits(tx, now, node_timeout_s)
-    hostnames = {node["id"]: node["hostname"] for node in nodes if node["hostname"]}
-    refusals = placement.refusals(tx, row)
     since = now - node_timeout_s
     verdicts = []
     for node in nodes:
@@ -42,9 +49,7 @@ def explain(tx: Tx, row: Row, now: float, node_timeout_s: float) -> Explanation:
             slots=node["slots"],
             running=len(running.get(node["id"], [])),
         )
-        verdicts.append(
-            _judge(tx, row, node, state, idle, hostnames, refusals, now, node_timeout_s)
-        )
+        verdicts.append(fleet.judge(row, node, state))
     ahead = int(
         tx.scalar("jobs_ahead", {"now": now, "priority": row["priority"], "seq": row["seq"]})
     )
@@ -57,26 +62,30 @@ def explain(tx: Tx, row: Row, now: float, node_timeout_s: float) -> Explanation:
     )
 
 
-def _judge(
-    tx: Tx,
-    job: Row,
-    node: Row,
-    state: pending.NodeState,
-    idle: list[NodeTraits],
-    hostnames: dict[str, str],
-    refusals: dict[str, str],
-    now: float,
-    node_timeout_s: float,
-) -> NodeVerdict:
-    skip = placement.Walk(tx, node, now, node_timeout_s, idle).passes_over(job)
-    found = pending.permanent(state, skip, refusals.get(state.node_id))
-    if found is None:
-        found = pending.passing(state)
-    if found is not None:
-        return found
-    if job["not_before"] > now:
-        return pending.backoff(state, job["not_before"], job["retry_count"])
-    if skip is not None:
-        return pending.deferred(state, skip, job["placement"], hostnames)
-    first = placement.pick(tx, node, now, node_timeout_s, lock=False, idle=idle)
-    return pending.claims(state, job["id"], None if first is None else first["id"])
+@dataclass(frozen=True)
+class _Fleet:
+    """What every node's judgement shares, read once per explanation."""
+
+    tx: Tx
+    now: float
+    node_timeout_s: float
+    idle: list[NodeTraits]  # the nodes a preference may wait for
+    hostnames: dict[str, str]
+    refusals: dict[str, str]  # node id -> the error its agent refused the job with
+
+    def judge(self, job: Row, node: Row, state: pending.NodeState) -> NodeVerdict:
+        walk = placement.Walk(self.tx, node, self.now, self.node_timeout_s, self.idle)
+        skip = walk.passes_over(job)
+        found = pending.permanent(state, skip, self.refusals.get(state.node_id))
+        if found is None:
+            found = pending.passing(state)
+        if found is not None:
+            return found
+        if job["not_before"] > self.now:
+            return pending.backoff(state, job["not_before"], job["retry_count"])
+        if skip is not None:
+            return pending.deferred(state, skip, job["placement"], self.hostnames)
+        first = placement.pick(
+            self.tx, node, self.now, self.node_timeout_s, lock=False, idle=self.idle
+        )
+        return pending.claims(state, job["id"], None if first is None else first["id"])

@@ -1,0 +1,176 @@
+"""Finding a request's route by a table lookup instead of trying every route's pattern in turn.
+
+Starlette's router matches each route's regular expression against the path, in order: the
+dashboard's routes come first, so a heartbeat tried fourteen patterns before its own, a fifth
+of what the master spent on it beside the store. Here the plain routes (`/jobs/next`) are a
+dict lookup and the ones with `{parameters}` are grouped by their number of path segments,
+each checked by comparing its fixed segments. What this finds is exactly the route Starlette
+would take: the first route in the list that matches the path and the method. Any other case
+(no route, a method the route does not allow, a path a mount or a typed parameter could
+claim) goes to Starlette's own matching, so 404s, 405s and redirects stay its.
+
+A matched route's handler is called without Starlette's second, per-route exception wrapper:
+the app's ExceptionMiddleware, one layer out, applies the same handlers to the same errors.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from starlette._utils import get_route_path
+from starlette.applications import Starlette
+from starlette.convertors import StringConvertor
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route, Router
+from starlette.types import Lifespan, Receive, Scope, Send
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class _Indexed:
+    """One route the table can find: its place in the list, and its path split in segments
+    (None where a `{parameter}` stands)."""
+
+    position: int
+    route: Route
+    segments: tuple[str | None, ...]
+    names: tuple[str, ...]  # the parameters, in the order of their segments
+    endpoint: Endpoint | None  # the handler, when it can be called directly
+
+    def accepts(self, method: str) -> bool:
+        methods = self.route.methods
+        return methods is None or method in methods
+
+    def params(self, parts: Sequence[str]) -> dict[str, str] | None:
+        """The path parameters if `parts` (the request path split at "/") is this route's."""
+        values = []
+        for fixed, part in zip(self.segments, parts, strict=True):
+            if fixed is None:
+                if not part:
+                    return None  # a parameter matches one segment or more characters
+                values.append(part)
+            elif fixed != part:
+                return None
+        return dict(zip(self.names, values, strict=True))
+
+
+def _segments(route: Route) -> tuple[tuple[str | None, ...], tuple[str, ...]] | None:
+    """The route's path as fixed segments and parameters, or None if the table cannot hold
+    it (a parameter typed other than a plain string, or sharing a segment with text)."""
+    if not all(type(c) is StringConvertor for c in route.param_convertors.values()):
+        return None
+    segments: list[str | None] = []
+    names: list[str] = []
+    for part in route.path.split("/"):
+        if part.startswith("{") and part.endswith("}") and part.count("{") == 1:
+            segments.append(None)
+            names.append(part[1:-1])
+        elif "{" in part or "}" in part:
+            return None
+        else:
+            segments.append(part)
+    return tuple(segments), tuple(names)
+
+
+def _direct_endpoint(route: Route) -> Endpoint | None:
+    """A route's async `handler(request)`, if Starlette would call it as such."""
+    handler: Any = route.endpoint
+    while isinstance(handler, functools.partial):
+        handler = handler.func
+    if not (inspect.isfunction(handler) or inspect.ismethod(handler)):
+        return None  # an ASGI app: left to Starlette
+    if not inspect.iscoroutinefunction(handler):
+        return None  # Starlette runs it in a thread
+    endpoint: Endpoint = route.endpoint
+    return endpoint
+
+
+def _mount_claims(mount: Mount, path: str) -> bool:
+    prefix = mount.path.rstrip("/")
+    return path == prefix or path.startswith(prefix + "/")
+
+
+class IndexedRouter(Router):
+    """Starlette's Router with a table in front; see the module docstring."""
+
+    def __init__(self, routes: Sequence[BaseRoute], *, lifespan: Lifespan[Any] | None) -> None:
+        super().__init__(list(routes), lifespan=lifespan)
+        self._plain: dict[str, list[_Indexed]] = {}
+        # By (number of segments, first segment): "/nodes/{node_id}" under (3, "nodes").
+        self._templated: dict[tuple[int, str | None], list[_Indexed]] = {}
+        self._mounts: list[tuple[int, Mount]] = []
+        self._first_other: int | None = None  # the first route neither indexed nor a mount
+        for position, route in enumerate(self.routes):
+            found = _segments(route) if isinstance(route, Route) else None
+            if isinstance(route, Route) and found is not None:
+                segments, names = found
+                entry = _Indexed(position, route, segments, names, _direct_endpoint(route))
+                if names:
+                    key = (len(segments), segments[1])
+                    self._templated.setdefault(key, []).append(entry)
+                else:
+                    self._plain.setdefault(route.path, []).append(entry)
+            elif isinstance(route, Mount) and "{" not in route.path:
+                self._mounts.append((position, route))
+            elif self._first_other is None:
+                self._first_other = position
+
+    def _find(self, path: str, method: str) -> tuple[_Indexed, dict[str, str]] | None:
+        """The first route in the list that takes `path` and `method`, if the table knows."""
+        best: tuple[_Indexed, dict[str, str]] | None = None
+        for entry in self._plain.get(path, ()):
+            if entry.accepts(method):
+                best = entry, {}
+                break
+        parts = path.split("/")
+        for key in ((len(parts), parts[1]), (len(parts), None)):
+            for entry in self._templated.get(key, ()):
+                if best is not None and entry.position > best[0].position:
+                    break
+                params = entry.params(parts) if entry.accepts(method) else None
+                if params is not None:
+                    best = entry, params
+                    break
+        if best is None:
+            return None  # no route, or Starlette answers 405
+        position = best[0].position
+        if self._first_other is not None and self._first_other < position:
+            return None
+        for before, mount in self._mounts:
+            if before < position and _mount_claims(mount, path):
+                return None
+        return best
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        found = None
+        if scope["type"] == "http":
+            found = self._find(get_route_path(scope), scope["method"])
+        if found is None:
+            await super().app(scope, receive, send)
+            return
+        entry, params = found
+        scope.setdefault("router", self)
+        scope["route"] = entry.route
+        scope["endpoint"] = entry.route.endpoint
+        scope["path_params"] = {**scope.get("path_params", {}), **params}
+        if entry.endpoint is None:
+            await entry.route.handle(scope, receive, send)
+            return
+        response = await entry.endpoint(Request(scope, receive, send))
+        await response(scope, receive, send)
+
+
+class IndexedStarlette(Starlette):
+    """Starlette, routing through IndexedRouter."""
+
+    def __init__(
+        self, *, routes: Sequence[BaseRoute], lifespan: Lifespan[Any] | None, **kwargs: Any
+    ) -> None:
+        super().__init__(routes=routes, lifespan=lifespan, **kwargs)
+        self.router = IndexedRouter(routes, lifespan=lifespan)
