@@ -402,7 +402,8 @@ def run_master(ctx: Context, log_level: str = "warning") -> Iterator[MasterProce
         name=f"master-{port}",
         port=port,
         store=ctx.postgres,
-        extra_args=["--log-level", log_level],
+        # The memory and claim-depth benchmarks queue up to a million jobs on purpose.
+        extra_args=["--log-level", log_level, "--max-queued-jobs", "2000000"],
         cores={SERVER_CORE},
     )
     with serve(master) as server:

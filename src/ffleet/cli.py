@@ -168,14 +168,16 @@ def fleet_client(master_url: str, via: Transport | None = None) -> Iterator[Flee
 
 def show_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
+    from ffleet.escaping import printable
     from ffleet.report import console
 
     shown = Table(title=title)
     for column in columns:
         shown.add_column(column, overflow="fold")
-    for row in rows:
-        shown.add_row(*row)
+    for row in rows:  # Text, not markup: a node name cannot style or link the terminal
+        shown.add_row(*(Text(printable(cell)) for cell in row))
     console().print(shown)
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from ffleet.durations import format_duration, parse_duration
+from ffleet.escaping import EscapingFilter
 from ffleet.settings import SettingsError
 
 if TYPE_CHECKING:
@@ -67,6 +68,8 @@ def configure_logging(level: str) -> None:
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.root.handlers:
+        handler.addFilter(EscapingFilter())  # text from the network cannot forge a line
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.root.level))
 
 

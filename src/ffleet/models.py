@@ -13,8 +13,21 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta, Struct, field
 
-NonNegInt = Annotated[int, Meta(ge=0)]
-Labels = dict[str, str]
+# Every bound below exists so that a value the store cannot hold (PostgreSQL INTEGER is 32-bit,
+# BIGINT and SQLite INTEGER 64-bit, TEXT holds no NUL) is a 422 at the door, never a 500 later.
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+NonNegInt = Annotated[int, Meta(ge=0, le=INT32_MAX)]
+NonNegInt64 = Annotated[int, Meta(ge=0, le=INT64_MAX)]
+Count = Annotated[int, Meta(ge=1, le=INT32_MAX)]
+# Ids travel in URL paths and log lines: letters, digits and `._:-`, never `/`, `..` or NUL.
+# `$(?!\n)`: Python's `$` also matches before a final newline, JSON Schema's does not.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$(?!\n)"
+Id = Annotated[str, Meta(pattern=ID_PATTERN)]
+Name = Annotated[str, Meta(max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$(?!\n)")]
+Text = Annotated[str, Meta(max_length=16_384, pattern=r"^[^\x00]*$")]  # errors: lines allowed
+Labels = Annotated[dict[Name, Name], Meta(max_length=64)]
+Names = Annotated[list[Name], Meta(max_length=512)]
 NodeType = Literal["server", "desktop", "laptop"]
 # `fastest`: prefer the idle node with the best measured fps for the job's scenario family;
 # `energy`: the fewest joules per frame (CPU-seconds per frame where no energy was measured).
@@ -38,10 +51,33 @@ def as_timestamp(epoch: float | None) -> Timestamp | None:
     return None if epoch is None else Timestamp(epoch)
 
 
+# Times ffleet accepts: 1971 to the end of 9999 UTC, so that every accepted time, at any UTC
+# offset, is one RFC 3339 and datetime can show (year 1 at +01:00 is year 0 in UTC).
+MIN_EPOCH = 31_536_000.0  # 1971-01-01T00:00:00Z
+END_EPOCH = 253_402_300_800.0  # 10000-01-01T00:00:00Z, excluded
+# The same range as text, for the schema: 1972-9998 at any offset, 1971 and 9999 in UTC.
+TIME_PATTERN = (
+    r"^((197[2-9]|19[89][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9])-"
+    r"|(1971|9999)-[0-9]{2}-[0-9]{2}T[^+-]*(Z|[+-]00:00)$)"
+)
+
+
+TimeText = Annotated[
+    str, Meta(max_length=64, extra_json_schema={"format": "date-time", "pattern": TIME_PATTERN})
+]
+
+
+def in_range(epoch: float) -> bool:
+    return MIN_EPOCH <= epoch < END_EPOCH  # also refuses NaN
+
+
 def encode_hook(value: object) -> object:
-    """msgspec `enc_hook`: a Timestamp goes out as RFC 3339 UTC, e.g. `2027-01-15T08:00:00Z`."""
+    """msgspec `enc_hook`: a Timestamp goes out as RFC 3339 UTC, e.g. `2027-01-15T08:00:00Z`.
+
+    A stored time outside the accepted range (written before it was checked) goes out as null,
+    so one bad row cannot make every reply that lists it fail."""
     if isinstance(value, Timestamp):
-        return datetime.fromtimestamp(value, UTC)
+        return datetime.fromtimestamp(value, UTC) if in_range(value) else None
     raise NotImplementedError(f"cannot encode {type(value).__name__}")
 
 
@@ -51,6 +87,8 @@ def decode_hook(kind: type, value: object) -> object:
         if isinstance(value, str):
             return Timestamp(parse_rfc3339(value))
         if isinstance(value, int | float) and not isinstance(value, bool):
+            if not in_range(value):
+                raise ValueError(f"time {value!r} is outside 1971 to 9999")
             return Timestamp(value)
         raise TypeError(f"expected an RFC 3339 time, got {type(value).__name__}")
     raise NotImplementedError(f"cannot decode {kind.__name__}")
@@ -64,11 +102,16 @@ def rfc3339(epoch: float | None) -> str | None:
 
 
 def parse_rfc3339(text: str) -> float:
-    """Parse an RFC 3339 timestamp into epoch seconds; naive times are taken as UTC."""
+    """Parse an RFC 3339 timestamp into epoch seconds; naive times are taken as UTC.
+
+    Raises ValueError for text that is no time or a time outside 1971 to 9999 UTC."""
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.timestamp()
+    epoch = value.timestamp()
+    if not in_range(epoch):
+        raise ValueError(f"time {text!r} is outside 1971 to 9999")
+    return epoch
 
 
 class GpuDescription(Struct):
@@ -79,12 +122,12 @@ class GpuDescription(Struct):
     NVIDIA GPUs; `driver` is the NVIDIA driver version, or the kernel driver of a render node.
     """
 
-    index: int = 0
-    name: str = ""
-    memory_bytes: int | None = None
-    driver: str | None = None
-    vendor: str | None = None  # "nvidia", "intel", "amd" or the PCI vendor id ("0x1af4")
-    device: str | None = None  # e.g. "/dev/dri/renderD128"; None for NVIDIA GPUs
+    index: NonNegInt = 0
+    name: Name = ""
+    memory_bytes: NonNegInt64 | None = None
+    driver: Name | None = None
+    vendor: Name | None = None  # "nvidia", "intel", "amd" or the PCI vendor id ("0x1af4")
+    device: Name | None = None  # e.g. "/dev/dri/renderD128"; None for NVIDIA GPUs
 
     @property
     def is_nvidia(self) -> bool:
@@ -95,20 +138,20 @@ class GpuDescription(Struct):
 class NodeRegistration(Struct, kw_only=True):
     """POST /nodes/register. v1.0 fields first; `id`, `slots` and the rest are ffleet additions."""
 
-    address: str = ""
+    address: Name = ""
     type: NodeType = "desktop"
     cpu_threads: NonNegInt = 0
-    cpu_model: str = ""
+    cpu_model: Name = ""
     has_gpu: bool = False
-    gpu_type: str | None = None
-    ram_bytes: NonNegInt = 0
+    gpu_type: Name | None = None
+    ram_bytes: NonNegInt64 = 0
     labels: Labels = field(default_factory=dict)
     # ffleet additions
-    id: str | None = None  # re-register under a known id (agent restart); None = new node
-    hostname: str | None = None
-    ffmpeg_version: str | None = None
-    encoders: list[str] = field(default_factory=list)
-    gpus: list[GpuDescription] = field(default_factory=list)
+    id: Id | None = None  # re-register under a known id (agent restart); None = new node
+    hostname: Name | None = None
+    ffmpeg_version: Name | None = None
+    encoders: Names = field(default_factory=list)
+    gpus: Annotated[list[GpuDescription], Meta(max_length=64)] = field(default_factory=list)
     slots: Annotated[int, Meta(ge=1, le=256)] | None = None  # None = v1.0 client: no slot limit
     ffmpeg_sha256: str | None = None  # SHA-256 of the FFmpeg binary (hex)
     ffmpeg_configuration: str | None = None  # its `configuration:` line
@@ -158,9 +201,9 @@ class Requirements(Struct, kw_only=True, forbid_unknown_fields=True):
     """What a node must have to be given a job; every field is optional."""
 
     gpu: bool | None = None
-    gpu_model: str | None = None  # case-insensitive substring of the node's GPU name
-    encoders: list[str] = field(default_factory=list)
-    min_ram_bytes: NonNegInt = 0
+    gpu_model: Name | None = None  # case-insensitive substring of the node's GPU name
+    encoders: Names = field(default_factory=list)
+    min_ram_bytes: NonNegInt64 = 0
     min_cpu_threads: NonNegInt = 0
     labels: Labels = field(default_factory=dict)
     ffmpeg_sha256: str | None = None  # the node's FFmpeg binary must have this SHA-256
@@ -170,15 +213,15 @@ class Requirements(Struct, kw_only=True, forbid_unknown_fields=True):
 class JobRequest(Struct, kw_only=True):
     """POST /jobs. Only `scenario` is required, as in v1.0."""
 
-    scenario: str
-    confidence: str = "auto"
-    parameters: dict[str, Any] = field(default_factory=dict)
-    priority: int | str = "medium"
+    scenario: Name
+    confidence: Name = "auto"
+    parameters: Annotated[dict[Name, Any], Meta(max_length=32)] = field(default_factory=dict)
+    priority: Annotated[int, Meta(ge=-INT32_MAX, le=INT32_MAX)] | Name = "medium"
     requirements: Requirements | None = None
     affinity: Labels = field(default_factory=dict)
     anti_affinity: Labels = field(default_factory=dict)
-    not_before: str | None = None
-    timeout_s: Annotated[float, Meta(gt=0)] | None = None
+    not_before: TimeText | None = None
+    timeout_s: Annotated[float, Meta(gt=0, le=365 * 86400)] | None = None
     max_attempts: Annotated[int, Meta(ge=1, le=100)] = 3
     stall_timeout_s: Annotated[float, Meta(gt=0)] | None = None  # None: from the scenario
     placement: Placement | None = None
@@ -253,14 +296,14 @@ class Attempt(Struct, kw_only=True):
 class ResultSubmission(Struct, kw_only=True):
     """POST /results. `attempt` and `retryable` are ffleet additions (v1.0 clients omit them)."""
 
-    job_id: str
-    node_id: str
+    job_id: Id
+    node_id: Id
     status: Literal["completed", "failed", "canceled"]
-    metrics: dict[str, Any] = field(default_factory=dict)
-    analyzer_output: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    completed_at: str | None = None
-    attempt: Annotated[int, Meta(ge=1)] | None = None
+    metrics: dict[Name, Any] = field(default_factory=dict)
+    analyzer_output: dict[Name, Any] = field(default_factory=dict)
+    error: Text | None = None
+    completed_at: TimeText | None = None
+    attempt: Count | None = None
     retryable: bool = False  # v1.0 semantics: a reported failure is final unless the agent says so
     # This node cannot run the job but another may (its input file differs from the pinned
     # hash): the attempt fails, and the job is retried on other nodes only.
@@ -310,8 +353,8 @@ class Explanation(Struct, kw_only=True):
 
 
 class ProgressReport(Struct, kw_only=True):
-    job_id: str
-    attempt: int | None = None
+    job_id: Id
+    attempt: Count | None = None
     progress: Progress | None = None
 
 
@@ -323,8 +366,8 @@ class Heartbeat(Struct, kw_only=True):
     never arrived) and is handed back. `None` (v1.0) reports nothing, so nothing is judged.
     """
 
-    jobs: list[ProgressReport] | None = None
-    problem: str | None = None  # what keeps the agent from taking work (an unwritable spool)
+    jobs: Annotated[list[ProgressReport], Meta(max_length=1024)] | None = None
+    problem: Text | None = None  # what keeps the agent from taking work (an unwritable spool)
 
 
 class Directive(Struct, kw_only=True):
@@ -342,12 +385,24 @@ class HeartbeatReply(Struct, kw_only=True):
     directives: list[Directive] = field(default_factory=list)
 
 
+class DrainRequest(Struct, kw_only=True):
+    """Optional body of POST /nodes/{id}/drain; none drains."""
+
+    drain: bool = True
+
+
+class PurgeRequest(Struct, kw_only=True):
+    """POST /jobs/purge: finished jobs to remove (after an export)."""
+
+    job_ids: Annotated[list[Id], Meta(max_length=10_000)]
+
+
 class Release(Struct, kw_only=True):
     """POST /jobs/{id}/release: an agent hands a job back unfinished (e.g. on shutdown)."""
 
-    node_id: str
-    attempt: Annotated[int, Meta(ge=1)]
-    reason: str = "released by agent"
+    node_id: Id
+    attempt: Count
+    reason: Text = "released by agent"
 
 
 def priority_value(value: int | str) -> int:

@@ -11,6 +11,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from ffleet.escaping import csv_cell, printable
 
 # (column, where it comes from in metrics / analyzer_output, how to show it)
 COLUMNS: list[tuple[str, str, str]] = [
@@ -105,7 +108,7 @@ def table(rows: Sequence[Mapping[str, Any]], title: str = "Results") -> Table:
         cells = []
         for column, style in styles.items():
             value = row.get(column)
-            cells.append("-" if value is None else style.format(value))
+            cells.append(Text("-" if value is None else printable(style.format(value))))
         shown.add_row(*cells)
     return shown
 
@@ -114,7 +117,7 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["job_id", *(c for c, _, _ in COLUMNS)])
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({key: csv_cell(value) for key, value in row.items()} for row in rows)
 
 
 def write_json(jobs: Sequence[Mapping[str, Any]], path: Path) -> None:

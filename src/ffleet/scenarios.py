@@ -126,7 +126,7 @@ MAX_FPS = 240
 _NAMED_RE = re.compile(r"^(4k|2160p|1440p|1080p|720p|480p|360p)(\d+)?$")
 _SIZE_RE = re.compile(r"^(\d+)x(\d+)(?:@(\d+))?$")
 _FPS_RE = re.compile(r"^(\d+)fps$")
-_BITRATE_RE = re.compile(r"^(\d+(?:\.\d+)?)([kmg]?)$")
+_BITRATE_RE = re.compile(r"^(\d{1,10}(?:\.\d{1,6})?)([kmg]?)$")  # digits bounded: no inf
 _BITRATE_UNITS = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
 
 
@@ -224,10 +224,18 @@ def scenario_reading(name: str) -> ScenarioReading | None:
     )
 
 
+MAX_PARAMETER_CHARS = 1024  # a path or URL; longer text is refused unechoed
+
+
 def _text(key: str, value: object) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ScenarioError(f"Parameter {key!r} must be a string or a number.")
-    return str(value).strip()
+    text = str(value).strip()
+    if len(text) > MAX_PARAMETER_CHARS or not text.isprintable():
+        raise ScenarioError(
+            f"Parameter {key!r} must be printable text of at most {MAX_PARAMETER_CHARS} characters."
+        )
+    return text
 
 
 def _duration(value: object) -> float:

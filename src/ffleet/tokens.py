@@ -15,7 +15,7 @@ from enum import StrEnum
 
 from msgspec import Struct
 
-from ffleet.models import Timestamp
+from ffleet.models import Labels, Name, Timestamp
 
 PREFIX = "ffleet_"
 
@@ -54,9 +54,9 @@ class TokenRequest(Struct, kw_only=True, forbid_unknown_fields=True):
     """POST /tokens: `expires_in_s` from now; `labels` and `one_time` for enroll tokens."""
 
     role: str
-    name: str = ""
+    name: Name = ""
     expires_in_s: float | None = None
-    labels: dict[str, str] | None = None
+    labels: Labels | None = None
     one_time: bool = False
 
 

@@ -137,7 +137,7 @@ def test_file_input_is_scaled_and_checked(tmp_path: Path, encoders: frozenset[st
     assert result.status == "completed", result.error
     assert result.metrics["frames"] == 15
     argv = result.metrics["ffmpeg_argv"]
-    assert isinstance(argv, list) and str(media / "output.mp4") in argv
+    assert isinstance(argv, list) and f"file:{media / 'output.mp4'}" in argv
     assert isinstance(result.metrics["quality_score"], float)
 
     outside = _run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import pathlib
 import re
 import threading
 import time
@@ -18,8 +19,9 @@ from starlette.testclient import TestClient
 from ffleet.master.app import MasterApp, create_app
 from ffleet.master.http import JsonResponse
 from ffleet.master.settings import MasterSettings
-from ffleet.models import NodeRegistration, Progress, Timestamp, decode_hook, rfc3339
+from ffleet.models import JobRequest, NodeRegistration, Progress, Timestamp, decode_hook, rfc3339
 from ffleet.store import SchedulingPolicy, open_store
+from tests.conftest import store_url
 
 NODE = {
     "address": "10.0.0.5",
@@ -304,7 +306,9 @@ def test_times_go_out_as_rfc3339_utc(client: TestClient) -> None:
     assert detail["completed_at"] is None and detail["attempts"][0]["ended_at"] is None
 
 
-@pytest.mark.parametrize("epoch", [0.0, 1_800_000_000.0, 1_800_000_000.5, 1_767_225_600.123456])
+@pytest.mark.parametrize(
+    "epoch", [31_536_000.0, 1_800_000_000.0, 1_800_000_000.5, 1_767_225_600.123456]
+)
 def test_a_timestamp_is_encoded_as_the_v1_master_formatted_it(epoch: float) -> None:
     """Byte for byte what 0.1.0 sent (`rfc3339`), and read back to the same float."""
     progress = Progress(updated_at=Timestamp(epoch))
@@ -431,3 +435,30 @@ def test_a_typo_is_a_400_naming_the_nearest_token_and_tags_are_shown(client: Tes
         "codec": "h264",
         "tags": ["test"],
     }
+
+
+class _Connected:
+    async def is_disconnected(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_master_started_again_after_a_stop_claims(backend: str, tmp_path: pathlib.Path) -> None:
+    """An app may run several lifespans on one store (the fuzz run does): each start gets
+    live store threads and dispatches again, though the last stop shut both down."""
+    store = open_store(store_url(backend, tmp_path))
+    master: MasterApp = create_app(MasterSettings(store_url="memory"), store).state.master
+
+    async def serve_twice() -> list[bool]:
+        claimed = []
+        for _ in range(2):
+            tasks = await master.start()
+            node = await master.call(store.register_node, NodeRegistration(cpu_threads=1), 1.0)
+            await master.call(store.create_jobs, [JobRequest(scenario="360p")], 1.0)
+            job = await master._claim_waiting(_Connected(), node.id, 0.0)  # type: ignore[arg-type]
+            claimed.append(job is not None)
+            await master.stop(tasks)
+        return claimed
+
+    assert asyncio.run(serve_twice()) == [True, True]
+    store.close()

@@ -63,7 +63,7 @@ def test_quality_pass_compares_the_encoded_file_with_the_same_source() -> None:
     argv = quality_argv(spec, "ffmpeg", Path("/w/out.mp4"))
     assert argv[argv.index("-i") + 1] == "/w/out.mp4"
     assert argv[-3:] == ["-f", "null", "-"]
-    assert argv.count("-i") == 2 and "/m/a.mkv" in argv
+    assert argv.count("-i") == 2 and "file:/m/a.mkv" in argv
     graph = argv[argv.index("-lavfi") + 1]
     assert "scale=160:90,fps=30," in graph and graph.endswith("ssim=shortest=1")
 

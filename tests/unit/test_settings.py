@@ -126,6 +126,8 @@ def master_started(monkeypatch: pytest.MonkeyPatch) -> _Captured:
             "host": config.host,
             "port": config.port,
             "timeout_keep_alive": config.timeout_keep_alive,
+            "limit_concurrency": config.limit_concurrency,
+            "http": config.http,
         }
         server.started = True
 
@@ -139,6 +141,9 @@ def test_master_without_flags_runs_on_the_settings_defaults(master_started: _Cap
     assert outcome.exit_code == 0, outcome.output
     assert master_started.calls == [(MasterSettings(),)]
     assert master_started.kwargs["timeout_keep_alive"] == 75
+    assert master_started.kwargs["limit_concurrency"] == 4096  # --max-connections
+    protocols = {kind.__name__ for kind in master_started.kwargs["http"].__mro__}
+    assert {"CoalescingProtocol", "HeaderTimeoutProtocol"} <= protocols  # --header-timeout
     assert (master_started.kwargs["host"], master_started.kwargs["port"]) == ("127.0.0.1", 8080)
 
 

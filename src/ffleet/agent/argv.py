@@ -65,11 +65,29 @@ def _seconds(value: float) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
+# Demuxers a job's input file may be read with: plain containers and elementary streams.
+# Playlists (hls, dash, concat), image sequences and `tee`-like formats are left out: they name
+# further files, and one inside the input directory could make FFmpeg read one outside it.
+INPUT_DEMUXERS = "mov,matroska,avi,flv,mpegts,mpeg,ivf,yuv4mpegpipe,h264,hevc,obu,wav"
+
+
 def _source_args(spec: JobSpec) -> list[str]:
-    """Input options for the job's source: the file, or the deterministic test pattern."""
+    """Input options for the job's source: the file, or the deterministic test pattern.
+
+    A file is opened through the `file` protocol only (no `concat:`, `subfile:`, `http:`, even
+    from inside a container) and with the demuxers above only."""
     scenario = spec.scenario
     if spec.input is not None:
-        return ["-t", _seconds(spec.duration_s), "-i", spec.input]
+        return [
+            "-protocol_whitelist",
+            "file",
+            "-format_whitelist",
+            INPUT_DEMUXERS,
+            "-t",
+            _seconds(spec.duration_s),
+            "-i",
+            f"file:{spec.input}",
+        ]
     pattern = (
         f"testsrc2=size={scenario.width}x{scenario.height}:rate={scenario.fps}"
         f":duration={_seconds(spec.duration_s)}"

@@ -150,6 +150,30 @@ def agent(
             help="A directory jobs may read input files from (repeatable; none by default).",
         ),
     ] = None,
+    allow_output_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            envvar="FFLEET_ALLOW_OUTPUT_HOST",
+            help="A host jobs may stream their output to (repeatable; none by default).",
+        ),
+    ] = None,
+    max_job_memory: Annotated[
+        int,
+        typer.Option(
+            envvar="FFLEET_MAX_JOB_MEMORY",
+            metavar="MIB",
+            help="Most memory one job may be expected to need, in MiB (0: 80% of this "
+            "machine's); larger jobs are refused and retried elsewhere.",
+        ),
+    ] = AGENT_DEFAULTS.max_job_memory_mib,
+    min_free_disk: Annotated[
+        int,
+        typer.Option(
+            envvar="FFLEET_MIN_FREE_DISK",
+            metavar="MIB",
+            help="Free MiB a job's encoded file must leave in the work dir.",
+        ),
+    ] = AGENT_DEFAULTS.min_free_disk_mib,
     enroll_token: Annotated[
         str | None,
         typer.Option(
@@ -228,6 +252,9 @@ def agent(
             long_poll_s=long_poll,
             grace_s=grace,
             input_dirs=tuple(input_dir or ()),
+            allowed_output_hosts=tuple(allow_output_host or ()),
+            max_job_memory_mib=max_job_memory,
+            min_free_disk_mib=min_free_disk,
             enroll_token=enroll_token,
             cache_bytes=cache_bytes,
             kept_output_bytes=kept_output_bytes,

@@ -32,6 +32,13 @@ from ffleet.agent.exporter import AgentExporter, RunningJob
 from ffleet.agent.ffmpeg_build import identify
 from ffleet.agent.hardware import Hardware, registration_payload
 from ffleet.agent.job_blobs import JobBlobs
+from ffleet.agent.job_limits import (
+    MIB,
+    NotOnThisAgent,
+    ResourceLimits,
+    check_output_host,
+    check_resources,
+)
 from ffleet.agent.leftovers import RunRecord, clean_leftovers
 from ffleet.agent.settings import AgentSettings
 from ffleet.agent.spool import Spool
@@ -52,6 +59,7 @@ from ffleet.models import (
     ResultSubmission,
     rfc3339,
 )
+from ffleet.redaction import redact_url
 from ffleet.scenarios import ScenarioError, build_job_spec, default_timeout_s
 
 log = logging.getLogger(__name__)
@@ -95,7 +103,7 @@ class _Reachability:
     """Logs a lost or regained master once per change instead of once per failed call."""
 
     def __init__(self, url: str) -> None:
-        self._url = url
+        self._url = redact_url(url)
         self._down = False
         self._lock = threading.Lock()
 
@@ -119,6 +127,11 @@ class Agent:
         self.config = config
         self.hardware = hardware
         self.client = client
+        memory = config.max_job_memory_mib * MIB or int(hardware.ram_bytes * 0.8)
+        self._limits = ResourceLimits(
+            max_memory_bytes=memory or 2**62,  # memory unknown: no limit rather than none run
+            min_free_disk_bytes=config.min_free_disk_mib * MIB,
+        )
         config.work_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._lock_file = lock_work_dir(config.work_dir)
@@ -242,7 +255,7 @@ class Agent:
                 raise AgentError(f"the master refused to register this node: {exc}") from None
             log.warning(
                 "master %s unreachable at start (%s); retrying in %g s",
-                self.config.master_url,
+                redact_url(self.config.master_url),
                 reason,
                 delay,
             )
@@ -275,7 +288,7 @@ class Agent:
         self._registrations += 1
         log.info(
             "registered with %s as node %s (%d slot(s))",
-            self.config.master_url,
+            redact_url(self.config.master_url),
             node.id,
             self.config.slots,
         )
@@ -542,6 +555,8 @@ class Agent:
         job_dir = self.config.work_dir / "jobs" / _UNSAFE.sub("_", f"{job.id}-{job.attempt}")
         try:
             spec = build_job_spec(job.scenario, job.parameters)
+            check_output_host(spec.output, self.config.allowed_output_hosts)
+            check_resources(spec, self._limits, job_dir)
             # The master ends the attempt at the same bound; a v1.0 master sends none.
             entry.timeout_s = job.timeout_s or default_timeout_s(spec)
             record = RunRecord.begin(job_dir)
@@ -560,6 +575,8 @@ class Agent:
                     on_child=record.child_started,
                 )
             return self.files.deliver(job.id, execution)
+        except NotOnThisAgent as exc:  # another agent may run it
+            return Execution("failed", {}, {}, str(exc), retryable=True)
         except ScenarioError as exc:
             return Execution("failed", {}, {}, str(exc), retryable=False)
         except BlobError as exc:  # the master may serve it again (restart, network back)

@@ -33,6 +33,9 @@ class AgentSettings:
     grace_s: float = 30.0
     input_dirs: tuple[Path, ...] = ()
     long_poll_s: float = 30.0  # how long one job request waits at the master for work
+    allowed_output_hosts: tuple[str, ...] = ()  # hosts jobs may stream to; none by default
+    max_job_memory_mib: int = 0  # 0: 80% of this machine's memory
+    min_free_disk_mib: int = 1024  # free space a job's encoded file must leave in the work dir
     # Registers a new node, which then gets (and keeps in the work dir) its own credential.
     enroll_token: str | None = field(default=None, repr=False)
     cache_bytes: int = 20 * 1024**3  # input blobs kept for later jobs, least recently used out
@@ -51,6 +54,8 @@ class AgentSettings:
         # Zero would ask the master to answer at once and then ask again at once: a busy loop.
         require_positive("--long-poll", self.long_poll_s)
         require(self.grace_s >= 0, "--grace must not be negative")
+        require(self.max_job_memory_mib >= 0, "--max-job-memory must not be negative")
+        require(self.min_free_disk_mib >= 0, "--min-free-disk must not be negative")
         require(self.cache_bytes > 0, "--cache-bytes must be more than 0")
         require(self.kept_output_bytes >= 0, "--kept-output-bytes must not be negative")
         require(

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from ffleet.master.access import Access
 from ffleet.master.audit_log import AuditLog
-from ffleet.master.http import ApiError, JsonResponse, decode, query_int
+from ffleet.master.http import ApiError, JsonResponse, decode, path_id, query_int, query_name
 from ffleet.master.leadership import Call
 from ffleet.models import encode_hook, parse_rfc3339
 from ffleet.store import Store
@@ -77,7 +77,7 @@ class AdminApi:
 
     async def revoke_token(self, request: Request) -> Response:
         credential, retry_at = await self.call(
-            self.store.revoke_credential, request.path_params["token_id"], self.now()
+            self.store.revoke_credential, path_id(request, "token_id"), self.now()
         )
         self.access.forget(credential.id)
         for when in retry_at:
@@ -95,8 +95,8 @@ class AdminApi:
         found = await self.call(
             self.store.list_audit,
             since,
-            request.query_params.get("actor") or None,
-            request.query_params.get("action") or None,
+            query_name(request, "actor"),
+            query_name(request, "action"),
             limit,
         )
         return JsonResponse({"entries": found, "count": len(found)})

@@ -20,7 +20,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 from starlette.applications import Starlette
@@ -46,24 +46,33 @@ from ffleet.master.http import (
     client_gone,
     decode,
     error_response,
+    path_id,
     query_float,
+    query_id,
     query_int,
+    query_name,
 )
 from ffleet.master.leadership import Leadership
+from ffleet.master.long_polls import LongPolls
 from ffleet.master.metrics import (
     CONTENT_TYPE,
     HttpMetricsMiddleware,
     MasterMetrics,
     route_templates,
 )
+from ffleet.master.quotas import check_submission
+from ffleet.master.rate_limit import RateLimiter, RateLimitMiddleware, Scope, client_address
 from ffleet.master.reap_hold import ReapHold
 from ffleet.master.routing import IndexedStarlette
 from ffleet.master.settings import MasterSettings
 from ffleet.master.single_master import hold_sqlite_file
+from ffleet.master.slow_clients import BodyTimeoutMiddleware
 from ffleet.master.splitter import SplitRefused, Splitter, check_request
 from ffleet.master.store_health import RETRY_AFTER_S, StoreHealth
 from ffleet.master.wakeups import WakeupListener
 from ffleet.models import (
+    INT32_MAX,
+    DrainRequest,
     Heartbeat,
     Job,
     JobBatch,
@@ -71,11 +80,13 @@ from ffleet.models import (
     JobRequest,
     Node,
     NodeRegistration,
+    PurgeRequest,
     Release,
     ResultSubmission,
     Timestamp,
     encode_hook,
 )
+from ffleet.redaction import without_stream_key
 from ffleet.states import JobStatus
 from ffleet.store import (
     Conflict,
@@ -94,6 +105,11 @@ log = logging.getLogger("ffleet.master")
 Handler = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")
 
+# Page sizes: a listing without `limit` is one bounded page, never the whole table. Results
+# carry free-form metrics, so their pages are smaller.
+JOBS_PAGE, JOBS_PAGE_MAX = 1000, 10_000
+RESULTS_PAGE, RESULTS_PAGE_MAX = 100, 1000
+
 RETENTION_INTERVAL_S = 60.0  # how often the leader forgets day-old idempotency keys
 ADMIN = frozenset({Role.ADMIN.value})
 READ = frozenset({Role.ADMIN.value, Role.SUBMITTER.value, Role.READER.value})
@@ -102,17 +118,10 @@ NODE = frozenset({Role.ADMIN.value, Role.NODE.value})
 REGISTER = frozenset({Role.ADMIN.value, Role.NODE.value, Role.ENROLL.value})
 
 
-class DrainRequest(msgspec.Struct):
-    drain: bool = True
-
-
-class PurgeRequest(msgspec.Struct):
-    job_ids: Annotated[list[str], msgspec.Meta(max_length=10_000)]
-
-
-def detail_body(detail: JobDetail) -> dict[str, Any]:
-    """GET /jobs/{id}'s shape: the job's fields plus its `attempts` and stored `result`."""
-    body: dict[str, Any] = msgspec.to_builtins(detail.job, enc_hook=encode_hook)
+def detail_body(detail: JobDetail, shown: Callable[[Job], Job]) -> dict[str, Any]:
+    """GET /jobs/{id}'s shape: the job's fields (as `shown` to the caller) plus its
+    `attempts` and stored `result`."""
+    body: dict[str, Any] = msgspec.to_builtins(shown(detail.job), enc_hook=encode_hook)
     body["attempts"] = msgspec.to_builtins(detail.attempts, enc_hook=encode_hook)
     body["result"] = msgspec.to_builtins(detail.result, enc_hook=encode_hook)
     return body
@@ -127,17 +136,20 @@ class MasterApp:
         self.store = store
         self.settings = settings
         self.dispatcher = Dispatcher()
+        self.long_polls = LongPolls(settings.max_long_polls, settings.max_long_polls_per_node)
         self.metrics = MasterMetrics(store, lambda: self.dispatcher.waiting)
         self.archive: ResultArchive | None = None
         if settings.victoriametrics_url is not None:
             self.archive = ResultArchive(settings.victoriametrics_url)
             self.metrics.registry.register(ArchiveCollector(self.archive))
         self.limit = settings.max_body_bytes
+        self.openapi = openapi.spec(settings.max_wait_s)
+        self.docs_page = openapi.docs_html(settings.max_wait_s)
         self.id = f"{socket.gethostname()}:{settings.port}/{store.origin[:8]}"
         self.clock = DatabaseClock(None if store.inline else store.database_time)
-        self._executor = (
-            None if store.inline else ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="store")
-        )
+        # PostgreSQL's store threads: made by start() and shut by stop(), so that an app served
+        # again (a second lifespan) gets a live pool, never the one its last stop shut down.
+        self._executor: ThreadPoolExecutor | None = None
         self.leadership = Leadership(
             store,
             self.clock,
@@ -170,7 +182,8 @@ class MasterApp:
         self.splitter = Splitter(store, blobs, None)
 
     async def call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a store method: inline on SQLite, on the store's thread pool on PostgreSQL."""
+        """Run a store method: inline on SQLite, on the store's thread pool on PostgreSQL
+        (inline there too when the app is not being served, e.g. before its lifespan)."""
         if self._executor is None:
             return method(*args, **kwargs)
         loop = asyncio.get_running_loop()
@@ -231,6 +244,39 @@ class MasterApp:
 
     def _submitted_by(self, request: Request) -> str | None:
         return self.identity(request).id if self.access.enforced else None
+
+    def shown_to(self, request: Request) -> Callable[[Job], Job]:
+        """How jobs look to the caller: a stream key is a secret of those who own it (an
+        admin, the credential that submitted the job, the node running it). On an open
+        master nobody proves who they are, so only the agent's claim carries it."""
+        identity = self.identity(request)
+        if not self.access.enforced:
+            return without_stream_key
+        if identity.role == Role.ADMIN:
+            return lambda job: job
+
+        def shown(job: Job) -> Job:
+            redacted = without_stream_key(job)
+            if redacted is job:
+                return job  # nothing secret: no store lookup
+            if identity.role == Role.NODE and job.node_id == identity.node_id:
+                return job
+            if self.store.job_submitter(job.id) == identity.id:
+                return job
+            return redacted
+
+        return shown
+
+    def rate_key(self, scope: Scope) -> str | None:
+        """Whom a rate limit counts: the credential a request authenticates with, else its
+        address (so clients behind one address do not share a budget); None: not limited."""
+        address = client_address(scope)
+        if address is None or not self.access.enforced:
+            return address
+        try:
+            return "credential " + self.access.identify(Request(scope)).id
+        except ApiError:
+            return address  # refused later, by the route's guard
 
     def _require_own_job(self, request: Request, job_id: str) -> None:
         """A submitter may cancel and retry only the jobs it submitted (runs on the store's
@@ -306,11 +352,11 @@ class MasterApp:
             node.efficiency = self.store.node_efficiency(node.id)
             return node
 
-        node_id = request.path_params["node_id"]
+        node_id = path_id(request, "node_id")
         return JsonResponse(await self.call(self._by_id, "node", node_id, with_efficiency))
 
     async def heartbeat(self, request: Request) -> Response:
-        node_id = request.path_params["node_id"]
+        node_id = path_id(request, "node_id")
         self.identity(request).require_node(node_id)
         beat = await decode(request, Heartbeat, self.limit, optional=True)
         return JsonResponse(await self.call(self.store.heartbeat, node_id, beat, self.clock.now()))
@@ -320,7 +366,7 @@ class MasterApp:
         node = await self.call(
             self._by_id,
             "node",
-            request.path_params["node_id"],
+            path_id(request, "node_id"),
             lambda node_id: self.store.set_draining(node_id, body.drain),
         )
         log.info("node %s %s", node.id, "draining" if body.drain else "accepting work again")
@@ -343,6 +389,7 @@ class MasterApp:
 
     async def create_job(self, request: Request) -> Response:
         job_request = await decode(request, JobRequest, self.limit)
+        await self.call(check_submission, [job_request], self.settings, self.store)
         self._check_inputs([job_request])
         if job_request.split_s is not None:
             return await self._create_split(
@@ -371,17 +418,28 @@ class MasterApp:
 
     async def create_batch(self, request: Request) -> Response:
         batch = await decode(request, JobBatch, self.limit)
+        if len(batch.jobs) > self.settings.max_batch:
+            raise ApiError(
+                413,
+                f"a batch holds at most {self.settings.max_batch} jobs (the master's --max-batch)",
+            )
         if any(job_request.split_s is not None for job_request in batch.jobs):
             raise ApiError(400, "submit split jobs one at a time (POST /jobs)")
+        await self.call(check_submission, batch.jobs, self.settings, self.store)
         self._check_inputs(batch.jobs)
-        created = await self._create(request, batch.jobs)
+        created = await self._create(request, batch.jobs, heavy=True)
         request.state.audit_target = f"{len(created)} jobs"
         log.info("batch of %d jobs created", len(created))
         return JsonResponse({"jobs": created, "count": len(created)}, status_code=201)
 
-    async def _create(self, request: Request, jobs: list[JobRequest]) -> list[Job]:
-        """Create, or with an `Idempotency-Key` already used, return what the first did."""
-        created = await self.call(
+    async def _create(
+        self, request: Request, jobs: list[JobRequest], heavy: bool = False
+    ) -> list[Job]:
+        """Create, or with an `Idempotency-Key` already used, return what the first did.
+        `heavy` (a batch: checking thousands of jobs against the fleet takes a while) runs
+        off the event loop on SQLite too, so /health and the long-polls need not wait."""
+        call = self.call if self._executor is not None or not heavy else asyncio.to_thread
+        created = await call(
             self.store.create_jobs,
             jobs,
             self.clock.now(),
@@ -396,22 +454,23 @@ class MasterApp:
         if status is not None and status not in JobStatus.__members__.values():
             allowed = ", ".join(s.value for s in JobStatus)
             raise ApiError(400, f"unknown status {status!r}; use one of {allowed}")
-        limit = query_int(request, "limit", None, low=1, high=10_000)
-        offset = query_int(request, "offset", 0, low=0, high=2**62) or 0
+        limit = query_int(request, "limit", JOBS_PAGE, low=1, high=JOBS_PAGE_MAX)
+        offset = query_int(request, "offset", 0, low=0, high=INT32_MAX) or 0
         found, total = await self.call(
             self.store.list_jobs,
             status,
             limit,
             offset,
-            scenario=request.query_params.get("scenario") or None,
-            node_id=request.query_params.get("node_id") or None,
+            scenario=query_name(request, "scenario"),
+            node_id=query_id(request, "node_id"),
         )
-        return JsonResponse({"jobs": found, "count": len(found), "total": total})
+        shown = list(map(self.shown_to(request), found))
+        return JsonResponse({"jobs": shown, "count": len(shown), "total": total})
 
     async def get_job(self, request: Request) -> Response:
-        job_id = request.path_params["job_id"]
+        job_id = path_id(request, "job_id")
         detail = await self.call(self._by_id, "job", job_id, self.store.get_job)
-        body = detail_body(detail)
+        body = detail_body(detail, self.shown_to(request))
         body.update(await self.call(self.store.split_links, detail.job.id))
         return JsonResponse(body)
 
@@ -428,19 +487,25 @@ class MasterApp:
             await self.call(
                 self._by_id,
                 "job",
-                request.path_params["job_id"],
+                path_id(request, "job_id"),
                 lambda job_id: self.store.explain(job_id, now),
             )
         )
 
     async def next_job(self, request: Request) -> Response:
         """Claim the next job; with `wait=S`, hold the request until one exists or S pass."""
-        node_id = request.query_params.get("node_id")
-        if not node_id:
+        node_id = query_id(request, "node_id")
+        if node_id is None:
             raise ApiError(400, "query parameter node_id is required")
         self.identity(request).require_node(node_id)
         wait = query_float(request, "wait", 0.0, high=self.settings.max_wait_s)
-        job = None if self.stopping else await self._claim_waiting(request, node_id, wait)
+        if self.stopping:
+            job = None
+        elif wait > 0:
+            with self.long_polls.slot(node_id):
+                job = await self._claim_waiting(request, node_id, wait)
+        else:
+            job = await self._claim_waiting(request, node_id, wait)
         if job is None:
             return JsonResponse({"job": None})
         request.state.audit_target = job.id
@@ -490,7 +555,7 @@ class MasterApp:
             return self.store.cancel(job_id, now)
 
         now = self.clock.now()
-        job = await self.call(self._by_id, "job", request.path_params["job_id"], cancel)
+        job = await self.call(self._by_id, "job", path_id(request, "job_id"), cancel)
         log.info("job %s cancel requested (now %s)", job.id, job.status)
         self.splitter.wake()
         return JsonResponse(job)
@@ -501,7 +566,7 @@ class MasterApp:
             return self.store.retry(job_id, now)
 
         now = self.clock.now()
-        job = await self.call(self._by_id, "job", request.path_params["job_id"], retry)
+        job = await self.call(self._by_id, "job", path_id(request, "job_id"), retry)
         log.info("job %s queued again by a user", job.id)
         self.splitter.wake()
         self.metrics.user_retried()
@@ -513,7 +578,7 @@ class MasterApp:
         self.identity(request).require_node(body.node_id)
         job = await self.call(
             self.store.release,
-            request.path_params["job_id"],
+            path_id(request, "job_id"),
             body.node_id,
             body.attempt,
             body.reason,
@@ -567,11 +632,9 @@ class MasterApp:
         return JsonResponse(reply)
 
     async def list_results(self, request: Request) -> Response:
-        limit = query_int(request, "limit", None, low=1, high=10_000)
-        offset = query_int(request, "offset", 0, low=0, high=2**62) or 0
-        found = await self.call(
-            self.store.list_results, request.query_params.get("job_id"), limit, offset
-        )
+        limit = query_int(request, "limit", RESULTS_PAGE, low=1, high=RESULTS_PAGE_MAX)
+        offset = query_int(request, "offset", 0, low=0, high=INT32_MAX) or 0
+        found = await self.call(self.store.list_results, query_id(request, "job_id"), limit, offset)
         return JsonResponse({"results": found, "count": len(found)})
 
     async def export_results(self, request: Request) -> Response:
@@ -579,9 +642,10 @@ class MasterApp:
         since = query_float(request, "since", 0.0, high=float(2**40))
         until = query_float(request, "until", float(2**40), high=float(2**40))
         limit = query_int(request, "limit", 1000, low=1, high=10_000) or 1000
-        offset = query_int(request, "offset", 0, low=0, high=2**62) or 0
+        offset = query_int(request, "offset", 0, low=0, high=INT32_MAX) or 0
         found = await self.call(self.store.finished_between, since, until, limit, offset)
-        return JsonResponse({"jobs": [detail_body(d) for d in found], "count": len(found)})
+        shown = self.shown_to(request)
+        return JsonResponse({"jobs": [detail_body(d, shown) for d in found], "count": len(found)})
 
     # -------------------------------------------------------------- misc
 
@@ -621,10 +685,10 @@ class MasterApp:
         return Response(await self.call(self.metrics.render), media_type=CONTENT_TYPE)
 
     async def openapi_json(self, request: Request) -> Response:
-        return JsonResponse(openapi.SPEC)
+        return JsonResponse(self.openapi)
 
     async def docs(self, request: Request) -> Response:
-        return HTMLResponse(openapi.DOCS_HTML)
+        return HTMLResponse(self.docs_page)
 
     def begin_stop(self) -> None:
         """A planned stop: stop reaping and dispatching first, then answer every waiting job
@@ -685,6 +749,44 @@ class MasterApp:
             for when in report.retry_at:
                 self._wake_at(when)
 
+    def endpoints(self) -> dict[str, dict[str, tuple[Handler, frozenset[str] | None]]]:
+        """Path -> method -> (handler, roles that may call it; None: public). One route per
+        path, so a 405 names every allowed method."""
+        admin = self.admin
+        return {
+            "/health": {"GET": (self.health, None)},
+            "/ready": {"GET": (self.ready, None)},
+            "/nodes/register": {"POST": (self.register, REGISTER)},
+            "/nodes": {"GET": (self.list_nodes, READ)},
+            "/nodes/{node_id}": {"GET": (self.get_node, READ)},
+            "/nodes/{node_id}/heartbeat": {"POST": (self.heartbeat, NODE)},
+            "/nodes/{node_id}/drain": {"POST": (self.drain, ADMIN)},
+            "/jobs": {"GET": (self.list_jobs, READ), "POST": (self.create_job, SUBMIT)},
+            "/jobs/batch": {"POST": (self.create_batch, SUBMIT)},
+            "/jobs/purge": {"POST": (self.purge_jobs, ADMIN)},
+            "/jobs/next": {"GET": (self.next_job, NODE), "POST": (self.next_job, NODE)},
+            "/jobs/{job_id}": {"GET": (self.get_job, READ)},
+            "/jobs/{job_id}/explain": {"GET": (self.explain, READ)},
+            "/jobs/{job_id}/cancel": {"POST": (self.cancel, SUBMIT)},
+            "/jobs/{job_id}/retry": {"POST": (self.retry, SUBMIT)},
+            "/jobs/{job_id}/release": {"POST": (self.release, NODE)},
+            "/results": {"GET": (self.list_results, READ), "POST": (self.post_result, NODE)},
+            "/results/export": {"GET": (self.export_results, READ)},
+            # Public like /health: Prometheus scrapes it, and it holds counts and node ids,
+            # never a parameter, result or secret.
+            "/metrics": {"GET": (self.metrics_text, None)},
+            "/tokens": {"GET": (admin.list_tokens, ADMIN), "POST": (admin.create_token, ADMIN)},
+            "/tokens/{token_id}/revoke": {"POST": (admin.revoke_token, ADMIN)},
+            "/audit": {"GET": (admin.list_audit, ADMIN)},
+            "/blobs/{digest}": {
+                "GET": (self.blobs.download, READ | NODE),
+                "PUT": (self.blobs.upload, SUBMIT | NODE),
+            },
+            "/blobs/{digest}/upload": {"GET": (self.blobs.upload_state, SUBMIT | NODE)},
+            "/openapi.json": {"GET": (self.openapi_json, None)},
+            "/docs": {"GET": (self.docs, None)},
+        }
+
     async def remeasure_clock(self) -> None:
         while True:
             await asyncio.sleep(REMEASURE_S)
@@ -694,7 +796,10 @@ class MasterApp:
                 log.warning("could not measure the clock offset to the database: %s", exc)
 
     async def start(self) -> list[asyncio.Task[None]]:
-        """Measure the clock, then start the background duties."""
+        """Open the store's threads, measure the clock, then start the background duties."""
+        if not self.store.inline:
+            self._executor = ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="store")
+        self.stopping = False  # served again after a stop
         await self.call(self.clock.measure)
         self.clock.check(self.settings.policy.node_timeout_s)
         # The start grace counts from when the app begins to serve, not from its creation.
@@ -721,6 +826,7 @@ class MasterApp:
         await self.leadership.resign()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+            self._executor = None
 
     async def warn_insecure(self) -> None:
         """An open master on a reachable address keeps saying so."""
@@ -729,48 +835,27 @@ class MasterApp:
             log.warning(INSECURE_WARNING)
 
     def routes(self) -> list[BaseRoute]:
-        admin = self.admin
-        table: list[tuple[str, Handler, str, frozenset[str] | None]] = [
-            ("/health", self.health, "GET", None),
-            ("/ready", self.ready, "GET", None),
-            ("/nodes/register", self.register, "POST", REGISTER),
-            ("/nodes", self.list_nodes, "GET", READ),
-            ("/nodes/{node_id}", self.get_node, "GET", READ),
-            ("/nodes/{node_id}/heartbeat", self.heartbeat, "POST", NODE),
-            ("/nodes/{node_id}/drain", self.drain, "POST", ADMIN),
-            ("/jobs", self.create_job, "POST", SUBMIT),
-            ("/jobs", self.list_jobs, "GET", READ),
-            ("/jobs/batch", self.create_batch, "POST", SUBMIT),
-            ("/jobs/purge", self.purge_jobs, "POST", ADMIN),
-            ("/jobs/next", self.next_job, "GET,POST", NODE),
-            ("/jobs/{job_id}", self.get_job, "GET", READ),
-            ("/jobs/{job_id}/explain", self.explain, "GET", READ),
-            ("/jobs/{job_id}/cancel", self.cancel, "POST", SUBMIT),
-            ("/jobs/{job_id}/retry", self.retry, "POST", SUBMIT),
-            ("/jobs/{job_id}/release", self.release, "POST", NODE),
-            ("/results", self.post_result, "POST", NODE),
-            ("/results", self.list_results, "GET", READ),
-            ("/results/export", self.export_results, "GET", READ),
-            # Public like /health: Prometheus scrapes it, and it holds counts and node ids,
-            # never a parameter, result or secret.
-            ("/metrics", self.metrics_text, "GET", None),
-            ("/tokens", admin.create_token, "POST", ADMIN),
-            ("/tokens", admin.list_tokens, "GET", ADMIN),
-            ("/tokens/{token_id}/revoke", admin.revoke_token, "POST", ADMIN),
-            ("/audit", admin.list_audit, "GET", ADMIN),
-            ("/openapi.json", self.openapi_json, "GET", None),
-            ("/docs", self.docs, "GET", None),
-            ("/blobs/{digest}", self.blobs.download, "GET", READ | NODE),
-            ("/blobs/{digest}", self.blobs.upload, "PUT", SUBMIT | NODE),
-            ("/blobs/{digest}/upload", self.blobs.upload_state, "GET", SUBMIT | NODE),
-        ]
         return [
             *ui.routes(self.store, self.access, lambda handler: self.guarded(handler, READ)),
             *(
-                Route(path, self.guarded(handler, roles), methods=methods.split(","))
-                for path, handler, methods, roles in table
+                Route(
+                    path,
+                    _by_method(
+                        {method: self.guarded(*guard) for method, guard in handlers.items()}
+                    ),
+                    methods=list(handlers),
+                )
+                for path, handlers in self.endpoints().items()
             ),
         ]
+
+
+def _by_method(handlers: dict[str, Handler]) -> Handler:
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return dispatch
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:
@@ -785,7 +870,9 @@ def _refused(request: Request, status_code: int, message: str) -> Response:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return _refused(request, exc.status_code, exc.message)
+    reply = _refused(request, exc.status_code, exc.message)
+    reply.headers.update(exc.headers)
+    return reply
 
 
 async def _store_error(request: Request, exc: Exception) -> Response:
@@ -813,7 +900,9 @@ async def _store_unavailable(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     code = getattr(exc, "status_code", 500)
     detail = getattr(exc, "detail", "error")
-    return _refused(request, code, str(detail))
+    reply = _refused(request, code, str(detail))
+    reply.headers.update(getattr(exc, "headers", None) or {})  # a 405's Allow
+    return reply
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -884,4 +973,11 @@ def create_app(settings: MasterSettings, store: Store | None = None) -> Starlett
         },
     )
     app.state.master = master
+    if settings.rate_limit > 0:
+        app.add_middleware(
+            RateLimitMiddleware,
+            limiter=RateLimiter(settings.rate_limit, settings.rate_burst),
+            key=master.rate_key,
+        )
+    app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s)
     return app

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 import anyio.to_thread
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
 from ffleet.blobs import CHUNK_BYTES, BlobCorrupt, BlobError, BlobStore, check_digest, make_ref
 from ffleet.master.http import ApiError, JsonResponse, query_int
@@ -143,10 +142,3 @@ class BlobRoutes:
                 continue
             for digest in gone:
                 log.info("blob sha256:%s deleted: unused past its retention", digest)
-
-    def routes(self) -> list[Route]:
-        return [
-            Route("/blobs/{digest}", self.download, methods=["GET", "HEAD"]),
-            Route("/blobs/{digest}", self.upload, methods=["PUT"]),
-            Route("/blobs/{digest}/upload", self.upload_state, methods=["GET"]),
-        ]

@@ -39,9 +39,17 @@ def master(
         typer.Option(
             envvar="FFLEET_STORE",
             help="Where state lives: memory (lost on restart), sqlite:///PATH, "
-            "or postgresql://USER@HOST/DB.",
+            "or postgresql://USER@HOST/DB (a password: use FFLEET_STORE or --store-file).",
         ),
     ] = MASTER_DEFAULTS.store_url,
+    store_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="FFLEET_STORE_FILE",
+            help="Read the store URL from this file instead, so that a password stays out of "
+            "the command line (which `ps` shows every user).",
+        ),
+    ] = None,
     node_timeout: Annotated[
         float,
         duration_option(
@@ -99,6 +107,72 @@ def master(
             "pause between requests (the agents' --heartbeat-interval).",
         ),
     ] = Seconds(MASTER_DEFAULTS.keep_alive_s),
+    max_batch: Annotated[
+        int, typer.Option(envvar="FFLEET_MAX_BATCH", help="Most jobs in one batch request.")
+    ] = MASTER_DEFAULTS.max_batch,
+    max_queued_jobs: Annotated[
+        int,
+        typer.Option(
+            envvar="FFLEET_MAX_QUEUED_JOBS",
+            help="Most pending jobs in all; past it submissions get 429.",
+        ),
+    ] = MASTER_DEFAULTS.max_queued_jobs,
+    max_job_pixels: Annotated[
+        float,
+        typer.Option(
+            envvar="FFLEET_MAX_JOB_PIXELS",
+            help="Largest width x height x fps x duration one job may encode (default: 4K "
+            "at 60 fps for an hour).",
+        ),
+    ] = MASTER_DEFAULTS.max_job_pixels,
+    max_attempts: Annotated[
+        int,
+        typer.Option(envvar="FFLEET_MAX_ATTEMPTS", help="Most attempts a job may ask for."),
+    ] = MASTER_DEFAULTS.max_attempts,
+    rate_limit: Annotated[
+        float,
+        typer.Option(
+            envvar="FFLEET_RATE_LIMIT",
+            help="Requests per second one client address may send (loopback is not "
+            "limited); past it 429 with Retry-After. 0 turns it off.",
+        ),
+    ] = MASTER_DEFAULTS.rate_limit,
+    rate_burst: Annotated[
+        int,
+        typer.Option(
+            envvar="FFLEET_RATE_BURST",
+            help="Requests a client may send at once before --rate-limit applies.",
+        ),
+    ] = MASTER_DEFAULTS.rate_burst,
+    max_long_polls: Annotated[
+        int,
+        typer.Option(envvar="FFLEET_MAX_LONG_POLLS", help="Most job requests waiting at once."),
+    ] = MASTER_DEFAULTS.max_long_polls,
+    max_long_polls_per_node: Annotated[
+        int,
+        typer.Option(
+            envvar="FFLEET_MAX_LONG_POLLS_PER_NODE", help="Most waiting job requests of one node."
+        ),
+    ] = MASTER_DEFAULTS.max_long_polls_per_node,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            envvar="FFLEET_MAX_CONNECTIONS",
+            help="Most open connections; past it requests get 503.",
+        ),
+    ] = MASTER_DEFAULTS.max_connections,
+    header_timeout: Annotated[
+        float,
+        duration_option(
+            "FFLEET_HEADER_TIMEOUT", "A client must send its request headers within this."
+        ),
+    ] = Seconds(MASTER_DEFAULTS.header_timeout_s),
+    body_timeout: Annotated[
+        float,
+        duration_option(
+            "FFLEET_BODY_TIMEOUT", "Each part of a request body must arrive within this (else 408)."
+        ),
+    ] = Seconds(MASTER_DEFAULTS.body_timeout_s),
     leader_lease: Annotated[
         float,
         duration_option(
@@ -188,6 +262,11 @@ def master(
     from ffleet.master.serve import serve
     from ffleet.store import redact_url
 
+    if store_file is not None:
+        try:
+            store = store_file.read_text().strip()
+        except OSError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--store-file") from None
     settings = checked(
         lambda: MasterSettings(
             host=host,
@@ -205,6 +284,17 @@ def master(
             max_wait_s=max_wait,
             recheck_s=recheck_interval,
             keep_alive_s=keep_alive,
+            max_batch=max_batch,
+            max_queued_jobs=max_queued_jobs,
+            max_job_pixels=max_job_pixels,
+            max_attempts=max_attempts,
+            rate_limit=rate_limit,
+            rate_burst=rate_burst,
+            max_long_polls=max_long_polls,
+            max_long_polls_per_node=max_long_polls_per_node,
+            max_connections=max_connections,
+            header_timeout_s=header_timeout,
+            body_timeout_s=body_timeout,
             leader_lease_s=leader_lease,
             auth=auth,
             insecure=insecure,
@@ -224,7 +314,8 @@ def master(
     try:
         application = create_app(settings)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--store") from None
+        message = str(exc).replace(store, redact_url(store))  # a driver may quote the URL
+        raise typer.BadParameter(message, param_hint="--store") from None
     except StartRefused as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -7,6 +7,7 @@ and rendered by one exception handler.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -14,7 +15,7 @@ import msgspec
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from ffleet.models import decode_hook, encode_hook
+from ffleet.models import ID_PATTERN, decode_hook, encode_hook
 
 T = TypeVar("T")
 
@@ -22,10 +23,13 @@ _encoder = msgspec.json.Encoder(enc_hook=encode_hook)  # times go out as RFC 333
 
 
 class ApiError(Exception):
-    def __init__(self, status_code: int, message: str) -> None:
+    def __init__(
+        self, status_code: int, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.message = message
+        self.headers = headers or {}  # e.g. a 429's Retry-After
 
 
 class JsonResponse(Response):
@@ -78,6 +82,14 @@ async def read_body(request: Request, limit: int) -> bytes:
         chunks.append(chunk)
 
 
+def _require_json(request: Request) -> None:
+    """A body must say it is JSON: a browser may send `text/plain` or a form to any site
+    without asking, but never `application/json`, so this refuses cross-site requests."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise ApiError(415, "a request body must be sent as Content-Type: application/json")
+
+
 async def decode(request: Request, model: type[T], limit: int, *, optional: bool = False) -> T:
     """Decode the JSON body into `model`: malformed JSON is a 400, a wrong shape or type a 422.
 
@@ -87,12 +99,67 @@ async def decode(request: Request, model: type[T], limit: int, *, optional: bool
         if not optional:
             raise ApiError(400, "request body is empty; a JSON object is required")
         body = b"{}"
+    else:
+        _require_json(request)
     try:
-        return msgspec.json.decode(body, type=model, dec_hook=decode_hook)
+        try:
+            return msgspec.json.decode(body, type=model, dec_hook=decode_hook)
+        except msgspec.ValidationError as exc:
+            if "got `float`" not in str(exc):
+                raise
+            # JSON (and the schema) counts 5.0 as an integer; msgspec does not. Rare: only
+            # such a body pays for the second pass.
+            loose = _whole_floats_as_ints(msgspec.json.decode(body))
+            return msgspec.convert(loose, type=model, dec_hook=decode_hook)
     except msgspec.ValidationError as exc:
         raise ApiError(422, f"invalid request: {exc}") from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "malformed JSON: nested too deeply") from None
+
+
+def _whole_floats_as_ints(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _whole_floats_as_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_floats_as_ints(item) for item in value]
+    return value
+
+
+_ID = re.compile(ID_PATTERN)
+
+
+def path_id(request: Request, name: str) -> str:
+    """An id from the URL path; one no id could match is a 404 without asking the store."""
+    value: str = request.path_params[name]
+    if _ID.search(value) is None:
+        raise ApiError(404, f"no {name.removesuffix('_id')} has the id {value[:64]!r}")
+    return value
+
+
+_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$(?!\n)")
+
+
+def query_name(request: Request, name: str) -> str | None:
+    """A free-text filter (a scenario name): printable, at most 256 characters."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    if _NAME.search(raw) is None:
+        raise ApiError(400, f"query parameter {name} must be printable text of 1 to 256 characters")
+    return raw
+
+
+def query_id(request: Request, name: str) -> str | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    if _ID.search(raw) is None:
+        raise ApiError(400, f"query parameter {name} is not an id: {raw[:64]!r}")
+    return raw
 
 
 def query_int(

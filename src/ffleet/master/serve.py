@@ -17,10 +17,10 @@ from collections.abc import Mapping
 import uvicorn
 from starlette.applications import Starlette
 from uvicorn.config import STARTUP_FAILURE
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ffleet.master.coalesced_writes import coalescing
 from ffleet.master.settings import MasterSettings
+from ffleet.master.slow_clients import header_timeout_protocol
 
 # A request still open this long after the stop began is cut off (a stuck client upload).
 STOP_GRACE_S = 5
@@ -52,7 +52,9 @@ def serve(
         proxy_headers=False,  # ffleet reads no forwarded headers; parsing them costs per request
         timeout_keep_alive=math.ceil(settings.keep_alive_s),  # uvicorn takes whole seconds
         timeout_graceful_shutdown=STOP_GRACE_S,
-        http=coalescing(HttpToolsProtocol),  # one send() per reply
+        # one send() per reply; request headers late past --header-timeout close the connection
+        http=coalescing(header_timeout_protocol(settings.header_timeout_s)),
+        limit_concurrency=settings.max_connections,
         **dict(tls or {}),  # type: ignore[arg-type]
     )
     server = _Server(config, application)

@@ -35,6 +35,18 @@ class MasterSettings:
     # An idle connection stays open this long. Well above every client's pause between two
     # requests: a client that reuses a connection just as the server closes it gets a reset.
     keep_alive_s: float = 75.0
+    # Limits that keep one client from hurting the rest (README: Limits).
+    max_batch: int = 5000  # jobs in one POST /jobs/batch
+    max_queued_jobs: int = 100_000  # pending jobs in all; past it submissions get 429
+    max_job_pixels: float = 3840 * 2160 * 60 * 3600.0  # width x height x fps x duration: 4K60, 1 h
+    max_attempts: int = 10  # most attempts a job may ask for
+    rate_limit: float = 100.0  # requests per second per credential, else address; 0: none
+    rate_burst: int = 400  # requests a client may send at once before the rate applies
+    max_long_polls: int = 4096  # waiting job requests in all
+    max_long_polls_per_node: int = 64
+    max_connections: int = 4096  # open connections; past it requests get 503
+    header_timeout_s: float = 10.0  # a client must send its request headers within this
+    body_timeout_s: float = 30.0  # ... and each part of its body within this
     # The leader lease: a leader that dies is replaced within this long (renewed every third).
     leader_lease_s: float = 10.0
     auth: str = "auto"  # auto: on when the store holds credentials; required: always
@@ -85,6 +97,20 @@ class MasterSettings:
         require(self.max_wait_s >= 0, "--max-wait must not be negative")
         require_positive("--recheck-interval", self.recheck_s)
         require_positive("--keep-alive", self.keep_alive_s)
+        for flag, count in (
+            ("--max-batch", self.max_batch),
+            ("--max-queued-jobs", self.max_queued_jobs),
+            ("--max-attempts", self.max_attempts),
+            ("--rate-burst", self.rate_burst),
+            ("--max-long-polls", self.max_long_polls),
+            ("--max-long-polls-per-node", self.max_long_polls_per_node),
+            ("--max-connections", self.max_connections),
+        ):
+            require(count >= 1, f"{flag} must be at least 1 (got {count})")
+        require(self.max_job_pixels > 0, "--max-job-pixels must be more than 0")
+        require(self.rate_limit >= 0, "--rate-limit must not be negative (0 turns it off)")
+        require_positive("--header-timeout", self.header_timeout_s)
+        require_positive("--body-timeout", self.body_timeout_s)
         require_positive("--leader-lease", self.leader_lease_s)
         require(self.auth in AUTH_MODES, f"--auth must be one of {', '.join(AUTH_MODES)}")
         require(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ffleet.redaction import redact_url
 from ffleet.store.base import (
     Conflict,
     IllegalTransition,
@@ -15,7 +16,6 @@ from ffleet.store.base import (
     StoreError,
     StoreUnavailable,
 )
-from ffleet.store.db import redact_url
 from ffleet.store.sql import SqlStore
 
 __all__ = [

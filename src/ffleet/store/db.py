@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
+from ffleet.redaction import redact_url
 from ffleet.store import checkpoints, queries
 from ffleet.store.availability import unavailable_cause
 from ffleet.store.base import StoreUnavailable
@@ -222,18 +223,9 @@ def sqlite_path(url: str) -> str | None:
         return None
     if not url.startswith("sqlite:"):
         raise ValueError(
-            f"unsupported store URL {url!r}: use memory, sqlite:///PATH or "
+            f"unsupported store URL {redact_url(url)!r}: use memory, sqlite:///PATH or "
             "postgresql://USER@HOST/DB"
         )
     path = url.removeprefix("sqlite:").removeprefix("//").split("?", 1)[0]
     path = path[1:] if path.startswith("/") else path
     return path or ":memory:"
-
-
-def redact_url(url: str) -> str:
-    """Hide a password in a database URL before it reaches a log line."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"

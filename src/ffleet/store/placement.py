@@ -23,6 +23,13 @@ from ffleet.store.rows import dumps, group_running, loads, requirements, traits_
 # of the queue is work this node cannot take, later reads walk past it in larger steps.
 CLAIM_FIRST_BATCH = 4
 CLAIM_BATCH = 64
+# Most candidates one claim reads per pass (about 90 ms): jobs no registered node can run are
+# marked unschedulable and skipped in SQL, so only jobs that another node can run are walked
+# past; past this many, this node gets nothing this time while those nodes drain them.
+CLAIM_MAX_EXAMINED = 2048
+# Most distinct requirement sets one submission may name: each is checked against up to 2,000
+# nodes (~0.2 s with 2,000 distinct nodes), so this bounds the work of one request.
+MAX_REQUIREMENT_SETS = 32
 # Nodes `unschedulable_reason` reads: a few first, then more, then at most 2,000.
 CAPABLE_READS = (4, 64, 2_000)
 
@@ -46,8 +53,10 @@ def pick(
     for gpu in passes:
         statement = "claim_candidates"
         params.update(gpu=gpu, batch=CLAIM_FIRST_BATCH)
-        while True:
+        examined = 0
+        while examined < CLAIM_MAX_EXAMINED:
             batch = tx.all(statement + unlocked, params)
+            examined += len(batch)
             for row in batch:
                 if walk.passes_over(row) is None:
                     return row
@@ -127,7 +136,8 @@ def idle_traits(tx: Tx, now: float, node_timeout_s: float) -> list[scheduling.No
 def unschedulable_reason(tx: Tx, req: Requirements) -> str | None:
     """Why no registered node could run a job with `req`, or None if one could.
 
-    Informational only (claims never read it), so it is bounded: SQL narrows the fleet to
+    Claims skip marked jobs (a node that could run them clears the mark when it registers),
+    and the check is bounded: SQL narrows the fleet to
     nodes with enough RAM, threads and a GPU if needed, and at most 2,000 of those are
     checked for encoders, labels and GPU model. The first few are read alone, then more, since
     in a fleet that can run the job one of the first usually can: a create then costs the same

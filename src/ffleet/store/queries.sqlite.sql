@@ -33,7 +33,7 @@ SELECT seq, id, status, attempt, priority, timeout_s, requirements, affinity, an
     retry_count, error, max_attempts, stall_timeout_s
 FROM jobs
 WHERE status = 'pending' AND not_before <= :now AND req_min_ram <= :ram
-    AND req_min_threads <= :threads AND req_gpu = :gpu
+    AND req_min_threads <= :threads AND req_gpu = :gpu AND unschedulable_reason IS NULL
 ORDER BY priority DESC, seq LIMIT :batch
 
 -- The walk's later reads continue after the last job the previous read returned.
@@ -43,7 +43,7 @@ SELECT seq, id, status, attempt, priority, timeout_s, requirements, affinity, an
     retry_count, error, max_attempts, stall_timeout_s
 FROM jobs
 WHERE status = 'pending' AND not_before <= :now AND req_min_ram <= :ram
-    AND req_min_threads <= :threads AND req_gpu = :gpu
+    AND req_min_threads <= :threads AND req_gpu = :gpu AND unschedulable_reason IS NULL
     AND (priority < :last_priority OR (priority = :last_priority AND seq > :last_seq))
 ORDER BY priority DESC, seq LIMIT :batch
 

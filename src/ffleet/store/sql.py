@@ -39,6 +39,7 @@ from ffleet.models import (
     Timestamp,
     parse_rfc3339,
 )
+from ffleet.redaction import redact_url
 from ffleet.states import Event, JobStatus, allows, describe_sources
 from ffleet.store import attempts, coordination, efficiency, placement, splits, submission
 from ffleet.store.base import (
@@ -53,7 +54,7 @@ from ffleet.store.base import (
     SchedulingPolicy,
 )
 from ffleet.store.credentials import CredentialStore
-from ffleet.store.db import Database, Row, Tx, redact_url
+from ffleet.store.db import Database, Row, Tx
 from ffleet.store.explain import explain
 from ffleet.store.migrate import migrate
 from ffleet.store.rows import (
@@ -229,6 +230,12 @@ class SqlStore(CredentialStore, splits.SplitMethods):
         idempotency_key: str | None = None,
     ) -> list[Job]:
         prepared = self._prepare(requests, now, submitted_by)
+        kinds = {job.values["requirements"] for job in prepared if job.checked.requirements}
+        if len(kinds) > placement.MAX_REQUIREMENT_SETS:  # each costs a walk over the fleet
+            raise InvalidRequest(
+                f"one submission may name at most {placement.MAX_REQUIREMENT_SETS} distinct "
+                f"requirement sets; this one names {len(kinds)}"
+            )
         with self.db.transaction() as tx:
             if idempotency_key is not None:
                 first = coordination.replayed(tx, idempotency_key, requests, submitted_by, now)

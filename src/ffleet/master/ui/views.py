@@ -17,6 +17,7 @@ from starlette.requests import Request
 from ffleet import comparison
 from ffleet.master.ui import charts
 from ffleet.models import Attempt, Job
+from ffleet.redaction import without_stream_key
 from ffleet.states import FINISHED, Event, JobStatus, allows
 from ffleet.store import Store
 
@@ -139,7 +140,7 @@ def history(job: Job, attempts: list[Attempt]) -> list[tuple[float | None, str, 
 def job(store: Store, request: Request) -> Context:
     now = time.time()
     detail = store.get_job(request.path_params["job_id"])
-    found = detail.job
+    found = without_stream_key(detail.job)  # the page is for readers: keys stay in the API
     spans = [
         (
             a.attempt,

@@ -1,0 +1,55 @@
+"""What one submission may ask of the fleet: job size, attempts, and room left in the queue.
+
+The scenario grammar allows 8192x8192 at 240 fps for an hour, which no agent survives (FFmpeg
+passed 10 GiB of memory in 25 s); a queue without a bound lets one client fill the database.
+The master refuses both up front with a 4xx that changes nothing; an agent still checks each
+job against its own memory and disk before it runs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ffleet.master.http import ApiError
+from ffleet.master.settings import MasterSettings
+from ffleet.models import JobRequest
+from ffleet.scenarios import ScenarioError, build_job_spec
+from ffleet.states import JobStatus
+from ffleet.store import Store
+
+
+def pixels_of(request: JobRequest) -> float:
+    """width x height x fps x duration: the pixels a job encodes (0 when it does not parse;
+    the store refuses that with its own message)."""
+    try:
+        spec = build_job_spec(request.scenario, request.parameters)
+    except ScenarioError:
+        return 0.0
+    scenario = spec.scenario
+    return scenario.width * scenario.height * scenario.fps * spec.duration_s
+
+
+def check_submission(
+    requests: Sequence[JobRequest], settings: MasterSettings, store: Store
+) -> None:
+    """Raises ApiError for a job over the size or attempt limits, or a queue without room."""
+    for index, request in enumerate(requests):
+        where = f"job {index}: " if len(requests) > 1 else ""
+        if request.max_attempts > settings.max_attempts:
+            raise ApiError(
+                400, f"{where}max_attempts is at most {settings.max_attempts} on this master"
+            )
+        if pixels_of(request) > settings.max_job_pixels:
+            raise ApiError(
+                400,
+                f"{where}too large: width x height x fps x duration exceeds this master's "
+                f"--max-job-pixels ({settings.max_job_pixels:.3g}); shorten or shrink it",
+            )
+    _, queued = store.list_jobs(JobStatus.PENDING.value, 1, 0)
+    if queued + len(requests) > settings.max_queued_jobs:
+        raise ApiError(
+            429,
+            f"the queue holds {queued} pending jobs and takes at most "
+            f"{settings.max_queued_jobs}; submit again when it has drained",
+            {"Retry-After": "60"},
+        )

@@ -1,0 +1,91 @@
+"""Slow clients are cut off: request headers and each part of a body must arrive in time.
+
+uvicorn bounds only the idle time between requests. A client that opens a connection and
+sends nothing, or trickles its headers a byte at a time (slowloris), or announces a body and
+never sends it, would hold a connection and a task for ever; enough of them exhaust the
+master. Headers get `header_timeout_s` from the connection's start (or from the first byte of
+the next request on a kept-alive connection); the body gets `body_timeout_s` per part, and a
+late body is answered 408 and the connection closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from ffleet.master.http import ApiError
+from ffleet.master.rate_limit import App, Receive, Scope, Send
+
+
+def header_timeout_protocol(timeout_s: float) -> type[HttpToolsProtocol]:
+    """uvicorn's HTTP protocol, closing a connection whose request headers are late."""
+
+    class HeaderTimeoutProtocol(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._header_timer = self.loop.call_later(timeout_s, self._late)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _late(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderTimeoutProtocol
+
+
+class BodyTimeoutMiddleware:
+    """Each `http.request` part of a body must come within `timeout_s`, or the request gets
+    408 and the connection is closed (the rest of a late body would be read as a request)."""
+
+    def __init__(self, app: App, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body_done = False
+
+        async def timed_receive() -> Any:
+            nonlocal body_done
+            if body_done:  # now only a disconnect can come: no deadline
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout_s)
+            except TimeoutError:
+                raise ApiError(
+                    408,
+                    f"request body not received within {self.timeout_s:g} s",
+                    {"Connection": "close"},
+                ) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        await self.app(scope, timed_receive, send)
