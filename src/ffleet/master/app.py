@@ -202,8 +202,11 @@ class MasterApp:
             identity: Identity | None = None
             status = 500
             try:
-                identity = await self.call(self.access.identify, request)
-                allow(identity, roles, f"{request.method} {request.url.path}")
+                identity = self.access.identify_cached(request)
+                if identity is None:
+                    identity = await self.call(self.access.identify, request)
+                if identity.role not in roles:  # the refusal names the path: built only then
+                    allow(identity, roles, f"{request.method} {request.url.path}")
                 request.state.identity = identity
                 response = await handler(request)
                 status = response.status_code
@@ -221,7 +224,7 @@ class MasterApp:
         if request.method == "GET" and target is None and status not in (401, 403):
             return  # a read, or a long-poll that handed nothing out
         route = request.scope.get("route")
-        action = f"{request.method} {getattr(route, 'path', request.url.path)}"
+        action = f"{request.method} {getattr(route, 'path', None) or request.url.path}"
         if target is None and request.path_params:
             target = ",".join(str(v) for v in request.path_params.values())
         who = identity or Identity("-", "unauthenticated", "-")
@@ -269,14 +272,19 @@ class MasterApp:
 
     def rate_key(self, scope: Scope) -> str | None:
         """Whom a rate limit counts: the credential a request authenticates with, else its
-        address (so clients behind one address do not share a budget); None: not limited."""
+        address (so clients behind one address do not share a budget); None: not limited.
+        On PostgreSQL only a credential the cache holds counts as such, as a read of the
+        database here would hold up the event loop: a credential's first request there, and
+        its first after the cache let it go, count against its address."""
         address = client_address(scope)
         if address is None or not self.access.enforced:
             return address
+        identify = self.access.identify if self.store.inline else self.access.identify_cached
         try:
-            return "credential " + self.access.identify(Request(scope)).id
+            identity = identify(Request(scope))
         except ApiError:
             return address  # refused later, by the route's guard
+        return address if identity is None else "credential " + identity.id
 
     def _require_own_job(self, request: Request, job_id: str) -> None:
         """A submitter may cancel and retry only the jobs it submitted (runs on the store's
@@ -370,6 +378,8 @@ class MasterApp:
             lambda node_id: self.store.set_draining(node_id, body.drain),
         )
         log.info("node %s %s", node.id, "draining" if body.drain else "accepting work again")
+        if not body.drain:  # its waiting job request looks again (nothing else would wake it)
+            self.dispatcher.notify_node(node.id)
         return JsonResponse(node)
 
     # -------------------------------------------------------------- jobs
@@ -522,6 +532,7 @@ class MasterApp:
         return await self.dispatcher.long_poll(
             claim,
             wait,
+            node_id=node_id,
             # On SQLite this is the only master: every change that makes work claimable
             # passes through it and wakes a waiter. Other masters' hints can be lost.
             recheck_s=None if self.store.inline else self.settings.recheck_s,
@@ -530,6 +541,7 @@ class MasterApp:
         )
 
     def _dispatched(self, job: Job, node_id: str, claim_seconds: float) -> None:
+        self.dispatcher.taken()
         log.info("job %s (attempt %d) dispatched to node %s", job.id, job.attempt, node_id)
         self.metrics.dispatched(job, claim_seconds)
 

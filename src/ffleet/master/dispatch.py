@@ -6,6 +6,11 @@ first. A waiter that wakes and finds nothing it can run (the job needs a GPU it 
 someone else took it) passes the wake to the next waiter, at most once around the queue, so a
 job that only one node can run still reaches that node at once.
 
+A wake is passed on only while work announced to waiters is still untaken (as far as this
+master saw claims): a job that a poll just arriving claimed first would otherwise send its
+wake around every waiter in turn, one claim each (measured with 10,000 agents: four fifths
+of the master's CPU in claims that found nothing).
+
 A waiter registers *before* it tries to claim, so a job submitted between a failed claim and
 the wait still wakes it. Every poll enlists, even one that does not wait, so a waiter that
 leaves is removed at once: the queue holds only requests that are waiting now, however many
@@ -30,18 +35,22 @@ _TIMED_OUT = -1  # what a waiter's future holds when its wait ended unwoken
 
 class Dispatcher:
     def __init__(self) -> None:
-        # Oldest first; an OrderedDict so that a waiter leaving from the middle costs O(1).
-        self._waiting: OrderedDict[asyncio.Future[int], None] = OrderedDict()
+        # Oldest first, with the node each waits for; an OrderedDict so that a waiter
+        # leaving from the middle costs O(1).
+        self._waiting: OrderedDict[asyncio.Future[int], str | None] = OrderedDict()
+        # Jobs announced by `notify` less jobs claimed since (`taken`), never below 0: work
+        # created before this master started or by another master is taken unannounced.
+        self._untaken = 0
 
     @property
     def waiting(self) -> int:
         """How many requests are waiting for a wake now."""
         return len(self._waiting)
 
-    def enlist(self) -> asyncio.Future[int]:
+    def enlist(self, node_id: str | None = None) -> asyncio.Future[int]:
         """A future resolved with a wake's remaining hops when this waiter is woken."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiting[future] = None
+        self._waiting[future] = node_id
         return future
 
     def leave(self, future: asyncio.Future[int]) -> None:
@@ -55,14 +64,22 @@ class Dispatcher:
         future.cancel()
 
     def pass_on(self, hops: int) -> None:
-        """The woken waiter could not use the wake: give it to the next, while hops remain."""
-        if hops > 0:
-            self.notify(1, hops=hops - 1)
+        """The woken waiter could not use the wake: give it to the next, while hops remain
+        and announced work is untaken."""
+        if hops > 0 and self._untaken > 0:
+            self._wake(1, hops - 1)
 
-    def notify(self, count: int = 1, *, hops: int | None = None) -> None:
-        """Wake up to `count` waiters; each may pass its wake on `hops` times (default: once
-        around everyone waiting now)."""
-        budget = self.waiting if hops is None else hops
+    def taken(self) -> None:
+        """A job was claimed (woken or not, by a poll or with a result)."""
+        self._untaken = max(0, self._untaken - 1)
+
+    def notify(self, count: int = 1) -> None:
+        """`count` jobs may have become claimable: wake up to `count` waiters; each may pass
+        its wake on once around everyone waiting now."""
+        self._untaken += count
+        self._wake(count, self.waiting)
+
+    def _wake(self, count: int, budget: int) -> None:
         while count > 0 and self._waiting:
             future, _ = self._waiting.popitem(last=False)
             if future.done():  # cancelled with its request, which has not left yet
@@ -70,8 +87,16 @@ class Dispatcher:
             future.set_result(budget)
             count -= 1
 
+    def notify_node(self, node_id: str) -> None:
+        """The waiters of one node look once (it takes work again after a drain)."""
+        for future in [f for f, waits_for in self._waiting.items() if waits_for == node_id]:
+            del self._waiting[future]
+            if not future.done():
+                future.set_result(0)
+
     def notify_all(self) -> None:
-        self.notify(self.waiting, hops=0)
+        """Everyone waiting looks once (work may have become claimable for any of them)."""
+        self._wake(self.waiting, 0)
 
     async def wait(self, future: asyncio.Future[int], timeout: float) -> int | None:
         """The hops of the wake `future` received, or None when `timeout` passed first (it
@@ -96,6 +121,7 @@ class Dispatcher:
         claim: Callable[[], Awaitable[T | None]],
         wait_s: float,
         *,
+        node_id: str,
         recheck_s: float | None,
         client_gone: Callable[[], Awaitable[bool]],
         stopping: Callable[[], bool],
@@ -109,13 +135,13 @@ class Dispatcher:
         deadline = loop.time() + wait_s
         held: int | None = None  # hops of a wake this request holds and has not used yet
         while not stopping():
-            wake = self.enlist()
+            wake = self.enlist(node_id)
             try:
                 found = await claim()
             except BaseException:  # e.g. an unknown node: leave no dead waiter behind
                 self.leave(wake)
                 if held is not None:
-                    self.notify(1, hops=held)
+                    self._wake(1, held)
                 raise
             if found is not None:
                 self.leave(wake)
@@ -132,6 +158,6 @@ class Dispatcher:
                 return None
             if await client_gone():
                 if held is not None:  # nobody would receive a job: hand the wake on unspent
-                    self.notify(1, hops=held)
+                    self._wake(1, held)
                 return None
         return None
