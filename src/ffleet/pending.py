@@ -103,12 +103,16 @@ def deferred(
     return say(node, DEFERRED, reason)
 
 
-def claims(node: NodeState, job_id: str, first: str | None) -> NodeVerdict:
-    """`node` passes every rule; `first` is the job its next claim would get."""
+def claims(node: NodeState, job_id: str, first: str | None, marked: str | None) -> NodeVerdict:
+    """`node` passes every rule; `first` is the job its next claim would get. Claims skip a job
+    marked unschedulable (`marked`) until a node that can run it registers."""
     if first == job_id:
         return say(node, NEXT, WOULD_CLAIM_NEXT)
-    if first is None:  # cannot happen while the walk and these checks agree; said, not hidden
-        return say(node, ELIGIBLE, "passes every rule, yet its claim does not reach it")
+    if marked:
+        return say(node, ELIGIBLE, f"claims skip it while it is marked unschedulable: {marked}")
+    if first is None:
+        reason = "its claim stops before reaching it (a claim reads a bounded number of jobs)"
+        return say(node, ELIGIBLE, reason)
     return say(node, ELIGIBLE, f"would claim job {first[:8]} first (ahead of it in its queue)")
 
 

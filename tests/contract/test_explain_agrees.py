@@ -23,6 +23,7 @@ from ffleet.models import (
 )
 from ffleet.scheduling import PREFERENCE_WINDOW_S
 from ffleet.store import SchedulingPolicy, Store, open_store
+from ffleet.store.placement import CLAIM_MAX_EXAMINED
 from tests.conftest import reset_postgres
 
 T0 = 1_800_000_000.0
@@ -159,6 +160,18 @@ def silent(store: Store) -> Built:
     return Built(_job(store), nodes)
 
 
+def past_the_claim_bound(store: Store) -> Built:
+    """More jobs ahead that only another node can run than one claim reads in a pass."""
+    nodes = {
+        "plain": _node(store, "plain"),
+        "labelled": _node(store, "labelled", labels={"x": "1"}),
+    }
+    store.set_draining(nodes["labelled"], True)
+    only_x = JobRequest(scenario="360p-h264", requirements=Requirements(labels={"x": "1"}))
+    store.create_jobs([only_x] * (CLAIM_MAX_EXAMINED + 8), T0)
+    return Built(_job(store), nodes)
+
+
 # Situation -> the verdict explain must give each node; "next" nodes are checked by claiming.
 SITUATIONS: dict[Callable[[Store], Built], dict[str, str]] = {
     plain: {"a": "next", "b": "next"},
@@ -177,6 +190,7 @@ SITUATIONS: dict[Callable[[Store], Built], dict[str, str]] = {
     gpu_work_first: {"gpu": "eligible"},
     backoff: {"a": "backoff"},
     silent: {"gone": "offline", "here": "next"},
+    past_the_claim_bound: {"plain": "eligible", "labelled": "draining"},
 }
 
 

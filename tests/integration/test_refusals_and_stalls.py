@@ -1,9 +1,10 @@
 """A refused input and a stalled FFmpeg, end to end: a real master, real agents, real FFmpeg.
 
 The executor's own tests (test_measurement.py) show the refusal and the stall on one machine;
-these show what the fleet makes of them: a node whose input file differs from the pinned hash
-never gets the job again, the job says why it is unschedulable until a node that can run it
-joins, and a stopped FFmpeg is killed as stalled and its job retried.
+these show what the fleet makes of them: a node whose input file differs from the pinned hash,
+or that a job is too big for, never gets the job again, the job says why it is unschedulable
+until a node that can run it joins, and a stopped FFmpeg is killed as stalled and its job
+retried.
 """
 
 from __future__ import annotations
@@ -67,6 +68,25 @@ def test_a_node_whose_input_differs_refuses_and_a_node_that_matches_runs_it(
     assert done["status"] == "completed", done
     assert done["node_id"] == second.node_id and done["unschedulable_reason"] is None
     assert done["result"]["metrics"]["input"]["sha256"] == wanted
+
+
+def test_a_job_too_big_for_the_only_agent_is_refused_there_and_unschedulable(
+    fleet: Fleet,
+) -> None:
+    master = fleet.master()
+    small = fleet.agent(master, extra_args=["--max-job-memory", "64"])  # MiB: below any job
+    job = master.submit("160x90-h264", parameters={"duration": 1})
+
+    def refused() -> dict[str, object] | None:
+        detail = master.job(job["id"])
+        return detail if detail["unschedulable_reason"] else None
+
+    detail = wait_until(refused, timeout=60, message=lambda: f"a refusal: {master.job(job['id'])}")
+    assert detail["status"] == "pending" and detail["retry_count"] == 0
+    assert detail["avoid_nodes"] == [small.node_id]
+    assert "(--max-job-memory)" in detail["attempts"][0]["error"]
+    assert f"{small.node_id[:8]}: This job needs about" in detail["unschedulable_reason"]
+    assert not small.ffmpeg_pids()
 
 
 def test_a_stopped_ffmpeg_is_killed_as_stalled_and_the_job_retried(fleet: Fleet) -> None:

@@ -223,3 +223,19 @@ def test_a_woken_long_poll_whose_client_left_hands_the_wake_on() -> None:
         assert other.result() == 2  # the wake it did not use, unspent
 
     run(scenario())
+
+
+def test_a_wake_whose_job_was_taken_meanwhile_is_not_passed_on() -> None:
+    async def scenario() -> None:
+        dispatcher = Dispatcher()
+        first, second = dispatcher.enlist(), dispatcher.enlist()
+        dispatcher.notify()  # one job: `first` is woken
+        dispatcher.taken()  # ...but a poll just arriving claimed the job first
+        dispatcher.pass_on(first.result())  # `first` found nothing
+        assert not second.done()  # nothing left to look for: no claim in vain
+        again = dispatcher.enlist()
+        dispatcher.notify()  # a job only `again` can run: `second` is woken first
+        dispatcher.pass_on(second.result())  # ...and cannot use it: still untaken
+        assert again.result() == 1
+
+    run(scenario())

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Match, Mount, Route
@@ -101,3 +102,51 @@ def test_earlier_routes_win_and_mounts_are_respected(tmp_path: Path) -> None:
     assert client.get("/numbers/x").status_code == 404
     reply = client.delete("/items/1")
     assert reply.status_code == 405 and set(reply.headers["allow"].split(", ")) == {"GET", "HEAD"}
+
+
+class Refused(Exception):
+    pass
+
+
+async def _refuses(request: Request) -> Response:
+    raise Refused("no")
+
+
+async def _teapot(request: Request) -> Response:
+    raise HTTPException(418, "short and stout")
+
+
+async def _breaks(request: Request) -> Response:
+    raise RuntimeError("broken")
+
+
+async def _as_json(request: Request, exc: Exception) -> Response:
+    return PlainTextResponse(f"mapped {type(exc).__name__}", status_code=409)
+
+
+async def _status(request: Request, exc: Exception) -> Response:
+    return PlainTextResponse("status handler", status_code=418)
+
+
+async def _internal(request: Request, exc: Exception) -> Response:
+    return PlainTextResponse("internal", status_code=500)
+
+
+def test_errors_of_a_routed_handler_get_the_apps_exception_handlers() -> None:
+    routes: list[BaseRoute] = [
+        Route("/refuses", _refuses, methods=["GET"]),
+        Route("/teapot", _teapot, methods=["GET"]),
+        Route("/breaks", _breaks, methods=["GET"]),
+    ]
+    app = IndexedStarlette(
+        routes=routes,
+        lifespan=None,
+        exception_handlers={Refused: _as_json, 418: _status, Exception: _internal},
+    )
+    client = TestClient(app, raise_server_exceptions=False)
+    assert (client.get("/refuses").status_code, client.get("/refuses").text) == (
+        409,
+        "mapped Refused",
+    )
+    assert client.get("/teapot").text == "status handler"
+    assert (client.get("/breaks").status_code, client.get("/breaks").text) == (500, "internal")

@@ -575,8 +575,8 @@ class Agent:
                     on_child=record.child_started,
                 )
             return self.files.deliver(job.id, execution)
-        except NotOnThisAgent as exc:  # another agent may run it
-            return Execution("failed", {}, {}, str(exc), retryable=True)
+        except NotOnThisAgent as exc:  # another agent may run it: never this one again
+            return Execution("failed", {}, {}, str(exc), retryable=False, wrong_node=True)
         except ScenarioError as exc:
             return Execution("failed", {}, {}, str(exc), retryable=False)
         except BlobError as exc:  # the master may serve it again (restart, network back)

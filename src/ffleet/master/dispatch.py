@@ -6,6 +6,11 @@ first. A waiter that wakes and finds nothing it can run (the job needs a GPU it 
 someone else took it) passes the wake to the next waiter, at most once around the queue, so a
 job that only one node can run still reaches that node at once.
 
+A wake is passed on only while work announced to waiters is still untaken (as far as this
+master saw claims): a job that a poll just arriving claimed first would otherwise send its
+wake around every waiter in turn, one claim each (measured with 10,000 agents: four fifths
+of the master's CPU in claims that found nothing).
+
 A waiter registers *before* it tries to claim, so a job submitted between a failed claim and
 the wait still wakes it. Every poll enlists, even one that does not wait, so a waiter that
 leaves is removed at once: the queue holds only requests that are waiting now, however many
@@ -32,6 +37,9 @@ class Dispatcher:
     def __init__(self) -> None:
         # Oldest first; an OrderedDict so that a waiter leaving from the middle costs O(1).
         self._waiting: OrderedDict[asyncio.Future[int], None] = OrderedDict()
+        # Jobs announced by `notify` less jobs claimed since (`taken`), never below 0: work
+        # created before this master started or by another master is taken unannounced.
+        self._untaken = 0
 
     @property
     def waiting(self) -> int:
@@ -55,14 +63,22 @@ class Dispatcher:
         future.cancel()
 
     def pass_on(self, hops: int) -> None:
-        """The woken waiter could not use the wake: give it to the next, while hops remain."""
-        if hops > 0:
-            self.notify(1, hops=hops - 1)
+        """The woken waiter could not use the wake: give it to the next, while hops remain
+        and announced work is untaken."""
+        if hops > 0 and self._untaken > 0:
+            self._wake(1, hops - 1)
 
-    def notify(self, count: int = 1, *, hops: int | None = None) -> None:
-        """Wake up to `count` waiters; each may pass its wake on `hops` times (default: once
-        around everyone waiting now)."""
-        budget = self.waiting if hops is None else hops
+    def taken(self) -> None:
+        """A job was claimed (woken or not, by a poll or with a result)."""
+        self._untaken = max(0, self._untaken - 1)
+
+    def notify(self, count: int = 1) -> None:
+        """`count` jobs may have become claimable: wake up to `count` waiters; each may pass
+        its wake on once around everyone waiting now."""
+        self._untaken += count
+        self._wake(count, self.waiting)
+
+    def _wake(self, count: int, budget: int) -> None:
         while count > 0 and self._waiting:
             future, _ = self._waiting.popitem(last=False)
             if future.done():  # cancelled with its request, which has not left yet
@@ -71,7 +87,8 @@ class Dispatcher:
             count -= 1
 
     def notify_all(self) -> None:
-        self.notify(self.waiting, hops=0)
+        """Everyone waiting looks once (work may have become claimable for any of them)."""
+        self._wake(self.waiting, 0)
 
     async def wait(self, future: asyncio.Future[int], timeout: float) -> int | None:
         """The hops of the wake `future` received, or None when `timeout` passed first (it
@@ -115,7 +132,7 @@ class Dispatcher:
             except BaseException:  # e.g. an unknown node: leave no dead waiter behind
                 self.leave(wake)
                 if held is not None:
-                    self.notify(1, hops=held)
+                    self._wake(1, held)
                 raise
             if found is not None:
                 self.leave(wake)
@@ -132,6 +149,6 @@ class Dispatcher:
                 return None
             if await client_gone():
                 if held is not None:  # nobody would receive a job: hand the wake on unspent
-                    self.notify(1, hops=held)
+                    self._wake(1, held)
                 return None
         return None

@@ -53,8 +53,11 @@ class Guard:
             identity: Identity | None = None
             status = 500
             try:
-                identity = await self.call(self.access.identify, request)
-                allow(identity, roles, f"{request.method} {request.url.path}")
+                identity = self.access.identify_cached(request)
+                if identity is None:
+                    identity = await self.call(self.access.identify, request)
+                if identity.role not in roles:  # the refusal names the path: built only then
+                    allow(identity, roles, f"{request.method} {request.url.path}")
                 request.state.identity = identity
                 response = await handler(request)
                 status = response.status_code
@@ -72,7 +75,7 @@ class Guard:
         if request.method == "GET" and target is None and status not in (401, 403):
             return  # a read, or a long-poll that handed nothing out
         route = request.scope.get("route")
-        action = f"{request.method} {getattr(route, 'path', request.url.path)}"
+        action = f"{request.method} {getattr(route, 'path', None) or request.url.path}"
         if target is None and request.path_params:
             target = ",".join(str(v) for v in request.path_params.values())
         who = identity or Identity("-", "unauthenticated", "-")

@@ -234,6 +234,7 @@ class JobRoutes:
         )
 
     def dispatched(self, job: Job, node_id: str, claim_seconds: float) -> None:
+        self.dispatcher.taken()
         log.info("job %s (attempt %d) dispatched to node %s", job.id, job.attempt, node_id)
         self.metrics.dispatched(job, claim_seconds)
 

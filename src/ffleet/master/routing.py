@@ -9,8 +9,11 @@ would take: the first route in the list that matches the path and the method. An
 (no route, a method the route does not allow, a path a mount or a typed parameter could
 claim) goes to Starlette's own matching, so 404s, 405s and redirects stay its.
 
-A matched route's handler is called without Starlette's second, per-route exception wrapper:
-the app's ExceptionMiddleware, one layer out, applies the same handlers to the same errors.
+A request the table finds, to a route whose handler is an `async def handler(request)`, is
+also served without Starlette's layers between the app's own middleware and the handler (its
+ExceptionMiddleware, the router, the route's exception wrapper: each wraps `send` once more
+and builds its own Request): IndexedExceptions calls the handler and maps what it raises
+through the ExceptionMiddleware's own handlers, as those layers would.
 """
 
 from __future__ import annotations
@@ -21,13 +24,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from starlette._utils import get_route_path
+from starlette._exception_handler import _lookup_exception_handler
+from starlette._utils import get_route_path, is_async_callable
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.convertors import StringConvertor
+from starlette.exceptions import HTTPException
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, Router
-from starlette.types import Lifespan, Receive, Scope, Send
+from starlette.types import ASGIApp, Lifespan, Receive, Scope, Send
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -147,30 +154,83 @@ class IndexedRouter(Router):
                 return None
         return best
 
+    def match(self, scope: Scope) -> tuple[_Indexed, dict[str, str]] | None:
+        """The route for an HTTP request, with the scope updated as Starlette's router
+        updates it; None when the table does not know."""
+        if scope["type"] != "http":
+            return None
+        found = self._find(get_route_path(scope), scope["method"])
+        if found is not None:
+            entry, params = found
+            scope.setdefault("router", self)
+            scope["route"] = entry.route
+            scope["endpoint"] = entry.route.endpoint
+            scope["path_params"] = {**scope.get("path_params", {}), **params}
+        return found
+
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
-        found = None
-        if scope["type"] == "http":
-            found = self._find(get_route_path(scope), scope["method"])
+        found = self.match(scope)
         if found is None:
             await super().app(scope, receive, send)
+        elif found[0].endpoint is None:
+            await found[0].route.handle(scope, receive, send)
+        else:
+            response = await found[0].endpoint(Request(scope, receive, send))
+            await response(scope, receive, send)
+
+
+class IndexedExceptions:
+    """In place of the app's ExceptionMiddleware: a request the router's table finds is
+    served here directly, every other one by the ExceptionMiddleware as before."""
+
+    def __init__(self, exceptions: ExceptionMiddleware, router: IndexedRouter) -> None:
+        self.exceptions = exceptions
+        self.router = router
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        found = self.router.match(scope)
+        if found is None or found[0].endpoint is None:
+            await self.exceptions(scope, receive, send)
             return
-        entry, params = found
-        scope.setdefault("router", self)
-        scope["route"] = entry.route
-        scope["endpoint"] = entry.route.endpoint
-        scope["path_params"] = {**scope.get("path_params", {}), **params}
-        if entry.endpoint is None:
-            await entry.route.handle(scope, receive, send)
-            return
-        response = await entry.endpoint(Request(scope, receive, send))
+        request = Request(scope, receive, send)
+        try:
+            response = await found[0].endpoint(request)
+        except Exception as exc:
+            response = await self._handled(request, exc)
         await response(scope, receive, send)
+
+    async def _handled(self, request: Request, exc: Exception) -> Response:
+        """The reply the ExceptionMiddleware's handlers give for `exc` (raised if none)."""
+        handler: Any = None  # Starlette's type for it also admits websocket handlers
+        if isinstance(exc, HTTPException):
+            handler = self.exceptions._status_handlers.get(exc.status_code)
+        if handler is None:
+            handler = _lookup_exception_handler(self.exceptions._exception_handlers, exc)
+        if handler is None:
+            raise exc
+        if is_async_callable(handler):
+            response = await handler(request, exc)
+        else:
+            response = await run_in_threadpool(handler, request, exc)
+        exc.__traceback__ = None  # a reused exception would gather tracebacks
+        assert isinstance(response, Response)
+        return response
 
 
 class IndexedStarlette(Starlette):
-    """Starlette, routing through IndexedRouter."""
+    """Starlette, routing through IndexedRouter, with IndexedExceptions in place of its
+    ExceptionMiddleware (the innermost of its middleware)."""
 
     def __init__(
         self, *, routes: Sequence[BaseRoute], lifespan: Lifespan[Any] | None, **kwargs: Any
     ) -> None:
         super().__init__(routes=routes, lifespan=lifespan, **kwargs)
-        self.router = IndexedRouter(routes, lifespan=lifespan)
+        self.router: IndexedRouter = IndexedRouter(routes, lifespan=lifespan)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        layer: Any = stack
+        while not isinstance(layer.app, ExceptionMiddleware):
+            layer = layer.app
+        layer.app = IndexedExceptions(layer.app, self.router)
+        return stack

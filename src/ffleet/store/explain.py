@@ -88,4 +88,5 @@ class _Fleet:
         first = placement.pick(
             self.tx, node, self.now, self.node_timeout_s, lock=False, idle=self.idle
         )
-        return pending.claims(state, job["id"], None if first is None else first["id"])
+        chosen = None if first is None else first["id"]
+        return pending.claims(state, job["id"], chosen, job["unschedulable_reason"])
