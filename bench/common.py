@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import httpx
 import msgspec
 import uvloop
+from sqlalchemy import create_engine, text
 
 from tests.processes import (
     HOST,
@@ -383,6 +384,7 @@ class Context:
     workdir: Path
     quick: bool
     floor: Floor
+    postgres: str | None = None  # --postgres: every master's store, emptied before each master
 
     def size(self, full: T, quick: T) -> T:
         return quick if self.quick else full
@@ -390,18 +392,52 @@ class Context:
 
 @contextlib.contextmanager
 def run_master(ctx: Context, log_level: str = "warning") -> Iterator[MasterProcess]:
-    """`ffleet master` on a fresh SQLite file, pinned to the server core."""
+    """`ffleet master` on a fresh SQLite file (or the emptied --postgres database), pinned to
+    the server core."""
     port = free_port()
+    if ctx.postgres is not None:
+        empty_postgres(ctx.postgres)
     master = MasterProcess(
         ctx.workdir,
         name=f"master-{port}",
         port=port,
+        store=ctx.postgres,
         # The memory and claim-depth benchmarks queue up to a million jobs on purpose.
         extra_args=["--log-level", log_level, "--max-queued-jobs", "2000000"],
         cores={SERVER_CORE},
     )
     with serve(master) as server:
         yield server
+
+
+def empty_postgres(url: str) -> None:
+    """Drop every table of the database at `url` (the next master migrates it afresh)."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            found = conn.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+            )
+            tables = ", ".join(f'"{name}"' for (name,) in found)
+            if tables:
+                conn.execute(text(f"DROP TABLE IF EXISTS {tables} CASCADE"))
+    finally:
+        engine.dispose()
+
+
+def postgres_cpu_seconds() -> float:
+    """User + system CPU of every PostgreSQL server process now running (all its databases:
+    meaningful only while nothing else uses the server)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() == "postgres":
+                total += process_cpu_seconds(int(entry.name))
+        except (OSError, ValueError):
+            continue  # the process ended meanwhile
+    return total
 
 
 # ---------------------------------------------------------------------- agents running real FFmpeg
@@ -498,6 +534,12 @@ def parser(description: str | None) -> argparse.ArgumentParser:
         action="store_true",
         help="tiny counts: a smoke test that finishes fast; its figures mean nothing",
     )
+    result.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="run the masters on this PostgreSQL database instead of SQLite files; "
+        "every table in it is dropped first",
+    )
     return result
 
 
@@ -510,17 +552,18 @@ def pin_load_generator() -> None:
 
 
 @contextlib.contextmanager
-def session(quick: bool) -> Iterator[Context]:
+def session(quick: bool, postgres: str | None = None) -> Iterator[Context]:
     """Pin this process, print the machine, measure the floor; a scratch directory throughout."""
     pin_load_generator()
     print(
         f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, nproc {os.cpu_count()}, "
         f"{_cpu_model()}, Python {platform.python_version()}, "
         f"load average {os.getloadavg()[0]:.2f}{', QUICK (smoke test)' if quick else ''}"
+        f"{', store PostgreSQL' if postgres else ''}"
     )
     with tempfile.TemporaryDirectory(prefix="ffleet-bench-") as tmp:
         workdir = Path(tmp)
-        yield Context(workdir, quick, measure_floor(workdir, quick))
+        yield Context(workdir, quick, measure_floor(workdir, quick), postgres)
 
 
 def _cpu_model() -> str:
@@ -586,5 +629,5 @@ def run_standalone(
 ) -> None:
     """The `python -m bench.X [--quick]` entry point of one benchmark."""
     args = parser(description).parse_args()
-    with session(args.quick) as ctx:
+    with session(args.quick, args.postgres) as ctx:
         print_table(title, run(ctx))

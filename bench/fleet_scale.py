@@ -238,11 +238,16 @@ async def scenario(
 
 def measure_scale(ctx: Context, agents: int) -> Scale:
     # Per agent: its poll connection here and at the master, and heartbeats in flight.
-    raise_open_files_limit(agents + OPEN_FILES_SPARE)
+    connections = agents + OPEN_FILES_SPARE
+    raise_open_files_limit(connections)
     master = MasterProcess(
         ctx.workdir,
         name="master-scale",
-        extra_args=["--log-level", "warning"],
+        extra_args=[
+            "--log-level",
+            "warning",
+            *("--max-long-polls", str(agents), "--max-connections", str(connections)),
+        ],
         cores={SERVER_CORE},
     )
     # --quick beats every second, so that its few seconds see heartbeats too.

@@ -23,6 +23,7 @@ from bench import (
     long_poll_cost,
     memory,
     observability,
+    reaper_stall,
     repeat_variance,
     split_makespan,
 )
@@ -31,6 +32,7 @@ from bench.common import Context, Figure, parser, print_table, session
 SUITES: list[tuple[str, Callable[[Context], list[Figure]]]] = [
     (api_cost.TITLE, api_cost.run),
     (claim_depth.TITLE, claim_depth.run),
+    (reaper_stall.TITLE, reaper_stall.run),
     (dispatch_latency.TITLE, dispatch_latency.run),
     (long_poll_cost.TITLE, long_poll_cost.run),
     (fleet_scale.TITLE, fleet_scale.run),
@@ -48,7 +50,7 @@ def main() -> None:
     args = parser(__doc__).parse_args()
     started = time.monotonic()
     summary: list[Figure] = []
-    with session(args.quick) as ctx:
+    with session(args.quick, args.postgres) as ctx:
         for title, run in SUITES:
             print(f"\n== {title}")
             suite_started = time.monotonic()

@@ -412,6 +412,27 @@ def test_job_past_its_timeout_is_ended_and_finally_fails(store: Store) -> None:
     assert job.status == "failed" and "timed out after 3 s" in (job.error or "")
 
 
+def test_a_reaper_pass_ends_at_most_its_limit_and_says_there_is_more(store: Store) -> None:
+    fleet = [node(store) for _ in range(5)]
+    queued = jobs(store, 5)
+    for node_id in fleet:
+        store.claim(node_id, T0)
+    jobs(store, 3, priority="low", now=T0 + 1)
+    jobs(store, 1, priority="high", now=T0 + 1)
+    later = T0 + 40  # past the node timeout, and one aging interval for the low jobs
+    passes = []
+    report = store.reap(later, limit=2)
+    passes.append(report)
+    while report.more:
+        assert len(passes) < 10
+        report = store.reap(later, limit=2)
+        passes.append(report)
+    assert [len(p.offline_nodes) for p in passes] == [2, 2, 1]
+    assert [len(p.requeued_jobs) for p in passes] == [2, 2, 1]
+    assert [p.aged_jobs for p in passes] == [2, 1, 0]
+    assert sorted(job for p in passes for job in p.requeued_jobs) == sorted(queued)
+
+
 # ---------------------------------------------------------------- placement
 
 

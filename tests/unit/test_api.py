@@ -366,6 +366,29 @@ def test_a_wake_reaches_the_one_waiter_that_can_run_the_job() -> None:
         assert got["cpu"] == {"job": None}
 
 
+def test_a_node_taking_work_again_after_a_drain_gets_the_queued_job_at_once() -> None:
+    # On SQLite (here: memory) a waiter looks again only when woken: the drain's end wakes it.
+    settings = MasterSettings(store_url="memory", max_wait_s=10, recheck_s=60)
+    with TestClient(create_app(settings)) as client:
+        node_id = register(client, slots=1)
+        client.post(f"/nodes/{node_id}/drain")
+        job = client.post("/jobs", json={"scenario": "720p"}).json()
+        got: dict[str, Any] = {}
+
+        def wait() -> None:
+            params = {"node_id": node_id, "wait": 4}
+            started = time.monotonic()
+            got["job"] = client.get("/jobs/next", params=params).json()
+            got["after_s"] = time.monotonic() - started
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        time.sleep(0.3)  # it waits: a draining node is handed nothing
+        client.post(f"/nodes/{node_id}/drain", json={"drain": False})
+        waiter.join(timeout=10)
+        assert got["job"]["id"] == job["id"] and got["after_s"] < 3
+
+
 def test_a_failed_long_poll_does_not_swallow_the_next_wake() -> None:
     settings = MasterSettings(store_url="memory", max_wait_s=10, recheck_s=60)
     with TestClient(create_app(settings)) as client:

@@ -31,7 +31,8 @@ def test_commits_leave_the_checkpoint_to_the_thread(tmp_path: Path) -> None:
     path = tmp_path / "ffleet.db"
     store = SqlStore(f"sqlite:///{path}")
     try:
-        raw = store.db._sqlite.driver_connection
+        raw = store.db._sqlite
+        assert raw is not None
         assert raw.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
         _fill(store, 10)  # more than SQLite's own 1,000-page trigger
         # Pages reach the database file only through a checkpoint: the thread's.

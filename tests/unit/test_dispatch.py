@@ -180,7 +180,12 @@ def test_a_long_poll_looks_again_only_when_woken_unless_it_must_recheck() -> Non
         claims = Claims()
         waiting = asyncio.create_task(
             dispatcher.long_poll(
-                claims, 5.0, recheck_s=None, client_gone=never_gone, stopping=lambda: False
+                claims,
+                5.0,
+                node_id="n",
+                recheck_s=None,
+                client_gone=never_gone,
+                stopping=lambda: False,
             )
         )
         await asyncio.sleep(0.05)
@@ -191,12 +196,22 @@ def test_a_long_poll_looks_again_only_when_woken_unless_it_must_recheck() -> Non
 
         rechecking = Claims()
         found = await dispatcher.long_poll(
-            rechecking, 0.1, recheck_s=0.02, client_gone=never_gone, stopping=lambda: False
+            rechecking,
+            0.1,
+            node_id="n",
+            recheck_s=0.02,
+            client_gone=never_gone,
+            stopping=lambda: False,
         )
         assert found is None and rechecking.calls >= 3  # the first, then every recheck
         unwoken = Claims()
         found = await dispatcher.long_poll(
-            unwoken, 0.05, recheck_s=None, client_gone=never_gone, stopping=lambda: False
+            unwoken,
+            0.05,
+            node_id="n",
+            recheck_s=None,
+            client_gone=never_gone,
+            stopping=lambda: False,
         )
         assert found is None and unwoken.calls == 1  # no last look when the poll ends
         assert dispatcher.waiting == 0
@@ -213,7 +228,12 @@ def test_a_woken_long_poll_whose_client_left_hands_the_wake_on() -> None:
         claims = Claims()
         left = asyncio.create_task(
             dispatcher.long_poll(
-                claims, 5.0, recheck_s=None, client_gone=gone, stopping=lambda: False
+                claims,
+                5.0,
+                node_id="n",
+                recheck_s=None,
+                client_gone=gone,
+                stopping=lambda: False,
             )
         )
         await asyncio.sleep(0)
@@ -237,5 +257,16 @@ def test_a_wake_whose_job_was_taken_meanwhile_is_not_passed_on() -> None:
         dispatcher.notify()  # a job only `again` can run: `second` is woken first
         dispatcher.pass_on(second.result())  # ...and cannot use it: still untaken
         assert again.result() == 1
+
+    run(scenario())
+
+
+def test_a_node_taking_work_again_wakes_its_own_waiters_only() -> None:
+    async def scenario() -> None:
+        dispatcher = Dispatcher()
+        other, mine, anonymous = dispatcher.enlist("a"), dispatcher.enlist("b"), dispatcher.enlist()
+        dispatcher.notify_node("b")
+        assert mine.result() == 0 and not other.done() and not anonymous.done()
+        assert dispatcher.waiting == 2
 
     run(scenario())

@@ -64,3 +64,12 @@ def test_a_store_failure_holds_from_the_moment_it_was_seen() -> None:
     assert hold.may_reap()
     hold.blind()
     assert run_passes(hold, clocks, 10) == [False] * 9 + [True]
+
+
+def test_the_reapers_own_long_pass_is_not_taken_for_absence() -> None:
+    clocks = Clocks()
+    hold = hold_of(clocks)
+    run_passes(hold, clocks, 10)
+    clocks.advance(5.0)  # a pass over a vanished fleet's leases, in batches
+    hold.worked()
+    assert run_passes(hold, clocks, 1) == [True]

@@ -35,8 +35,9 @@ _TIMED_OUT = -1  # what a waiter's future holds when its wait ended unwoken
 
 class Dispatcher:
     def __init__(self) -> None:
-        # Oldest first; an OrderedDict so that a waiter leaving from the middle costs O(1).
-        self._waiting: OrderedDict[asyncio.Future[int], None] = OrderedDict()
+        # Oldest first, with the node each waits for; an OrderedDict so that a waiter
+        # leaving from the middle costs O(1).
+        self._waiting: OrderedDict[asyncio.Future[int], str | None] = OrderedDict()
         # Jobs announced by `notify` less jobs claimed since (`taken`), never below 0: work
         # created before this master started or by another master is taken unannounced.
         self._untaken = 0
@@ -46,10 +47,10 @@ class Dispatcher:
         """How many requests are waiting for a wake now."""
         return len(self._waiting)
 
-    def enlist(self) -> asyncio.Future[int]:
+    def enlist(self, node_id: str | None = None) -> asyncio.Future[int]:
         """A future resolved with a wake's remaining hops when this waiter is woken."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiting[future] = None
+        self._waiting[future] = node_id
         return future
 
     def leave(self, future: asyncio.Future[int]) -> None:
@@ -86,6 +87,13 @@ class Dispatcher:
             future.set_result(budget)
             count -= 1
 
+    def notify_node(self, node_id: str) -> None:
+        """The waiters of one node look once (it takes work again after a drain)."""
+        for future in [f for f, waits_for in self._waiting.items() if waits_for == node_id]:
+            del self._waiting[future]
+            if not future.done():
+                future.set_result(0)
+
     def notify_all(self) -> None:
         """Everyone waiting looks once (work may have become claimable for any of them)."""
         self._wake(self.waiting, 0)
@@ -113,6 +121,7 @@ class Dispatcher:
         claim: Callable[[], Awaitable[T | None]],
         wait_s: float,
         *,
+        node_id: str,
         recheck_s: float | None,
         client_gone: Callable[[], Awaitable[bool]],
         stopping: Callable[[], bool],
@@ -126,7 +135,7 @@ class Dispatcher:
         deadline = loop.time() + wait_s
         held: int | None = None  # hops of a wake this request holds and has not used yet
         while not stopping():
-            wake = self.enlist()
+            wake = self.enlist(node_id)
             try:
                 found = await claim()
             except BaseException:  # e.g. an unknown node: leave no dead waiter behind

@@ -123,14 +123,19 @@ class Guard:
 
     def rate_key(self, scope: Scope) -> str | None:
         """Whom a rate limit counts: the credential a request authenticates with, else its
-        address (so clients behind one address do not share a budget); None: not limited."""
+        address (so clients behind one address do not share a budget); None: not limited.
+        On PostgreSQL only a credential the cache holds counts as such, as a read of the
+        database here would hold up the event loop: a credential's first request there, and
+        its first after the cache let it go, count against its address."""
         address = client_address(scope)
         if address is None or not self.access.enforced:
             return address
+        identify = self.access.identify if self.store.inline else self.access.identify_cached
         try:
-            return "credential " + self.access.identify(Request(scope)).id
+            identity = identify(Request(scope))
         except ApiError:
             return address  # refused later, by the route's guard
+        return address if identity is None else "credential " + identity.id
 
     def require_own_job(self, request: Request, job_id: str) -> None:
         """A submitter may cancel and retry only the jobs it submitted (runs on the store's

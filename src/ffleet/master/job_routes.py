@@ -226,6 +226,7 @@ class JobRoutes:
         return await self.dispatcher.long_poll(
             claim,
             wait,
+            node_id=node_id,
             # On SQLite this is the only master: every change that makes work claimable
             # passes through it and wakes a waiter. Other masters' hints can be lost.
             recheck_s=None if self.store.inline else self.settings.recheck_s,

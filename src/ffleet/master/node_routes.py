@@ -101,4 +101,6 @@ class NodeRoutes:
             lambda node_id: self.store.set_draining(node_id, body.drain),
         )
         log.info("node %s %s", node.id, "draining" if body.drain else "accepting work again")
+        if not body.drain:  # its waiting job request looks again (nothing else would wake it)
+            self.dispatcher.notify_node(node.id)
         return JsonResponse(node)

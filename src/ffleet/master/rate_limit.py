@@ -9,6 +9,7 @@ only ever give that client a fresh burst.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import time
@@ -46,6 +47,7 @@ class RateLimiter:
         return wait
 
 
+@functools.lru_cache(maxsize=4096)  # parsing the address costs a few µs per request
 def _is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback

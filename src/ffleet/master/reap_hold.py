@@ -44,6 +44,12 @@ class ReapHold:
         """The master could not see the fleet just now (its store failed): hold from now."""
         self._until = max(self._until, self._clock() + self.hold_s)
 
+    def worked(self) -> None:
+        """The reaper's pass just ended: its length was work, not absence (the master served
+        requests, heartbeats among them, between the pass's batches), so the next `tick`
+        measures only the wait that follows."""
+        self._last = (self._clock(), self._wall())
+
     def tick(self) -> str | None:
         """Called at each wake-up of the reaper, meant `interval_s` after the last one; when
         the master was away longer than the tolerance, hold, and say what happened."""

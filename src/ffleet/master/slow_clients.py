@@ -70,14 +70,15 @@ class BodyTimeoutMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        body_done = False
+        body_done = not _announces_body(scope)
 
         async def timed_receive() -> Any:
             nonlocal body_done
             if body_done:  # now only a disconnect can come: no deadline
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), self.timeout_s)
+                async with asyncio.timeout(self.timeout_s):  # a timer, not a task as wait_for
+                    message = await receive()
             except TimeoutError:
                 raise ApiError(
                     408,
@@ -89,3 +90,12 @@ class BodyTimeoutMiddleware:
             return message
 
         await self.app(scope, timed_receive, send)
+
+
+def _announces_body(scope: Scope) -> bool:
+    """Whether the request says a body follows: without a Content-Length above 0 or a
+    Transfer-Encoding there is none to wait for (the parser reads none either)."""
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False

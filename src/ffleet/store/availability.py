@@ -11,7 +11,8 @@ from __future__ import annotations
 import sqlite3
 
 import psycopg
-from sqlalchemy import exc as sa_exc
+
+from ffleet.store.pool import PoolTimeout
 
 # SQLite result codes (sqlite_errorname) of conditions outside ffleet's control.
 _SQLITE_CAUSES = {
@@ -27,10 +28,8 @@ _SQLITE_CAUSES = {
 
 def unavailable_cause(error: BaseException) -> str | None:
     """A short cause when `error` means the store cannot serve now, else None."""
-    if isinstance(error, sa_exc.TimeoutError):
+    if isinstance(error, PoolTimeout):
         return "no database connection free (pool timeout)"
-    if isinstance(error, sa_exc.DBAPIError) and error.orig is not None:
-        return unavailable_cause(error.orig)
     if isinstance(error, sqlite3.OperationalError | sqlite3.DatabaseError):
         name = getattr(error, "sqlite_errorname", "") or ""
         primary = "_".join(name.split("_")[:2])  # SQLITE_IOERR_WRITE is an SQLITE_IOERR

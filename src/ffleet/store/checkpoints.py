@@ -10,11 +10,12 @@ one read of the WAL index.
 
 A PASSIVE checkpoint cannot rewind the WAL while commits keep arriving (SQLite writes from the
 file's start again only once every frame is in the database), so under a sustained stream of
-commits the WAL grows; past `limit_frames` one RESTART checkpoint runs under the store's own
-write mutex: the frames since the last pass are copied and the next commit rewinds the file, a
-short wait, once per that many pages. (RESTART, not TRUNCATE: appending to a file that grows
-makes ext4 allocate blocks, which can wait behind the journal commit of a checkpoint's fsync.
-`journal_size_limit`, set on the serving connection, trims an outgrown file when it rewinds.)
+commits the WAL grows. Past `limit_frames`, more PASSIVE passes catch up with what the commits
+left, then one RESTART checkpoint runs under the store's own write mutex: it copies the few
+frames since the last pass and the next commit rewinds the file, a short wait once per that
+many pages. (RESTART, not TRUNCATE: appending to a file that grows makes ext4 allocate blocks,
+which can wait behind the journal commit of a checkpoint's fsync. `journal_size_limit`, set on
+the serving connection, trims an outgrown file when it rewinds.)
 
 Durability is the commit's (synchronous=NORMAL in WAL mode): a committed change survives the
 master's crash, `kill -9` included, since the WAL is in the kernel's cache; a power loss may
@@ -34,6 +35,10 @@ log = logging.getLogger(__name__)
 INTERVAL_S = 0.5
 LIMIT_FRAMES = 16_384  # 64 MiB of 4 KiB pages
 LIMIT_BYTES = LIMIT_FRAMES * 4096
+# Before the RESTART, PASSIVE passes (no lock) copy what a burst of commits left, until at most
+# this many frames remain for the pass under the lock: it holds the event loop's store calls.
+CATCH_UP_FRAMES = 256
+CATCH_UP_PASSES = 8
 
 
 class Checkpointer:
@@ -66,12 +71,18 @@ class Checkpointer:
                 self.checkpoint(conn)
 
     def checkpoint(self, conn: sqlite3.Connection) -> None:
-        """One pass: PASSIVE, then RESTART under the write lock if the WAL outgrew its limit."""
+        """One pass: PASSIVE; if the WAL outgrew its limit, more PASSIVE passes until few
+        frames are left to copy, then RESTART under the write lock (it copies those few)."""
         try:
-            _busy, frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if frames > self._limit_frames:
-                with self._write_lock:
-                    conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            _busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if frames <= self._limit_frames:
+                return
+            for _ in range(CATCH_UP_PASSES):
+                if frames - copied <= CATCH_UP_FRAMES:
+                    break
+                _busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            with self._write_lock:
+                conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
         except sqlite3.Error as exc:
             if not self._failing:  # once per spell: the next commit reports it to the clients
                 log.warning("WAL checkpoint of %s failed: %s", self._path, exc)

@@ -1,61 +1,100 @@
 """Connections and transactions for the SQL store, on SQLite and PostgreSQL alike.
 
-SQLAlchemy owns what it is best at: URLs and the connection pool. Statements run straight on
-the DB-API connection, because SQLAlchemy's per-statement expression and compile-cache work
-measured ~3x the cost of the statement itself on SQLite here (heartbeat: 444 us through Core vs
-136 us raw), and the master's CPU per request is dominated by such statements. A statement is
-named, not written, here: its text for this engine comes from the catalogue in queries.py.
+Statements run straight on the DB-API connection: one sqlite3 connection for the process, or
+psycopg connections from the store's own pool (pool.py). SQLAlchemy is not on this path: its
+per-statement work measured ~3x the cost of the statement itself on SQLite here (heartbeat:
+444 us through Core vs 136 us raw), its pool added a ping and a rollback round trip to every
+PostgreSQL transaction, and importing it cost the master ~28 MiB of its resident memory. Tests
+and tools that inspect a database get an SQLAlchemy engine on it from `Database.engine`. A
+statement is named, not written, here: its text for this engine comes from the catalogue in
+queries.py.
 """
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, cast
-
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.pool import StaticPool
+from typing import TYPE_CHECKING, Any, cast
 
 from ffleet.redaction import redact_url
 from ffleet.store import checkpoints, queries
 from ffleet.store.availability import unavailable_cause
 from ffleet.store.base import StoreUnavailable
+from ffleet.store.pool import Pool
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 Row = Mapping[str, Any]
 
 POOL_SIZE = 10  # PostgreSQL connections kept open; the master runs this many calls at once
+POOL_OVERFLOW = 40
+# A row lock held by a slow transaction fails a waiting statement after this instead of
+# stalling it (and the heartbeats queued behind it) indefinitely.
 LOCK_TIMEOUT_MS = 5000
+SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000")
 
 
 class Database:
-    """One engine plus a way to run a transaction on a raw DB-API connection."""
+    """A way to run a transaction on a raw DB-API connection of one database."""
 
     def __init__(self, url: str) -> None:
-        self.engine = make_engine(url)
-        self.dialect = self.engine.dialect.name
-        self.is_sqlite = self.dialect == "sqlite"
+        self.url = url
+        path = sqlite_path(url)
+        self.is_sqlite = path is not None
+        self.dialect = "sqlite" if self.is_sqlite else "postgresql"
         self.queries = queries.for_dialect(self.dialect)
-        # SQLite: one connection for the process, used under a mutex (it is not thread-safe,
-        # and SQLite has one writer anyway). PostgreSQL: pooled connections, row locks.
-        self._mutex = threading.Lock() if self.is_sqlite else None
-        self._sqlite: Any = self.engine.raw_connection() if self.is_sqlite else None
         self._columns: dict[str, tuple[str, ...]] = {}
         self._checkpointer: checkpoints.Checkpointer | None = None
-        path = self.engine.url.database
-        if self._mutex is not None and path and path != ":memory:":
+        # SQLite: one connection for the process, used under a mutex (it is not thread-safe,
+        # and SQLite has one writer anyway). PostgreSQL: pooled connections, row locks.
+        self._mutex: threading.Lock | None = None
+        self._sqlite: sqlite3.Connection | None = None
+        self._pool: Pool | None = None
+        if path is None:
+            self._pool = Pool(
+                libpq_url(url),
+                size=POOL_SIZE,
+                overflow=POOL_OVERFLOW,
+                options=f"-c lock_timeout={LOCK_TIMEOUT_MS}",
+            )
+            return
+        self._mutex = threading.Lock()
+        self._sqlite = sqlite3.connect(
+            path, timeout=30, isolation_level=None, check_same_thread=False
+        )
+        for pragma in SQLITE_PRAGMAS:
+            self._sqlite.execute(f"PRAGMA {pragma}")
+        if path != ":memory:":
             # A file: its WAL checkpoints run on a thread of their own, never in a commit.
-            serving: Any = cast(Any, self._sqlite).driver_connection
-            serving.execute("PRAGMA wal_autocheckpoint=0")
-            serving.execute(f"PRAGMA journal_size_limit={checkpoints.LIMIT_BYTES}")
+            self._sqlite.execute("PRAGMA wal_autocheckpoint=0")
+            self._sqlite.execute(f"PRAGMA journal_size_limit={checkpoints.LIMIT_BYTES}")
             self._checkpointer = checkpoints.Checkpointer(path, self._mutex)
 
     def close(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.close()
+        if "engine" in self.__dict__:
+            self.engine.dispose()
         if self._sqlite is not None:
             self._sqlite.close()
-        self.engine.dispose()
+        if self._pool is not None:
+            self._pool.close()
+
+    @functools.cached_property
+    def engine(self) -> Engine:
+        """An SQLAlchemy engine on this database, for tests and tools that inspect it (on
+        SQLite, over the store's own connection: an in-memory database has no other)."""
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import StaticPool
+
+        if self._sqlite is not None:
+            shared = self._sqlite
+            return create_engine("sqlite://", creator=lambda: shared, poolclass=StaticPool)
+        return create_engine("postgresql+psycopg://" + libpq_url(self.url).split("://", 1)[1])
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
@@ -72,9 +111,10 @@ class Database:
 
     @contextmanager
     def _transaction(self) -> Iterator[Tx]:
-        if self._mutex is not None:
+        if self._sqlite is not None:
+            assert self._mutex is not None
             with self._mutex:
-                raw = self._sqlite.driver_connection
+                raw = self._sqlite
                 raw.execute("BEGIN IMMEDIATE")
                 try:
                     yield Tx(raw.cursor(), self.queries, self._columns)
@@ -86,21 +126,20 @@ class Database:
                         raw.execute("ROLLBACK")
                     raise
             return
-        pooled = self.engine.raw_connection()
+        assert self._pool is not None
+        conn = self._pool.take()
+        lost = False
         try:
-            raw = pooled.driver_connection
-            assert raw is not None
             try:
-                yield Tx(raw.cursor(), self.queries, None)
+                yield Tx(conn.cursor(), self.queries, None)
+                conn.commit()
             except BaseException as exc:
-                if unavailable_cause(exc) is not None:
-                    pooled.invalidate()  # a lost connection must not go back to the pool
-                else:
-                    raw.rollback()
+                lost = unavailable_cause(exc) is not None or conn.closed
+                if not lost:
+                    conn.rollback()
                 raise
-            raw.commit()
         finally:
-            pooled.close()
+            self._pool.give_back(conn, lost=lost)
 
 
 class Tx:
@@ -175,38 +214,18 @@ def libpq_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
-    """`memory`, `sqlite:///PATH` or `postgresql://...` (psycopg 3)."""
-    if url == "memory" or url.startswith("sqlite:"):
-        engine = create_engine(
-            "sqlite://" if url == "memory" else url,
-            poolclass=StaticPool,
-            connect_args={"check_same_thread": False, "timeout": 30},
+def sqlite_path(url: str) -> str | None:
+    """The file of a `sqlite:///PATH` store URL, `:memory:` for `memory`, None for a
+    `postgresql://...` one (psycopg 3); ValueError for any other."""
+    if url == "memory":
+        return ":memory:"
+    if url.startswith(("postgresql+psycopg://", "postgresql://", "postgres://")):
+        return None
+    if not url.startswith("sqlite:"):
+        raise ValueError(
+            f"unsupported store URL {redact_url(url)!r}: use memory, sqlite:///PATH or "
+            "postgresql://USER@HOST/DB"
         )
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_setup(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # transactions are begun explicitly
-            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000"):
-                dbapi_conn.execute(f"PRAGMA {pragma}")
-
-        @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-        return engine
-    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return create_engine(
-                "postgresql+psycopg://" + url[len(prefix) :],
-                pool_size=POOL_SIZE,
-                max_overflow=40,
-                pool_pre_ping=True,
-                # A row lock held by a slow transaction fails a waiting statement after this
-                # instead of stalling it (and the heartbeats queued behind it) indefinitely.
-                connect_args={"options": f"-c lock_timeout={LOCK_TIMEOUT_MS}"},
-            )
-    raise ValueError(
-        f"unsupported store URL {redact_url(url)!r}: use memory, sqlite:///PATH or "
-        "postgresql://USER@HOST/DB"
-    )
+    path = url.removeprefix("sqlite:").removeprefix("//").split("?", 1)[0]
+    path = path[1:] if path.startswith("/") else path
+    return path or ":memory:"

@@ -20,9 +20,12 @@ SELECT * FROM jobs WHERE id = :id FOR UPDATE
 -- name: running_of_node_locked
 SELECT * FROM jobs WHERE status = 'running' AND node_id = :node FOR UPDATE SKIP LOCKED
 
+-- At most :limit a pass: the reaper ends a long list (a fleet that vanished) in short
+-- transactions, serving requests between them.
 -- name: running_expired_locked
 SELECT * FROM jobs
 WHERE status = 'running' AND (lease_expires_at < :now OR deadline_at < :now)
+ORDER BY seq LIMIT :limit
 FOR UPDATE SKIP LOCKED
 
 -- The claim walk's first read: the best pending jobs this node's RAM and threads allow, with

@@ -69,8 +69,12 @@ SELECT id, has_gpu, gpus, gpu_type, encoders, ram_bytes, cpu_threads, labels, ff
     ffmpeg_version
 FROM nodes ORDER BY registered_at LIMIT 5
 
+-- At most :limit a pass, as the reaper's other statements.
 -- name: nodes_mark_offline
-UPDATE nodes SET online = FALSE WHERE online = TRUE AND last_heartbeat < :cut RETURNING id
+UPDATE nodes SET online = FALSE
+WHERE online = TRUE AND last_heartbeat < :cut AND id IN (
+    SELECT id FROM nodes WHERE online = TRUE AND last_heartbeat < :cut LIMIT :limit
+) RETURNING id
 
 -- ------------------------------------------------------------------------------- running jobs
 
@@ -165,9 +169,13 @@ WHERE status = 'pending' AND not_before <= :now
 -- name: pending_top_priority
 SELECT max(priority) FROM jobs WHERE status = 'pending'
 
+-- At most :limit a pass: a queue of a million jobs ages in many short transactions.
 -- name: pending_age
 UPDATE jobs SET priority = priority + 1, aged_at = :now
-WHERE status = 'pending' AND priority < :top AND aged_at <= :cut
+WHERE status = 'pending' AND priority < :top AND aged_at <= :cut AND seq IN (
+    SELECT seq FROM jobs
+    WHERE status = 'pending' AND priority < :top AND aged_at <= :cut LIMIT :limit
+)
 
 -- name: unschedulable_kinds
 SELECT DISTINCT requirements FROM jobs WHERE unschedulable_reason IS NOT NULL

@@ -18,9 +18,12 @@ SELECT * FROM jobs WHERE id = :id
 -- name: running_of_node_locked
 SELECT * FROM jobs WHERE status = 'running' AND node_id = :node
 
+-- At most :limit a pass: the reaper ends a long list (a fleet that vanished) in short
+-- transactions, serving requests between them.
 -- name: running_expired_locked
 SELECT * FROM jobs
 WHERE status = 'running' AND (lease_expires_at < :now OR deadline_at < :now)
+ORDER BY seq LIMIT :limit
 
 -- The claim walk's first read: the best pending jobs this node's RAM and threads allow, with
 -- every column the claimed job's reply needs beside those the claim writes.

@@ -92,19 +92,52 @@ def node_status(
     return NodeStatus.AVAILABLE.value
 
 
+# The node columns a node's traits are made of (every read that feeds traits_from_row has them).
+TRAIT_COLUMNS = (
+    "id",
+    "has_gpu",
+    "gpus",
+    "gpu_type",
+    "encoders",
+    "ram_bytes",
+    "cpu_threads",
+    "labels",
+    "ffmpeg_sha256",
+    "ffmpeg_version",
+)
+
+
 def traits_from_row(row: Row) -> scheduling.NodeTraits:
-    gpus = loads(row["gpus"])
+    """A node's traits, decoded once per distinct set of its trait columns: a claim reads its
+    node's row every time, and the three JSON lists in it change only when it registers."""
+    return _traits(tuple(row[column] for column in TRAIT_COLUMNS))
+
+
+@functools.lru_cache(maxsize=1024)  # a claiming fleet's nodes; ~1 KiB each
+def _traits(values: tuple[Any, ...]) -> scheduling.NodeTraits:
+    (
+        node_id,
+        has_gpu,
+        gpus_text,
+        gpu_type,
+        encoders,
+        ram_bytes,
+        cpu_threads,
+        labels,
+        sha,
+        version,
+    ) = values
+    gpus = loads(gpus_text)
     return scheduling.NodeTraits(
-        node_id=row["id"],
-        has_gpu=bool(row["has_gpu"]),
-        gpu_names=[g.get("name", "") for g in gpus]
-        or ([row["gpu_type"]] if row["gpu_type"] else []),
-        encoders=frozenset(loads(row["encoders"])),
-        ram_bytes=row["ram_bytes"],
-        cpu_threads=row["cpu_threads"],
-        labels=loads(row["labels"]),
-        ffmpeg_sha256=row["ffmpeg_sha256"],
-        ffmpeg_version=row["ffmpeg_version"],
+        node_id=node_id,
+        has_gpu=bool(has_gpu),
+        gpu_names=[g.get("name", "") for g in gpus] or ([gpu_type] if gpu_type else []),
+        encoders=frozenset(loads(encoders)),
+        ram_bytes=ram_bytes,
+        cpu_threads=cpu_threads,
+        labels=loads(labels),
+        ffmpeg_sha256=sha,
+        ffmpeg_version=version,
     )
 
 

@@ -43,6 +43,7 @@ from ffleet.redaction import redact_url
 from ffleet.states import Event, JobStatus, allows, describe_sources
 from ffleet.store import attempts, coordination, efficiency, placement, splits, submission
 from ffleet.store.base import (
+    REAP_BATCH,
     Conflict,
     IllegalTransition,
     InvalidRequest,
@@ -497,12 +498,14 @@ class SqlStore(CredentialStore, splits.SplitMethods):
 
     # ------------------------------------------------------------------ reaper
 
-    def reap(self, now: float) -> ReapReport:
+    def reap(self, now: float, limit: int = REAP_BATCH) -> ReapReport:
         report = ReapReport()
         with self.db.transaction() as tx:
             cut = now - self.policy.node_timeout_s
-            report.offline_nodes = [row["id"] for row in tx.all("nodes_mark_offline", {"cut": cut})]
-            for row in tx.all("running_expired_locked", {"now": now}):
+            bound = {"cut": cut, "limit": limit}
+            report.offline_nodes = [row["id"] for row in tx.all("nodes_mark_offline", bound)]
+            expired = tx.all("running_expired_locked", {"now": now, "limit": limit})
+            for row in expired:
                 if row["deadline_at"] is not None and row["deadline_at"] < now:
                     reason = f"timed out after {row['timeout_s']:g} s"
                 else:
@@ -514,17 +517,18 @@ class SqlStore(CredentialStore, splits.SplitMethods):
                     report.retry_at.append(job.not_before)
                 else:
                     report.failed_jobs.append(job.id)
-            report.aged_jobs = self._age(tx, now)
+            report.aged_jobs = self._age(tx, now, limit)
+        report.more = limit in (len(report.offline_nodes), len(expired), report.aged_jobs)
         return report
 
-    def _age(self, tx: Tx, now: float) -> int:
+    def _age(self, tx: Tx, now: float, limit: int) -> int:
         """Aging: a pending job gains one priority step per `aging_interval_s` it waits, but only
         while something better is queued, so a stream of high-priority work cannot starve it."""
         top = tx.scalar("pending_top_priority")
         if top is None:
             return 0
         cut = now - self.policy.aging_interval_s
-        return tx.run("pending_age", {"now": now, "top": top, "cut": cut})
+        return tx.run("pending_age", {"now": now, "top": top, "cut": cut, "limit": limit})
 
     # ------------------------------------------------------------------ several masters
 

@@ -1,0 +1,37 @@
+"""Only a request that announces a body has its body timed."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ffleet.master.slow_clients import BodyTimeoutMiddleware, _announces_body
+
+
+def scope(*headers: tuple[bytes, bytes]) -> dict[str, Any]:
+    return {"type": "http", "headers": list(headers)}
+
+
+def test_a_body_is_announced_by_a_length_above_zero_or_a_transfer_encoding() -> None:
+    assert not _announces_body(scope((b"host", b"x")))
+    assert not _announces_body(scope((b"content-length", b"0")))
+    assert _announces_body(scope((b"content-length", b"12")))
+    assert _announces_body(scope((b"transfer-encoding", b"chunked")))
+
+
+def test_a_request_without_a_body_waits_for_its_disconnect_untimed() -> None:
+    async def scenario() -> str:
+        async def receive() -> dict[str, Any]:
+            await asyncio.sleep(0.05)  # longer than the body timeout: no body was announced
+            return {"type": "http.disconnect"}
+
+        seen: list[str] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            seen.append((await receive())["type"])
+
+        timed = BodyTimeoutMiddleware(app, timeout_s=0.01)
+        await timed(scope((b"content-length", b"0")), receive, None)  # type: ignore[arg-type]
+        return seen[0]
+
+    assert asyncio.run(scenario()) == "http.disconnect"
