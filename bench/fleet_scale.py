@@ -68,8 +68,8 @@ CLAIM_TIMEOUT_S = 10.0  # a job not claimed this long after the window is counte
 RETRY_S = 1.0  # an agent whose request failed tries again after this
 OPEN_FILES_SPARE = 500  # the master's store, logs and listening socket, and this process's
 # What a failed request raises here: an error status, a refused or reset connection, a reply
-# cut short, no reply in time.
-HTTP_ERRORS = (HttpError, OSError, EOFError, TimeoutError)
+# cut short, no reply in time, a write to a connection the master closed.
+HTTP_ERRORS = (HttpError, OSError, EOFError, TimeoutError, RuntimeError)
 
 
 @dataclass
@@ -154,13 +154,16 @@ async def fleet(
     finally:
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    failures = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+    if failures:
+        raise RuntimeError(f"{len(failures)} simulated agent(s) failed") from failures[0]
 
 
 async def submit_stream(master: MasterProcess, window_s: float, tally: Tally) -> list[float]:
     """STREAM_RATE jobs a second over the window; submit→claim milliseconds of each job
     claimed within CLAIM_TIMEOUT_S of the window's end (the others are missing)."""
-    client = await HttpClient.connect(master.port)
+    client: HttpClient | None = None
     submitted: dict[str, float] = {}
     start = time.monotonic()
     try:
@@ -168,14 +171,19 @@ async def submit_stream(master: MasterProcess, window_s: float, tally: Tally) ->
             await asyncio.sleep(max(0.0, start + index / STREAM_RATE - time.monotonic()))
             sent = time.monotonic()
             try:
+                client = client or await HttpClient.connect(master.port)
                 job = await client.json("POST", "/jobs", JOB_BODY, 201)
             except HTTP_ERRORS as exc:
                 tally.failed("submit", exc)
+                if client is not None:
+                    await client.close()
+                client = None  # the master may have closed it: a fresh one next time
                 continue
             submitted[job["id"]] = sent
         await asyncio.sleep(max(0.0, start + window_s - time.monotonic()))
     finally:
-        await client.close()
+        if client is not None:
+            await client.close()
     deadline = time.monotonic() + CLAIM_TIMEOUT_S
     while not submitted.keys() <= tally.claims.keys() and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
@@ -237,9 +245,10 @@ async def scenario(
 
 
 def measure_scale(ctx: Context, agents: int) -> Scale:
-    # Per agent: its poll connection here and at the master, and heartbeats in flight.
-    connections = agents + OPEN_FILES_SPARE
-    raise_open_files_limit(connections)
+    # Per agent: its poll connection here and at the master, and heartbeats in flight. The
+    # master's cap counts both connections and requests in progress: twice the fleet.
+    raise_open_files_limit(agents + OPEN_FILES_SPARE)
+    connections = 2 * agents + OPEN_FILES_SPARE
     master = MasterProcess(
         ctx.workdir,
         name="master-scale",

@@ -12,9 +12,9 @@ wake around every waiter in turn, one claim each (measured with 10,000 agents: f
 of the master's CPU in claims that found nothing).
 
 A waiter registers *before* it tries to claim, so a job submitted between a failed claim and
-the wait still wakes it. Every poll enlists, even one that does not wait, so a waiter that
-leaves is removed at once: the queue holds only requests that are waiting now, however many
-polls an idle fleet makes.
+the wait still wakes it. A waiter that leaves is removed at once: the queue holds only
+requests that are waiting now, however many polls an idle fleet makes (a poll that does not
+wait never enters it).
 
 An idle waiter costs nothing but its place in the queue: it waits on its own future with one
 timer, and looks again only when woken, or, where other masters may create work it hears of
@@ -131,6 +131,8 @@ class Dispatcher:
         Without `recheck_s` a waiter looks again only when woken: its master hears of all
         work (on SQLite it is the only one). With it, also that often. A poll that ends
         unwoken does not look once more: the agent asks again at once, and that claims."""
+        if wait_s <= 0:  # a plain poll: never in the queue, so no wake can go to it in vain
+            return await claim()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         held: int | None = None  # hops of a wake this request holds and has not used yet
