@@ -328,6 +328,15 @@ class SqlStore(CredentialStore, splits.SplitMethods):
                 for row in tx.all("jobs_tally")
             ]
 
+    def pending_exceeds(self, bound: int) -> bool:
+        if bound < 0:
+            return True
+        with self.db.transaction() as tx:
+            span = tx.scalar("pending_seq_span")  # an upper bound of their count
+            if span is None or span <= bound:
+                return False
+            return int(tx.scalar("pending_count_up_to", {"limit": bound + 1})) > bound
+
     def ids_with_prefix(self, kind: Literal["job", "node"], prefix: str, limit: int) -> list[str]:
         params = {"prefix": prefix, "length": len(prefix), "limit": limit}
         with self.db.transaction() as tx:
