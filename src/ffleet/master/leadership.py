@@ -21,6 +21,7 @@ from typing import Any
 
 from ffleet.master.clock import DatabaseClock
 from ffleet.store import Store
+from ffleet.store.base import StoreUnavailable
 
 log = logging.getLogger("ffleet.master")
 
@@ -47,6 +48,7 @@ class Leadership:
         self._call = call
         self._valid_until = 0.0
         self._poke = asyncio.Event()
+        self._unanswered = False  # the last attempt met an unavailable store
 
     @property
     def is_leader(self) -> bool:
@@ -71,11 +73,21 @@ class Leadership:
         try:
             take = self.store.take_leadership
             leader = await self._call(take, self.holder, started, self.lease_s)
+        except StoreUnavailable:
+            # The master's store health says so once per outage; a line per lease attempt
+            # would bury it.
+            if not self._unanswered:
+                log.warning("leader lease not renewed while the database cannot serve")
+            self._unanswered = True
+            if was_leader and not self.is_leader:
+                log.warning("leader lease expired unrenewed: %s stops leading", self.holder)
+            return
         except Exception as exc:
             log.warning("leader lease: the database did not answer (%s)", exc)
             if was_leader and not self.is_leader:
                 log.warning("leader lease expired unrenewed: %s stops leading", self.holder)
             return
+        self._unanswered = False
         if leader == self.holder:
             self._valid_until = started + self.lease_s
         if leader != self.leader:
