@@ -10,8 +10,9 @@ import psycopg
 import pytest
 
 from ffleet.store import pool
+from ffleet.store.availability import PoolTimeout
 from ffleet.store.db import libpq_url
-from ffleet.store.pool import Pool, PoolTimeout
+from ffleet.store.pool import Pool
 from tests.conftest import POSTGRES_URL, postgres_available
 
 

@@ -9,10 +9,7 @@ statement, a broken invariant) stays an internal error with its traceback.
 from __future__ import annotations
 
 import sqlite3
-
-import psycopg
-
-from ffleet.store.pool import PoolTimeout
+import sys
 
 # SQLite result codes (sqlite_errorname) of conditions outside ffleet's control.
 _SQLITE_CAUSES = {
@@ -26,6 +23,10 @@ _SQLITE_CAUSES = {
 }
 
 
+class PoolTimeout(Exception):
+    """Every PostgreSQL connection of the store's pool stayed in use for its whole wait."""
+
+
 def unavailable_cause(error: BaseException) -> str | None:
     """A short cause when `error` means the store cannot serve now, else None."""
     if isinstance(error, PoolTimeout):
@@ -35,6 +36,9 @@ def unavailable_cause(error: BaseException) -> str | None:
         primary = "_".join(name.split("_")[:2])  # SQLITE_IOERR_WRITE is an SQLITE_IOERR
         cause = _SQLITE_CAUSES.get(primary)
         return f"{cause}: {error}" if cause else None
+    psycopg = sys.modules.get("psycopg")  # not loaded: no PostgreSQL store, no such error
+    if psycopg is None:
+        return None
     if isinstance(error, psycopg.errors.ReadOnlySqlTransaction):
         return f"database is read-only: {_first_line(error)}"
     if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):

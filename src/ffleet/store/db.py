@@ -23,10 +23,11 @@ from ffleet.redaction import redact_url
 from ffleet.store import checkpoints, queries
 from ffleet.store.availability import unavailable_cause
 from ffleet.store.base import StoreUnavailable
-from ffleet.store.pool import Pool
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+
+    from ffleet.store.pool import Pool
 
 Row = Mapping[str, Any]
 
@@ -55,6 +56,8 @@ class Database:
         self._sqlite: sqlite3.Connection | None = None
         self._pool: Pool | None = None
         if path is None:
+            from ffleet.store.pool import Pool  # psycopg: loaded by PostgreSQL stores only
+
             self._pool = Pool(
                 libpq_url(url),
                 size=POOL_SIZE,

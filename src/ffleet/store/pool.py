@@ -18,13 +18,11 @@ from typing import Any
 
 import psycopg
 
+from ffleet.store.availability import PoolTimeout
+
 CHECK_AFTER_IDLE_S = 10.0
 
 _Idle = tuple[psycopg.Connection[Any], float, int]  # a connection, idle since, its generation
-
-
-class PoolTimeout(Exception):
-    """Every connection stayed in use for the pool's whole wait."""
 
 
 class Pool:
