@@ -11,8 +11,7 @@ from __future__ import annotations
 import sqlite3
 
 import psycopg
-
-from ffleet.store.pool import PoolTimeout
+from psycopg_pool import PoolTimeout
 
 # SQLite result codes (sqlite_errorname) of conditions outside ffleet's control.
 _SQLITE_CAUSES = {
