@@ -1,9 +1,11 @@
-"""What every `ffleet` command shares: logging, durations, KEY=VALUE flags, refused settings."""
+"""What every `ffleet` command shares: logging, durations, KEY=VALUE flags, refused settings,
+and for the client commands the connection to the master and how they print."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -14,6 +16,7 @@ from ffleet.escaping import EscapingFilter
 from ffleet.settings import SettingsError
 
 if TYPE_CHECKING:
+    from ffleet.client import FleetClient
     from ffleet.transport import Transport
 
 T = TypeVar("T")
@@ -132,3 +135,66 @@ def transport(token: str | None, ca: Path | None, cert: Path | None, key: Path |
         return Transport(token=token, ca=ca, cert=cert, key=key)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", envvar="FFLEET_JSON", help="Print JSON instead of a table.")
+]
+
+
+@contextmanager
+def fleet_client(
+    master_url: str, token: str | None, ca: Path | None, cert: Path | None, key: Path | None
+) -> Iterator[FleetClient]:
+    """A client over a command's connection options, whose refusals and connection failures
+    become one clear line and exit code."""
+    import ssl
+
+    from ffleet.blobs import BlobError
+    from ffleet.client import FleetClient, MasterRejected, MasterUnavailable
+
+    via = transport(token, ca, cert, key)
+    try:
+        client = FleetClient(master_url, via)
+    except ValueError as exc:  # no URL in --master
+        raise typer.BadParameter(str(exc), param_hint="--master") from None
+    except (OSError, ssl.SSLError) as exc:  # an unreadable --ca, --cert or --key
+        typer.echo(f"error: cannot load the TLS files: {exc}", err=True)
+        raise typer.Exit(2) from None
+    with client:
+        try:
+            yield client
+        except BlobError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+        except MasterRejected as exc:
+            typer.echo(
+                f"error: the master refused: {exc.message} (HTTP {exc.status_code})", err=True
+            )
+            raise typer.Exit(1) from None
+        except MasterUnavailable as exc:
+            typer.echo(f"error: cannot reach the master at {master_url}: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+
+def show_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from ffleet.escaping import printable
+    from ffleet.report import console
+
+    shown = Table(title=title)
+    for column in columns:
+        shown.add_column(column, overflow="fold")
+    for row in rows:  # Text, not markup: a node name cannot style or link the terminal
+        shown.add_row(*(Text(printable(cell)) for cell in row))
+    console().print(shown)
+
+
+def print_json(value: object) -> None:
+    import msgspec
+
+    from ffleet.models import encode_hook
+
+    typer.echo(msgspec.json.format(msgspec.json.encode(value, enc_hook=encode_hook)).decode())

@@ -23,7 +23,6 @@ from ffleet.cli_support import (
     TokenOption,
     duration,
     parse_pairs,
-    transport,
 )
 from ffleet.master.clock import database_now
 from ffleet.settings import DEFAULT_MASTER_URL
@@ -99,12 +98,12 @@ def create(
                 one_time=one_time,
             )
     else:
-        from ffleet.cli import fleet_client
+        from ffleet.cli_support import fleet_client
 
         request = TokenRequest(
             role=role, name=name, expires_in_s=expires, labels=labels, one_time=one_time
         )
-        with fleet_client(master, transport(token, ca, cert, key)) as client:
+        with fleet_client(master, token, ca, cert, key) as client:
             issued = client.create_token(request)
         credential, secret = issued, issued.token
     typer.echo(
@@ -130,11 +129,11 @@ def list_(
             found = opened.list_credentials()
             now = database_now(opened)
     else:
-        from ffleet.cli import fleet_client
+        from ffleet.cli_support import fleet_client
 
-        with fleet_client(master, transport(token, ca, cert, key)) as client:
+        with fleet_client(master, token, ca, cert, key) as client:
             found = client.tokens()
-    from ffleet.cli import show_table
+    from ffleet.cli_support import show_table
 
     show_table(
         f"{len(found)} credential(s)",
@@ -175,9 +174,9 @@ def revoke(
                 typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(1) from None
     else:
-        from ffleet.cli import fleet_client
+        from ffleet.cli_support import fleet_client
 
-        with fleet_client(master, transport(token, ca, cert, key)) as client:
+        with fleet_client(master, token, ca, cert, key) as client:
             credential = client.revoke_token(credential_id)
     typer.echo(f"{credential.id}: revoked")
 
@@ -209,11 +208,11 @@ def audit(
     key: KeyOption = None,
 ) -> None:
     """Show the audit trail, newest first: who changed or was refused what."""
-    from ffleet.cli import fleet_client, show_table
+    from ffleet.cli_support import fleet_client, show_table
     from ffleet.models import rfc3339
 
     start = None if since is None else rfc3339(time.time() - since)
-    with fleet_client(master, transport(token, ca, cert, key)) as client:
+    with fleet_client(master, token, ca, cert, key) as client:
         found = client.audit(start, actor, action, limit)
     show_table(
         f"{len(found)} audit entr{'y' if len(found) == 1 else 'ies'}",

@@ -366,6 +366,15 @@ def test_retry_requeues_failed_and_canceled_jobs_only(store: Store) -> None:
     assert job.status == "pending" and job.retry_count == 0
 
 
+def test_pending_exceeds_counts_only_pending_jobs(store: Store) -> None:
+    assert not store.pending_exceeds(0)
+    assert store.pending_exceeds(-1)
+    queued = jobs(store, 5)
+    store.claim(node(store), T0)  # the first leaves the queue
+    store.cancel(queued[2], T0)  # so does the third: 3 pending among 4 sequence numbers
+    assert [store.pending_exceeds(bound) for bound in (2, 3, 4)] == [True, False, False]
+
+
 # ---------------------------------------------------------------- reaper
 
 

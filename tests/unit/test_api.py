@@ -420,7 +420,7 @@ def test_a_cancelled_long_poll_leaves_the_dispatcher() -> None:
 
     async def scenario() -> int:
         waiting = asyncio.create_task(
-            master._claim_waiting(Connected(), node.id, 30.0)  # type: ignore[arg-type]
+            master.jobs.claim_waiting(Connected(), node.id, 30.0)  # type: ignore[arg-type]
         )
         await asyncio.sleep(0.05)
         assert master.dispatcher.waiting == 1
@@ -478,7 +478,7 @@ def test_a_master_started_again_after_a_stop_claims(backend: str, tmp_path: path
             tasks = await master.start()
             node = await master.call(store.register_node, NodeRegistration(cpu_threads=1), 1.0)
             await master.call(store.create_jobs, [JobRequest(scenario="360p")], 1.0)
-            job = await master._claim_waiting(_Connected(), node.id, 0.0)  # type: ignore[arg-type]
+            job = await master.jobs.claim_waiting(_Connected(), node.id, 0.0)  # type: ignore[arg-type]
             claimed.append(job is not None)
             await master.stop(tasks)
         return claimed

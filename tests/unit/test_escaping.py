@@ -111,7 +111,7 @@ def test_tables_show_what_a_node_sent_without_its_escapes(
 ) -> None:
     """`ffleet nodes` and `ffleet jobs` print what nodes and clients sent: no colour, cursor
     move or hyperlink in it may reach the terminal."""
-    from ffleet.cli import show_table
+    from ffleet.cli_support import show_table
 
     show_table("nodes", ("id", "cpu"), [("n1", "Xeon\x1b]8;;http://evil\x07[red]x[/red]\x1b[2J")])
     shown = capsys.readouterr().out

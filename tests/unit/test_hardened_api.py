@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from ffleet.master.app import JOBS_PAGE, create_app
+from ffleet.master.app import create_app
 from ffleet.master.http import ApiError
+from ffleet.master.job_routes import JOBS_PAGE
 from ffleet.master.long_polls import LongPolls
 from ffleet.master.settings import MasterSettings
 from ffleet.store import SchedulingPolicy, open_store

@@ -45,8 +45,8 @@ def check_submission(
                 f"{where}too large: width x height x fps x duration exceeds this master's "
                 f"--max-job-pixels ({settings.max_job_pixels:.3g}); shorten or shrink it",
             )
-    _, queued = store.list_jobs(JobStatus.PENDING.value, 1, 0)
-    if queued + len(requests) > settings.max_queued_jobs:
+    if store.pending_exceeds(settings.max_queued_jobs - len(requests)):
+        _, queued = store.list_jobs(JobStatus.PENDING.value, 1, 0)
         raise ApiError(
             429,
             f"the queue holds {queued} pending jobs and takes at most "

@@ -186,6 +186,12 @@ class Store(Protocol):
         """Job counts read from the store, so every master reports the same, restart or not."""
         ...
 
+    def pending_exceeds(self, bound: int) -> bool:
+        """Whether more than `bound` jobs are pending: what a queue quota asks of every
+        submission, so it reads at most `bound` + 1 index entries, and two while the pending
+        jobs' sequence numbers span no more than `bound`."""
+        ...
+
     def ids_with_prefix(self, kind: Literal["job", "node"], prefix: str, limit: int) -> list[str]:
         """Up to `limit` job or node ids that start with `prefix`, in id order."""
         ...

@@ -21,7 +21,7 @@ import functools
 import select
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
@@ -190,7 +190,7 @@ class Tx:
         self._cursor.execute(self._statements[name], params or {})
         return int(self._cursor.rowcount)
 
-    def many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    def many(self, name: str, rows: Iterable[Mapping[str, Any]]) -> None:
         self._cursor.executemany(self._statements[name], rows)
 
     def one(self, name: str, params: Mapping[str, Any] | None = None) -> Row | None:

@@ -3,6 +3,7 @@ ffleet.efficiency): kept up to date from results, read for `GET /nodes/{id}` and
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 
 from ffleet import efficiency, scheduling
@@ -22,9 +23,8 @@ def record(tx: Tx, job: Row, node_id: str, metrics: Mapping[str, object], now: f
     found = efficiency.figures_of(metrics)
     if found is None or not isinstance(encoder, str):
         return
-    try:
-        spec = build_job_spec(job["scenario"], loads(job["parameters"]))
-    except ScenarioError:
+    spec = _spec(job["scenario"], job["parameters"])
+    if spec is None:
         return  # stored by a version whose grammar differs: no family to file it under
     key = {"node": node_id, "family": efficiency.family(spec, encoder), "now": now}
     old = tx.one("efficiency_get", key)
@@ -39,6 +39,16 @@ def record(tx: Tx, job: Row, node_id: str, metrics: Mapping[str, object], now: f
     tx.run("efficiency_insert" if old is None else "efficiency_update", values)
 
 
+@functools.lru_cache(maxsize=1024)
+def _spec(scenario: str, parameters: str) -> JobSpec | None:
+    """A stored job's spec, validated once per distinct scenario and parameters (every result
+    of a matrix's jobs asks again); None for one this version's grammar refuses."""
+    try:
+        return build_job_spec(scenario, loads(parameters))
+    except ScenarioError:
+        return None
+
+
 def of_node(tx: Tx, node_id: str) -> list[Efficiency]:
     return [efficiency_from_row(row) for row in tx.all("efficiency_of_node", {"node": node_id})]
 
@@ -49,9 +59,8 @@ def better_measured(
     """The id of an idle node that can run `job` and has a better measured figure for its
     family than `claimer`, or None. None while `claimer` has no figure: unmeasured nodes keep
     the default order (and so get measured)."""
-    try:
-        spec: JobSpec = build_job_spec(job["scenario"], loads(job["parameters"]))
-    except ScenarioError:
+    spec = _spec(job["scenario"], job["parameters"])
+    if spec is None:
         return None
     by_node: dict[str, list[efficiency.Figures]] = {}
     for name in efficiency.families(spec):

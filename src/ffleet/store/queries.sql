@@ -147,6 +147,15 @@ SELECT count(*) FROM jobs
 -- name: jobs_count_by_status
 SELECT count(*) FROM jobs WHERE status = :status
 
+-- At least the number of pending jobs, from two ends of ix_jobs_status_seq (a queue quota's
+-- cheap answer while the queue has room).
+-- name: pending_seq_span
+SELECT (SELECT max(seq) FROM jobs WHERE status = 'pending')
+    - (SELECT min(seq) FROM jobs WHERE status = 'pending') + 1 AS span
+
+-- name: pending_count_up_to
+SELECT count(*) FROM (SELECT 1 FROM jobs WHERE status = 'pending' LIMIT :limit) AS queued
+
 -- What /metrics reports: jobs by status and submitted priority, unschedulable ones apart.
 -- name: jobs_tally
 SELECT status, base_priority AS priority, unschedulable_reason IS NOT NULL AS unschedulable,

@@ -133,12 +133,12 @@ class SplitMethods:
             if split is None or split["plan"] is not None:
                 raise Conflict(f"split job {parent_id} attempt {attempt} is already planned")
             tx.run("split_plan_store", {"job_id": parent_id, "plan": dumps(plan)})
-            tx.many("job_insert", [job.values for job in prepared])
+            tx.many("job_insert", (job.values for job in prepared))
             tx.many(
                 "split_child_insert",
                 [
                     {
-                        "child_id": job.values["id"],
+                        "child_id": job.id,
                         "parent_id": parent_id,
                         "parent_attempt": row["attempt"],
                         "segment": index,

@@ -230,7 +230,8 @@ class SqlStore(CredentialStore, splits.SplitMethods):
         idempotency_key: str | None = None,
     ) -> list[Job]:
         prepared = self._prepare(requests, now, submitted_by)
-        kinds = {job.values["requirements"] for job in prepared if job.checked.requirements}
+        checks = list({id(job.checked): job.checked for job in prepared}.values())
+        kinds = {checked.columns["requirements"] for checked in checks if checked.requirements}
         if len(kinds) > placement.MAX_REQUIREMENT_SETS:  # each costs a walk over the fleet
             raise InvalidRequest(
                 f"one submission may name at most {placement.MAX_REQUIREMENT_SETS} distinct "
@@ -242,15 +243,14 @@ class SqlStore(CredentialStore, splits.SplitMethods):
                 if first is not None:
                     return first
             reasons: dict[str, str | None] = {}
-            for job in prepared:
-                reqs = job.checked.requirements
-                if reqs is None:
+            for checked in checks:
+                if checked.requirements is None:
                     continue
-                text = job.values["requirements"]
+                text = checked.columns["requirements"]
                 if text not in reasons:
-                    reasons[text] = placement.unschedulable_reason(tx, reqs)
-                job.values["unschedulable_reason"] = reasons[text]
-            tx.many("job_insert", [job.values for job in prepared])
+                    reasons[text] = placement.unschedulable_reason(tx, checked.requirements)
+                checked.columns["unschedulable_reason"] = reasons[text]
+            tx.many("job_insert", (job.values for job in prepared))
             created = submission.created(prepared)
             if idempotency_key is not None:
                 coordination.remember(tx, idempotency_key, created)
@@ -327,6 +327,15 @@ class SqlStore(CredentialStore, splits.SplitMethods):
                 )
                 for row in tx.all("jobs_tally")
             ]
+
+    def pending_exceeds(self, bound: int) -> bool:
+        if bound < 0:
+            return True
+        with self.db.transaction() as tx:
+            span = tx.scalar("pending_seq_span")  # an upper bound of their count
+            if span is None or span <= bound:
+                return False
+            return int(tx.scalar("pending_count_up_to", {"limit": bound + 1})) > bound
 
     def ids_with_prefix(self, kind: Literal["job", "node"], prefix: str, limit: int) -> list[str]:
         params = {"prefix": prefix, "length": len(prefix), "limit": limit}

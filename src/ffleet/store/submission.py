@@ -27,8 +27,9 @@ _request_key = msgspec.json.Encoder().encode
 
 @dataclass
 class Checked:
-    """One distinct request, validated: its row's columns but the id, and what placement
-    enforces. `job` is the first of its jobs as created, the pattern of the others."""
+    """One distinct request, validated: its row's columns but the id (the store sets
+    `unschedulable_reason` once it knows), and what placement enforces. `job` is the first of
+    its jobs as created, the pattern of the others."""
 
     columns: dict[str, Any]
     requirements: Requirements | None
@@ -37,11 +38,16 @@ class Checked:
 
 @dataclass
 class Pending:
-    """One job to insert: its row (`values`), its request and its distinct request's checks."""
+    """One job to insert: its id, its request and its distinct request's checks."""
 
-    values: dict[str, Any]
+    id: str
     request: JobRequest
     checked: Checked = field(repr=False)
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """Its row, built when asked: a batch of 5,000 jobs holds one row at a time."""
+        return {**self.checked.columns, "id": self.id}
 
 
 def prepare(
@@ -55,12 +61,12 @@ def prepare(
         found = checked.get(key)
         if found is None:
             found = checked[key] = _check(request, now, max_timeout_s, submitted_by)
-        pending.append(Pending({**found.columns, "id": str(uuid.uuid4())}, request, found))
+        pending.append(Pending(str(uuid.uuid4()), request, found))
     return pending
 
 
 def created(pending: Sequence[Pending]) -> list[Job]:
-    """The jobs as inserted (call after `unschedulable_reason` is set on their rows)."""
+    """The jobs as inserted (call after `unschedulable_reason` is set on their checks)."""
     jobs = []
     for job in pending:
         first = job.checked.job
@@ -72,7 +78,7 @@ def created(pending: Sequence[Pending]) -> list[Job]:
         jobs.append(
             msgspec.structs.replace(
                 first,
-                id=job.values["id"],
+                id=job.id,
                 parameters=request.parameters,
                 affinity=request.affinity,
                 anti_affinity=request.anti_affinity,
