@@ -72,7 +72,6 @@ class Database:
                 kwargs={"options": f"-c lock_timeout={LOCK_TIMEOUT_MS}"},
                 min_size=POOL_SIZE,
                 max_size=POOL_SIZE + POOL_OVERFLOW,
-                check=self._not_hung_up,
                 timeout=POOL_TIMEOUT_S,
                 reconnect_timeout=POOL_TIMEOUT_S,
                 open=False,
@@ -144,7 +143,7 @@ class Database:
                     raise
             return
         assert self._pool is not None
-        conn = self._pool.getconn()
+        conn = self._connection()
         try:
             yield Tx(conn.cursor(), self.queries, None)
             conn.commit()
@@ -157,13 +156,19 @@ class Database:
         finally:
             self._pool.putconn(conn)
 
-    def _not_hung_up(self, conn: psycopg.Connection[Any]) -> None:
-        """The pool's check before handing out `conn`: an idle connection the server spoke to
-        was terminated (a shutdown, an administrator) or closed. One poll, no round trip."""
-        if select.select([conn.fileno()], [], [], 0)[0]:
-            assert self._pool is not None
+    def _connection(self) -> psycopg.Connection[Any]:
+        """A pooled connection the server has not hung up on. An idle one the server spoke to
+        was terminated (a shutdown, an administrator) or closed: one poll of its socket, no
+        round trip. One found drains the pool, since the others most likely share its fate
+        (a restart), and the wait starts over for a fresh one. Not the pool's `check`
+        callback: a failed check costs a second's back-off out of the same wait."""
+        assert self._pool is not None
+        while True:
+            conn = self._pool.getconn()
+            if not select.select([conn.fileno()], [], [], 0)[0]:
+                return conn
             self._pool.drain()
-            raise psycopg.OperationalError("the server closed the connection")
+            self._pool.putconn(conn)  # opened before the drain: closed, not kept
 
 
 class Tx:
