@@ -117,8 +117,9 @@ def test_a_submitter_cancels_its_job_but_a_forged_form_changes_nothing(
     job_id = submit_as(master, token)
     page = sign_in(browser, master, token, f"/ui/jobs/{job_id}")
     # What a page elsewhere could make this browser send: a plain form POST, with the cookie
-    # but without the dashboard's header.
-    with page.expect_response(lambda reply: reply.url.endswith("/cancel")) as forged:
+    # but without the dashboard's header. The wait ends when that navigation has loaded, so
+    # the next one cannot interrupt it.
+    with page.expect_navigation(url=f"**/jobs/{job_id}/cancel") as forged:
         page.evaluate(
             """(path) => { const form = document.createElement("form");
             form.method = "POST"; form.action = path; document.body.appendChild(form);

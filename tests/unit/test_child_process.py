@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from ffleet.agent.child_process import STDERR_TAIL_BYTES, run_child
+from tests.processes import wait_until
 
 
 def python(code: str) -> list[str]:
@@ -58,7 +59,9 @@ def test_a_timeout_kills_the_whole_process_group() -> None:
     assert done.stopped == "timeout"
     assert done.exit_code is not None and done.exit_code < 0
     assert time.monotonic() - started < 20
-    assert pids and gone(int(pids[0]))  # the grandchild went with its group
+    assert pids
+    # The grandchild went with its group: signalled with it, it dies as soon as it is scheduled.
+    wait_until(lambda: gone(int(pids[0])), timeout=10)
 
 
 def test_a_cancel_stops_the_child() -> None:

@@ -20,6 +20,14 @@ def _domain(root: Path, name: str, label: str, energy: int, max_range: int | Non
     return directory / "energy_uj"
 
 
+def _count(counter: Path, energy: int) -> None:
+    """Sets a fake counter as sysfs does, in one step: a poll running meanwhile must never
+    read the half-written file that `write_text` leaves between its truncate and its write."""
+    staged = counter.with_suffix(".new")
+    staged.write_text(f"{energy}\n")
+    staged.replace(counter)
+
+
 def test_energy_counts_package_domains_only(tmp_path: Path) -> None:
     package0 = _domain(tmp_path, "intel-rapl:0", "package-0", 1_000_000, 10**9)
     package1 = _domain(tmp_path, "intel-rapl:1", "package-1", 5_000_000, 10**9)
@@ -27,10 +35,10 @@ def test_energy_counts_package_domains_only(tmp_path: Path) -> None:
     psys = _domain(tmp_path, "intel-rapl:2", "psys", 0, 10**9)
     meter = EnergyMeter(tmp_path)
     meter.start()
-    package0.write_text("4000000\n")  # +3 J
-    package1.write_text("5500000\n")  # +0.5 J
-    core.write_text("2000000\n")  # already inside package-0
-    psys.write_text("9000000\n")  # covers the packages
+    _count(package0, 4_000_000)  # +3 J
+    _count(package1, 5_500_000)  # +0.5 J
+    _count(core, 2_000_000)  # already inside package-0
+    _count(psys, 9_000_000)  # covers the packages
     joules, reason = meter.stop()
     assert reason is None
     assert joules == pytest.approx(3.5)
@@ -40,7 +48,7 @@ def test_energy_wraps_around(tmp_path: Path) -> None:
     counter = _domain(tmp_path, "intel-rapl:0", "package-0", 9_000_000, 10_000_000)
     meter = EnergyMeter(tmp_path)
     meter.start()
-    counter.write_text("500000\n")
+    _count(counter, 500_000)
     joules, reason = meter.stop()
     assert reason is None
     assert joules == pytest.approx(1.5)  # 10 J range: 9 J -> 10 J, then 0 -> 0.5 J
@@ -50,9 +58,9 @@ def test_energy_poll_catches_several_wraps(tmp_path: Path) -> None:
     counter = _domain(tmp_path, "intel-rapl:0", "package-0", 9_000_000, 10_000_000)
     meter = EnergyMeter(tmp_path, poll_interval_s=0.01)
     meter.start()
-    counter.write_text("5000000\n")  # wrapped once: +6 J
+    _count(counter, 5_000_000)  # wrapped once: +6 J
     wait_until(lambda: meter.joules_so_far() == pytest.approx(6.0), timeout=10)
-    counter.write_text("1000000\n")  # wrapped again: +6 J
+    _count(counter, 1_000_000)  # wrapped again: +6 J
     joules, reason = meter.stop()
     assert reason is None
     assert joules == pytest.approx(12.0)
@@ -62,7 +70,7 @@ def test_energy_backwards_without_range_is_reported(tmp_path: Path) -> None:
     counter = _domain(tmp_path, "intel-rapl:0", "package-0", 9_000_000, None)
     meter = EnergyMeter(tmp_path)
     meter.start()
-    counter.write_text("1000\n")
+    _count(counter, 1_000)
     joules, reason = meter.stop()
     assert joules is None
     assert reason is not None and "wrapped" in reason

@@ -9,6 +9,7 @@ no attempt ends because it stopped.
 
 from __future__ import annotations
 
+import gc
 import math
 import socket
 import sys
@@ -58,6 +59,10 @@ def serve(
         **dict(tls or {}),  # type: ignore[arg-type]
     )
     server = _Server(config, application)
+    # What the process built to start lives as long as it: a full garbage collection walked
+    # those ~50,000 objects every time (10-15 ms with the event loop held) for nothing.
+    gc.collect()
+    gc.freeze()
     server.run()
     if not server.started:
         sys.exit(STARTUP_FAILURE)  # as uvicorn.run does

@@ -17,10 +17,12 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-
-import psycopg
+from typing import TYPE_CHECKING
 
 from ffleet.store.db import libpq_url
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger("ffleet.master")
 
@@ -47,6 +49,8 @@ class WakeupListener:
         self._on_reconnect = on_reconnect
 
     async def run(self) -> None:
+        import psycopg  # here, not at import: a master on SQLite never loads the driver (~10 MiB)
+
         delay = 1.0
         first = True
         while True:
@@ -60,6 +64,8 @@ class WakeupListener:
             delay = min(delay * 2, RECONNECT_MAX_S)
 
     async def _listen(self, first: bool) -> None:
+        import psycopg
+
         async with await psycopg.AsyncConnection.connect(
             self.url, autocommit=True, keepalives=1, keepalives_idle=10, keepalives_interval=5
         ) as conn:

@@ -25,15 +25,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
-import psycopg
-from psycopg_pool import ConnectionPool
-
 from ffleet.redaction import redact_url
 from ffleet.store import checkpoints, queries
 from ffleet.store.availability import unavailable_cause
 from ffleet.store.base import StoreUnavailable
 
 if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
     from sqlalchemy import Engine
 
 Row = Mapping[str, Any]
@@ -67,6 +66,8 @@ class Database:
         self._sqlite: sqlite3.Connection | None = None
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         if path is None:
+            from psycopg_pool import ConnectionPool  # psycopg: loaded by PostgreSQL stores only
+
             self._pool = ConnectionPool(
                 libpq_url(url),
                 kwargs={"options": f"-c lock_timeout={LOCK_TIMEOUT_MS}"},
