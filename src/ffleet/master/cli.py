@@ -95,8 +95,9 @@ def master(
         float,
         duration_option(
             "FFLEET_RECHECK_INTERVAL",
-            "A waiting job request looks for work this often even unwoken: the fallback for "
-            "work another master created when its wake-up (LISTEN/NOTIFY) is lost.",
+            "With PostgreSQL, a waiting job request looks for work this often even unwoken: "
+            "the fallback for work another master created when its wake-up (LISTEN/NOTIFY) "
+            "is lost (on SQLite the master hears of all work).",
         ),
     ] = Seconds(MASTER_DEFAULTS.recheck_s),
     keep_alive: Annotated[

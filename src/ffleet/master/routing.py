@@ -3,11 +3,12 @@
 Starlette's router matches each route's regular expression against the path, in order: the
 dashboard's routes come first, so a heartbeat tried fourteen patterns before its own, a fifth
 of what the master spent on it beside the store. Here the plain routes (`/jobs/next`) are a
-dict lookup and the ones with `{parameters}` are grouped by their number of path segments,
-each checked by comparing its fixed segments. What this finds is exactly the route Starlette
-would take: the first route in the list that matches the path and the method. Any other case
-(no route, a method the route does not allow, a path a mount or a typed parameter could
-claim) goes to Starlette's own matching, so 404s, 405s and redirects stay its.
+dict lookup and the ones with `{parameters}` are grouped by their number of path segments
+and their first segment, each checked by comparing its fixed segments. What this finds is
+exactly the route Starlette would take: the first route in the list that matches the path
+and the method. Any other case (no route, a method the route does not allow, a path a mount
+or a typed parameter could claim) goes to Starlette's own matching, so 404s, 405s and
+redirects stay its.
 
 A request the table finds, to a route whose handler is an `async def handler(request)`, is
 also served without Starlette's layers between the app's own middleware and the handler (its

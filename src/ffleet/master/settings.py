@@ -29,8 +29,9 @@ class MasterSettings:
     reap_interval_s: float = 1.0
     max_body_bytes: int = 1024 * 1024
     max_wait_s: float = 60.0  # longest long-poll a client may ask for; 0: answer at once
-    # A long-poll re-tries its claim this often even unwoken: the safety net for work that
-    # appears without this master knowing (another master on the same PostgreSQL database).
+    # With PostgreSQL a long-poll re-tries its claim this often even unwoken: the safety net
+    # for work another master created whose wake-up was lost. On SQLite this master is the
+    # only one and hears of all work, so a waiter looks again only when woken.
     recheck_s: float = 5.0
     # An idle connection stays open this long. Well above every client's pause between two
     # requests: a client that reuses a connection just as the server closes it gets a reset.
