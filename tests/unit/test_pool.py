@@ -1,103 +1,101 @@
-"""The store's PostgreSQL pool: reuse without round trips, and no dead connection handed out."""
+"""The store's PostgreSQL connections: one the server hung up on is never handed out, a lost
+one makes later transactions connect afresh, and a long wait for one is a StoreUnavailable."""
 
 from __future__ import annotations
 
 import os
-import select
 import time
+from collections.abc import Iterator
 
 import psycopg
 import pytest
 
-from ffleet.store import pool
-from ffleet.store.availability import PoolTimeout
-from ffleet.store.db import libpq_url
-from ffleet.store.pool import Pool
+from ffleet.store import db as store_db
+from ffleet.store.base import StoreUnavailable
+from ffleet.store.db import Database, libpq_url
 from tests.conftest import POSTGRES_URL, postgres_available
+
+OTHERS = (
+    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+    " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+)
 
 
 @pytest.fixture
-def conninfo() -> str:
+def admin() -> Iterator[psycopg.Connection]:
+    """A connection of the test's own, beside the store's."""
     why = postgres_available()
     if why is not None:
         if os.environ.get("CI"):
             pytest.fail(why)
         pytest.skip(why)
-    return libpq_url(POSTGRES_URL)
+    with psycopg.connect(libpq_url(POSTGRES_URL), autocommit=True) as conn:
+        yield conn
 
 
-def test_a_connection_given_back_is_taken_again(conninfo: str) -> None:
-    shared = Pool(conninfo, size=2, overflow=0)
-    try:
-        first = shared.take()
-        first.execute("SELECT 1")
-        first.commit()
-        shared.give_back(first)
-        again = shared.take()
-        assert again is first
-        shared.give_back(again)
-    finally:
-        shared.close()
+def store_backends(admin: psycopg.Connection) -> set[int]:
+    return {pid for (pid,) in admin.execute(OTHERS).fetchall()}
 
 
-def test_a_lost_connection_ends_every_one_opened_before_it(conninfo: str) -> None:
-    shared = Pool(conninfo, size=3, overflow=0)
-    try:
-        idle, busy, failing = shared.take(), shared.take(), shared.take()
-        shared.give_back(idle)
-        shared.give_back(failing, lost=True)
-        assert idle.closed and failing.closed
-        shared.give_back(busy)  # in use at the time of the loss: closed on its way back
-        assert busy.closed
-        fresh = shared.take()
-        assert fresh not in (idle, busy, failing) and not fresh.closed
-        shared.give_back(fresh)
-    finally:
-        shared.close()
+def wait_for(condition: object, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
 
 
-def test_one_idle_for_a_while_is_checked_before_use(
-    conninfo: str, monkeypatch: pytest.MonkeyPatch
+def test_connections_the_server_hung_up_on_are_never_handed_out(
+    admin: psycopg.Connection,
 ) -> None:
-    monkeypatch.setattr(pool, "CHECK_AFTER_IDLE_S", 0.0)
-    shared = Pool(conninfo, size=1, overflow=0)
+    database = Database(POSTGRES_URL)
     try:
-        stale = shared.take()
-        pid = stale.info.backend_pid
-        shared.give_back(stale)
-        with psycopg.connect(conninfo, autocommit=True) as other:
-            other.execute("SELECT pg_terminate_backend(%s)", [pid])
-        taken = shared.take()
-        assert taken is not stale and taken.info.backend_pid != pid
-        shared.give_back(taken)
+        with database.transaction() as tx:
+            tx.ddl("SELECT 1")
+        before = store_backends(admin)
+        admin.execute("SELECT pg_terminate_backend(pid) FROM (" + OTHERS + ") AS store")
+        wait_for(lambda: not store_backends(admin) & before, "the backends did not end")
+        for _ in range(3):
+            with database.transaction() as tx:  # no error: a fresh connection each time
+                tx.ddl("SELECT 1")
     finally:
-        shared.close()
+        database.close()
 
 
-def test_waiting_longer_than_the_timeout_for_a_connection_fails(conninfo: str) -> None:
-    shared = Pool(conninfo, size=1, overflow=0, timeout_s=0.05)
+def test_a_transaction_that_lost_the_server_fails_and_the_next_connects_afresh(
+    admin: psycopg.Connection,
+) -> None:
+    database = Database(POSTGRES_URL)
     try:
-        held = shared.take()
-        with pytest.raises(PoolTimeout):
-            shared.take()
-        shared.give_back(held)
+        with database.transaction() as tx:
+            tx.ddl("SELECT 1")
+        wait_for(lambda: len(store_backends(admin)) >= store_db.POOL_SIZE, "pool not filled")
+        before = store_backends(admin)
+        with (
+            pytest.raises(StoreUnavailable, match="database unavailable"),
+            database.transaction() as tx,
+        ):
+            tx.ddl("SELECT pg_terminate_backend(pg_backend_pid())")
+        # Every connection opened before the loss is closed, the idle ones too.
+        wait_for(lambda: not store_backends(admin) & before, "connections kept after a loss")
+        with database.transaction() as tx:
+            tx.ddl("SELECT 1")
     finally:
-        shared.close()
+        database.close()
 
 
-def test_one_the_server_hung_up_on_is_never_handed_out(conninfo: str) -> None:
-    shared = Pool(conninfo, size=1, overflow=0)
+def test_waiting_past_the_pool_timeout_is_store_unavailable(
+    admin: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_db, "POOL_SIZE", 1)
+    monkeypatch.setattr(store_db, "POOL_OVERFLOW", 0)
+    monkeypatch.setattr(store_db, "POOL_TIMEOUT_S", 0.1)
+    database = Database(POSTGRES_URL)
     try:
-        stale = shared.take()
-        pid = stale.info.backend_pid
-        shared.give_back(stale)  # idle only moments: not checked by a round trip
-        with psycopg.connect(conninfo, autocommit=True) as other:
-            other.execute("SELECT pg_terminate_backend(%s)", [pid])
-        deadline = time.monotonic() + 5
-        while not select.select([stale.fileno()], [], [], 0.05)[0]:
-            assert time.monotonic() < deadline
-        taken = shared.take()
-        assert taken is not stale and taken.info.backend_pid != pid
-        shared.give_back(taken)
+        with (
+            database.transaction(),  # holds the only connection
+            pytest.raises(StoreUnavailable, match=r"no database connection free \(pool"),
+            database.transaction(),
+        ):
+            pass
     finally:
-        shared.close()
+        database.close()

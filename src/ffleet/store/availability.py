@@ -23,14 +23,8 @@ _SQLITE_CAUSES = {
 }
 
 
-class PoolTimeout(Exception):
-    """Every PostgreSQL connection of the store's pool stayed in use for its whole wait."""
-
-
 def unavailable_cause(error: BaseException) -> str | None:
     """A short cause when `error` means the store cannot serve now, else None."""
-    if isinstance(error, PoolTimeout):
-        return "no database connection free (pool timeout)"
     if isinstance(error, sqlite3.OperationalError | sqlite3.DatabaseError):
         name = getattr(error, "sqlite_errorname", "") or ""
         primary = "_".join(name.split("_")[:2])  # SQLITE_IOERR_WRITE is an SQLITE_IOERR
@@ -39,6 +33,9 @@ def unavailable_cause(error: BaseException) -> str | None:
     psycopg = sys.modules.get("psycopg")  # not loaded: no PostgreSQL store, no such error
     if psycopg is None:
         return None
+    psycopg_pool = sys.modules.get("psycopg_pool")
+    if psycopg_pool is not None and isinstance(error, psycopg_pool.PoolTimeout):
+        return "no database connection free (pool timeout)"  # before its OperationalError
     if isinstance(error, psycopg.errors.ReadOnlySqlTransaction):
         return f"database is read-only: {_first_line(error)}"
     if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):

@@ -1,18 +1,24 @@
 """Connections and transactions for the SQL store, on SQLite and PostgreSQL alike.
 
 Statements run straight on the DB-API connection: one sqlite3 connection for the process, or
-psycopg connections from the store's own pool (pool.py). SQLAlchemy is not on this path: its
+psycopg connections from a psycopg_pool pool. SQLAlchemy is not on this path: its
 per-statement work measured ~3x the cost of the statement itself on SQLite here (heartbeat:
 444 us through Core vs 136 us raw), its pool added a ping and a rollback round trip to every
 PostgreSQL transaction, and importing it cost the master ~28 MiB of its resident memory. Tests
 and tools that inspect a database get an SQLAlchemy engine on it from `Database.engine`. A
 statement is named, not written, here: its text for this engine comes from the catalogue in
 queries.py.
+
+The pool hands a connection back as it is (no reset callback: no round trip per transaction);
+one the server hung up on is seen without a round trip, its socket being readable; a
+transaction that lost the server drains the pool, so every connection opened before it, idle or
+in use, is closed and later transactions connect afresh.
 """
 
 from __future__ import annotations
 
 import functools
+import select
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -25,14 +31,18 @@ from ffleet.store.availability import unavailable_cause
 from ffleet.store.base import StoreUnavailable
 
 if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
     from sqlalchemy import Engine
-
-    from ffleet.store.pool import Pool
 
 Row = Mapping[str, Any]
 
 POOL_SIZE = 10  # PostgreSQL connections kept open; the master runs this many calls at once
 POOL_OVERFLOW = 40
+# A connection wait longer than this is a 503 at once rather than a stalled request: with the
+# master's calls fewer than POOL_SIZE, a wait is a server out of reach. A connection attempt
+# given up after as long lets the next transaction try afresh once the server is back.
+POOL_TIMEOUT_S = 1.0
 # A row lock held by a slow transaction fails a waiting statement after this instead of
 # stalling it (and the heartbeats queued behind it) indefinitely.
 LOCK_TIMEOUT_MS = 5000
@@ -54,16 +64,20 @@ class Database:
         # and SQLite has one writer anyway). PostgreSQL: pooled connections, row locks.
         self._mutex: threading.Lock | None = None
         self._sqlite: sqlite3.Connection | None = None
-        self._pool: Pool | None = None
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         if path is None:
-            from ffleet.store.pool import Pool  # psycopg: loaded by PostgreSQL stores only
+            from psycopg_pool import ConnectionPool  # psycopg: loaded by PostgreSQL stores only
 
-            self._pool = Pool(
+            self._pool = ConnectionPool(
                 libpq_url(url),
-                size=POOL_SIZE,
-                overflow=POOL_OVERFLOW,
-                options=f"-c lock_timeout={LOCK_TIMEOUT_MS}",
+                kwargs={"options": f"-c lock_timeout={LOCK_TIMEOUT_MS}"},
+                min_size=POOL_SIZE,
+                max_size=POOL_SIZE + POOL_OVERFLOW,
+                timeout=POOL_TIMEOUT_S,
+                reconnect_timeout=POOL_TIMEOUT_S,
+                open=False,
             )
+            self._pool.open()
             return
         self._mutex = threading.Lock()
         self._sqlite = sqlite3.connect(
@@ -130,19 +144,32 @@ class Database:
                     raise
             return
         assert self._pool is not None
-        conn = self._pool.take()
-        lost = False
+        conn = self._connection()
         try:
-            try:
-                yield Tx(conn.cursor(), self.queries, None)
-                conn.commit()
-            except BaseException as exc:
-                lost = unavailable_cause(exc) is not None or conn.closed
-                if not lost:
-                    conn.rollback()
-                raise
+            yield Tx(conn.cursor(), self.queries, None)
+            conn.commit()
+        except BaseException as exc:
+            if unavailable_cause(exc) is not None or conn.closed:
+                self._pool.drain()  # the others share this one's fate
+            else:
+                conn.rollback()
+            raise
         finally:
-            self._pool.give_back(conn, lost=lost)
+            self._pool.putconn(conn)
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        """A pooled connection the server has not hung up on. An idle one the server spoke to
+        was terminated (a shutdown, an administrator) or closed: one poll of its socket, no
+        round trip. One found drains the pool, since the others most likely share its fate
+        (a restart), and the wait starts over for a fresh one. Not the pool's `check`
+        callback: a failed check costs a second's back-off out of the same wait."""
+        assert self._pool is not None
+        while True:
+            conn = self._pool.getconn()
+            if not select.select([conn.fileno()], [], [], 0)[0]:
+                return conn
+            self._pool.drain()
+            self._pool.putconn(conn)  # opened before the drain: closed, not kept
 
 
 class Tx:
