@@ -208,7 +208,8 @@ class GroupCommit:
         if threading.get_ident() == self._loop_thread:
             _wake(group)
         elif self._loop is not None:
-            self._loop.call_soon_threadsafe(_wake, group)
+            with contextlib.suppress(RuntimeError):  # a loop that has closed has no waiters
+                self._loop.call_soon_threadsafe(_wake, group)
 
     async def _committed(self, group: _Group) -> None:
         """Wait until `group` is committed; raise what failed it."""
