@@ -114,12 +114,10 @@ class GroupCommit:
                 group = self._open()
                 if not joined or joined[-1] is not group:
                     joined.append(group)
-                with self._member():
-                    yield conn.cursor()
+                yield from self._member()
                 return
             if self._group is not None:
-                with self._member():
-                    yield conn.cursor()
+                yield from self._member()
                 self._commit_open()
                 return
             conn.execute("BEGIN IMMEDIATE")
@@ -143,14 +141,13 @@ class GroupCommit:
             self._loop.call_soon(self._commit_scheduled, group)
         return group
 
-    @contextmanager
-    def _member(self) -> Iterator[None]:
+    def _member(self) -> Iterator[sqlite3.Cursor]:
         """A SAVEPOINT in the open group: a failure undoes this method's changes only, unless
         SQLite rolled the whole transaction back (it may, on disk full or I/O errors)."""
         conn = self._conn
         conn.execute("SAVEPOINT member")
         try:
-            yield
+            yield conn.cursor()
         except BaseException as exc:
             failure: BaseException = exc
             if conn.in_transaction:
