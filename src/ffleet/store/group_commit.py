@@ -167,12 +167,13 @@ class GroupCommit:
             raise
 
     def _abandon(self, failure: BaseException) -> None:
-        """The open group is lost: roll back what is left of it and fail its calls."""
+        """The open group is lost: fail its calls and roll back what is left of it (its calls
+        first: a failing ROLLBACK must not leave them waiting)."""
         group, self._group = self._group, None
-        if self._conn.in_transaction:
-            self._conn.execute("ROLLBACK")
         if group is not None:
             self._settle(group, failure)
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
 
     def _commit_open(self) -> None:
         """COMMIT the open group, if any; a failure rolls it back, fails its calls and is
@@ -183,9 +184,9 @@ class GroupCommit:
         try:
             self._conn.execute("COMMIT")
         except BaseException as exc:
+            self._settle(group, exc)
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
-            self._settle(group, exc)
             raise
         self._settle(group, None)
 
