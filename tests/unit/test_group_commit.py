@@ -246,3 +246,30 @@ def test_a_store_not_served_commits_each_transaction_alone(store: SqlStore) -> N
 
     asyncio.run(scenario())
     assert seen == ["BEGIN", "COMMIT", "BEGIN", "COMMIT"]
+
+
+def test_a_full_disk_that_rolls_the_whole_group_back_fails_every_call_in_it(
+    store: SqlStore, path: Path
+) -> None:
+    group_commit = grouping(store)
+    raw = store.db._sqlite
+    assert raw is not None
+    pages = raw.execute("PRAGMA page_count").fetchone()[0]
+    raw.execute(f"PRAGMA max_page_count = {pages + 4}")  # room for a job, not for 500
+
+    async def scenario() -> list[BaseException | Any]:
+        group_commit.serve(asyncio.get_running_loop())
+        small = group_commit.call(store.create_jobs, [JOB], T0)
+        large = group_commit.call(store.create_jobs, [JOB] * 500, T0)
+        outcomes = await asyncio.gather(small, large, return_exceptions=True)
+        group_commit.unserve()
+        return outcomes
+
+    outcomes = asyncio.run(scenario())
+    # SQLite answered the full disk by rolling back the whole transaction: the small call's
+    # job went with it, and its call says so rather than returning it.
+    assert all(isinstance(outcome, StoreUnavailable) for outcome in outcomes), outcomes
+    assert all("disk full" in outcome.cause for outcome in outcomes)
+    assert durable_ids(path) == set()
+    raw.execute("PRAGMA max_page_count = 1073741823")
+    assert len(store.create_jobs([JOB] * 500, T0)) == 500
