@@ -22,6 +22,16 @@ WHERE version = (SELECT max(version) FROM ffleet_schema)
 -- name: node_get
 SELECT * FROM nodes WHERE id = :id
 
+-- A claim's node and whether all its slots are taken, in one read. A drained node or one
+-- without slots (a v1.0 client, which the seed never limited) counts nothing. The count reads
+-- the node's running jobs, never more than its slots: a claim stops there, and a node that
+-- registers again (with other slots, say) loses every job it ran.
+-- name: node_for_claim
+SELECT nodes.*, CASE WHEN draining OR slots IS NULL THEN FALSE ELSE (
+    SELECT count(*) FROM jobs WHERE status = 'running' AND jobs.node_id = nodes.id
+) >= slots END AS full
+FROM nodes WHERE id = :id
+
 -- name: node_insert
 INSERT INTO nodes (
     id, registered_at, draining, address, type, cpu_threads, cpu_model, has_gpu, gpu_type,
@@ -91,11 +101,6 @@ SELECT node_id, id FROM jobs WHERE status = 'running' ORDER BY started_at, seq
 -- name: running_of_node
 SELECT node_id, id FROM jobs WHERE status = 'running' AND node_id = :node ORDER BY started_at, seq
 
--- Reads at most `slots` index entries, however many jobs the node holds.
--- name: node_is_full
-SELECT count(*) >= :slots FROM (
-    SELECT 1 FROM jobs WHERE status = 'running' AND node_id = :node LIMIT :slots
-) AS running
 
 -- name: cancel_flag
 UPDATE jobs SET cancel_requested = TRUE WHERE seq = :seq RETURNING *
