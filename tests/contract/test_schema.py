@@ -115,6 +115,7 @@ def shipped() -> list[tuple[int, str]]:
 
 
 LATEST = shipped()[-1][0]
+NEWER = LATEST + 1  # a version only a newer ffleet knows
 V1 = [(1, "nodes, jobs, attempts, results")]
 
 
@@ -288,16 +289,18 @@ def _from_the_future(url: str) -> None:
     open_store(url).close()
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO ffleet_schema VALUES (7, 'from a newer ffleet', 0)"))
+        conn.execute(
+            text("INSERT INTO ffleet_schema VALUES (:v, 'from a newer ffleet', 0)"), {"v": NEWER}
+        )
     engine.dispose()
 
 
 def test_a_database_from_a_newer_ffleet_is_refused(file_url: str) -> None:
     _from_the_future(file_url)
-    refused = f"schema version 7, newer than the {LATEST} this ffleet"
+    refused = f"schema version {NEWER}, newer than the {LATEST} this ffleet"
     with pytest.raises(SchemaTooNew, match=refused):
         open_store(file_url)
-    assert versions(file_url)[-1] == (7, "from a newer ffleet")
+    assert versions(file_url)[-1] == (NEWER, "from a newer ffleet")
 
 
 def test_ffleet_master_says_why_it_refuses_a_newer_database(tmp_path: Path) -> None:
@@ -305,7 +308,7 @@ def test_ffleet_master_says_why_it_refuses_a_newer_database(tmp_path: Path) -> N
     _from_the_future(url)
     outcome = CliRunner().invoke(cli, ["master", "--store", url])
     assert outcome.exit_code == 2
-    assert "schema version 7" in " ".join(outcome.output.split())
+    assert f"schema version {NEWER}" in " ".join(outcome.output.split())
 
 
 def test_migration_files_load_for_each_engine() -> None:
