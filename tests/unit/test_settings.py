@@ -141,9 +141,10 @@ def test_master_without_flags_runs_on_the_settings_defaults(master_started: _Cap
     assert outcome.exit_code == 0, outcome.output
     assert master_started.calls == [(MasterSettings(),)]
     assert master_started.kwargs["timeout_keep_alive"] == 75
-    assert master_started.kwargs["limit_concurrency"] == 4096  # --max-connections
+    assert master_started.kwargs["limit_concurrency"] is None  # the cap answers 503 itself
     protocols = {kind.__name__ for kind in master_started.kwargs["http"].__mro__}
-    assert {"CoalescingProtocol", "HeaderTimeoutProtocol"} <= protocols  # --header-timeout
+    # --header-timeout, --max-connections
+    assert {"CoalescingProtocol", "HeaderTimeoutProtocol", "CappedProtocol"} <= protocols
     assert (master_started.kwargs["host"], master_started.kwargs["port"]) == ("127.0.0.1", 8080)
 
 

@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from uvicorn.config import STARTUP_FAILURE
 
 from ffleet.master.coalesced_writes import coalescing
+from ffleet.master.connection_cap import capped, connection_cap
 from ffleet.master.settings import MasterSettings
 from ffleet.master.slow_clients import header_timeout_protocol
 
@@ -44,6 +45,8 @@ def serve(
     tls: Mapping[str, object] | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT; `tls` holds uvicorn's ssl_* options when TLS is on."""
+    protocol = header_timeout_protocol(settings.header_timeout_s)
+    protocol = capped(protocol, connection_cap(settings.max_connections))
     config = uvicorn.Config(
         application,
         host=settings.host,
@@ -53,9 +56,9 @@ def serve(
         proxy_headers=False,  # ffleet reads no forwarded headers; parsing them costs per request
         timeout_keep_alive=math.ceil(settings.keep_alive_s),  # uvicorn takes whole seconds
         timeout_graceful_shutdown=STOP_GRACE_S,
-        # one send() per reply; request headers late past --header-timeout close the connection
-        http=coalescing(header_timeout_protocol(settings.header_timeout_s)),
-        limit_concurrency=settings.max_connections,
+        # one send() per reply; request headers late past --header-timeout close the connection;
+        # past --max-connections a request gets 503 + Retry-After
+        http=coalescing(protocol),
         **dict(tls or {}),  # type: ignore[arg-type]
     )
     server = _Server(config, application)
