@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import signal
+import sqlite3
 import threading
+from contextlib import closing
 from typing import Any
 
 import httpx
@@ -139,3 +142,40 @@ def test_kill_9_and_restart_keeps_every_node_job_status_and_result(fleet: Fleet)
         json={"job_id": running["id"], "node_id": node_id, "attempt": 1, "status": "completed"},
     )
     assert reply.status_code == 200
+
+
+def test_kill_9_right_after_a_reply_finds_its_change_in_the_file(fleet: Fleet) -> None:
+    """Concurrent submissions share a commit (group_commit.py); the master is killed the moment
+    the 150th reply arrives. Every job a reply acknowledged is in the database file: no reply
+    leaves before its commit, whichever request of the group it answers."""
+    master = fleet.master()
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+    enough = threading.Event()
+
+    def submitter() -> None:
+        with httpx.Client(base_url=master.url, timeout=10) as api:
+            while True:
+                try:
+                    reply = api.post("/jobs", json={"scenario": "360p-h264"})
+                except httpx.TransportError:
+                    return  # killed: this request may or may not have been stored
+                if reply.status_code != 201:
+                    return
+                with lock:
+                    acknowledged.append(reply.json()["id"])
+                    if len(acknowledged) == 150:
+                        master.send_signal(signal.SIGKILL)
+                        enough.set()
+
+    threads = [threading.Thread(target=submitter) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert enough.is_set(), master.log_tail()
+    master.kill()  # reap it
+    path = master.store.removeprefix("sqlite:///")
+    with closing(sqlite3.connect(path)) as conn:
+        stored = {row[0] for row in conn.execute("SELECT id FROM jobs")}
+    assert not set(acknowledged) - stored

@@ -4,10 +4,11 @@ The handlers live with their resource (node_routes.py, job_routes.py, result_rou
 service_routes.py, blob_routes.py, admin_api.py); guard.py puts each behind its roles.
 
 On SQLite handlers call the store inline: an operation costs 8-50 us, less than a thread-pool
-hop (150-450 us measured here), and the store serialises writers anyway. On PostgreSQL a call
-may wait on the network or on a row lock another master holds, so it runs on a thread pool
-sized to the connection pool and the event loop (heartbeats included) never waits on it. The
-long-poll waits on an asyncio event, never on the database.
+hop (150-450 us measured here), and the store serialises writers anyway; the calls of one
+loop turn share one COMMIT, and each returns once it is durable (store/group_commit.py). On
+PostgreSQL a call may wait on the network or on a row lock another master holds, so it runs on
+a thread pool sized to the connection pool and the event loop (heartbeats included) never
+waits on it. The long-poll waits on an asyncio event, never on the database.
 
 Times come from the database's clock (clock.py); leader duties run where leadership.py says;
 other masters' work arrives through wakeups.py.
@@ -68,6 +69,7 @@ from ffleet.store import (
     open_store,
 )
 from ffleet.store.db import POOL_SIZE
+from ffleet.store.sql import SqlStore
 
 log = logging.getLogger("ffleet.master")
 
@@ -99,6 +101,8 @@ class MasterApp:
         # PostgreSQL's store threads: made by start() and shut by stop(), so that an app served
         # again (a second lifespan) gets a live pool, never the one its last stop shut down.
         self._executor: ThreadPoolExecutor | None = None
+        # SQLite's group commit: the calls of one loop turn share a COMMIT while served.
+        self._group_commit = store.db.group_commit if isinstance(store, SqlStore) else None
         self.leadership = Leadership(
             store,
             self.clock,
@@ -136,8 +140,11 @@ class MasterApp:
         self.service = ServiceRoutes(self)
 
     async def call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a store method: inline on SQLite, on the store's thread pool on PostgreSQL
-        (inline there too when the app is not being served, e.g. before its lifespan)."""
+        """Run a store method: inline on SQLite, returning once its change is committed (with
+        the others of this loop turn: group_commit.py); on the store's thread pool on
+        PostgreSQL. Inline and alone when the app is not being served (before its lifespan)."""
+        if self._group_commit is not None:
+            return await self._group_commit.call(method, *args, **kwargs)
         if self._executor is None:
             return method(*args, **kwargs)
         loop = asyncio.get_running_loop()
@@ -292,7 +299,9 @@ class MasterApp:
 
     async def start(self) -> list[asyncio.Task[None]]:
         """Open the store's threads, measure the clock, then start the background duties."""
-        if not self.store.inline:
+        if self._group_commit is not None:
+            self._group_commit.serve(asyncio.get_running_loop())
+        elif not self.store.inline:
             self._executor = ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="store")
         self.stopping = False  # served again after a stop
         await self.call(self.clock.measure)
@@ -319,6 +328,8 @@ class MasterApp:
         with contextlib.suppress(Exception):
             await self.call(self.audit.flush)
         await self.leadership.resign()
+        if self._group_commit is not None:
+            self._group_commit.unserve()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None

@@ -29,6 +29,7 @@ from ffleet.redaction import redact_url
 from ffleet.store import checkpoints, queries
 from ffleet.store.availability import unavailable_cause
 from ffleet.store.base import StoreUnavailable
+from ffleet.store.group_commit import GroupCommit
 
 if TYPE_CHECKING:
     import psycopg
@@ -61,9 +62,10 @@ class Database:
         self._columns: dict[str, tuple[str, ...]] = {}
         self._checkpointer: checkpoints.Checkpointer | None = None
         # SQLite: one connection for the process, used under a mutex (it is not thread-safe,
-        # and SQLite has one writer anyway). PostgreSQL: pooled connections, row locks.
-        self._mutex: threading.Lock | None = None
+        # and SQLite has one writer anyway), its transactions grouped while a master serves
+        # (group_commit.py). PostgreSQL: pooled connections, row locks.
         self._sqlite: sqlite3.Connection | None = None
+        self.group_commit: GroupCommit | None = None
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         if path is None:
             from psycopg_pool import ConnectionPool  # psycopg: loaded by PostgreSQL stores only
@@ -79,21 +81,24 @@ class Database:
             )
             self._pool.open()
             return
-        self._mutex = threading.Lock()
+        mutex = threading.Lock()
         self._sqlite = sqlite3.connect(
             path, timeout=30, isolation_level=None, check_same_thread=False
         )
         for pragma in SQLITE_PRAGMAS:
             self._sqlite.execute(f"PRAGMA {pragma}")
+        self.group_commit = GroupCommit(self._sqlite, mutex)
         if path != ":memory:":
             # A file: its WAL checkpoints run on a thread of their own, never in a commit.
             self._sqlite.execute("PRAGMA wal_autocheckpoint=0")
             self._sqlite.execute(f"PRAGMA journal_size_limit={checkpoints.LIMIT_BYTES}")
-            self._checkpointer = checkpoints.Checkpointer(path, self._mutex)
+            self._checkpointer = checkpoints.Checkpointer(path, self.group_commit.settled)
 
     def close(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.close()
+        if self.group_commit is not None:
+            self.group_commit.unserve()
         if "engine" in self.__dict__:
             self.engine.dispose()
         if self._sqlite is not None:
@@ -128,20 +133,9 @@ class Database:
 
     @contextmanager
     def _transaction(self) -> Iterator[Tx]:
-        if self._sqlite is not None:
-            assert self._mutex is not None
-            with self._mutex:
-                raw = self._sqlite
-                raw.execute("BEGIN IMMEDIATE")
-                try:
-                    yield Tx(raw.cursor(), self.queries, self._columns)
-                    raw.execute("COMMIT")
-                except BaseException:
-                    # Also after a failed COMMIT (disk full, I/O error): an open transaction
-                    # on the shared connection would refuse every later BEGIN.
-                    if raw.in_transaction:
-                        raw.execute("ROLLBACK")
-                    raise
+        if self.group_commit is not None:
+            with self.group_commit.transaction() as cursor:
+                yield Tx(cursor, self.queries, self._columns)
             return
         assert self._pool is not None
         conn = self._connection()

@@ -1,0 +1,275 @@
+"""Group commit on SQLite: the store calls of one loop turn share a COMMIT, and none of them
+returns (so no reply is sent) before it; a failed COMMIT fails every one of them."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ffleet.master.app import create_app
+from ffleet.master.settings import MasterSettings
+from ffleet.models import JobRequest
+from ffleet.store import StoreUnavailable
+from ffleet.store.group_commit import GroupCommit
+from ffleet.store.sql import SqlStore
+
+T0 = 1_800_000_000.0
+JOB = JobRequest(scenario="360p-h264")
+CONTROL = {"BEGIN", "SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT"}
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "ffleet.db"
+
+
+@pytest.fixture
+def store(path: Path) -> Iterator[SqlStore]:
+    opened = SqlStore(f"sqlite:///{path}")
+    yield opened
+    opened.close()
+
+
+def grouping(store: SqlStore) -> GroupCommit:
+    group_commit = store.db.group_commit
+    assert group_commit is not None
+    return group_commit
+
+
+def statements(store: SqlStore) -> list[str]:
+    """The transaction-control statements the store's connection runs from now on."""
+    seen: list[str] = []
+    raw = store.db._sqlite
+    assert raw is not None
+
+    def control(sql: str) -> None:
+        keyword = sql.split()[0]
+        if keyword in CONTROL:
+            seen.append(keyword)
+
+    raw.set_trace_callback(control)
+    return seen
+
+
+def durable_ids(path: Path) -> set[str]:
+    """Job ids another connection reads: what is committed."""
+    with closing(sqlite3.connect(path)) as conn:
+        return {row[0] for row in conn.execute("SELECT id FROM jobs")}
+
+
+class FailingCommits:
+    """The store's connection, with every COMMIT failing as on a full disk while `failing`."""
+
+    def __init__(self, raw: sqlite3.Connection) -> None:
+        self._raw = raw
+        self.failing = True
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql == "COMMIT" and self.failing:
+            error = sqlite3.OperationalError("database or disk is full")
+            error.sqlite_errorname = "SQLITE_FULL"
+            raise error
+        return self._raw.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
+def test_calls_of_one_loop_turn_share_one_commit_and_return_after_it(
+    store: SqlStore, path: Path
+) -> None:
+    group_commit = grouping(store)
+    seen = statements(store)
+
+    async def scenario() -> list[str]:
+        group_commit.serve(asyncio.get_running_loop())
+        calls = [group_commit.call(store.create_jobs, [JOB], T0) for _ in range(8)]
+        created = await asyncio.gather(*calls)
+        # Every call returned after the one COMMIT: its job is there for any reader.
+        assert {jobs[0].id for jobs in created} <= durable_ids(path)
+        group_commit.unserve()
+        return [jobs[0].id for jobs in created]
+
+    assert len(asyncio.run(scenario())) == 8
+    assert seen.count("BEGIN") == 1 and seen.count("COMMIT") == 1
+    assert seen.count("SAVEPOINT") == seen.count("RELEASE") == 8
+
+
+def test_a_failing_method_undoes_only_its_own_changes(store: SqlStore, path: Path) -> None:
+    group_commit = grouping(store)
+    [kept_before] = store.create_jobs([JOB], T0)
+
+    def half_done() -> None:
+        store.create_jobs([JOB], T0)
+        with store.db.transaction() as tx:
+            tx.ddl(f"UPDATE jobs SET priority = 99 WHERE id = '{kept_before.id}'")
+            raise ValueError("refused after a write")
+
+    async def scenario() -> tuple[list[Any], BaseException | Any]:
+        group_commit.serve(asyncio.get_running_loop())
+        first = group_commit.call(store.create_jobs, [JOB], T0)
+        broken = group_commit.call(half_done)
+        last = group_commit.call(store.create_jobs, [JOB], T0)
+        outcomes = await asyncio.gather(first, broken, last, return_exceptions=True)
+        group_commit.unserve()
+        return [outcomes[0], outcomes[2]], outcomes[1]
+
+    created, failure = asyncio.run(scenario())
+    assert isinstance(failure, ValueError)
+    assert store.get_job(kept_before.id).job.priority != 99
+    # The broken call's first method committed with the group; its failed one did not.
+    assert len(durable_ids(path)) == 4
+    assert {jobs[0].id for jobs in created} <= durable_ids(path)
+
+
+def test_a_failed_commit_answers_every_request_of_its_group_with_a_503(
+    store: SqlStore, path: Path
+) -> None:
+    app = create_app(MasterSettings(store_url=f"sqlite:///{path}"), store)
+    group_commit = grouping(store)
+
+    async def scenario() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://master") as client,
+        ):
+            failing = FailingCommits(group_commit._conn)
+            group_commit._conn = failing  # type: ignore[assignment]
+            job = {"scenario": "360p-h264"}
+            replies = await asyncio.gather(*(client.post("/jobs", json=job) for _ in range(6)))
+            failing.failing = False
+            replies.append(await client.post("/jobs", json=job))
+            return replies
+
+    *failed, served = asyncio.run(scenario())
+    assert [reply.status_code for reply in failed] == [503] * 6
+    assert all("disk full" in reply.text for reply in failed)
+    assert served.status_code == 201  # the store recovers with the disk
+    assert durable_ids(path) == {served.json()["id"]}
+
+
+def test_a_store_call_from_another_thread_commits_the_open_group(
+    store: SqlStore, path: Path
+) -> None:
+    group_commit = grouping(store)
+    seen = statements(store)
+    found: dict[str, Any] = {}
+
+    def from_a_thread() -> None:
+        [job] = store.create_jobs([JOB], T0)  # alone: commits the loop's group with its own
+        found["thread"] = job.id
+        found["durable"] = durable_ids(path)
+
+    async def meanwhile() -> None:
+        # Runs in the same loop turn as the grouped call, before its scheduled COMMIT.
+        worker = threading.Thread(target=from_a_thread)
+        worker.start()
+        worker.join()
+
+    async def scenario() -> str:
+        group_commit.serve(asyncio.get_running_loop())
+        grouped = asyncio.ensure_future(group_commit.call(store.create_jobs, [JOB], T0))
+        [jobs, _] = await asyncio.gather(grouped, meanwhile())
+        group_commit.unserve()
+        return jobs[0].id
+
+    grouped_id = asyncio.run(scenario())
+    assert found["durable"] == {grouped_id, found["thread"]}
+    assert seen.count("COMMIT") == 1  # the thread's; the loop found nothing left to commit
+
+
+def test_a_failed_commit_from_another_thread_fails_the_group_too(store: SqlStore) -> None:
+    group_commit = grouping(store)
+    failing = FailingCommits(group_commit._conn)
+
+    def from_a_thread() -> None:
+        group_commit._conn = failing  # type: ignore[assignment]
+        with pytest.raises(StoreUnavailable, match="disk full"):
+            store.create_jobs([JOB], T0)
+        failing.failing = False
+
+    async def scenario() -> BaseException | Any:
+        group_commit.serve(asyncio.get_running_loop())
+        grouped = group_commit.call(store.create_jobs, [JOB], T0)
+
+        async def meanwhile() -> None:
+            worker = threading.Thread(target=from_a_thread)
+            worker.start()
+            worker.join()
+
+        outcome, _ = await asyncio.gather(grouped, meanwhile(), return_exceptions=True)
+        group_commit.unserve()
+        return outcome
+
+    outcome = asyncio.run(scenario())
+    assert isinstance(outcome, StoreUnavailable) and "disk full" in outcome.cause
+    assert store.list_jobs(None, 10, 0)[1] == 0
+
+
+def test_the_checkpointers_write_lock_commits_an_open_group(store: SqlStore, path: Path) -> None:
+    group_commit = grouping(store)
+    checkpointed: list[tuple[int, int, int]] = []
+
+    async def meanwhile() -> None:
+        with group_commit.settled, closing(sqlite3.connect(path, timeout=0.5)) as conn:
+            checkpointed.append(conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone())
+
+    async def scenario() -> str:
+        group_commit.serve(asyncio.get_running_loop())
+        [jobs, _] = await asyncio.gather(
+            group_commit.call(store.create_jobs, [JOB], T0), meanwhile()
+        )
+        group_commit.unserve()
+        return jobs[0].id
+
+    job_id = asyncio.run(scenario())
+    [(busy, _frames, _copied)] = checkpointed
+    assert busy == 0  # no writer left open under the lock: the RESTART did not wait for one
+    assert durable_ids(path) == {job_id}
+
+
+def test_a_store_not_served_commits_each_transaction_alone(store: SqlStore) -> None:
+    seen = statements(store)
+
+    async def scenario() -> None:
+        await grouping(store).call(store.create_jobs, [JOB], T0)
+        store.create_jobs([JOB], T0)
+
+    asyncio.run(scenario())
+    assert seen == ["BEGIN", "COMMIT", "BEGIN", "COMMIT"]
+
+
+def test_a_full_disk_that_rolls_the_whole_group_back_fails_every_call_in_it(
+    store: SqlStore, path: Path
+) -> None:
+    group_commit = grouping(store)
+    raw = store.db._sqlite
+    assert raw is not None
+    pages = raw.execute("PRAGMA page_count").fetchone()[0]
+    raw.execute(f"PRAGMA max_page_count = {pages + 4}")  # room for a job, not for 500
+
+    async def scenario() -> list[BaseException | Any]:
+        group_commit.serve(asyncio.get_running_loop())
+        small = group_commit.call(store.create_jobs, [JOB], T0)
+        large = group_commit.call(store.create_jobs, [JOB] * 500, T0)
+        outcomes = await asyncio.gather(small, large, return_exceptions=True)
+        group_commit.unserve()
+        return outcomes
+
+    outcomes = asyncio.run(scenario())
+    # SQLite answered the full disk by rolling back the whole transaction: the small call's
+    # job went with it, and its call says so rather than returning it.
+    assert all(isinstance(outcome, StoreUnavailable) for outcome in outcomes), outcomes
+    assert all("disk full" in outcome.cause for outcome in outcomes)
+    assert durable_ids(path) == set()
+    raw.execute("PRAGMA max_page_count = 1073741823")
+    assert len(store.create_jobs([JOB] * 500, T0)) == 500
