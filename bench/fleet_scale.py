@@ -267,8 +267,8 @@ async def scenario(
 
 
 def measure_scale(ctx: Context, agents: int) -> Scale:
-    # Per agent: its poll connection here and at the master, and heartbeats in flight. The
-    # master's cap counts both connections and requests in progress: twice the fleet.
+    # Per agent: its poll connection here and at the master, and heartbeats in flight; the
+    # master's cap with room to spare (it lowers it to what its open-files limit allows).
     raise_open_files_limit(agents + OPEN_FILES_SPARE)
     connections = 2 * agents + OPEN_FILES_SPARE
     master = MasterProcess(
