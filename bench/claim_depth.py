@@ -2,18 +2,25 @@
 (to 1M with --million).
 
 Issue 9's target: flat, the deepest/1K ratio at most 1.2 (Go v1.0, measured earlier on this
-machine kind: 131-135 µs per claim at 100K queued). The queue is filled with `POST /jobs/batch`
-(unmeasured), then, once the master idles again (the fill's WAL checkpoints run after it, on
-a thread of their own), each depth is measured in rounds of claims that start at depth + claims
-and end at the depth; the median round is reported. Registration is measured at each depth too: an
-agent (re)starting while work is queued must not pay for the queue either (target: 2.5x Go's
-48 µs, as in api_cost).
+machine kind: 131-135 µs per claim at 100K queued). Each depth has a master of its own, all
+started together (on SQLite; with --postgres one after the other) and filled with
+`POST /jobs/batch` (unmeasured); then every round measures each master in turn, the order
+reversed from one round to the next, so the depths share the machine's load and none is always
+the first after a fill. A master's round starts at depth + claims jobs queued (refilled, then
+the master idles: a fill's WAL checkpoints run after it, on a thread of their own) and ends at
+the depth; the median round is reported. The masters' histories are the same but for the fill:
+equal claims, registrations and running jobs at each round. (Measured one depth after the
+other on a single master, as before, the same code gave 0.76x to 1.30x from run to run:
+minutes apart, the machine's load moved the ratio more than the depth did.) Registration is
+measured in each round too: an agent (re)starting while work is queued must not pay for the
+queue either (target: 2.5x Go's 48 µs, as in api_cost).
 Run: `.venv/bin/python -m bench.claim_depth [--quick] [--million] [--postgres URL]`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import time
 from dataclasses import dataclass
@@ -50,8 +57,18 @@ IDLE_SHARE = 0.1  # of a core
 
 @dataclass(frozen=True)
 class DepthCost:
-    claim_us: float
-    register_us: float
+    """µs per claim and per registration in each round at one depth."""
+
+    claim_rounds: list[float]
+    register_rounds: list[float]
+
+    @property
+    def claim_us(self) -> float:
+        return statistics.median(self.claim_rounds)
+
+    @property
+    def register_us(self) -> float:
+        return statistics.median(self.register_rounds)
 
 
 def claimer(fleet: list[str], claims: int) -> Worker:
@@ -81,29 +98,53 @@ async def settled(master: MasterProcess) -> None:
 
 
 async def depth_costs(
-    master: MasterProcess, depths: list[int], claims: int, rounds: int, batch: int
+    masters: dict[int, MasterProcess], claims: int, rounds: int, batch: int
 ) -> dict[int, DepthCost]:
-    """Median µs per claim, and µs per registration, at each depth."""
-    fleet = await register_nodes(master, CONCURRENCY)
-    queued = 0
-    costs: dict[int, DepthCost] = {}
-    for depth in depths:
-        samples = []
-        for _ in range(rounds):
-            await submit_jobs(master, depth + claims - queued, batch)
+    """Each depth's rounds, taken in turn on its own master (the order reversed each round)."""
+    fleets = {depth: await register_nodes(master, CONCURRENCY) for depth, master in masters.items()}
+    for depth, master in masters.items():
+        await submit_jobs(master, depth, batch)
+    costs = {depth: DepthCost([], []) for depth in masters}
+    registrations = [
+        ("POST", "/nodes/register", ENCODER.encode(node_body(i))) for i in range(claims // 4)
+    ]
+    order = list(masters)
+    for _ in range(rounds):
+        for depth in order:
+            master = masters[depth]
+            await submit_jobs(master, claims, batch)
             await settled(master)
-            samples.append((await measure(master, claimer(fleet, claims))).us_per(claims))
-            queued = depth
-        registrations = [
-            ("POST", "/nodes/register", ENCODER.encode(node_body(i))) for i in range(claims // 10)
-        ]
-        register = await measure(master, replay(registrations, 201))
-        costs[depth] = DepthCost(statistics.median(samples), register.us_per_request)
-        rounds_text = ", ".join(f"{sample:.0f}" for sample in samples)
+            claim = await measure(master, claimer(fleets[depth], claims))
+            costs[depth].claim_rounds.append(claim.us_per(claims))
+            register = await measure(master, replay(registrations, 201))
+            costs[depth].register_rounds.append(register.us_per_request)
+        order.reverse()
+    return costs
+
+
+def measure_depths(ctx: Context, depths: list[int]) -> dict[int, DepthCost]:
+    """SQLite: a master (and a file) per depth, all running, so their rounds alternate.
+    PostgreSQL: the --postgres database holds one store, so one master after the other."""
+    sizes = {
+        "claims": ctx.size(2_000, 200),
+        "rounds": ctx.size(7, 2),
+        "batch": ctx.size(5_000, 500),
+    }
+    groups = [depths] if ctx.postgres is None else [[depth] for depth in depths]
+    costs: dict[int, DepthCost] = {}
+    for group in groups:
+        with contextlib.ExitStack() as stack:
+            masters = {depth: stack.enter_context(run_master(ctx)) for depth in group}
+            costs |= run_async(depth_costs(masters, **sizes))
+    for depth, cost in costs.items():
+        rounds_text = ", ".join(f"{sample:.0f}" for sample in cost.claim_rounds)
         print(
-            f"  depth {depth:,}: claim {costs[depth].claim_us:.0f} µs (rounds: {rounds_text}), "
-            f"register {costs[depth].register_us:.0f} µs"
+            f"  depth {depth:,}: claim {cost.claim_us:.0f} µs (rounds: {rounds_text}), "
+            f"register {cost.register_us:.0f} µs"
         )
+    shallow, deep = costs[depths[0]].claim_rounds, costs[depths[-1]].claim_rounds
+    paired = ", ".join(f"{d / s:.2f}" for s, d in zip(shallow, deep, strict=True))
+    print(f"  claim, deepest / shallowest in each round: {paired}")
     return costs
 
 
@@ -111,16 +152,7 @@ def run(ctx: Context, million: bool = False) -> list[Figure]:
     depths = ctx.size([1_000, 20_000, 100_000], [100, 1_000])
     if million:
         depths.append(ctx.size(1_000_000, 10_000))
-    with run_master(ctx) as master:
-        costs = run_async(
-            depth_costs(
-                master,
-                depths,
-                claims=ctx.size(2_000, 200),
-                rounds=ctx.size(3, 1),
-                batch=ctx.size(5_000, 500),
-            )
-        )
+    costs = measure_depths(ctx, depths)
     floor = ctx.floor.us_per_request
     figures = [
         Figure(

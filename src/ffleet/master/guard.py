@@ -7,6 +7,7 @@ roles, and an audit entry for every state-changing request and every refused one
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -29,6 +30,13 @@ READ = frozenset({Role.ADMIN.value, Role.SUBMITTER.value, Role.READER.value})
 SUBMIT = frozenset({Role.ADMIN.value, Role.SUBMITTER.value})
 NODE = frozenset({Role.ADMIN.value, Role.NODE.value})
 REGISTER = frozenset({Role.ADMIN.value, Role.NODE.value, Role.ENROLL.value})
+
+
+def _state(request: Request) -> dict[str, Any]:
+    """The request's `request.state` as its plain dict (the scope's "state"): a hot path reads
+    it without Starlette's State wrapper, whose miss raises and formats an AttributeError."""
+    state: dict[str, Any] = request.scope.setdefault("state", {})
+    return state
 
 
 class Guard:
@@ -58,7 +66,7 @@ class Guard:
                     identity = await self.call(self.access.identify, request)
                 if identity.role not in roles:  # the refusal names the path: built only then
                     allow(identity, roles, f"{request.method} {request.url.path}")
-                request.state.identity = identity
+                _state(request)["identity"] = identity
                 response = await handler(request)
                 status = response.status_code
                 return response
@@ -71,13 +79,17 @@ class Guard:
         return run
 
     def _audit(self, request: Request, identity: Identity | None, status: int) -> None:
-        target = getattr(request.state, "audit_target", None)
-        if request.method == "GET" and target is None and status not in (401, 403):
+        scope = request.scope
+        target = _state(request).get("audit_target")
+        method = scope["method"]
+        if method == "GET" and target is None and status not in (401, 403):
             return  # a read, or a long-poll that handed nothing out
-        route = request.scope.get("route")
-        action = f"{request.method} {getattr(route, 'path', None) or request.url.path}"
-        if target is None and request.path_params:
-            target = ",".join(str(v) for v in request.path_params.values())
+        route = scope.get("route")
+        action = f"{method} {getattr(route, 'path', None) or request.url.path}"
+        path_params = scope.get("path_params")
+        if target is None and path_params:
+            target = ",".join(str(v) for v in path_params.values())
+        client = scope.get("client")
         who = identity or Identity("-", "unauthenticated", "-")
         self.audit.record(
             AuditEntry(
@@ -88,13 +100,14 @@ class Guard:
                 action=action,
                 target=target,
                 outcome=status,
-                remote=request.client.host if request.client else None,
+                remote=client[0] if client else None,
             )
         )
 
     @staticmethod
     def identity(request: Request) -> Identity:
-        return getattr(request.state, "identity", ANONYMOUS)
+        identity: Identity = _state(request).get("identity", ANONYMOUS)
+        return identity
 
     def submitted_by(self, request: Request) -> str | None:
         return self.identity(request).id if self.access.enforced else None

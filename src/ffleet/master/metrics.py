@@ -30,6 +30,7 @@ UNMATCHED_ROUTE = "unmatched"  # any path no route serves: one series, however m
 # Seconds: a job waits and runs from a second to hours; a request from 1 ms to a long-poll.
 JOB_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+CODEC_SERIES_CACHED = 1024  # (histogram, scenario) pairs whose labelled series is at hand
 DISPATCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
 
 
@@ -150,6 +151,8 @@ class MasterMetrics:
         )
 
         self._request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._outcome_series: dict[tuple[str, str], Counter] = {}
+        self._codec_series: dict[tuple[Histogram, str], Histogram] = {}
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -158,18 +161,37 @@ class MasterMetrics:
         self.dispatch.observe(claim_seconds)
         if job.attempt == 1 and job.started_at is not None and job.created_at is not None:
             waited = max(0.0, job.started_at - job.created_at)
-            self.wait.labels(scenario_codec(job.scenario)).observe(waited)
+            self._by_codec(self.wait, job.scenario).observe(waited)
 
     def result_stored(self, result: ResultSubmission, job: Job, now: float) -> None:
         """A new (not duplicate) result moved `job` to its current state."""
         requeued = job.status == JobStatus.PENDING
         reason = "retried" if requeued else "final" if result.status == "failed" else "reported"
-        self.outcomes.labels(result.status, reason).inc()
+        self._outcome(result.status, reason).inc()
         if requeued:
             self.retries.labels("failure").inc()
         elif job.started_at is not None:
             ran = max(0.0, (job.completed_at or now) - job.started_at)
-            self.run.labels(scenario_codec(job.scenario)).observe(ran)
+            self._by_codec(self.run, job.scenario).observe(ran)
+
+    def _outcome(self, status: str, reason: str) -> Counter:
+        """The outcome series of a result, looked up once per status and reason."""
+        key = (status, reason)
+        series = self._outcome_series.get(key)
+        if series is None:
+            series = self._outcome_series[key] = self.outcomes.labels(status, reason)
+        return series
+
+    def _by_codec(self, histogram: Histogram, scenario: str) -> Histogram:
+        """The series of `histogram` for a scenario's codec, looked up once per scenario (of
+        the jobs seen lately: a bounded table, as scenario names are the submitters')."""
+        key = (histogram, scenario)
+        series = self._codec_series.get(key)
+        if series is None:
+            if len(self._codec_series) >= CODEC_SERIES_CACHED:
+                self._codec_series.clear()
+            series = self._codec_series[key] = histogram.labels(scenario_codec(scenario))
+        return series
 
     def reaped(self, report: ReapReport) -> None:
         if report.requeued_jobs:

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import msgspec
+
 from ffleet.master.http import ApiError
 from ffleet.master.settings import MasterSettings
 from ffleet.models import JobRequest
 from ffleet.scenarios import ScenarioError, build_job_spec
 from ffleet.states import JobStatus
 from ffleet.store import Store
+
+_encode = msgspec.json.Encoder().encode
 
 
 def pixels_of(request: JobRequest) -> float:
@@ -32,14 +36,22 @@ def pixels_of(request: JobRequest) -> float:
 def check_submission(
     requests: Sequence[JobRequest], settings: MasterSettings, store: Store
 ) -> None:
-    """Raises ApiError for a job over the size or attempt limits, or a queue without room."""
+    """Raises ApiError for a job over the size or attempt limits, or a queue without room.
+
+    A batch repeats a few distinct jobs many times: each distinct scenario and parameters
+    is measured once (the grammar's validation is most of a job's check)."""
+    pixels: dict[tuple[str, bytes], float] = {}
     for index, request in enumerate(requests):
         where = f"job {index}: " if len(requests) > 1 else ""
         if request.max_attempts > settings.max_attempts:
             raise ApiError(
                 400, f"{where}max_attempts is at most {settings.max_attempts} on this master"
             )
-        if pixels_of(request) > settings.max_job_pixels:
+        key = (request.scenario, _encode(request.parameters))
+        size = pixels.get(key)
+        if size is None:
+            size = pixels[key] = pixels_of(request)
+        if size > settings.max_job_pixels:
             raise ApiError(
                 400,
                 f"{where}too large: width x height x fps x duration exceeds this master's "

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette._exception_handler import _lookup_exception_handler
@@ -50,21 +50,29 @@ class _Indexed:
     segments: tuple[str | None, ...]
     names: tuple[str, ...]  # the parameters, in the order of their segments
     endpoint: Endpoint | None  # the handler, when it can be called directly
+    # Where the fixed segments and the parameters stand (derived from `segments`).
+    _fixed: tuple[tuple[int, str], ...] = field(init=False, repr=False, compare=False)
+    _slots: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def accepts(self, method: str) -> bool:
         methods = self.route.methods
         return methods is None or method in methods
 
+    def __post_init__(self) -> None:
+        fixed = tuple((i, s) for i, s in enumerate(self.segments) if s is not None)
+        slots = tuple(i for i, s in enumerate(self.segments) if s is None)
+        object.__setattr__(self, "_fixed", fixed)
+        object.__setattr__(self, "_slots", slots)
+
     def params(self, parts: Sequence[str]) -> dict[str, str] | None:
-        """The path parameters if `parts` (the request path split at "/") is this route's."""
-        values = []
-        for fixed, part in zip(self.segments, parts, strict=True):
-            if fixed is None:
-                if not part:
-                    return None  # a parameter matches one segment or more characters
-                values.append(part)
-            elif fixed != part:
+        """The path parameters if `parts` (the request path split at "/", as many segments as
+        this route's: the table's key) is this route's."""
+        for index, fixed in self._fixed:
+            if parts[index] != fixed:
                 return None
+        values = [parts[index] for index in self._slots]
+        if not all(values):
+            return None  # a parameter matches one segment or more characters
         return dict(zip(self.names, values, strict=True))
 
 
@@ -99,8 +107,8 @@ def _direct_endpoint(route: Route) -> Endpoint | None:
     return endpoint
 
 
-def _mount_claims(mount: Mount, path: str) -> bool:
-    prefix = mount.path.rstrip("/")
+def _mount_claims(prefix: str, path: str) -> bool:
+    """Whether a mount at `prefix` (its path without a trailing "/") could take `path`."""
     return path == prefix or path.startswith(prefix + "/")
 
 
@@ -112,7 +120,7 @@ class IndexedRouter(Router):
         self._plain: dict[str, list[_Indexed]] = {}
         # By (number of segments, first segment): "/nodes/{node_id}" under (3, "nodes").
         self._templated: dict[tuple[int, str | None], list[_Indexed]] = {}
-        self._mounts: list[tuple[int, Mount]] = []
+        self._mounts: list[tuple[int, str]] = []  # (position, path without a trailing "/")
         self._first_other: int | None = None  # the first route neither indexed nor a mount
         for position, route in enumerate(self.routes):
             found = _segments(route) if isinstance(route, Route) else None
@@ -125,7 +133,7 @@ class IndexedRouter(Router):
                 else:
                     self._plain.setdefault(route.path, []).append(entry)
             elif isinstance(route, Mount) and "{" not in route.path:
-                self._mounts.append((position, route))
+                self._mounts.append((position, route.path.rstrip("/")))
             elif self._first_other is None:
                 self._first_other = position
 
@@ -150,8 +158,8 @@ class IndexedRouter(Router):
         position = best[0].position
         if self._first_other is not None and self._first_other < position:
             return None
-        for before, mount in self._mounts:
-            if before < position and _mount_claims(mount, path):
+        for before, prefix in self._mounts:
+            if before < position and _mount_claims(prefix, path):
                 return None
         return best
 

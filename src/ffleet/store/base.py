@@ -1,7 +1,9 @@
 """The Store protocol: the only place where ffleet's state changes.
 
-Every method is one transaction. The docstrings say what is atomic; the contract suite in
-tests/contract proves each backend keeps those promises.
+Every method is atomic: one transaction, or, on a SQLite master while it serves, one savepoint
+in the transaction that the calls of one event-loop turn share and that is committed before
+any of them returns (group_commit.py). The docstrings say what is atomic; the contract suite
+in tests/contract proves each backend keeps those promises.
 """
 
 from __future__ import annotations

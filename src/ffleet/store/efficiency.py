@@ -20,8 +20,10 @@ def _figures(row: Row) -> efficiency.Figures:
 def record(tx: Tx, job: Row, node_id: str, metrics: Mapping[str, object], now: float) -> None:
     """Fold a completed result into its node's figures for its family (if it measured any)."""
     encoder = metrics.get("encoder")
+    if not isinstance(encoder, str):
+        return  # no family to file it under (a v1.0 agent's result)
     found = efficiency.figures_of(metrics)
-    if found is None or not isinstance(encoder, str):
+    if found is None:
         return
     spec = _spec(job["scenario"], job["parameters"])
     if spec is None:

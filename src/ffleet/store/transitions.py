@@ -13,7 +13,7 @@ return all 29 columns again (~8 us of the hot path's two transitions per job).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ffleet.states import MOVES, Event, allows, describe_sources
@@ -38,20 +38,27 @@ _ASSIGNMENT = re.compile(r"(\w+) = (?::(\w+)|(NULL|TRUE|FALSE)|(\w+))")
 _LITERALS = {"NULL": None, "TRUE": True, "FALSE": False}
 _SET_CLAUSE = re.compile(r"^UPDATE jobs SET\s+(.*?)\s+WHERE seq = :seq AND status = :from$", re.S)
 
-Assign = Callable[[Row, dict[str, Any]], Any]  # (row as read, parameters) -> the new value
+
+@dataclass(frozen=True)
+class Writes:
+    """What one statement's SET clause writes: columns from parameters, literals, and other
+    columns of the row as read (SQL evaluates every assignment against the old row)."""
+
+    from_params: tuple[tuple[str, str], ...]
+    literals: dict[str, Any]
+    from_columns: tuple[tuple[str, str], ...]
+
+    def applied(self, row: Row, params: dict[str, Any]) -> Row:
+        written = dict(row)
+        for column, param in self.from_params:
+            written[column] = params[param]
+        written.update(self.literals)
+        for column, source in self.from_columns:
+            written[column] = row[source]
+        return written
 
 
-def _source(param: str | None, literal: str | None, column: str | None) -> Assign:
-    if param is not None:
-        return lambda _row, params: params[param]
-    if literal is not None:
-        value = _LITERALS[literal]
-        return lambda _row, _params: value
-    assert column is not None
-    return lambda row, _params: row[column]
-
-
-def _assignments(name: str) -> tuple[tuple[str, Assign], ...]:
+def _writes(name: str) -> Writes:
     """What statement `name` writes, parsed once; anything but the forms above is a bug here."""
     found = _SET_CLAUSE.match(CATALOGS["sqlite"][name])
     if found is None:
@@ -60,10 +67,15 @@ def _assignments(name: str) -> tuple[tuple[str, Assign], ...]:
     parsed = [_ASSIGNMENT.fullmatch(part) for part in parts]
     if not all(parsed):
         raise ValueError(f"{name}: an assignment this module cannot follow: {parts}")
-    return tuple((m.group(1), _source(*m.group(2, 3, 4))) for m in parsed if m is not None)
+    matches = [m for m in parsed if m is not None]
+    return Writes(
+        from_params=tuple((m.group(1), m.group(2)) for m in matches if m.group(2)),
+        literals={m.group(1): _LITERALS[m.group(3)] for m in matches if m.group(3)},
+        from_columns=tuple((m.group(1), m.group(4)) for m in matches if m.group(4)),
+    )
 
 
-WRITES = {name: _assignments(name) for name in set(STATEMENTS.values())}
+WRITES = {name: _writes(name) for name in set(STATEMENTS.values())}
 
 
 def transition(tx: Tx, row: Row, event: Event, **values: Any) -> Row:
@@ -81,7 +93,4 @@ def transition(tx: Tx, row: Row, event: Event, **values: Any) -> Row:
     params = {**values, "status": MOVES[event].target.value, "seq": row["seq"], "from": status}
     if tx.run(name, params) != 1:
         raise Conflict(f"job {row['id']} changed concurrently; try again")
-    written = dict(row)
-    for column, assign in WRITES[name]:
-        written[column] = assign(row, params)
-    return written
+    return WRITES[name].applied(row, params)
