@@ -80,7 +80,7 @@ class FleetClient(MasterClient):
         deadline = time.monotonic() + UNAVAILABLE_PATIENCE_S
         while True:
             try:
-                return super()._send(
+                return self._send_once(  # its own patience, not the agent's single resend
                     method,
                     path,
                     body,

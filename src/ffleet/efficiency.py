@@ -4,7 +4,8 @@ A scenario family is `codec/encoder/resolution class` (`h264/libx264/720p`): res
 one family are comparable across nodes, across families they are not. Each completed,
 undisturbed result moves its node's figures for its family EFFICIENCY_WEIGHT of the way
 towards its own (an exponentially weighted mean: recent runs count most, one odd run cannot
-flip a ranking). A disturbed run measured the neighbours, not the node, and is left out.
+flip a ranking); the store blends in SQL, in one statement (`efficiency_record`). A disturbed
+run measured the neighbours, not the node, and is left out.
 
 `placement: fastest` ranks nodes by fps, `energy` by joules per frame, or by CPU-seconds per
 frame where no energy was measured (no RAPL): the CPU time an encode burns is what it costs
@@ -72,20 +73,6 @@ def figures_of(metrics: Mapping[str, object]) -> Figures | None:
         fps=_mean(metrics, "fps"),
         cpu_seconds_per_frame=None if cpu is None else cpu / frames,
         joules_per_frame=None if joules is None else joules / frames,
-    )
-
-
-def _blend(old: float | None, new: float | None) -> float | None:
-    if old is None or new is None:
-        return new if old is None else old
-    return old + EFFICIENCY_WEIGHT * (new - old)
-
-
-def blend(old: Figures, new: Figures) -> Figures:
-    return Figures(
-        fps=_blend(old.fps, new.fps),
-        cpu_seconds_per_frame=_blend(old.cpu_seconds_per_frame, new.cpu_seconds_per_frame),
-        joules_per_frame=_blend(old.joules_per_frame, new.joules_per_frame),
     )
 
 

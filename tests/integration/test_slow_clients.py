@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.integration.conftest import Fleet
-from tests.processes import HOST, wait_until
+from tests.processes import HOST
 
 pytestmark = pytest.mark.integration
 
@@ -64,24 +64,3 @@ def test_slowloris_and_slow_bodies_are_closed(fleet: Fleet) -> None:
     assert master.api.get("/health").status_code == 200  # and the master serves on
     for sock in [*slowloris, idle, slow_body]:
         sock.close()
-
-
-def answer(port: int) -> bytes:
-    """The status line a fresh connection's request gets."""
-    with socket.create_connection((HOST, port), timeout=5) as sock:
-        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        return sock.recv(4096).split(b"\r\n", 1)[0]
-
-
-def test_connections_past_the_cap_are_refused(fleet: Fleet) -> None:
-    """300 idle connections used to be held; past --max-connections a request gets 503."""
-    master = fleet.master(extra_args=["--max-connections", "3", "--header-timeout", "30s"])
-    idle = [socket.create_connection((HOST, master.port)) for _ in range(2)]
-    assert answer(master.port) == b"HTTP/1.1 503 Service Unavailable"
-    for sock in idle:
-        sock.close()
-    wait_until(
-        lambda: answer(master.port) == b"HTTP/1.1 200 OK",
-        timeout=5,
-        message="a request to be served once the idle connections are gone",
-    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import ffleet.master.app
 from ffleet.agent.settings import AgentSettings
 from ffleet.cli import app
 from ffleet.durations import format_duration, parse_duration
+from ffleet.master.serve import FULL_COLLECTION_AFTER
 from ffleet.master.settings import MasterSettings
 from ffleet.policy import SchedulingPolicy
 from ffleet.settings import SettingsError
@@ -137,13 +139,19 @@ def master_started(monkeypatch: pytest.MonkeyPatch) -> _Captured:
 
 
 def test_master_without_flags_runs_on_the_settings_defaults(master_started: _Captured) -> None:
-    outcome = runner.invoke(app, ["master"], env={})
+    thresholds = gc.get_threshold()
+    try:
+        outcome = runner.invoke(app, ["master"], env={})
+        assert gc.get_threshold()[2] == FULL_COLLECTION_AFTER  # full collections rare
+    finally:
+        gc.set_threshold(*thresholds)
     assert outcome.exit_code == 0, outcome.output
     assert master_started.calls == [(MasterSettings(),)]
     assert master_started.kwargs["timeout_keep_alive"] == 75
-    assert master_started.kwargs["limit_concurrency"] == 4096  # --max-connections
+    assert master_started.kwargs["limit_concurrency"] is None  # the cap answers 503 itself
     protocols = {kind.__name__ for kind in master_started.kwargs["http"].__mro__}
-    assert {"CoalescingProtocol", "HeaderTimeoutProtocol"} <= protocols  # --header-timeout
+    # --header-timeout, --max-connections
+    assert {"CoalescingProtocol", "HeaderTimeoutProtocol", "CappedProtocol"} <= protocols
     assert (master_started.kwargs["host"], master_started.kwargs["port"]) == ("127.0.0.1", 8080)
 
 

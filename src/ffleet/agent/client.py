@@ -13,6 +13,8 @@ others surface as `MasterUnavailable` (see `MasterClient._request`).
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -47,6 +49,9 @@ LONG_POLL_SLACK_S = 15.0
 # a reply, or reset the socket while the request was written or its reply awaited. A failed
 # connect is not among them: the master is down, and an immediate second try would not help.
 RESET_ERRORS = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+# A 503 whose Retry-After is at most this is sent again once after the pause; a longer one is
+# the caller's to wait for.
+RESEND_AFTER_MAX_S = 5.0
 
 
 class MasterUnavailable(Exception):
@@ -209,6 +214,37 @@ class MasterClient:
     # ------------------------------------------------------------------ plumbing
 
     def _send(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        *,
+        params: Mapping[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
+        idempotent: bool = False,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """`_send_once`, and once more after a 503 with a short Retry-After: the master did
+        nothing with the request (it holds as many connections as it may, or its store is
+        unavailable), so even one that must not run twice may go again. A heartbeat is thus
+        not lost for a whole interval to a moment's refusal."""
+        options: dict[str, Any] = {
+            "params": params,
+            "timeout": timeout,
+            "idempotent": idempotent,
+            "headers": headers,
+        }
+        try:
+            return self._send_once(method, path, body, **options)
+        except MasterUnavailable as exc:
+            pause = exc.retry_after
+            if exc.status_code != 503 or pause is None or pause > RESEND_AFTER_MAX_S:
+                raise
+            log.debug("%s; sending it again in %g s", exc, pause)
+            time.sleep(pause * random.uniform(1.0, 1.5))  # refused together, not back together
+        return self._send_once(method, path, body, **options)
+
+    def _send_once(
         self,
         method: str,
         path: str,

@@ -159,7 +159,7 @@ def master(
         int,
         typer.Option(
             envvar="FFLEET_MAX_CONNECTIONS",
-            help="Most open connections; past it requests get 503.",
+            help="Most open connections; past it requests get 503 + Retry-After.",
         ),
     ] = MASTER_DEFAULTS.max_connections,
     header_timeout: Annotated[

@@ -43,9 +43,11 @@ class MasterSettings:
     max_attempts: int = 10  # most attempts a job may ask for
     rate_limit: float = 100.0  # requests per second per credential, else address; 0: none
     rate_burst: int = 400  # requests a client may send at once before the rate applies
-    max_long_polls: int = 4096  # waiting job requests in all
+    # Enough for 10,000 agents: each holds a long-poll, and a second connection for its
+    # heartbeats and results.
+    max_long_polls: int = 12_000  # waiting job requests in all
     max_long_polls_per_node: int = 64
-    max_connections: int = 4096  # open connections; past it requests get 503
+    max_connections: int = 25_000  # open connections; past it requests get 503 + Retry-After
     header_timeout_s: float = 10.0  # a client must send its request headers within this
     body_timeout_s: float = 30.0  # ... and each part of its body within this
     # The leader lease: a leader that dies is replaced within this long (renewed every third).

@@ -11,6 +11,7 @@ late body is answered 408 and the connection closed.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -66,30 +67,35 @@ class BodyTimeoutMiddleware:
         self.app = app
         self.timeout_s = timeout_s
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        body_done = not _announces_body(scope)
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """No layer of its own for a request without a body (most, a long-poll among them):
+        a waiting request holds no frame and no closure here."""
+        if scope["type"] != "http" or not _announces_body(scope):
+            return self.app(scope, receive, send)
+        return self.app(scope, self._timed(receive), send)
+
+    def _timed(self, receive: Receive) -> Receive:
+        body_done = False
+        timeout_s = self.timeout_s
 
         async def timed_receive() -> Any:
             nonlocal body_done
             if body_done:  # now only a disconnect can come: no deadline
                 return await receive()
             try:
-                async with asyncio.timeout(self.timeout_s):  # a timer, not a task as wait_for
+                async with asyncio.timeout(timeout_s):  # a timer, not a task as wait_for
                     message = await receive()
             except TimeoutError:
                 raise ApiError(
                     408,
-                    f"request body not received within {self.timeout_s:g} s",
+                    f"request body not received within {timeout_s:g} s",
                     {"Connection": "close"},
                 ) from None
             if message["type"] != "http.request" or not message.get("more_body", False):
                 body_done = True
             return message
 
-        await self.app(scope, timed_receive, send)
+        return timed_receive
 
 
 def _announces_body(scope: Scope) -> bool:

@@ -28,17 +28,16 @@ def record(tx: Tx, job: Row, node_id: str, metrics: Mapping[str, object], now: f
     spec = _spec(job["scenario"], job["parameters"])
     if spec is None:
         return  # stored by a version whose grammar differs: no family to file it under
-    key = {"node": node_id, "family": efficiency.family(spec, encoder), "now": now}
-    old = tx.one("efficiency_get", key)
-    if old is not None:
-        found = efficiency.blend(_figures(old), found)
-    values = {
-        **key,
+    figures = {
+        "node": node_id,
+        "family": efficiency.family(spec, encoder),
+        "now": now,
         "fps": found.fps,
         "cpu_seconds_per_frame": found.cpu_seconds_per_frame,
         "joules_per_frame": found.joules_per_frame,
+        "weight": efficiency.EFFICIENCY_WEIGHT,
     }
-    tx.run("efficiency_insert" if old is None else "efficiency_update", values)
+    tx.run("efficiency_record", figures)  # blended into the old figures in SQL, one statement
 
 
 @functools.lru_cache(maxsize=1024)

@@ -19,9 +19,11 @@ from ffleet.store import efficiency, queries
 from ffleet.store.db import Row, Tx
 from ffleet.store.rows import dumps, group_running, loads, requirements, traits_from_row
 
-# Candidates read per query: the best job usually fits, so the first read is small; if the head
-# of the queue is work this node cannot take, later reads walk past it in larger steps.
-CLAIM_FIRST_BATCH = 4
+# Candidates read per query: the best job usually fits, so the first read is that job alone
+# (8 us against 18 us for four, each row a table lookup and a dict of its 21 columns; on
+# PostgreSQL one row locked, not four); if the head of the queue is work this node cannot take,
+# later reads walk past it in larger steps.
+CLAIM_FIRST_BATCH = 1
 CLAIM_BATCH = 64
 # Most candidates one claim reads per pass (about 90 ms): jobs no registered node can run are
 # marked unschedulable and skipped in SQL, so only jobs that another node can run are walked

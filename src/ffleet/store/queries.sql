@@ -22,6 +22,16 @@ WHERE version = (SELECT max(version) FROM ffleet_schema)
 -- name: node_get
 SELECT * FROM nodes WHERE id = :id
 
+-- A claim's node and whether all its slots are taken, in one read. A drained node or one
+-- without slots (a v1.0 client, which the seed never limited) counts nothing. The count reads
+-- the node's running jobs, never more than its slots: a claim stops there, and a node that
+-- registers again (with other slots, say) loses every job it ran.
+-- name: node_for_claim
+SELECT nodes.*, CASE WHEN draining OR slots IS NULL THEN FALSE ELSE (
+    SELECT count(*) FROM jobs WHERE status = 'running' AND jobs.node_id = nodes.id
+) >= slots END AS full
+FROM nodes WHERE id = :id
+
 -- name: node_insert
 INSERT INTO nodes (
     id, registered_at, draining, address, type, cpu_threads, cpu_model, has_gpu, gpu_type,
@@ -91,11 +101,6 @@ SELECT node_id, id FROM jobs WHERE status = 'running' ORDER BY started_at, seq
 -- name: running_of_node
 SELECT node_id, id FROM jobs WHERE status = 'running' AND node_id = :node ORDER BY started_at, seq
 
--- Reads at most `slots` index entries, however many jobs the node holds.
--- name: node_is_full
-SELECT count(*) >= :slots FROM (
-    SELECT 1 FROM jobs WHERE status = 'running' AND node_id = :node LIMIT :slots
-) AS running
 
 -- name: cancel_flag
 UPDATE jobs SET cancel_requested = TRUE WHERE seq = :seq RETURNING *
@@ -217,19 +222,31 @@ SELECT * FROM node_efficiency WHERE node_id = :node ORDER BY family
 -- name: efficiency_of_family
 SELECT * FROM node_efficiency WHERE family = :family
 
--- name: efficiency_get
-SELECT * FROM node_efficiency WHERE node_id = :node AND family = :family
-
--- name: efficiency_insert
+-- A result's figures for its node and family: the first sample as it is, a later one blended
+-- (ffleet.efficiency.blend: `old + :weight * (new - old)`, a figure either side lacks keeps the
+-- other), in one statement and in the same floating-point steps as Python's.
+-- name: efficiency_record
 INSERT INTO node_efficiency (
     node_id, family, samples, fps, cpu_seconds_per_frame, joules_per_frame, updated_at
 ) VALUES (:node, :family, 1, :fps, :cpu_seconds_per_frame, :joules_per_frame, :now)
-
--- name: efficiency_update
-UPDATE node_efficiency SET
-    samples = samples + 1, fps = :fps, cpu_seconds_per_frame = :cpu_seconds_per_frame,
-    joules_per_frame = :joules_per_frame, updated_at = :now
-WHERE node_id = :node AND family = :family
+ON CONFLICT (node_id, family) DO UPDATE SET
+    samples = node_efficiency.samples + 1,
+    fps = CASE
+        WHEN node_efficiency.fps IS NULL THEN excluded.fps
+        WHEN excluded.fps IS NULL THEN node_efficiency.fps
+        ELSE node_efficiency.fps + :weight * (excluded.fps - node_efficiency.fps) END,
+    cpu_seconds_per_frame = CASE
+        WHEN node_efficiency.cpu_seconds_per_frame IS NULL THEN excluded.cpu_seconds_per_frame
+        WHEN excluded.cpu_seconds_per_frame IS NULL THEN node_efficiency.cpu_seconds_per_frame
+        ELSE node_efficiency.cpu_seconds_per_frame
+            + :weight * (excluded.cpu_seconds_per_frame - node_efficiency.cpu_seconds_per_frame)
+        END,
+    joules_per_frame = CASE
+        WHEN node_efficiency.joules_per_frame IS NULL THEN excluded.joules_per_frame
+        WHEN excluded.joules_per_frame IS NULL THEN node_efficiency.joules_per_frame
+        ELSE node_efficiency.joules_per_frame
+            + :weight * (excluded.joules_per_frame - node_efficiency.joules_per_frame) END,
+    updated_at = excluded.updated_at
 
 -- ------------------------------------------------------------------------------- transitions
 -- The only statements that write `status`; run by store/transitions.py after the state

@@ -344,16 +344,14 @@ class SqlStore(CredentialStore, splits.SplitMethods):
 
     def claim(self, node_id: str, now: float) -> Job | None:
         with self.db.transaction() as tx:
-            node = tx.one("node_get", {"id": node_id})
+            node = tx.one("node_for_claim", {"id": node_id})
             if node is None:
                 raise NotFound(f"node {node_id} not found; register first")
             return self._claim(tx, node, now)
 
     def _claim(self, tx: Tx, node: Row, now: float) -> Job | None:
-        if node["draining"]:
-            return None
-        slots = node["slots"]  # None: a v1.0 client, which the seed never limited
-        if slots is not None and tx.scalar("node_is_full", {"node": node["id"], "slots": slots}):
+        """The next job of `node`, a `node_for_claim` row: none while it drains or is full."""
+        if node["draining"] or node["full"]:
             return None
         chosen = placement.pick(tx, node, now, self.policy.node_timeout_s)
         if chosen is None:
@@ -434,7 +432,7 @@ class SqlStore(CredentialStore, splits.SplitMethods):
         An unknown node gets none rather than an error: its result is already stored."""
         if not result.claim_next:
             return None
-        node = tx.one("node_get", {"id": result.node_id})
+        node = tx.one("node_for_claim", {"id": result.node_id})
         return None if node is None else self._claim(tx, node, now)
 
     def release(self, job_id: str, node_id: str, attempt: int, reason: str, now: float) -> Job:
