@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import resource
 import signal
@@ -222,7 +223,7 @@ def _die_with_parent(parent: int) -> Callable[[], None] | None:
     fork, which is what makes a preexec function unsafe in a threaded program."""
     if not sys.platform.startswith("linux"):
         return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    prctl = _prctl()
     getppid = os.getppid
     exit_now = os._exit
 
@@ -232,6 +233,13 @@ def _die_with_parent(parent: int) -> Callable[[], None] | None:
             exit_now(127)
 
     return in_child
+
+
+@functools.cache
+def _prctl() -> Callable[..., int]:
+    """libc's prctl, resolved once: loading the library per job cost 0.4 ms of CPU."""
+    function: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    return function
 
 
 class _Reaper:

@@ -372,22 +372,35 @@ class Agent:
     # ------------------------------------------------------------------ heartbeat
 
     def _heartbeat_loop(self, halt: threading.Event) -> None:
-        """Beat every heartbeat interval while idle, every progress interval while a job runs
-        (from the moment it starts): live progress and cancels cost only busy agents."""
+        """Beat every heartbeat interval while idle, every progress interval while a job runs.
+        A job's first beat comes one progress interval after it started, not at once: until
+        then it has no progress to tell (its claim told the master that it runs), so a job
+        shorter than that costs no request. Live progress and cancels cost only busy agents."""
+        last = time.monotonic()  # registering told the master this node is alive
+        due = last + self.config.heartbeat_interval_s
         while True:
-            with self._lock:
-                busy = bool(self._running)
-            interval = self.config.heartbeat_interval_s
-            if busy:
-                interval = min(interval, self.config.progress_interval_s)
-            self._beat_now.wait(interval)
+            started = self._beat_now.wait(max(0.0, due - time.monotonic()))
             self._beat_now.clear()
             if halt.is_set():
                 return
-            try:
-                self._beat()
-            except Exception:  # the heartbeat must outlive any one bad beat
-                log.exception("heartbeat failed unexpectedly")
+            now = time.monotonic()
+            if started:
+                due = min(due, now + self.config.progress_interval_s)
+                continue
+            if self._busy() or now >= last + self.config.heartbeat_interval_s:
+                last = now
+                try:
+                    self._beat()
+                except Exception:  # the heartbeat must outlive any one bad beat
+                    log.exception("heartbeat failed unexpectedly")
+            if self._busy():
+                due = now + min(self.config.heartbeat_interval_s, self.config.progress_interval_s)
+            else:
+                due = last + self.config.heartbeat_interval_s
+
+    def _busy(self) -> bool:
+        with self._lock:
+            return bool(self._running)
 
     def _beat(self) -> None:
         seen = self._registrations
@@ -539,8 +552,8 @@ class Agent:
             result.status,
             f" ({result.error})" if result.error else "",
         )
-        claim_next = not self._stop.is_set() and self._check_spool() is None
-        delivery = self.spool.submit(self.client, result, claim_next=claim_next)
+        # Spooling the result proves the spool works: no probe before it (see Spool.submit).
+        delivery = self.spool.submit(self.client, result, claim_next=not self._stop.is_set())
         if delivery.outcome in ("spooled", "held"):
             self._spool_waiting.set()
         following = delivery.reply.job if delivery.reply is not None else None

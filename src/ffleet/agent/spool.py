@@ -133,7 +133,9 @@ class Spool:
     def submit(
         self, sender: ResultSender, result: ResultSubmission, *, claim_next: bool = False
     ) -> Delivery:
-        """Spool `result`, then send it; `claim_next` asks for the next job in the reply.
+        """Spool `result`, then send it; `claim_next` asks for the next job in the reply, but
+        only once the result is spooled: that write is the proof that this node could keep
+        the next job's result too (what `probe` would have checked before).
 
         A result that cannot be spooled (a full disk) is still sent, and held in memory until
         the master has it.
@@ -148,7 +150,7 @@ class Spool:
                 exc,
             )
             path = None
-        return self._post(sender, result, path, claim_next)
+        return self._post(sender, result, path, claim_next and path is not None)
 
     def send(self, sender: ResultSender, path: Path, *, claim_next: bool = False) -> Delivery:
         """Send one spooled result and settle its file by the master's answer."""
@@ -189,8 +191,9 @@ class Spool:
             return Delivery("rejected")
         self._forget(result)
         if path is not None:
+            # No fsync of the directory: a delivered result that comes back after a crash is
+            # sent again and answered as a duplicate, and the next job need not wait for it.
             path.unlink(missing_ok=True)
-            _fsync_dir(self.dir)
         log.info(
             "result for %s (%s) delivered%s",
             label,
