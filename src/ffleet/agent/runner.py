@@ -387,13 +387,14 @@ class Agent:
             if started:
                 due = min(due, now + self.config.progress_interval_s)
                 continue
-            if self._busy() or now >= last + self.config.heartbeat_interval_s:
+            busy = self._busy()
+            if busy or now >= last + self.config.heartbeat_interval_s:
                 last = now
                 try:
                     self._beat()
                 except Exception:  # the heartbeat must outlive any one bad beat
                     log.exception("heartbeat failed unexpectedly")
-            if self._busy():
+            if busy:
                 due = now + min(self.config.heartbeat_interval_s, self.config.progress_interval_s)
             else:
                 due = last + self.config.heartbeat_interval_s

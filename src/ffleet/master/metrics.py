@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -24,6 +24,9 @@ from ffleet.models import Job, ResultSubmission
 from ffleet.scenarios import ScenarioError, parse_scenario
 from ffleet.states import JobStatus, NodeStatus
 from ffleet.store import ReapReport, Store
+
+K = TypeVar("K")
+S = TypeVar("S")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UNMATCHED_ROUTE = "unmatched"  # any path no route serves: one series, however many are probed
@@ -176,22 +179,19 @@ class MasterMetrics:
 
     def _outcome(self, status: str, reason: str) -> Counter:
         """The outcome series of a result, looked up once per status and reason."""
-        key = (status, reason)
-        series = self._outcome_series.get(key)
-        if series is None:
-            series = self._outcome_series[key] = self.outcomes.labels(status, reason)
-        return series
+        return _series(
+            self._outcome_series, (status, reason), lambda: self.outcomes.labels(status, reason)
+        )
 
     def _by_codec(self, histogram: Histogram, scenario: str) -> Histogram:
         """The series of `histogram` for a scenario's codec, looked up once per scenario (of
         the jobs seen lately: a bounded table, as scenario names are the submitters')."""
-        key = (histogram, scenario)
-        series = self._codec_series.get(key)
-        if series is None:
-            if len(self._codec_series) >= CODEC_SERIES_CACHED:
-                self._codec_series.clear()
-            series = self._codec_series[key] = histogram.labels(scenario_codec(scenario))
-        return series
+        return _series(
+            self._codec_series,
+            (histogram, scenario),
+            lambda: histogram.labels(scenario_codec(scenario)),
+            bound=CODEC_SERIES_CACHED,
+        )
 
     def reaped(self, report: ReapReport) -> None:
         if report.requeued_jobs:
@@ -207,16 +207,27 @@ class MasterMetrics:
         self.stale_results.inc()
 
     def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
-        key = (route, method, status)
-        series = self._request_series.get(key)
-        if series is None:  # once per route, method and status: labels() costs on every call
-            series = (
+        counter, histogram = _series(
+            self._request_series,
+            (route, method, status),
+            lambda: (
                 self.requests.labels(route, method, str(status)),
                 self.latency.labels(route, method),
-            )
-            self._request_series[key] = series
-        series[0].inc()
-        series[1].observe(seconds)
+            ),
+        )
+        counter.inc()
+        histogram.observe(seconds)
+
+
+def _series(table: dict[K, S], key: K, make: Callable[[], S], bound: int | None = None) -> S:
+    """`table[key]`, made once: a metric's `labels()` costs a lock and a tuple on every call.
+    A table with a `bound` starts afresh when full (its keys come from submitters)."""
+    series = table.get(key)
+    if series is None:
+        if bound is not None and len(table) >= bound:
+            table.clear()
+        series = table[key] = make()
+    return series
 
 
 def route_templates(routes: Iterable[BaseRoute], prefix: str = "") -> dict[Any, str]:
