@@ -66,6 +66,16 @@ def test_a_store_failure_holds_from_the_moment_it_was_seen() -> None:
     assert run_passes(hold, clocks, 10) == [False] * 9 + [True]
 
 
+def test_a_store_failure_holds_also_for_the_pause_refused_clients_were_told() -> None:
+    clocks = Clocks()
+    hold = ReapHold(
+        10.0, 1.0, clock=lambda: clocks.mono, wall=lambda: clocks.wall, refusal_pause_s=3.0
+    )
+    run_passes(hold, clocks, 10)
+    hold.blind()
+    assert run_passes(hold, clocks, 13) == [False] * 12 + [True]
+
+
 def test_the_reapers_own_long_pass_is_not_taken_for_absence() -> None:
     clocks = Clocks()
     hold = hold_of(clocks)

@@ -241,7 +241,8 @@ class MasterClient:
             if exc.status_code != 503 or pause is None or pause > RESEND_AFTER_MAX_S:
                 raise
             log.debug("%s; sending it again in %g s", exc, pause)
-            time.sleep(pause * random.uniform(1.0, 1.5))  # refused together, not back together
+            # refused together, not back together (the master's reap hold waits out the longest)
+            time.sleep(pause * random.uniform(1.0, 1.5))
         return self._send_once(method, path, body, **options)
 
     def _send_once(

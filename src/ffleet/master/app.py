@@ -61,7 +61,7 @@ from ffleet.master.settings import MasterSettings
 from ffleet.master.single_master import hold_sqlite_file
 from ffleet.master.slow_clients import BodyTimeoutMiddleware
 from ffleet.master.splitter import Splitter
-from ffleet.master.store_health import StoreHealth
+from ffleet.master.store_health import REFUSAL_PAUSE_S, StoreHealth
 from ffleet.master.wakeups import WakeupListener
 from ffleet.store import (
     Store,
@@ -123,7 +123,7 @@ class MasterApp:
             )
         )
         self.store_health = StoreHealth()
-        self.hold = ReapHold(settings.policy.node_timeout_s, settings.reap_interval_s)
+        self.hold = self._reap_hold()
         self.stopping = False  # a planned stop began: no more reaping nor dispatching
         self._reaper: asyncio.Task[None] | None = None
         self.access = Access(store, enforced=enforced, now=self.clock.now)
@@ -155,6 +155,13 @@ class MasterApp:
     def threaded(self) -> bool:
         """Whether store calls run on the store's threads (PostgreSQL, while served)."""
         return self._executor is not None
+
+    def _reap_hold(self) -> ReapHold:
+        return ReapHold(
+            self.settings.policy.node_timeout_s,
+            self.settings.reap_interval_s,
+            refusal_pause_s=REFUSAL_PAUSE_S,
+        )
 
     def wake_at(self, when: float) -> None:
         """Wake a waiter here, and tell the other masters, when a backoff ends."""
@@ -307,7 +314,7 @@ class MasterApp:
         await self.call(self.clock.measure)
         self.clock.check(self.settings.policy.node_timeout_s)
         # The start grace counts from when the app begins to serve, not from its creation.
-        self.hold = ReapHold(self.settings.policy.node_timeout_s, self.settings.reap_interval_s)
+        self.hold = self._reap_hold()
         self._reaper = asyncio.create_task(self.reaper())
         duties = [self.leadership.run(), self.audit.run()]
         if self.settings.insecure:

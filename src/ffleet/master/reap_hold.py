@@ -28,8 +28,12 @@ class ReapHold:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        refusal_pause_s: float = 0.0,
     ) -> None:
         self.hold_s = hold_s
+        # How long a client refused for the store's failure may stay silent by request (its
+        # Retry-After, spread): `blind` holds that much longer.
+        self.refusal_pause_s = refusal_pause_s
         self.interval_s = interval_s
         self.tolerance_s = hold_s / 4
         self._clock = clock
@@ -41,8 +45,9 @@ class ReapHold:
         return self._clock() >= self._until
 
     def blind(self) -> None:
-        """The master could not see the fleet just now (its store failed): hold from now."""
-        self._until = max(self._until, self._clock() + self.hold_s)
+        """The master could not see the fleet just now (its store failed): hold from now, for
+        a node timeout after the pause its refused heartbeats were told to wait."""
+        self._until = max(self._until, self._clock() + self.refusal_pause_s + self.hold_s)
 
     def worked(self) -> None:
         """The reaper's pass just ended: its length was work, not absence (the master served

@@ -15,6 +15,9 @@ log = logging.getLogger("ffleet.master")
 # What a 503 tells clients to wait before trying again: long enough not to hammer a database
 # that is coming back, short against any node timeout.
 RETRY_AFTER_S = 2
+# The longest a client refused with it stays silent: agents spread their resend over 1-1.5x
+# the Retry-After (agent/client.py), and the reaper's hold waits that out (reap_hold.py).
+REFUSAL_PAUSE_S = 1.5 * RETRY_AFTER_S
 
 
 class StoreHealth:
