@@ -30,41 +30,53 @@ BODY_ARRIVED = "ffleet.body_arrived"
 
 
 def header_timeout_protocol(timeout_s: float) -> type[HttpToolsProtocol]:
-    """uvicorn's HTTP protocol, closing a connection whose request headers are late."""
+    """uvicorn's HTTP protocol, closing a connection whose request headers are late.
+
+    One timer a connection, not one a request: each request's start moves the deadline, its
+    headers clear it, and the timer, when it fires, closes the connection if headers are
+    still awaited past the deadline, waits on to the deadline if it moved, and else ends
+    (the next request's start sets it again). A kept-alive agent's requests arm it once per
+    `timeout_s` instead of twice a request (a `call_later` and its cancel)."""
 
     class HeaderTimeoutProtocol(HttpToolsProtocol):
         _header_timer: asyncio.TimerHandle | None = None
+        _headers_due: float | None = None  # when the awaited headers are late; None: none awaited
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            self._arm()
+            self._await_headers()
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            self._arm()
+            self._await_headers()
 
         def on_headers_complete(self) -> None:
-            self._disarm()
+            self._headers_due = None
             super().on_headers_complete()
             scope: dict[str, Any] = self.cycle.scope  # type: ignore[assignment]
             scope[BODY_ARRIVED] = self.cycle.message_event.is_set
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
-        def _arm(self) -> None:
-            self._disarm()
-            self._header_timer = self.loop.call_later(timeout_s, self._late)
-
-        def _disarm(self) -> None:
+            self._headers_due = None
             if self._header_timer is not None:
                 self._header_timer.cancel()
                 self._header_timer = None
+            super().connection_lost(exc)
 
-        def _late(self) -> None:
+        def _await_headers(self) -> None:
+            self._headers_due = self.loop.time() + timeout_s
+            if self._header_timer is None:
+                self._header_timer = self.loop.call_later(timeout_s, self._check)
+
+        def _check(self) -> None:
             self._header_timer = None
-            if not self.transport.is_closing():
+            due = self._headers_due
+            if due is None:
+                return
+            left = due - self.loop.time()
+            if left > 0:
+                self._header_timer = self.loop.call_later(left, self._check)
+            elif not self.transport.is_closing():
                 self.transport.close()
 
     return HeaderTimeoutProtocol
