@@ -10,7 +10,7 @@ late body is answered 408 and the connection closed.
 A part that is already there when the app asks for it has nothing to wait for: the protocol
 puts a probe for that in the request's scope (BODY_ARRIVED), and such a `receive` runs
 without a deadline. Most bodies arrive with their headers, so most requests with one skip the
-timer (an `asyncio.timeout` cost ~10 µs of a result's ~300).
+timer (an `asyncio.timeout` costs ~5 µs of CPU, measured alone).
 """
 
 from __future__ import annotations
