@@ -218,7 +218,7 @@ async def alternated(master: MasterProcess, jobs: int, rounds: int) -> dict[str,
 
 
 def run(ctx: Context) -> list[Figure]:
-    jobs = ctx.size(600, 30)
+    jobs = ctx.size(1200, 30)
     polls = ctx.size(IDLE_POLLS, 50)
     window_s = ctx.size(IDLE_WINDOW_S, 2.0)
     raise_open_files_limit(polls + 100)
