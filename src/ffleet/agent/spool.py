@@ -5,9 +5,10 @@ atomically to `<work-dir>/spool/<job_id>-<attempt>.json` first and deleted only 
 accepted it. A master that is down, restarting or failing keeps it spooled; it is resent when
 the master answers again and on the agent's next start. A result whose reply waits for the
 next job (`claim_wait`) stays here until that reply comes, though the master stored it before
-it began to wait: the reply is the only word that it did (sent again, it is a duplicate). A result the master refuses for good
-(409: the attempt is no longer current; 404: the master forgot the job) is moved to
-`spool/rejected/` and kept for a person to look at, never silently dropped.
+it began to wait: the reply is the only word that it did (sent again, it is a duplicate). A
+result the master refuses for good (409: the attempt is no longer current; 404: the master
+forgot the job) is moved to `spool/rejected/` and kept for a person to look at, never
+silently dropped.
 
 A spool that cannot be written (read-only, full) must not lose results either: `probe()` tells
 the agent to claim nothing while it fails, and a result that cannot be written is held in
