@@ -53,6 +53,17 @@ def test_slowloris_and_slow_bodies_are_closed(fleet: Fleet) -> None:
     assert closed_within(idle, 2)[0]  # connected, never sent a byte
     assert time.monotonic() - started < 8
 
+    # A kept-alive connection: its first request served, then the next one's headers late.
+    kept = socket.create_connection((HOST, master.port))
+    kept.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    closed, answer = closed_within(kept, 0.5)
+    assert not closed and answer.startswith(b"HTTP/1.1 200")
+    time.sleep(0.7)  # past the first request's deadline: nothing awaited, nothing closed
+    kept.send(headers[:20])
+    started = time.monotonic()
+    assert closed_within(kept, 3)[0]
+    assert 0.8 < time.monotonic() - started < 3
+
     slow_body = socket.create_connection((HOST, master.port))
     slow_body.send(
         b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -62,5 +73,5 @@ def test_slowloris_and_slow_bodies_are_closed(fleet: Fleet) -> None:
     assert closed and answer.startswith(b"HTTP/1.1 408")
     assert master.api.get("/jobs").json()["total"] == 0  # nothing half-read was acted on
     assert master.api.get("/health").status_code == 200  # and the master serves on
-    for sock in [*slowloris, idle, slow_body]:
+    for sock in [*slowloris, idle, kept, slow_body]:
         sock.close()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ffleet.master.slow_clients import BodyTimeoutMiddleware, _announces_body
+from ffleet.master.http import ApiError
+from ffleet.master.slow_clients import BODY_ARRIVED, BodyTimeoutMiddleware, _announces_body
 
 
 def scope(*headers: tuple[bytes, bytes]) -> dict[str, Any]:
@@ -35,3 +36,32 @@ def test_a_request_without_a_body_waits_for_its_disconnect_untimed() -> None:
         return seen[0]
 
     assert asyncio.run(scenario()) == "http.disconnect"
+
+
+def _late_body(arrived: bool) -> int:
+    """The status a body part that comes after the timeout gets, with the scope's probe
+    saying whether it was already there."""
+
+    async def scenario() -> int:
+        async def receive() -> dict[str, Any]:
+            await asyncio.sleep(0.05)
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+
+        timed = BodyTimeoutMiddleware(app, timeout_s=0.01)
+        request = scope((b"content-length", b"2"))
+        request[BODY_ARRIVED] = lambda: arrived
+        try:
+            await timed(request, receive, None)  # type: ignore[arg-type]
+        except ApiError as exc:
+            return exc.status_code
+        return 200
+
+    return asyncio.run(scenario())
+
+
+def test_a_body_part_not_yet_there_is_timed_and_one_already_there_is_not() -> None:
+    assert _late_body(arrived=False) == 408
+    assert _late_body(arrived=True) == 200  # nothing to wait for: no deadline set

@@ -21,7 +21,7 @@ import contextlib
 import functools
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -139,12 +139,16 @@ class MasterApp:
         self.results = ResultRoutes(self)
         self.service = ServiceRoutes(self)
 
-    async def call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> Coroutine[Any, Any, T]:
         """Run a store method: inline on SQLite, returning once its change is committed (with
         the others of this loop turn: group_commit.py); on the store's thread pool on
-        PostgreSQL. Inline and alone when the app is not being served (before its lifespan)."""
+        PostgreSQL. Inline and alone when the app is not being served (before its lifespan).
+        A plain function handing back the coroutine: no coroutine of its own per store call."""
         if self._group_commit is not None:
-            return await self._group_commit.call(method, *args, **kwargs)
+            return self._group_commit.call(method, *args, **kwargs)
+        return self._unshared_call(method, *args, **kwargs)
+
+    async def _unshared_call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if self._executor is None:
             return method(*args, **kwargs)
         loop = asyncio.get_running_loop()

@@ -101,7 +101,16 @@ class GroupCommit:
         finally:
             self._joined = None
             for group in joined:
-                await self._committed(group)
+                # No lock: only this thread adds waiters, and a group settled on another
+                # thread is woken here by a callback after `settled` (see _settle).
+                if not group.settled:
+                    assert self._loop is not None
+                    waiter = self._loop.create_future()
+                    group.waiters.append(waiter)
+                    await waiter
+                failure = group.outcome()
+                if failure is not None:
+                    raise failure
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Cursor]:
@@ -199,30 +208,14 @@ class GroupCommit:
                     self._commit_open()
 
     def _settle(self, group: _Group, failure: BaseException | None) -> None:
-        group.settled = True
         group.failure = failure
-        if not group.waiters:
-            return
+        group.settled = True  # after its failure: a call that reads it unlocked sees both
         if threading.get_ident() == self._loop_thread:
             _wake(group)
         elif self._loop is not None:
+            # Always: a call on the loop may be adding its waiter right now.
             with contextlib.suppress(RuntimeError):  # a loop that has closed has no waiters
                 self._loop.call_soon_threadsafe(_wake, group)
-
-    async def _committed(self, group: _Group) -> None:
-        """Wait until `group` is committed; raise what failed it."""
-        with self._mutex:
-            if not group.settled:
-                assert self._loop is not None
-                waiter = self._loop.create_future()
-                group.waiters.append(waiter)
-            else:
-                waiter = None
-        if waiter is not None:
-            await waiter
-        failure = group.outcome()
-        if failure is not None:
-            raise failure
 
 
 def _wake(group: _Group) -> None:
