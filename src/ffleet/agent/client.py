@@ -98,6 +98,11 @@ class Enrolled(Node, kw_only=True):
 _encoder = msgspec.json.Encoder(enc_hook=encode_hook)
 
 
+def _held(wait: float) -> httpx.Timeout:
+    """The timeout of a reply the master may hold `wait` s on purpose."""
+    return httpx.Timeout(wait + LONG_POLL_SLACK_S, connect=CONNECT_TIMEOUT_S)
+
+
 class MasterClient:
     """Typed calls to a master at `base_url` (e.g. `http://10.0.0.5:8080`), or to one of
     several sharing a database (`URL1,URL2,...`, see failover.py)."""
@@ -173,12 +178,11 @@ class MasterClient:
         on a reset connection like every GET: a claim whose reply was lost is handed back by
         the master when the next heartbeat does not list it.
         """
-        timeout = httpx.Timeout(wait + LONG_POLL_SLACK_S, connect=CONNECT_TIMEOUT_S)
         response = self._send(
             "GET",
             "/jobs/next",
             params={"node_id": node_id, "wait": f"{wait:g}"},
-            timeout=timeout,
+            timeout=_held(wait),
         )
         body = self._decode(response, dict[str, Any])
         if "id" in body:
@@ -194,11 +198,7 @@ class MasterClient:
         Idempotent: the master stores a result once and answers a repeat with `duplicate`; a
         `claim_next` job in a lost reply is handed back as `next_job` explains.
         """
-        timeout = None
-        if result.claim_next and result.claim_wait > 0:
-            timeout = httpx.Timeout(
-                result.claim_wait + LONG_POLL_SLACK_S, connect=CONNECT_TIMEOUT_S
-            )
+        timeout = _held(result.claim_wait) if result.claim_next and result.claim_wait > 0 else None
         response = self._send("POST", "/results", result, timeout=timeout, idempotent=True)
         return self._decode(response, ResultReply)
 
