@@ -29,15 +29,22 @@ class LongPolls:
 
     def has_room(self, node_id: str) -> bool:
         """Whether `slot(node_id)` would be granted now."""
-        return self._count < self.total and self._waiting[node_id] < self.per_node
+        return self._full(node_id) is None
+
+    def _full(self, node_id: str) -> str | None:
+        """Which bound a new waiting request of `node_id` would pass, or None."""
+        if self._count >= self.total:
+            return f"{self.total} job requests are waiting already; retry later"
+        if self._waiting[node_id] >= self.per_node:
+            return f"node {node_id} has {self.per_node} job requests waiting already"
+        return None
 
     @contextmanager
     def slot(self, node_id: str) -> Iterator[None]:
         """Hold one waiting place for `node_id` while the request waits."""
-        if self._count >= self.total:
-            raise _too_many(f"{self.total} job requests are waiting already; retry later")
-        if self._waiting[node_id] >= self.per_node:
-            raise _too_many(f"node {node_id} has {self.per_node} job requests waiting already")
+        full = self._full(node_id)
+        if full is not None:
+            raise _too_many(full)
         self._waiting[node_id] += 1
         self._count += 1
         try:
