@@ -78,8 +78,11 @@ JOB = {"scenario": "1080p30-h264", "confidence": "auto", "parameters": {"duratio
 JOB_BODY = ENCODER.encode(JOB)
 
 
-def result_body(job: dict[str, Any], node_id: str, *, claim_next: bool = False) -> bytes:
-    """A completed result as a v1.0 agent sends it; `claim_next` adds ffleet's protocol fields."""
+def result_body(
+    job: dict[str, Any], node_id: str, *, claim_next: bool = False, claim_wait: float = 0.0
+) -> bytes:
+    """A completed result as a v1.0 agent sends it; `claim_next` adds ffleet's protocol fields
+    (and `claim_wait`, the reply's wait for the next job, when it is more than 0)."""
     body: dict[str, Any] = {
         "job_id": job["id"],
         "node_id": node_id,
@@ -92,6 +95,8 @@ def result_body(job: dict[str, Any], node_id: str, *, claim_next: bool = False) 
     if claim_next:
         body["attempt"] = job["attempt"]
         body["claim_next"] = True
+        if claim_wait > 0:
+            body["claim_wait"] = claim_wait
     return ENCODER.encode(body)
 
 

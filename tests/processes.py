@@ -356,6 +356,17 @@ class AgentProcess(Process):
     def spooled(self) -> list[Path]:
         return sorted((self.work_dir / "spool").glob("*.json"))
 
+    def undelivered(self, master: MasterProcess) -> list[str]:
+        """Spooled results `master` has not stored. A result whose reply waits for the
+        agent's next job stays spooled until that reply comes, though it was stored first."""
+        missing = []
+        for path in self.spooled():
+            job_id, _, attempt = path.stem.rpartition("-")
+            stored = master.job(job_id)["result"]
+            if stored is None or str(stored["attempt"]) != attempt:
+                missing.append(path.name)
+        return missing
+
     def rejected(self) -> list[Path]:
         return sorted((self.work_dir / "spool" / "rejected").glob("*.json"))
 

@@ -318,6 +318,16 @@ class ResultSubmission(Struct, kw_only=True):
     # hash): the attempt fails, and the job is retried on other nodes only.
     wrong_node: bool = False
     claim_next: bool = False  # ffleet agents: reply with the next job in the same round trip
+    # With `claim_next`: when no job is claimable, hold the reply up to this many seconds for
+    # one (as GET /jobs/next?wait= does), so an idle agent's job costs no request of its own.
+    claim_wait: Annotated[
+        float,
+        Meta(
+            ge=0,
+            description="with claim_next: seconds to wait for a job when none is claimable "
+            "(a longer wait than the master's --max-wait is shortened to it)",
+        ),
+    ] = 0.0
 
 
 class StoredResult(Struct, kw_only=True):

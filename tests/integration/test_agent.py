@@ -50,8 +50,16 @@ def test_encode_completes_with_real_metrics(shared: tuple[MasterProcess, AgentPr
     assert metrics["output_bytes"] > 0
     assert metrics["encoder"] == "libx264"
     assert metrics["ffmpeg_version"]
-    # Accepted, so no longer spooled (the agent deletes it once the reply arrives).
-    wait_until(lambda: not agent.spooled(), timeout=10, message="the spool to empty")
+    # Accepted, so no longer spooled: the agent deletes it once the reply arrives, and the
+    # reply waits for the agent's next job (or the long poll's 30 s).
+    following = master.submit(TINY, parameters={"duration": 1})
+    master.wait_job(following["id"], ["completed", "failed"])
+    spooled = f"{job['id']}-1.json"
+    wait_until(
+        lambda: spooled not in {path.name for path in agent.spooled()},
+        timeout=10,
+        message="the result to leave the spool",
+    )
 
 
 def test_ffmpeg_failure_is_reported_with_stderr(

@@ -329,7 +329,11 @@ def test_master_kill_9_under_load_loses_and_repeats_nothing(fleet: Fleet) -> Non
     assert not twice, f"completed more than once: {twice}"
     assert all(completed[job_id] == 1 for job_id in accepted)
     # Whatever an agent kept through the outage was delivered.
-    wait_until(lambda: not any(a.spooled() for a in agents), timeout=15, message="spools empty")
+    wait_until(
+        lambda: not any(a.undelivered(master) for a in agents),
+        timeout=15,
+        message="spools delivered",
+    )
     assert all(agent.running for agent in agents)
 
 
@@ -422,7 +426,7 @@ def test_soak_random_agent_kills_lose_and_repeat_nothing(fleet: Fleet, tmp_path:
     twice = {job_id: n for job_id, n in completed.items() if n != 1}
     assert not twice, f"completed more than once: {twice}; {figures}"
     wait_until(
-        lambda: not any(a.spooled() for a in agents),
+        lambda: not any(a.undelivered(master) for a in agents),
         timeout=15,
         message=f"the spools to empty; {figures}",
     )

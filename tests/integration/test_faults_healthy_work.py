@@ -140,7 +140,7 @@ def test_a_postgresql_outage_is_a_503_and_ends_no_attempt(
     assert log.count("store unavailable:") <= 3, log  # per change of condition, not per request
     assert "Traceback" not in log
     assert "store available again" in log
-    assert not agent.spooled()
+    assert not agent.undelivered(master)
 
 
 # ---------------------------------------------------------------------------- planned stop

@@ -142,7 +142,7 @@ def test_an_agent_fails_over_when_its_master_dies_and_loses_none_of_its_work(
     assert [a["outcome"] for a in done["attempts"]] == ["completed"], done
     follow = second.submit(TINY, parameters={"duration": 1})
     second.wait_job(follow["id"], ["completed"], timeout=30)
-    assert agent.spooled() == [] and agent.rejected() == []
+    assert agent.undelivered(second) == [] and agent.rejected() == []
 
 
 def test_soak_masters_and_agents_killed_at_random_lose_and_double_no_job(
@@ -191,7 +191,7 @@ def test_soak_masters_and_agents_killed_at_random_lose_and_double_no_job(
         results = masters[0].api.get("/results", params={"job_id": job_id}).json()["results"]
         assert len(results) == 1, results
     wait_until(
-        lambda: all(agent.spooled() == [] for agent in agents),
+        lambda: all(agent.undelivered(masters[0]) == [] for agent in agents),
         timeout=30,
         message="every spooled result delivered",
     )

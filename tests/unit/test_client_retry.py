@@ -15,7 +15,7 @@ import pytest
 
 from ffleet.agent.client import MasterClient
 from ffleet.client import FleetClient, MasterUnavailable
-from ffleet.models import JobRequest, ProgressReport
+from ffleet.models import JobRequest, ProgressReport, ResultSubmission
 
 NODE = {
     "id": "n1",
@@ -122,7 +122,7 @@ def test_gets_and_drain_are_sent_again_on_a_new_connection(server: HangingUpServ
 
 
 def test_heartbeats_and_results_are_sent_again(server: HangingUpServer) -> None:
-    result = {"job_id": "j1", "node_id": "n1", "attempt": 1, "status": "completed"}
+    result = ResultSubmission(job_id="j1", node_id="n1", attempt=1, status="completed")
     with MasterClient(server.url) as client:
         assert client.heartbeat("n1", [ProgressReport(job_id="j1")]).node_status == "busy"
         assert client.heartbeat("n1", []).node_status == "busy"

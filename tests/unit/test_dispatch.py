@@ -270,3 +270,80 @@ def test_a_node_taking_work_again_wakes_its_own_waiters_only() -> None:
         assert dispatcher.waiting == 2
 
     run(scenario())
+
+
+def test_work_created_during_a_results_first_look_wakes_it_at_once() -> None:
+    async def scenario() -> None:
+        dispatcher = Dispatcher()
+        claims = Claims()
+
+        async def store_result() -> str | None:
+            # A job arrives while the result's transaction runs (and finds nothing): this
+            # request is already enlisted, so the job's wake is not lost.
+            claims.ready = True
+            dispatcher.notify()
+            return None
+
+        found = await dispatcher.long_poll(
+            claims,
+            30.0,
+            node_id="n",
+            recheck_s=None,
+            client_gone=never_gone,
+            stopping=lambda: False,
+            first=store_result,
+        )
+        assert found == "job" and claims.calls == 1
+        assert dispatcher.waiting == 0
+
+    run(scenario())
+
+
+def test_the_first_look_runs_on_a_stopping_master_and_nothing_waits_after_it() -> None:
+    async def scenario() -> None:
+        dispatcher = Dispatcher()
+        claims = Claims()
+        stored: list[str] = []
+
+        async def store_result() -> str | None:
+            stored.append("result")
+            return None
+
+        found = await dispatcher.long_poll(
+            claims,
+            30.0,
+            node_id="n",
+            recheck_s=None,
+            client_gone=never_gone,
+            stopping=lambda: True,
+            first=store_result,
+        )
+        assert found is None and stored == ["result"] and claims.calls == 0
+        assert dispatcher.waiting == 0
+
+    run(scenario())
+
+
+def test_a_stop_ends_a_waiting_long_poll_without_a_claim() -> None:
+    async def scenario() -> None:
+        dispatcher = Dispatcher()
+        claims = Claims()
+        stopping = False
+        waiting = asyncio.create_task(
+            dispatcher.long_poll(
+                claims,
+                30.0,
+                node_id="n",
+                recheck_s=None,
+                client_gone=never_gone,
+                stopping=lambda: stopping,
+            )
+        )
+        await asyncio.sleep(0)
+        assert dispatcher.waiting == 1
+        claims.ready = True
+        stopping = True
+        dispatcher.notify_all()  # what the master's planned stop does
+        assert await waiting is None and claims.calls == 1
+
+    run(scenario())

@@ -334,3 +334,24 @@ def test_spooled_attempts_are_listed_for_the_heartbeat(tmp_path: Path) -> None:
     spool.write(result(job_id, 3))
     spool.write(result("other", 1))
     assert {(r.job_id, r.attempt) for r in spool.attempts()} == {(job_id, 3), ("other", 1)}
+
+
+def test_a_claim_that_waits_is_asked_once_the_result_is_listed_for_heartbeats(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(tmp_path)
+    master = FakeMaster(spool)
+    listed_when_kept: list[list[tuple[str, int | None]]] = []
+
+    def kept() -> None:
+        listed_when_kept.append([(r.job_id, r.attempt) for r in spool.attempts()])
+        assert master.posted == []  # before the reply, which may wait, is asked for
+
+    spool.submit(master, result(), claim_next=True, claim_wait=30, kept=kept)
+    assert listed_when_kept == [[("job-1", 1)]]
+    assert master.posted == [replace(result(), claim_next=True, claim_wait=30)]
+
+    monkeypatch.setattr(spool, "write", disk_full)
+    spool.submit(master, result("job-2"), claim_next=True, claim_wait=30, kept=kept)
+    assert len(listed_when_kept) == 1  # not kept: its job stays the runner's to report
+    assert master.posted[-1] == result("job-2")  # and no claim: nowhere to keep its result

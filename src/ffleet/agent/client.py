@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 30.0
-# A long-poll reply may come `wait` seconds late on purpose; allow that plus this much.
+# A long-poll reply (or a result's that waits for the next job) may come `wait` seconds late
+# on purpose; allow that plus this much.
 LONG_POLL_SLACK_S = 15.0
 # How a kept-alive connection that the master closed under a request fails: it hung up without
 # a reply, or reset the socket while the request was written or its reply awaited. A failed
@@ -187,11 +188,19 @@ class MasterClient:
 
     def post_result(self, result: ResultSubmission) -> ResultReply:
         """POST /results. A 409 means the attempt is no longer current; 404, the job is unknown.
+        With `claim_next` and `claim_wait`, the master may hold the reply that long for the
+        next job (the result is stored before it waits).
 
         Idempotent: the master stores a result once and answers a repeat with `duplicate`; a
         `claim_next` job in a lost reply is handed back as `next_job` explains.
         """
-        return self._decode(self._send("POST", "/results", result, idempotent=True), ResultReply)
+        timeout = None
+        if result.claim_next and result.claim_wait > 0:
+            timeout = httpx.Timeout(
+                result.claim_wait + LONG_POLL_SLACK_S, connect=CONNECT_TIMEOUT_S
+            )
+        response = self._send("POST", "/results", result, timeout=timeout, idempotent=True)
+        return self._decode(response, ResultReply)
 
     def release(self, job_id: str, node_id: str, attempt: int, reason: str) -> Job:
         """POST /jobs/{id}/release: hand a running attempt back without counting a failure.

@@ -10,6 +10,7 @@ master: it logs once and tries again.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -520,10 +521,7 @@ class Agent:
         if not admitted:
             self._release(job)
             return None
-        try:
-            return self._process(entry)
-        finally:
-            entry.done.set()
+        return self._process(entry)
 
     def _process(self, entry: _Running) -> Job | None:
         # The job stays in the heartbeat report until its result is delivered or spooled: a
@@ -531,8 +529,13 @@ class Agent:
         try:
             return self._execute_and_report(entry)
         finally:
-            with self._lock:
-                del self._running[entry.job.id]
+            self._ended(entry)
+
+    def _ended(self, entry: _Running) -> None:
+        """The job's run is over, and its result delivered or spooled."""
+        with self._lock:
+            self._running.pop(entry.job.id, None)
+        entry.done.set()
 
     def _execute_and_report(self, entry: _Running) -> Job | None:
         job = entry.job
@@ -554,7 +557,17 @@ class Agent:
             f" ({result.error})" if result.error else "",
         )
         # Spooling the result proves the spool works: no probe before it (see Spool.submit).
-        delivery = self.spool.submit(self.client, result, claim_next=not self._stop.is_set())
+        # Asking for the next job, the reply waits for one as long as a poll would; the job
+        # is over once its result is spooled (heartbeats list it from there), so that wait
+        # holds up neither a stop nor the idle pace of heartbeats.
+        claim = not self._stop.is_set()
+        delivery = self.spool.submit(
+            self.client,
+            result,
+            claim_next=claim,
+            claim_wait=self.config.long_poll_s,
+            kept=functools.partial(self._ended, entry) if claim else None,
+        )
         if delivery.outcome in ("spooled", "held"):
             self._spool_waiting.set()
         following = delivery.reply.job if delivery.reply is not None else None

@@ -3,9 +3,12 @@
 A result is the one thing an agent cannot recreate (the FFmpeg run is over), so it is written
 atomically to `<work-dir>/spool/<job_id>-<attempt>.json` first and deleted only once the master
 accepted it. A master that is down, restarting or failing keeps it spooled; it is resent when
-the master answers again and on the agent's next start. A result the master refuses for good
-(409: the attempt is no longer current; 404: the master forgot the job) is moved to
-`spool/rejected/` and kept for a person to look at, never silently dropped.
+the master answers again and on the agent's next start. A result whose reply waits for the
+next job (`claim_wait`) stays here until that reply comes, though the master stored it before
+it began to wait: the reply is the only word that it did (sent again, it is a duplicate). A
+result the master refuses for good (409: the attempt is no longer current; 404: the master
+forgot the job) is moved to `spool/rejected/` and kept for a person to look at, never
+silently dropped.
 
 A spool that cannot be written (read-only, full) must not lose results either: `probe()` tells
 the agent to claim nothing while it fails, and a result that cannot be written is held in
@@ -23,6 +26,7 @@ import os
 import re
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -131,11 +135,19 @@ class Spool:
         return path
 
     def submit(
-        self, sender: ResultSender, result: ResultSubmission, *, claim_next: bool = False
+        self,
+        sender: ResultSender,
+        result: ResultSubmission,
+        *,
+        claim_next: bool = False,
+        claim_wait: float = 0.0,
+        kept: Callable[[], None] | None = None,
     ) -> Delivery:
-        """Spool `result`, then send it; `claim_next` asks for the next job in the reply, but
-        only once the result is spooled: that write is the proof that this node could keep
-        the next job's result too (what `probe` would have checked before).
+        """Spool `result`, then send it; `claim_next` asks for the next job in the reply (the
+        master waiting up to `claim_wait` s for one), but only once the result is spooled:
+        that write is the proof that this node could keep the next job's result too (what
+        `probe` would have checked before). `kept` is called once it is: `attempts` lists
+        it from then on.
 
         A result that cannot be spooled (a full disk) is still sent, and held in memory until
         the master has it.
@@ -149,8 +161,11 @@ class Spool:
                 _label(result),
                 exc,
             )
-            path = None
-        return self._post(sender, result, path, claim_next and path is not None)
+            return self._post(sender, result, None)
+        if kept is not None:
+            kept()
+        wait = claim_wait if claim_next else 0.0
+        return self._post(sender, result, path, claim_next=claim_next, claim_wait=wait)
 
     def send(self, sender: ResultSender, path: Path, *, claim_next: bool = False) -> Delivery:
         """Send one spooled result and settle its file by the master's answer."""
@@ -161,18 +176,21 @@ class Spool:
         except (OSError, msgspec.DecodeError) as exc:
             self._reject(path, f"unreadable: {exc}")
             return Delivery("rejected")
-        return self._post(sender, result, path, claim_next)
+        return self._post(sender, result, path, claim_next=claim_next)
 
     def _post(
         self,
         sender: ResultSender,
         result: ResultSubmission,
         path: Path | None,
-        claim_next: bool,
+        *,
+        claim_next: bool = False,
+        claim_wait: float = 0.0,
     ) -> Delivery:
         label = _label(result)
+        sent = msgspec.structs.replace(result, claim_next=claim_next, claim_wait=claim_wait)
         try:
-            reply = sender.post_result(msgspec.structs.replace(result, claim_next=claim_next))
+            reply = sender.post_result(sent)
         except MasterUnavailable as exc:
             unreachable = exc.status_code is None
             if path is None:
@@ -216,7 +234,7 @@ class Spool:
                     return False
             with self._held_lock:
                 held = list(self._held.values())
-            return all(not self._post(sender, result, None, False).unreachable for result in held)
+            return all(not self._post(sender, result, None).unreachable for result in held)
 
     def _forget(self, result: ResultSubmission) -> None:
         with self._held_lock:

@@ -125,33 +125,39 @@ class Dispatcher:
         recheck_s: float | None,
         client_gone: Callable[[], Awaitable[bool]],
         stopping: Callable[[], bool],
+        first: Callable[[], Awaitable[T | None]] | None = None,
     ) -> T | None:
-        """`claim()` now; if it finds nothing, wait up to `wait_s` for a wake and claim again.
+        """`first()` (by default `claim()`) now; if it finds nothing, wait up to `wait_s` for
+        a wake and `claim()` again. `first` always runs, even on a stopping master: a result
+        whose reply waits for the next job is stored by it (and its claim shares the result's
+        transaction), with this request already enlisted, so a job created meanwhile wakes it.
 
         Without `recheck_s` a waiter looks again only when woken: its master hears of all
         work (on SQLite it is the only one). With it, also that often. A poll that ends
         unwoken does not look once more: the agent asks again at once, and that claims."""
+        look = first or claim
         if wait_s <= 0:  # a plain poll: never in the queue, so no wake can go to it in vain
-            return await claim()
+            return await look()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         held: int | None = None  # hops of a wake this request holds and has not used yet
-        while not stopping():
+        while True:
             wake = self.enlist(node_id)
             try:
-                found = await claim()
+                found = await look()
             except BaseException:  # e.g. an unknown node: leave no dead waiter behind
                 self.leave(wake)
                 if held is not None:
                     self._wake(1, held)
                 raise
+            look = claim
             if found is not None:
                 self.leave(wake)
                 return found
             if held is not None:  # woken, yet nothing here for this node: next waiter's turn
                 self.pass_on(held)
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 or stopping():  # a stopping master hands out no more work
                 self.leave(wake)
                 return None
             timeout = remaining if recheck_s is None else min(remaining, recheck_s)
@@ -162,4 +168,5 @@ class Dispatcher:
                 if held is not None:  # nobody would receive a job: hand the wake on unspent
                     self._wake(1, held)
                 return None
-        return None
+            if stopping():  # woken by the stop (every waiter is): answer with no job
+                return None

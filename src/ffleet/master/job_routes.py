@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -215,7 +215,16 @@ class JobRoutes:
         request.state.audit_target = job.id
         return JsonResponse(job)
 
-    async def claim_waiting(self, request: Request, node_id: str, wait: float) -> Job | None:
+    async def claim_waiting(
+        self,
+        request: Request,
+        node_id: str,
+        wait: float,
+        first: Callable[[], Awaitable[Job | None]] | None = None,
+    ) -> Job | None:
+        """The node's next job, waiting up to `wait` s for one; `first` is the first look
+        when it is not a claim of its own (a result's, which claims in its transaction)."""
+
         async def claim() -> Job | None:
             started = time.perf_counter()
             job = await self.call(self.store.claim, node_id, self.clock.now())
@@ -232,6 +241,7 @@ class JobRoutes:
             recheck_s=None if self.store.inline else self.settings.recheck_s,
             client_gone=lambda: client_gone(request),
             stopping=lambda: self.master.stopping,
+            first=first,
         )
 
     def dispatched(self, job: Job, node_id: str, claim_seconds: float) -> None:

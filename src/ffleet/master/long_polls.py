@@ -2,7 +2,9 @@
 
 A long-poll holds a connection and a waiter; without a bound one client could hold them all
 (or one node id could crowd out the rest). A request past a bound is answered 429 with
-Retry-After at once, so an agent backs off instead of piling up.
+Retry-After at once, so an agent backs off instead of piling up. A result whose reply would
+wait for the next job counts the same; past a bound it is answered at once instead (a result
+is never refused for this: it is stored first).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ class LongPolls:
         self.per_node = per_node
         self._waiting: Counter[str] = Counter()
         self._count = 0
+
+    def has_room(self, node_id: str) -> bool:
+        """Whether `slot(node_id)` would be granted now."""
+        return self._count < self.total and self._waiting[node_id] < self.per_node
 
     @contextmanager
     def slot(self, node_id: str) -> Iterator[None]:

@@ -231,7 +231,15 @@ def endpoints(max_wait_s: float) -> list[Endpoint]:
             Job,
             Release,
         ),
-        Endpoint("post", "/results", "Report a result (v1.0)", 200, ResultReply, ResultSubmission),
+        Endpoint(
+            "post",
+            "/results",
+            "Report a result (v1.0); with claim_next, the reply carries the node's next job, "
+            "waiting up to claim_wait seconds for one once the result is stored",
+            200,
+            ResultReply,
+            ResultSubmission,
+        ),
         Endpoint(
             "get",
             "/results",

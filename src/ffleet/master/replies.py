@@ -63,7 +63,8 @@ class ResultList(Struct, kw_only=True):
 
 class ResultReply(Struct, kw_only=True, omit_defaults=True):
     """POST /results: `{"status": "success"}`, `duplicate` for a repeat, and with `claim_next`
-    the next job (or null) under `job`."""
+    the next job (or null) under `job`; with `claim_wait`, the job that became claimable
+    within that wait, or null at its end."""
 
     status: str
     duplicate: bool = False

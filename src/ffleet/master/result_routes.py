@@ -13,8 +13,8 @@ from starlette.responses import Response
 
 from ffleet.master.http import JsonResponse, decode, query_float, query_id, query_int
 from ffleet.master.job_routes import detail_body
-from ffleet.models import INT32_MAX, ResultSubmission
-from ffleet.store import Conflict
+from ffleet.models import INT32_MAX, Job, ResultSubmission
+from ffleet.store import Conflict, ResultOutcome
 
 if TYPE_CHECKING:
     from ffleet.master.app import MasterApp
@@ -39,13 +39,41 @@ class ResultRoutes:
         self.splitter = master.splitter
         self.jobs = master.jobs
         self.guard = master.guard
+        self.settings = master.settings
+        self.long_polls = master.long_polls
 
     async def post_result(self, request: Request) -> Response:
+        """Store the result; with `claim_next`, reply with the node's next job, and with
+        `claim_wait` too, hold the reply until one is claimable (a long poll, counted in the
+        same bounds) once the result is stored. Past those bounds it answers at once: a
+        result is never refused for them."""
         result = await decode(request, ResultSubmission, self.limit)
-        self.guard.identity(request).require_node(result.node_id)
+        node_id = result.node_id
+        self.guard.identity(request).require_node(node_id)
         asked_next = result.claim_next
         if self.master.stopping:  # a stopping master hands out no more work
             result = msgspec.structs.replace(result, claim_next=False)
+        wait = min(result.claim_wait, self.settings.max_wait_s) if result.claim_next else 0.0
+        outcomes: list[ResultOutcome] = []
+
+        async def store() -> Job | None:
+            outcomes.append(await self._store(result))
+            return outcomes[0].next_job
+
+        if wait > 0 and self.long_polls.has_room(node_id):
+            with self.long_polls.slot(node_id):
+                job = await self.jobs.claim_waiting(request, node_id, wait, first=store)
+        else:
+            job = await store()
+        reply: dict[str, Any] = {"status": "success"}
+        if outcomes[0].duplicate:
+            reply["duplicate"] = True
+        if asked_next:
+            reply["job"] = job
+        return JsonResponse(reply)
+
+    async def _store(self, result: ResultSubmission) -> ResultOutcome:
+        """Store `result` (and claim with it); log and count what it changed."""
         started = time.perf_counter()
         try:
             outcome = await self.call(self.store.submit_result, result, self.clock.now())
@@ -71,15 +99,10 @@ class ResultRoutes:
                 self.master.archive.add(result, job, job.completed_at or now)
             self.jobs.wake_when_due(job)
             self.splitter.wake()  # the job may be a split job's child
-        reply: dict[str, Any] = {"status": "success"}
-        if outcome.duplicate:
-            reply["duplicate"] = True
-        if asked_next:
-            reply["job"] = outcome.next_job
-            if outcome.next_job is not None:
-                # the claim shared the result's transaction: its time is the dispatch's
-                self.jobs.dispatched(outcome.next_job, result.node_id, store_seconds)
-        return JsonResponse(reply)
+        if outcome.next_job is not None:
+            # the claim shared the result's transaction: its time is the dispatch's
+            self.jobs.dispatched(outcome.next_job, result.node_id, store_seconds)
+        return outcome
 
     async def list_results(self, request: Request) -> Response:
         limit = query_int(request, "limit", RESULTS_PAGE, low=1, high=RESULTS_PAGE_MAX)
