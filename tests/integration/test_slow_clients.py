@@ -75,3 +75,17 @@ def test_slowloris_and_slow_bodies_are_closed(fleet: Fleet) -> None:
     assert master.api.get("/health").status_code == 200  # and the master serves on
     for sock in [*slowloris, idle, kept, slow_body]:
         sock.close()
+
+
+def test_an_upgrade_request_gets_the_same_answer_as_without_the_timeouts(fleet: Fleet) -> None:
+    """A WebSocket handshake ends uvicorn's header parsing without a request cycle: the
+    timeouts' hooks must not fail it (the master has no WebSocket route, so it refuses)."""
+    master = fleet.master()
+    with socket.create_connection((HOST, master.port)) as upgrade:
+        upgrade.send(
+            b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        _, answer = closed_within(upgrade, 3)
+    assert answer.split(b"\r\n")[0] == b"HTTP/1.1 403 Forbidden", answer
+    assert master.api.get("/health").status_code == 200

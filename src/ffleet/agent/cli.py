@@ -86,8 +86,8 @@ def agent(
         float,
         duration_option(
             "FFLEET_LONG_POLL",
-            "How long one job request waits at the master for work (the master caps it at "
-            "its --max-wait).",
+            "How long one job request (a poll, or a result asking for the next job) waits at "
+            "the master for work (the master caps it at its --max-wait).",
         ),
     ] = Seconds(AGENT_DEFAULTS.long_poll_s),
     allow_master_as_worker: Annotated[

@@ -339,6 +339,12 @@ class Agent:
             entry.cancel.set()
         for entry in late:
             entry.done.wait(CANCEL_WAIT_S)
+        # A result whose reply waits for the next job left the running jobs once spooled,
+        # maybe before the master had it, and that reply may not come before this process
+        # ends. Sent again without a claim it is answered at once (stored, or a duplicate):
+        # a reachable master has every result before the agent is gone.
+        if self.spool.waiting():
+            self.spool.resend(self.client)
 
     def _wait_for_stop(self, timeout: float | None = None) -> None:
         """Sleep until a stop request (or `timeout`). A signal that another thread receives

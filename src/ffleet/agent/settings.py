@@ -32,7 +32,7 @@ class AgentSettings:
     progress_interval_s: float = 1.0
     grace_s: float = 30.0
     input_dirs: tuple[Path, ...] = ()
-    long_poll_s: float = 30.0  # how long one job request waits at the master for work
+    long_poll_s: float = 30.0  # a poll's wait at the master for work, and a result's
     allowed_output_hosts: tuple[str, ...] = ()  # hosts jobs may stream to; none by default
     max_job_memory_mib: int = 0  # 0: 80% of this machine's memory
     min_free_disk_mib: int = 1024  # free space a job's encoded file must leave in the work dir

@@ -71,7 +71,8 @@ class FleetCollector(Collector):
         yield from self._nodes(time.time())
         yield GaugeMetricFamily(
             "ffleet_long_poll_waiters",
-            "Job requests this master holds open, waiting for work.",
+            "Job requests (polls, and results asking for the next job) this master holds open, "
+            "waiting for work.",
             value=self.waiters(),
         )
 
@@ -147,7 +148,8 @@ class MasterMetrics:
         )
         self.latency = Histogram(
             "ffleet_http_request_duration_seconds",
-            "HTTP request latency by route template and method (long-polls included).",
+            "HTTP request latency by route template and method (held replies included: a "
+            "long-poll, a result asking for the next job with claim_wait).",
             ["route", "method"],
             buckets=REQUEST_BUCKETS,
             registry=self.registry,

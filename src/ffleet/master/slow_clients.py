@@ -53,8 +53,12 @@ def header_timeout_protocol(timeout_s: float) -> type[HttpToolsProtocol]:
         def on_headers_complete(self) -> None:
             self._headers_due = None
             super().on_headers_complete()
-            scope: dict[str, Any] = self.cycle.scope  # type: ignore[assignment]
-            scope[BODY_ARRIVED] = self.cycle.message_event.is_set
+            cycle = self.cycle
+            # No cycle of this request's own when it upgrades (a WebSocket handshake): none
+            # on a new connection, the previous request's on a kept-alive one.
+            if cycle is not None and cycle.scope is self.scope:
+                scope: dict[str, Any] = cycle.scope  # type: ignore[assignment]
+                scope[BODY_ARRIVED] = cycle.message_event.is_set
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._headers_due = None
