@@ -8,6 +8,7 @@ optional field with a safe default.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -77,8 +78,16 @@ def encode_hook(value: object) -> object:
     A stored time outside the accepted range (written before it was checked) goes out as null,
     so one bad row cannot make every reply that lists it fail."""
     if isinstance(value, Timestamp):
-        return datetime.fromtimestamp(value, UTC) if in_range(value) else None
+        return _utc(value)
     raise NotImplementedError(f"cannot encode {type(value).__name__}")
+
+
+@functools.lru_cache(maxsize=256)
+def _utc(epoch: float) -> datetime | None:
+    """A time as the datetime msgspec formats, once per distinct time: the jobs of a batch share
+    their `created_at` and `not_before`, and each reply that carries one of them again (the
+    claim's) formats the same time (datetime is immutable, so one serves every reply)."""
+    return datetime.fromtimestamp(epoch, UTC) if in_range(epoch) else None
 
 
 def decode_hook(kind: type, value: object) -> object:

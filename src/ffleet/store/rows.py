@@ -8,6 +8,7 @@ stored as epoch numbers; text written by release 0.1.0 still reads back.
 from __future__ import annotations
 
 import functools
+import operator
 from typing import Any
 
 import msgspec
@@ -107,10 +108,13 @@ TRAIT_COLUMNS = (
 )
 
 
+_trait_values = operator.itemgetter(*TRAIT_COLUMNS)  # the cache key, as one tuple built in C
+
+
 def traits_from_row(row: Row) -> scheduling.NodeTraits:
     """A node's traits, decoded once per distinct set of its trait columns: a claim reads its
     node's row every time, and the three JSON lists in it change only when it registers."""
-    return _traits(tuple(row[column] for column in TRAIT_COLUMNS))
+    return _traits(_trait_values(row))
 
 
 @functools.lru_cache(maxsize=1024)  # a claiming fleet's nodes; ~1 KiB each
@@ -172,33 +176,38 @@ def node_from_row(row: Row, running: list[str]) -> Node:
 
 
 def job_from_row(row: Row) -> Job:
+    """A job's API struct from its row: every result decodes two (the finished job and the
+    next one claimed), so the columns that are usually null or empty skip the decoder."""
+    started, completed, progress = row["started_at"], row["completed_at"], row["progress"]
+    reqs, affinity, anti = row["requirements"], row["affinity"], row["anti_affinity"]
+    avoided = row["avoid_nodes"]
     return Job(
         id=row["id"],
         scenario=row["scenario"],
         confidence=row["confidence"],
-        parameters=loads(row["parameters"]),
+        parameters=_decode(row["parameters"]),
         status=row["status"],
         node_id=row["node_id"],
         created_at=Timestamp(row["created_at"]),
-        started_at=as_timestamp(row["started_at"]),
-        completed_at=as_timestamp(row["completed_at"]),
+        started_at=None if started is None else Timestamp(started),
+        completed_at=None if completed is None else Timestamp(completed),
         retry_count=row["retry_count"],
         error=row["error"],
         priority=row["priority"],
-        requirements=requirements(row["requirements"]),
-        affinity=loads(row["affinity"]),
-        anti_affinity=loads(row["anti_affinity"]),
+        requirements=None if reqs is None else _decode(reqs, type=Requirements),
+        affinity={} if affinity == "{}" else _decode(affinity),
+        anti_affinity={} if anti == "{}" else _decode(anti),
         timeout_s=row["timeout_s"],
         max_attempts=row["max_attempts"],
         attempt=row["attempt"],
         not_before=Timestamp(row["not_before"]),
-        progress=_progress(row["progress"]),
+        progress=None if progress is None else _progress(progress),
         cancel_requested=bool(row["cancel_requested"]),
         unschedulable_reason=row["unschedulable_reason"],
         understood=_understood(row["scenario"]),
         stall_timeout_s=row["stall_timeout_s"],
         placement=row["placement"],
-        avoid_nodes=loads(row["avoid_nodes"]),
+        avoid_nodes=[] if avoided == "[]" else _decode(avoided),
     )
 
 

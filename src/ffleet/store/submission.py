@@ -9,7 +9,6 @@ differ only in their id (and carry their own request's dicts).
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,16 +56,28 @@ def prepare(
     """Every request validated (InvalidRequest on the first bad one: nothing is written)."""
     checked: dict[bytes, Checked] = {}
     pending = []
-    # What uuid4() reads, for the whole batch in one read rather than one system call a job.
-    random = os.urandom(16 * len(requests))
-    for index, request in enumerate(requests):
+    for job_id, request in zip(uuid4_texts(len(requests)), requests, strict=True):
         key = _request_key(request)
         found = checked.get(key)
         if found is None:
             found = checked[key] = _check(request, now, max_timeout_s, submitted_by)
-        job_id = str(uuid.UUID(bytes=random[16 * index : 16 * index + 16], version=4))
         pending.append(Pending(job_id, request, found))
     return pending
+
+
+def uuid4_texts(count: int) -> list[str]:
+    """`count` random version-4 UUIDs as `str(uuid.uuid4())` writes them, from one read of
+    the system's randomness and one hex conversion: `uuid.UUID` built per job cost ~2 us each,
+    a twentieth of a batched job."""
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = bytes(byte & 0x0F | 0x40 for byte in raw[6::16])  # version 4
+    raw[8::16] = bytes(byte & 0x3F | 0x80 for byte in raw[8::16])  # RFC 4122 variant
+    text = raw.hex()
+    return [
+        f"{text[i : i + 8]}-{text[i + 8 : i + 12]}-{text[i + 12 : i + 16]}-"
+        f"{text[i + 16 : i + 20]}-{text[i + 20 : i + 32]}"
+        for i in range(0, 32 * count, 32)
+    ]
 
 
 def created(pending: Sequence[Pending]) -> list[Job]:

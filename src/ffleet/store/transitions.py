@@ -76,6 +76,8 @@ def _writes(name: str) -> Writes:
 
 
 WRITES = {name: _writes(name) for name in set(STATEMENTS.values())}
+# Each event's target status as stored (an enum's `.value` is a property lookup per call).
+TARGETS = {event: move.target.value for event, move in MOVES.items()}
 
 
 def transition(tx: Tx, row: Row, event: Event, **values: Any) -> Row:
@@ -90,7 +92,7 @@ def transition(tx: Tx, row: Row, event: Event, **values: Any) -> Row:
             f"job {row['id']} is {status}: '{event}' applies only to {describe_sources(event)} jobs"
         )
     name = STATEMENTS[event]
-    params = {**values, "status": MOVES[event].target.value, "seq": row["seq"], "from": status}
+    params = {**values, "status": TARGETS[event], "seq": row["seq"], "from": status}
     if tx.run(name, params) != 1:
         raise Conflict(f"job {row['id']} changed concurrently; try again")
     return WRITES[name].applied(row, params)
