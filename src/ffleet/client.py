@@ -10,13 +10,13 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Unpack
 
 import httpx
 import msgspec
 
-from ffleet.agent.client import MasterClient, MasterRejected, MasterUnavailable
+from ffleet.agent.client import MasterClient, MasterRejected, MasterUnavailable, SendOptions
 from ffleet.audit import AuditEntry
 from ffleet.models import Explanation, Job, JobRequest, Node
 from ffleet.tokens import Credential, TokenRequest
@@ -67,28 +67,13 @@ class FleetClient(MasterClient):
     nothing with it."""
 
     def _send(
-        self,
-        method: str,
-        path: str,
-        body: object = None,
-        *,
-        params: Mapping[str, str] | None = None,
-        timeout: httpx.Timeout | None = None,
-        idempotent: bool = False,
-        headers: Mapping[str, str] | None = None,
+        self, method: str, path: str, body: object = None, **options: Unpack[SendOptions]
     ) -> httpx.Response:
         deadline = time.monotonic() + UNAVAILABLE_PATIENCE_S
         while True:
             try:
-                return self._send_once(  # its own patience, not the agent's single resend
-                    method,
-                    path,
-                    body,
-                    params=params,
-                    timeout=timeout,
-                    idempotent=idempotent,
-                    headers=headers,
-                )
+                # its own patience, not the agent's single resend
+                return self._send_once(method, path, body, **options)
             except MasterUnavailable as exc:
                 pause = exc.retry_after
                 if pause is None or time.monotonic() + pause > deadline:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypedDict, TypeVar, Unpack
 
 import httpx
 import msgspec
@@ -53,6 +53,16 @@ RESET_ERRORS = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 # A 503 whose Retry-After is at most this is sent again once after the pause; a longer one is
 # the caller's to wait for.
 RESEND_AFTER_MAX_S = 5.0
+
+
+class SendOptions(TypedDict, total=False):
+    """What a request carries besides its method, path and body (see `_send_once`): one
+    declaration for the overrides of `_send` that pass it on."""
+
+    params: Mapping[str, str] | None
+    timeout: httpx.Timeout | None
+    idempotent: bool
+    headers: Mapping[str, str] | None
 
 
 class MasterUnavailable(Exception):
@@ -223,26 +233,12 @@ class MasterClient:
     # ------------------------------------------------------------------ plumbing
 
     def _send(
-        self,
-        method: str,
-        path: str,
-        body: object = None,
-        *,
-        params: Mapping[str, str] | None = None,
-        timeout: httpx.Timeout | None = None,
-        idempotent: bool = False,
-        headers: Mapping[str, str] | None = None,
+        self, method: str, path: str, body: object = None, **options: Unpack[SendOptions]
     ) -> httpx.Response:
         """`_send_once`, and once more after a 503 with a short Retry-After: the master did
         nothing with the request (it holds as many connections as it may, or its store is
         unavailable), so even one that must not run twice may go again. A heartbeat is thus
         not lost for a whole interval to a moment's refusal."""
-        options: dict[str, Any] = {
-            "params": params,
-            "timeout": timeout,
-            "idempotent": idempotent,
-            "headers": headers,
-        }
         try:
             return self._send_once(method, path, body, **options)
         except MasterUnavailable as exc:
