@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,17 @@ class FailingCommits:
         return getattr(self._raw, name)
 
 
+class FailingOnce(FailingCommits):
+    """The store's connection, with its next COMMIT failing as on a full disk."""
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        try:
+            return super().execute(sql, *args)
+        finally:
+            if sql == "COMMIT":
+                self.failing = False
+
+
 def test_calls_of_one_loop_turn_share_one_commit_and_return_after_it(
     store: SqlStore, path: Path
 ) -> None:
@@ -157,62 +168,106 @@ def test_a_failed_commit_answers_every_request_of_its_group_with_a_503(
     assert durable_ids(path) == {served.json()["id"]}
 
 
-def test_a_store_call_from_another_thread_commits_the_open_group(
-    store: SqlStore, path: Path
-) -> None:
+def run_beside_a_group(store: SqlStore, alone: Callable[[], None]) -> BaseException | Any:
+    """One grouped `create_jobs` on a served loop, and in the same loop turn (before the
+    group's scheduled COMMIT) `alone` on another thread; the grouped call's outcome."""
     group_commit = grouping(store)
-    seen = statements(store)
-    found: dict[str, Any] = {}
-
-    def from_a_thread() -> None:
-        [job] = store.create_jobs([JOB], T0)  # alone: commits the loop's group with its own
-        found["thread"] = job.id
-        found["durable"] = durable_ids(path)
 
     async def meanwhile() -> None:
-        # Runs in the same loop turn as the grouped call, before its scheduled COMMIT.
-        worker = threading.Thread(target=from_a_thread)
+        worker = threading.Thread(target=alone)
         worker.start()
         worker.join()
 
-    async def scenario() -> str:
-        group_commit.serve(asyncio.get_running_loop())
-        grouped = asyncio.ensure_future(group_commit.call(store.create_jobs, [JOB], T0))
-        [jobs, _] = await asyncio.gather(grouped, meanwhile())
-        group_commit.unserve()
-        return jobs[0].id
-
-    grouped_id = asyncio.run(scenario())
-    assert found["durable"] == {grouped_id, found["thread"]}
-    assert seen.count("COMMIT") == 1  # the thread's; the loop found nothing left to commit
-
-
-def test_a_failed_commit_from_another_thread_fails_the_group_too(store: SqlStore) -> None:
-    group_commit = grouping(store)
-    failing = FailingCommits(group_commit._conn)
-
-    def from_a_thread() -> None:
-        group_commit._conn = failing  # type: ignore[assignment]
-        with pytest.raises(StoreUnavailable, match="disk full"):
-            store.create_jobs([JOB], T0)
-        failing.failing = False
-
     async def scenario() -> BaseException | Any:
         group_commit.serve(asyncio.get_running_loop())
-        grouped = group_commit.call(store.create_jobs, [JOB], T0)
-
-        async def meanwhile() -> None:
-            worker = threading.Thread(target=from_a_thread)
-            worker.start()
-            worker.join()
-
+        grouped = asyncio.ensure_future(group_commit.call(store.create_jobs, [JOB], T0))
         outcome, _ = await asyncio.gather(grouped, meanwhile(), return_exceptions=True)
         group_commit.unserve()
         return outcome
 
-    outcome = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_a_store_call_from_another_thread_commits_the_open_group_then_runs_alone(
+    store: SqlStore, path: Path
+) -> None:
+    seen = statements(store)
+    found: dict[str, Any] = {}
+
+    def from_a_thread() -> None:
+        [job] = store.create_jobs([JOB], T0)
+        found["thread"] = job.id
+        found["durable"] = durable_ids(path)
+
+    [grouped] = run_beside_a_group(store, from_a_thread)
+    assert found["durable"] == {grouped.id, found["thread"]}
+    # The group's COMMIT first, then the thread's own transaction, never a savepoint in it.
+    assert seen == ["BEGIN", "SAVEPOINT", "RELEASE", "COMMIT", "BEGIN", "COMMIT"]
+
+
+def test_a_failing_call_from_another_thread_leaves_the_group_committed(
+    store: SqlStore, path: Path
+) -> None:
+    def from_a_thread() -> None:
+        with pytest.raises(ValueError), store.db.transaction() as tx:
+            tx.ddl("UPDATE jobs SET priority = 99")
+            raise ValueError("refused after a write")
+
+    [grouped] = run_beside_a_group(store, from_a_thread)
+    assert durable_ids(path) == {grouped.id}
+    assert store.get_job(grouped.id).job.priority != 99
+
+
+def test_a_failed_group_commit_leaves_the_call_from_another_thread_its_own(
+    store: SqlStore, path: Path
+) -> None:
+    group_commit = grouping(store)
+    found: dict[str, str] = {}
+
+    def from_a_thread() -> None:
+        # The group's COMMIT, which this thread runs before its own transaction, fails.
+        group_commit._conn = FailingOnce(group_commit._conn)  # type: ignore[assignment]
+        [job] = store.create_jobs([JOB], T0)
+        found["thread"] = job.id
+
+    outcome = run_beside_a_group(store, from_a_thread)
     assert isinstance(outcome, StoreUnavailable) and "disk full" in outcome.cause
-    assert store.list_jobs(None, 10, 0)[1] == 0
+    assert durable_ids(path) == {found["thread"]}
+
+
+def test_a_heavy_call_on_the_loop_commits_the_group_then_runs_alone(store: SqlStore) -> None:
+    group_commit = grouping(store)
+    seen = statements(store)
+
+    async def scenario() -> None:
+        group_commit.serve(asyncio.get_running_loop())
+        grouped = group_commit.call(store.create_jobs, [JOB], T0)
+        heavy = group_commit.call(store.expire_idempotency_keys, T0)  # alone=True
+        await asyncio.gather(grouped, heavy)
+        group_commit.unserve()
+
+    asyncio.run(scenario())
+    assert seen == ["BEGIN", "SAVEPOINT", "RELEASE", "COMMIT", "BEGIN", "COMMIT"]
+
+
+def test_only_the_groups_savepoints_journal_in_memory(store: SqlStore) -> None:
+    group_commit = grouping(store)
+    raw = store.db._sqlite
+    assert raw is not None
+
+    def temp_store(alone: bool = False) -> int:
+        with store.db.transaction(alone=alone):
+            return int(raw.execute("PRAGMA temp_store").fetchone()[0])
+
+    async def scenario() -> list[int]:
+        group_commit.serve(asyncio.get_running_loop())
+        modes = [await group_commit.call(temp_store), await group_commit.call(temp_store, True)]
+        modes.append(await group_commit.call(temp_store))
+        group_commit.unserve()
+        return [*modes, temp_store()]
+
+    # 2: MEMORY; 0: the default (a file past 64 KiB), for heavy and unserved transactions.
+    assert asyncio.run(scenario()) == [2, 0, 2, 0]
 
 
 def test_the_checkpointers_write_lock_commits_an_open_group(store: SqlStore, path: Path) -> None:

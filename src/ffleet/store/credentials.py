@@ -150,7 +150,7 @@ class CredentialStore:
         over a known node. Its labels are the enrollment's when that names any, else the
         ones it declares now; either way they are fixed from here on.
         """
-        with self.db.transaction() as tx:
+        with self.db.transaction(alone=True) as tx:
             if registration.id is not None and tx.one("node_get", {"id": registration.id}):
                 registration = msgspec.structs.replace(registration, id=None)
             labels = enrollment.labels if enrollment.labels is not None else registration.labels
@@ -201,5 +201,5 @@ class CredentialStore:
             ]
 
     def prune_audit(self: _Registers, before: float) -> int:
-        with self.db.transaction() as tx:
+        with self.db.transaction(alone=True) as tx:
             return tx.run("audit_prune", {"cut": before})

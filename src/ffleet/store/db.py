@@ -119,11 +119,12 @@ class Database:
         return create_engine("postgresql+psycopg://" + libpq_url(self.url).split("://", 1)[1])
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
+    def transaction(self, alone: bool = False) -> Iterator[Tx]:
         """Commit on success, roll back on any exception. A database that cannot serve now
-        (see availability.py) raises StoreUnavailable naming the cause."""
+        (see availability.py) raises StoreUnavailable naming the cause. `alone`: one that may
+        change many rows, never grouped with others (group_commit.py)."""
         try:
-            with self._transaction() as tx:
+            with self._transaction(alone) as tx:
                 yield tx
         except Exception as exc:
             cause = unavailable_cause(exc)
@@ -132,9 +133,9 @@ class Database:
             raise StoreUnavailable(cause) from exc
 
     @contextmanager
-    def _transaction(self) -> Iterator[Tx]:
+    def _transaction(self, alone: bool) -> Iterator[Tx]:
         if self.group_commit is not None:
-            with self.group_commit.transaction() as cursor:
+            with self.group_commit.transaction(alone) as cursor:
                 yield Tx(cursor, self.queries, self._columns)
             return
         assert self._pool is not None

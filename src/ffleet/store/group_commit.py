@@ -15,11 +15,23 @@ archive push happens first; reads wait too, as they may have seen the group's un
 changes. A COMMIT that fails (disk full, I/O error) rolls the whole group back and every call
 waiting on it raises StoreUnavailable: nothing is reported done that was not committed.
 
-Any other transaction (another thread, a store call the loop makes directly, a store not
-being served: tests, CLI `--store`, migrations) is alone, as before: BEGIN IMMEDIATE ...
-COMMIT, or, while a group is open, a SAVEPOINT in it and then the group's COMMIT with its own
-change before it returns. `settled` (the checkpointer's write lock) commits an open group too:
-a RESTART checkpoint waits for the writer, which would be the loop's open group.
+Any other transaction is alone: BEGIN IMMEDIATE ... COMMIT, after committing the open group
+if there is one (its calls settle as on the loop's own COMMIT; a failure of it fails them, not
+this transaction). So are another thread's (the batch submissions, the splitter), a store call
+the loop makes directly, those of a store not being served (tests, CLI `--store`, migrations),
+and a heavy one: `transaction(alone=True)`, for a method that may change many rows (a
+registration that makes a queue schedulable, a purge, the reaper's batch, expiries).
+
+Why heavy ones stay out: SQLite journals, for a savepoint, the original of every page changed
+under it until its RELEASE (and, for a statement that changes many rows, of every page that
+statement changes). A group's savepoints keep that journal in memory (`temp_store=MEMORY`,
+set as the group begins): spilled to a temporary file past 64 KiB, as by default, it cost ~6
+`pwrite` a job over HTTP. Only small calls are members, so it stays small; a transaction
+alone keeps the default, its big statements spilling to a file as before, rather than holding
+a 5,000-job batch's or a whole queue's pages in memory (BENCHMARKS.md).
+
+`settled` (the checkpointer's write lock) commits an open group too: a RESTART checkpoint
+waits for the writer, which would be the loop's open group.
 """
 
 from __future__ import annotations
@@ -71,6 +83,7 @@ class GroupCommit:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._group: _Group | None = None
+        self._temp_in_memory = False  # the connection's temp_store: see _begin
         # The groups the running `call` joined; None outside a call. Only the loop thread
         # reads or writes it.
         self._joined: list[_Group] | None = None
@@ -113,23 +126,20 @@ class GroupCommit:
                     raise failure
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Cursor]:
-        """One store method's transaction: a member of the loop's group inside `call`, else
-        alone (committing an open group with it)."""
+    def transaction(self, alone: bool = False) -> Iterator[sqlite3.Cursor]:
+        """One store method's transaction: a member of the loop's group inside `call` unless
+        `alone`, else alone (after committing an open group)."""
         with self._mutex:
             conn = self._conn
             joined = self._joined
-            if joined is not None and self._loop_thread == threading.get_ident():
+            if not alone and joined is not None and self._loop_thread == threading.get_ident():
                 group = self._open()
                 if not joined or joined[-1] is not group:
                     joined.append(group)
                 yield from self._member()
                 return
-            if self._group is not None:
-                yield from self._member()
-                self._commit_open()
-                return
-            conn.execute("BEGIN IMMEDIATE")
+            self._settle_open()
+            self._begin(grouped=False)
             try:
                 yield conn.cursor()
                 conn.execute("COMMIT")
@@ -145,10 +155,18 @@ class GroupCommit:
         group = self._group
         if group is None:
             assert self._loop is not None
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._begin(grouped=True)
             group = self._group = _Group()
             self._loop.call_soon(self._commit_scheduled, group)
         return group
+
+    def _begin(self, grouped: bool) -> None:
+        """BEGIN IMMEDIATE, a group's with its savepoint journals in memory (SQLite reads
+        `temp_store` as a write transaction begins), anything else's spilling to a file."""
+        if self._temp_in_memory is not grouped:
+            self._conn.execute(f"PRAGMA temp_store={'MEMORY' if grouped else 'DEFAULT'}")
+            self._temp_in_memory = grouped
+        self._conn.execute("BEGIN IMMEDIATE")
 
     def _member(self) -> Iterator[sqlite3.Cursor]:
         """A SAVEPOINT in the open group: a failure undoes this method's changes only, unless
@@ -199,13 +217,18 @@ class GroupCommit:
             raise
         self._settle(group, None)
 
+    def _settle_open(self) -> None:
+        """COMMIT the open group, if any, for what runs without it: a failure reaches the
+        group's calls (raised in each of them), not the caller."""
+        with contextlib.suppress(Exception):
+            self._commit_open()
+
     def _commit_scheduled(self, group: _Group) -> None:
         """The loop turn's COMMIT (unless something alone committed the group first); a
         failure reaches the calls waiting on it, not the loop."""
         with self._mutex:
             if self._group is group:
-                with contextlib.suppress(Exception):  # raised in every call of the group
-                    self._commit_open()
+                self._settle_open()
 
     def _settle(self, group: _Group, failure: BaseException | None) -> None:
         group.failure = failure
@@ -235,8 +258,7 @@ class _Settled:
         owner = self._owner
         owner._mutex.acquire()
         try:
-            with contextlib.suppress(Exception):  # raised in the group's calls
-                owner._commit_open()
+            owner._settle_open()
         except BaseException:
             owner._mutex.release()
             raise

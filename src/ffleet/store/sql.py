@@ -103,7 +103,7 @@ class SqlStore(CredentialStore, splits.SplitMethods):
     # ------------------------------------------------------------------ nodes
 
     def register_node(self, registration: NodeRegistration, now: float) -> Node:
-        with self.db.transaction() as tx:
+        with self.db.transaction(alone=True) as tx:
             return self._register(tx, registration, now)
 
     def _register(self, tx: Tx, registration: NodeRegistration, now: float) -> Node:
@@ -492,7 +492,7 @@ class SqlStore(CredentialStore, splits.SplitMethods):
 
     def delete_finished(self, job_ids: Sequence[str]) -> int:
         removed = 0
-        with self.db.transaction() as tx:
+        with self.db.transaction(alone=True) as tx:
             for job_id in job_ids:
                 if tx.one("job_delete_finished", {"id": job_id}) is None:
                     continue
@@ -507,7 +507,7 @@ class SqlStore(CredentialStore, splits.SplitMethods):
 
     def reap(self, now: float, limit: int = REAP_BATCH) -> ReapReport:
         report = ReapReport()
-        with self.db.transaction() as tx:
+        with self.db.transaction(alone=True) as tx:
             cut = now - self.policy.node_timeout_s
             bound = {"cut": cut, "limit": limit}
             report.offline_nodes = [row["id"] for row in tx.all("nodes_mark_offline", bound)]
@@ -557,7 +557,7 @@ class SqlStore(CredentialStore, splits.SplitMethods):
             self._announce(tx)
 
     def expire_idempotency_keys(self, now: float) -> int:
-        with self.db.transaction() as tx:
+        with self.db.transaction(alone=True) as tx:
             return tx.run("idempotency_expire", {"cut": now - coordination.IDEMPOTENCY_KEY_TTL_S})
 
     def _announce(self, tx: Tx, topic: str = "work", count: int = 1) -> None:
