@@ -20,7 +20,8 @@ if there is one (its calls settle as on the loop's own COMMIT; a failure of it f
 this transaction). So are another thread's (the batch submissions, the splitter), a store call
 the loop makes directly, those of a store not being served (tests, CLI `--store`, migrations),
 and a heavy one: `transaction(alone=True)`, for a method that may change many rows (a
-registration that makes a queue schedulable, a purge, the reaper's batch, expiries).
+registration that makes a queue schedulable, a purge, expiries). The reaper's batches stay
+members: bounded (base.REAP_BATCH), each journals ~0.2 MiB.
 
 Why heavy ones stay out: SQLite journals, for a savepoint, the original of every page changed
 under it until its RELEASE (and, for a statement that changes many rows, of every page that

@@ -507,7 +507,7 @@ class SqlStore(CredentialStore, splits.SplitMethods):
 
     def reap(self, now: float, limit: int = REAP_BATCH) -> ReapReport:
         report = ReapReport()
-        with self.db.transaction(alone=True) as tx:
+        with self.db.transaction() as tx:
             cut = now - self.policy.node_timeout_s
             bound = {"cut": cut, "limit": limit}
             report.offline_nodes = [row["id"] for row in tx.all("nodes_mark_offline", bound)]
