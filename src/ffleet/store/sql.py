@@ -10,7 +10,8 @@ out in queries.sqlite.sql and queries.postgresql.sql):
 
 Each public method is one transaction. The pieces it is built from live beside it: rows.py
 (rows into structs), placement.py (the claim walk), attempts.py (how attempts start and end)
-and transitions.py (the only writer of a job's status).
+and transitions.py (the only writer of a job's status). The node registry (nodes.py), split
+jobs (splits.py) and credentials (credentials.py) are mixins of SqlStore, on its transactions.
 """
 
 from __future__ import annotations
@@ -21,22 +22,13 @@ import uuid
 from collections.abc import Sequence
 from typing import Literal
 
-import msgspec
-
 from ffleet.models import (
-    Directive,
-    Efficiency,
     Explanation,
-    Heartbeat,
-    HeartbeatReply,
     Job,
     JobDetail,
     JobRequest,
-    Node,
-    NodeRegistration,
     ResultSubmission,
     StoredResult,
-    Timestamp,
     parse_rfc3339,
 )
 from ffleet.redaction import redact_url
@@ -57,26 +49,22 @@ from ffleet.store.credentials import CredentialStore
 from ffleet.store.db import Database, Row, Tx
 from ffleet.store.explain import explain
 from ffleet.store.migrate import migrate
+from ffleet.store.nodes import NodeRegistry
 from ffleet.store.rows import (
     attempt_from_row,
     dumps,
-    group_running,
     job_from_row,
-    node_from_row,
-    node_status,
     result_from_row,
-    traits_from_row,
 )
 
 log = logging.getLogger(__name__)
 
 NO_LIMIT = 2**62
-LOST_CLAIM_GRACE_S = 10.0  # a claim reply older than this has reached its agent, or never will
 # What each reported result status does to the job (a failure may still be retried).
 RESULT_EVENTS = {"completed": Event.COMPLETE, "canceled": Event.ABORT, "failed": Event.FAIL}
 
 
-class SqlStore(CredentialStore, splits.SplitMethods):
+class SqlStore(NodeRegistry, CredentialStore, splits.SplitMethods):
     """Store over SQL. `url`: `memory`, `sqlite:///PATH` or `postgresql://...`."""
 
     def __init__(self, url: str, policy: SchedulingPolicy | None = None) -> None:
@@ -99,125 +87,6 @@ class SqlStore(CredentialStore, splits.SplitMethods):
     def check(self) -> None:
         with self.db.transaction() as tx:
             tx.run("store_write_probe")
-
-    # ------------------------------------------------------------------ nodes
-
-    def register_node(self, registration: NodeRegistration, now: float) -> Node:
-        with self.db.transaction(alone=True) as tx:
-            return self._register(tx, registration, now)
-
-    def _register(self, tx: Tx, registration: NodeRegistration, now: float) -> Node:
-        values = {
-            "address": registration.address,
-            "type": registration.type,
-            "cpu_threads": registration.cpu_threads,
-            "cpu_model": registration.cpu_model,
-            "has_gpu": registration.has_gpu or any(gpu.is_nvidia for gpu in registration.gpus),
-            "gpu_type": registration.gpu_type
-            or next((gpu.name for gpu in registration.gpus if gpu.is_nvidia), None),
-            "ram_bytes": registration.ram_bytes,
-            "labels": dumps(registration.labels),
-            "hostname": registration.hostname,
-            "ffmpeg_version": registration.ffmpeg_version,
-            "encoders": dumps(registration.encoders),
-            "gpus": dumps(registration.gpus),
-            "slots": registration.slots,
-            "ffmpeg_sha256": registration.ffmpeg_sha256,
-            "ffmpeg_configuration": registration.ffmpeg_configuration,
-            "online": True,
-            "last_heartbeat": now,
-        }
-        row = None
-        if registration.id is not None:
-            row = tx.one("node_update", {**values, "id": registration.id})
-        if row is not None:
-            # A known node re-registers: its agent restarted, and whatever it was running
-            # died with it.
-            for job in tx.all("running_of_node_locked", {"node": row["id"]}):
-                attempts.fail(tx, job, now, "agent restarted", retryable=True, policy=self.policy)
-        else:
-            node_id = registration.id or str(uuid.uuid4())
-            row = tx.one("node_insert", {**values, "id": node_id, "registered_at": now})
-            assert row is not None
-        placement.refresh_unschedulable(tx, traits_from_row(row))
-        return node_from_row(row, [])
-
-    def get_node(self, node_id: str) -> Node:
-        with self.db.transaction() as tx:
-            return self._node(tx, node_id)
-
-    def node_efficiency(self, node_id: str) -> list[Efficiency]:
-        with self.db.transaction() as tx:
-            return efficiency.of_node(tx, node_id)
-
-    def list_nodes(self) -> list[Node]:
-        with self.db.transaction() as tx:
-            running = group_running(tx.all("running_all"))
-            return [node_from_row(row, running.get(row["id"], [])) for row in tx.all("nodes_all")]
-
-    def set_draining(self, node_id: str, draining: bool) -> Node:
-        with self.db.transaction() as tx:
-            if tx.run("node_drain", {"draining": draining, "id": node_id}) == 0:
-                raise NotFound(f"node {node_id} not found")
-            return self._node(tx, node_id)
-
-    def heartbeat(self, node_id: str, beat: Heartbeat, now: float) -> HeartbeatReply:
-        with self.db.transaction() as tx:
-            node = tx.one("node_beat", {"now": now, "id": node_id, "problem": beat.problem})
-            if node is None:
-                raise NotFound(f"node {node_id} not found")
-            lease = now + self.policy.node_timeout_s
-            renewed = tx.all("leases_renew", {"lease": lease, "node": node_id})
-            mine = {row["id"]: row for row in renewed}
-            directives: list[Directive] = []
-            reports = beat.jobs or []
-            if beat.jobs is not None:
-                self._hand_back_unreported(tx, mine, {r.job_id for r in reports}, now)
-            for report in reports:
-                row = mine.get(report.job_id)
-                if row is None or (report.attempt is not None and report.attempt != row["attempt"]):
-                    directives.append(
-                        Directive(
-                            action="abandon",
-                            job_id=report.job_id,
-                            attempt=report.attempt,
-                            reason="this attempt is no longer yours (it ended or was reassigned)",
-                        )
-                    )
-                elif report.progress is not None:
-                    progress = msgspec.structs.replace(report.progress, updated_at=Timestamp(now))
-                    tx.run("progress_store", {"progress": dumps(progress), "id": report.job_id})
-            directives.extend(
-                Directive(
-                    action="cancel",
-                    job_id=row["id"],
-                    attempt=row["attempt"],
-                    reason="canceled by a user",
-                )
-                for row in mine.values()
-                if row["cancel_requested"]
-            )
-            status = node_status(
-                True, bool(node["draining"]), node["slots"], len(mine), beat.problem
-            )
-            return HeartbeatReply(node_status=status, directives=directives)
-
-    def _hand_back_unreported(
-        self, tx: Tx, mine: dict[str, Row], reported: set[str], now: float
-    ) -> None:
-        """Requeue attempts the agent does not know it has, once they are older than the grace
-        that covers a claim reply still on its way to the agent."""
-        for job_id, row in list(mine.items()):
-            if job_id in reported or row["started_at"] > now - LOST_CLAIM_GRACE_S:
-                continue
-            full = tx.one("job_get", {"id": job_id})
-            assert full is not None
-            log.warning("job %s: node %s does not run it; queued again", job_id, full["node_id"])
-            attempts.close(tx, full, now, "released", "the agent never received the job")
-            attempts.requeue(
-                tx, full, Event.REQUEUE, now, not_before=now, retry_count=full["retry_count"]
-            )
-            del mine[job_id]
 
     # ------------------------------------------------------------------ jobs
 
@@ -573,10 +442,3 @@ class SqlStore(CredentialStore, splits.SplitMethods):
         if row is None:
             raise NotFound(f"job {job_id} not found")
         return row
-
-    def _node(self, tx: Tx, node_id: str) -> Node:
-        row = tx.one("node_get", {"id": node_id})
-        if row is None:
-            raise NotFound(f"node {node_id} not found")
-        running = group_running(tx.all("running_of_node", {"node": node_id}))
-        return node_from_row(row, running.get(node_id, []))
