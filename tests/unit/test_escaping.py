@@ -144,10 +144,10 @@ def test_the_master_logs_its_store_url_without_the_password(
 def test_the_agent_logs_its_master_url_without_credentials(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from ffleet.agent.runner import _Reachability
+    from ffleet.agent.master_link import Reachability
 
-    link = _Reachability("http://agent:SECRET@127.0.0.1:9/")
-    with caplog.at_level(logging.INFO, logger="ffleet.agent.runner"):
+    link = Reachability("http://agent:SECRET@127.0.0.1:9/")
+    with caplog.at_level(logging.INFO, logger="ffleet.agent.master_link"):
         link.failed(ConnectionError("refused"))
         link.ok()
     assert "http://agent:***@127.0.0.1:9/" in caplog.text and "SECRET" not in caplog.text

@@ -9,29 +9,28 @@ from pathlib import Path
 import pynvml  # type: ignore[import-untyped]
 import pytest
 
-from ffleet.agent import hardware
+from ffleet.agent import encoder_probe
+from ffleet.agent.encoder_probe import (
+    AccelHost,
+    detect_ffmpeg,
+    parse_ffmpeg_encoders,
+    parse_ffmpeg_version,
+    probe_command,
+    probe_encoder,
+    should_probe,
+)
+from ffleet.agent.gpus import MIB, detect_gpus, parse_nvidia_smi_csv, render_node_gpus
 from ffleet.agent.hardware import (
     GIB,
-    MIB,
-    AccelHost,
     Hardware,
     classify_node,
     default_ffmpeg_path,
-    detect_ffmpeg,
-    detect_gpus,
     detect_hardware,
     format_summary,
     linux_has_battery,
     parse_cpuinfo,
-    parse_ffmpeg_encoders,
-    parse_ffmpeg_version,
     parse_meminfo,
-    parse_nvidia_smi_csv,
-    probe_command,
-    probe_encoder,
     registration_payload,
-    render_node_gpus,
-    should_probe,
 )
 from ffleet.encoders import Device, hardware_api
 from ffleet.models import GpuDescription, NodeRegistration
@@ -231,7 +230,7 @@ def test_detect_ffmpeg_probes_only_plausible_encoders(monkeypatch: pytest.Monkey
         probed.append(encoder)
         return encoder == "h264_nvenc"
 
-    monkeypatch.setattr(hardware, "probe_encoder", fake_probe)
+    monkeypatch.setattr(encoder_probe, "probe_encoder", fake_probe)
     host = AccelHost("linux", nvidia_gpu=True, render_node=None, video_devices=False)
     version, software, working = detect_ffmpeg(default_ffmpeg_path(), host)
     assert version == "n9.0.2-17-g2a571b6068-20260930"

@@ -2,49 +2,33 @@
 
 The master schedules work and compares benchmark numbers across nodes, so what an agent
 reports must be read from the machine, never guessed: a value that cannot be read is left
-empty. Parsers of the raw sources (/proc files, nvidia-smi and FFmpeg output) are pure
-functions so they can be tested on captured outputs; the ``detect_*`` functions feed them
-live data.
+empty. Here: the CPU, memory and battery, and the `Hardware` record that gathers them with
+the GPUs (see gpus) and the working encoders (see encoder_probe), as registered and as shown
+at start-up. Parsers of the raw sources (/proc files) are pure functions so they can be
+tested on captured outputs; the ``detect_*`` functions feed them live data.
 """
 
 from __future__ import annotations
 
 import platform
 import re
-import shutil
 import socket
-import subprocess
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import imageio_ffmpeg  # type: ignore[import-untyped]
 import psutil
-import pynvml  # type: ignore[import-untyped]
 
-from ffleet.encoders import HARDWARE_APIS, RENDER_NODE_GPU_APIS, Device, can_work_with, hardware_api
+from ffleet.agent.encoder_probe import detect_accel_host, detect_ffmpeg
+from ffleet.agent.gpus import detect_gpus, render_node_gpus
+from ffleet.agent.host_reads import read_text
 from ffleet.models import GpuDescription, NodeRegistration, NodeType
 
 GIB = 1024**3
-MIB = 1024**2
-
-# Anything slower than this is a hung driver or binary; the agent must still start.
-COMMAND_TIMEOUT_S = 10.0
-
-# A hardware encoder in FFmpeg's list only means the build knows it, so each is probed with
-# a real encode before it is advertised.
-_PROBE_SOURCE = "color=size=256x256:duration=0.1"
 
 # Software encoders worth naming in the start-up summary.
 _NOTABLE_ENCODERS = ("libx264", "libx265", "libsvtav1", "libaom-av1", "libvpx-vp9")
-
-_UNAVAILABLE = frozenset({"", "[n/a]", "n/a", "[not supported]", "[unknown error]"})
-
-DRM_CLASS = Path("/sys/class/drm")
-_PCI_VENDORS = {"0x8086": "intel", "0x1002": "amd", "0x10de": "nvidia"}
-_VENDOR_LABELS = {"intel": "Intel", "amd": "AMD"}
-_PCI_IDS = ("vendor", "device")
 
 
 @dataclass(frozen=True)
@@ -76,30 +60,7 @@ class Hardware:
         return next((gpu.name for gpu in self.gpus if gpu.is_nvidia), None)
 
 
-@dataclass(frozen=True)
-class AccelHost:
-    """What a hardware encoder needs from this machine, used to skip hopeless probes."""
-
-    system: str  # platform.system().lower()
-    nvidia_gpu: bool
-    render_node: str | None  # first /dev/dri/renderD*, needed by VAAPI
-    video_devices: bool  # any /dev/video*, needed by V4L2 mem2mem
-
-    @property
-    def devices(self) -> frozenset[Device]:
-        """The catalogue's devices this machine offers hardware encoders."""
-        linux = self.system == "linux"
-        offered = {
-            Device.NVIDIA_GPU: self.nvidia_gpu,
-            Device.RENDER_NODE: linux and self.render_node is not None,
-            Device.VIDEO_NODE: linux and self.video_devices,
-            Device.WINDOWS: self.system == "windows",
-            Device.MACOS: self.system == "darwin",
-        }
-        return frozenset(device for device, present in offered.items() if present)
-
-
-# --- pure parsers -------------------------------------------------------------------------
+# --- CPU, memory, battery -----------------------------------------------------------------
 
 
 def _key_values(text: str) -> list[tuple[str, str]]:
@@ -144,58 +105,6 @@ def parse_meminfo(text: str) -> int:
     return int(match.group(1)) * 1024
 
 
-def _optional(value: str) -> str | None:
-    value = value.strip()
-    return None if value.lower() in _UNAVAILABLE else value
-
-
-def parse_nvidia_smi_csv(text: str) -> list[GpuDescription]:
-    """Parse ``nvidia-smi --query-gpu=name,memory.total,driver_version
-    --format=csv,noheader,nounits`` (one line per GPU in index order; memory in MiB)."""
-    gpus: list[GpuDescription] = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        # Split from the right: the name is the only field that could hold a comma.
-        fields = line.rsplit(",", 2)
-        if len(fields) != 3:
-            raise ValueError(f"unexpected nvidia-smi line: {line!r}")
-        name, memory, driver = (_optional(field) for field in fields)
-        gpus.append(
-            GpuDescription(
-                index=len(gpus),
-                name=name or "",
-                memory_bytes=int(float(memory) * MIB) if memory is not None else None,
-                driver=driver,
-                vendor="nvidia",
-            )
-        )
-    return gpus
-
-
-def parse_ffmpeg_version(text: str) -> str:
-    """Return the version from ``ffmpeg -version`` ("" when the banner is missing)."""
-    match = re.search(r"^ffmpeg version (\S+)", text, re.MULTILINE)
-    return match.group(1) if match else ""
-
-
-def parse_ffmpeg_encoders(text: str) -> list[str]:
-    """Return the video encoder names listed by ``ffmpeg -hide_banner -encoders``.
-
-    The flag legend above the "------" line looks like an entry, so only lines after it count.
-    """
-    names: list[str] = []
-    in_table = False
-    for line in text.splitlines():
-        if not in_table:
-            in_table = line.strip().startswith("---")
-            continue
-        match = re.match(r"\s*([VAS][A-Z.]{5})\s+(\S+)", line)
-        if match and match.group(1).startswith("V"):
-            names.append(match.group(2))
-    return names
-
-
 def classify_node(threads: int, ram_bytes: int, has_battery: bool) -> NodeType:
     """Coarse node class the master uses to group comparable machines."""
     if has_battery:
@@ -205,63 +114,9 @@ def classify_node(threads: int, ram_bytes: int, has_battery: bool) -> NodeType:
     return "desktop"
 
 
-def should_probe(api: str, host: AccelHost) -> bool:
-    """Whether a probe of this hardware API's encoders can possibly succeed here.
-
-    Probing is a real encode; skipping the hopeless ones keeps agent start-up fast. Unknown
-    APIs are always probed, since a wrong skip would hide a working encoder.
-    """
-    return can_work_with(api, host.devices)
-
-
-def probe_command(ffmpeg: str, encoder: str, render_node: str | None = None) -> list[str]:
-    """Argv of a one-frame test encode with ``encoder``, output discarded."""
-    api = hardware_api(encoder)
-    uploads = api is not None and HARDWARE_APIS[api].uploads
-    argv = [ffmpeg, "-hide_banner", "-loglevel", "error"]
-    if uploads:
-        device = f"{api}=hw"
-        if api == "vaapi" and render_node:
-            device += f":{render_node}"
-        argv += ["-init_hw_device", device, "-filter_hw_device", "hw"]
-    argv += ["-f", "lavfi", "-i", _PROBE_SOURCE, "-frames:v", "1"]
-    if uploads:
-        argv += ["-vf", "format=nv12,hwupload"]
-    argv += ["-c:v", encoder, "-f", "null", "-"]
-    return argv
-
-
-# --- live detection -----------------------------------------------------------------------
-
-
-def _run(argv: Sequence[str]) -> str | None:
-    """Stdout of a successful command, or None when it is missing, fails or hangs."""
-    try:
-        result = subprocess.run(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            timeout=COMMAND_TIMEOUT_S,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return result.stdout if result.returncode == 0 else None
-
-
-def _read_text(path: str) -> str | None:
-    try:
-        return Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-
-
 def detect_cpu() -> tuple[int, str]:
     """(logical CPUs, model); /proc/cpuinfo on Linux, psutil/platform elsewhere."""
-    text = _read_text("/proc/cpuinfo")
+    text = read_text("/proc/cpuinfo")
     if text is not None:
         try:
             return parse_cpuinfo(text)
@@ -272,56 +127,13 @@ def detect_cpu() -> tuple[int, str]:
 
 def detect_ram() -> int:
     """Total RAM in bytes; /proc/meminfo on Linux, psutil elsewhere."""
-    text = _read_text("/proc/meminfo")
+    text = read_text("/proc/meminfo")
     if text is not None:
         try:
             return parse_meminfo(text)
         except ValueError:
             pass
     return int(psutil.virtual_memory().total)
-
-
-def _nvml_gpus() -> list[GpuDescription]:
-    pynvml.nvmlInit()
-    try:
-        driver = _optional(str(pynvml.nvmlSystemGetDriverVersion()))
-        gpus = []
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            gpus.append(
-                GpuDescription(
-                    index=index,
-                    name=str(pynvml.nvmlDeviceGetName(handle)),
-                    memory_bytes=int(pynvml.nvmlDeviceGetMemoryInfo(handle).total),
-                    driver=driver,
-                    vendor="nvidia",
-                )
-            )
-        return gpus
-    finally:
-        pynvml.nvmlShutdown()
-
-
-def _nvidia_smi_gpus() -> list[GpuDescription]:
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return []
-    query = "--query-gpu=name,memory.total,driver_version"
-    output = _run([exe, query, "--format=csv,noheader,nounits"])
-    if output is None:
-        return []
-    try:
-        return parse_nvidia_smi_csv(output)
-    except ValueError:
-        return []
-
-
-def detect_gpus() -> list[GpuDescription]:
-    """NVIDIA GPUs via NVML, else via nvidia-smi; none when neither library nor tool works."""
-    try:
-        return _nvml_gpus()
-    except pynvml.NVMLError:
-        return _nvidia_smi_gpus()
 
 
 def linux_has_battery(power_supply: Path = Path("/sys/class/power_supply")) -> bool:
@@ -335,8 +147,8 @@ def linux_has_battery(power_supply: Path = Path("/sys/class/power_supply")) -> b
     except OSError:
         return False
     for supply in supplies:
-        kind = _read_text(str(supply / "type"))
-        scope = _read_text(str(supply / "scope"))
+        kind = read_text(str(supply / "type"))
+        scope = read_text(str(supply / "scope"))
         is_battery = kind is not None and kind.strip() == "Battery"
         if is_battery and (scope is None or scope.strip() != "Device"):
             return True
@@ -350,45 +162,7 @@ def detect_battery() -> bool:
     return sensors_battery is not None and sensors_battery() is not None
 
 
-def render_node_gpus(
-    working: Sequence[str], host: AccelHost, index: int, drm: Path = DRM_CLASS
-) -> list[GpuDescription]:
-    """The GPU behind the render node, once a VAAPI or QSV encoder worked on it (the proof it
-    is there), described from sysfs: PCI vendor and device ids, kernel driver.
-
-    None for an NVIDIA card: the NVIDIA driver describes it, and only that sets `has_gpu`.
-    """
-    node = host.render_node
-    if node is None or not any(hardware_api(name) in RENDER_NODE_GPU_APIS for name in working):
-        return []
-    sysfs = drm / Path(node).name / "device"
-    vendor_id, device_id = ((_read_text(str(sysfs / f)) or "").strip().lower() for f in _PCI_IDS)
-    vendor = _PCI_VENDORS.get(vendor_id, vendor_id or "unknown")
-    if vendor == "nvidia":
-        return []
-    try:
-        driver: str | None = (sysfs / "driver").readlink().name
-    except OSError:
-        driver = None
-    ids = ":".join(part.removeprefix("0x") for part in (vendor_id, device_id) if part)
-    name = " ".join(part for part in (_VENDOR_LABELS.get(vendor), "GPU", ids) if part)
-    return [GpuDescription(index=index, name=name, driver=driver, vendor=vendor, device=node)]
-
-
-def detect_accel_host(gpus: Sequence[GpuDescription]) -> AccelHost:
-    dri = Path("/dev/dri")
-    render_nodes = sorted(dri.glob("renderD*")) if dri.is_dir() else []
-    return AccelHost(
-        system=platform.system().lower(),
-        nvidia_gpu=bool(gpus),
-        render_node=str(render_nodes[0]) if render_nodes else None,
-        video_devices=any(Path("/dev").glob("video*")),
-    )
-
-
-def probe_encoder(ffmpeg: str, encoder: str, render_node: str | None = None) -> bool:
-    """Whether ``encoder`` really encodes a frame here, not just appears in the build."""
-    return _run(probe_command(ffmpeg, encoder, render_node)) is not None
+# --- the whole machine --------------------------------------------------------------------
 
 
 def default_ffmpeg_path() -> str:
@@ -397,25 +171,6 @@ def default_ffmpeg_path() -> str:
     Raises RuntimeError when imageio-ffmpeg has no binary for this platform.
     """
     return str(imageio_ffmpeg.get_ffmpeg_exe())
-
-
-def detect_ffmpeg(ffmpeg: str, host: AccelHost) -> tuple[str, list[str], list[str]]:
-    """(version, software encoders, working hardware encoders); empty when FFmpeg won't run.
-
-    Hardware encoders are probed one after another: consumer NVIDIA cards cap concurrent
-    NVENC sessions, so parallel probes could fail on hardware that works.
-    """
-    version = parse_ffmpeg_version(_run([ffmpeg, "-version"]) or "")
-    listed = parse_ffmpeg_encoders(_run([ffmpeg, "-hide_banner", "-encoders"]) or "")
-    software = [name for name in listed if hardware_api(name) is None]
-    hardware = [
-        name
-        for name in listed
-        if (api := hardware_api(name)) is not None
-        and should_probe(api, host)
-        and probe_encoder(ffmpeg, name, host.render_node)
-    ]
-    return version, software, hardware
 
 
 def usable_encoders(ffmpeg: str) -> tuple[str, ...]:

@@ -1,10 +1,11 @@
-"""The agent loop: register, heartbeat, pull jobs, run FFmpeg, bring every result home.
+"""The agent's lifecycle and its slots: start, serve, stop; pull a job, run FFmpeg, report.
 
-Threads: the caller's thread starts and stops everything; one heartbeat thread reports every
-running job and applies the master's directives; `slots` worker threads each long-poll for a
-job, run it and post its result, taking the next job from the result's reply. Results go
-through the spool, so a master outage loses nothing. Nothing here crashes on an unreachable
-master: it logs once and tries again.
+Threads: the caller's thread starts and stops everything; one heartbeat thread (heartbeat)
+reports every running job and applies the master's directives; `slots` worker threads each
+long-poll for a job, run it and post its result, taking the next job from the result's reply.
+Results go through the spool (result_delivery), so a master outage loses nothing; the node's
+registration and the master's refusals are master_link's. Nothing here crashes on an
+unreachable master: it logs once and tries again.
 """
 
 from __future__ import annotations
@@ -16,22 +17,19 @@ import os
 import re
 import select
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import TracebackType
-from urllib.parse import urlsplit
 
-import msgspec
-
+from ffleet.agent.active_jobs import ActiveJob, ActiveJobs
 from ffleet.agent.blob_cache import BlobCache
 from ffleet.agent.client import MasterClient, MasterRejected, MasterUnavailable
 from ffleet.agent.executor import Execution, execute
 from ffleet.agent.exporter import AgentExporter, RunningJob
 from ffleet.agent.ffmpeg_build import identify
-from ffleet.agent.hardware import Hardware, registration_payload
+from ffleet.agent.hardware import Hardware
+from ffleet.agent.heartbeat import Heartbeat
 from ffleet.agent.job_blobs import JobBlobs
 from ffleet.agent.job_limits import (
     MIB,
@@ -41,25 +39,12 @@ from ffleet.agent.job_limits import (
     check_resources,
 )
 from ffleet.agent.leftovers import RunRecord, clean_leftovers
+from ffleet.agent.master_link import MasterLink
+from ffleet.agent.result_delivery import ResultDelivery
 from ffleet.agent.settings import AgentSettings
-from ffleet.agent.spool import Spool
-from ffleet.agent.work_dir import (
-    WorkDirInUse,
-    lock_work_dir,
-    read_node_id,
-    read_node_token,
-    write_node_id,
-    write_node_token,
-)
+from ffleet.agent.work_dir import WorkDirInUse, lock_work_dir
 from ffleet.blobs import BlobError
-from ffleet.models import (
-    Directive,
-    Job,
-    Progress,
-    ProgressReport,
-    ResultSubmission,
-    rfc3339,
-)
+from ffleet.models import Job, ResultSubmission, rfc3339
 from ffleet.redaction import redact_url
 from ffleet.scenarios import ScenarioError, build_job_spec, default_timeout_s
 
@@ -76,49 +61,6 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 class AgentError(Exception):
     """The agent cannot run as configured (work dir in use, registration refused)."""
-
-
-@dataclass
-class _Running:
-    """A job a worker is executing, as the heartbeat thread sees it."""
-
-    job: Job
-    cancel: threading.Event = field(default_factory=threading.Event)
-    done: threading.Event = field(default_factory=threading.Event)  # result posted or released
-    timeout_s: float = 0.0
-    progress: Progress | None = None
-    cancel_reason: str | None = None  # a user's cancel, told by the master
-    abandoned: bool = False  # the master gave this attempt away: never post its result
-    released: bool = False  # shutdown outlasted the grace period: hand the job back
-
-    def set_progress(self, progress: Progress) -> None:
-        self.progress = progress
-
-    def report(self) -> ProgressReport:
-        return ProgressReport(
-            job_id=self.job.id, attempt=self.job.attempt or None, progress=self.progress
-        )
-
-
-class _Reachability:
-    """Logs a lost or regained master once per change instead of once per failed call."""
-
-    def __init__(self, url: str) -> None:
-        self._url = redact_url(url)
-        self._down = False
-        self._lock = threading.Lock()
-
-    def failed(self, exc: Exception) -> None:
-        with self._lock:
-            first, self._down = not self._down, True
-        if first:
-            log.warning("master %s unreachable: %s", self._url, exc)
-
-    def ok(self) -> None:
-        with self._lock:
-            was_down, self._down = self._down, False
-        if was_down:
-            log.info("master %s reachable again", self._url)
 
 
 class Agent:
@@ -138,38 +80,27 @@ class Agent:
             self._lock_file = lock_work_dir(config.work_dir)
         except WorkDirInUse as exc:
             raise AgentError(str(exc)) from None
-        self.spool = Spool(config.work_dir)
+        self.results = ResultDelivery(config.work_dir, client)
         self.cache = BlobCache(config.work_dir / "blobs", config.cache_bytes)
         self.files = JobBlobs(
             client, self.cache, config.work_dir / "outputs", config.kept_output_bytes
         )
-        self.node_id = read_node_id(config.work_dir)
-        # Once enrolled, the node's own credential; until then the enrollment token.
-        self._enrolled = read_node_token(config.work_dir) is not None
-        credential = read_node_token(config.work_dir) or config.enroll_token
-        if credential is not None:
-            client.use_token(credential)
         self._encoders = frozenset((*hardware.encoders, *hardware.hw_encoders))
-        self._running: dict[str, _Running] = {}
-        self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._jobs = ActiveJobs(self._stop)
         self._stop_requests = 0  # written by signal handlers: an int, no lock
         # A stop request also writes a byte here, so that the caller's thread sleeps until
         # one comes instead of looking five times a second (most of an idle agent's CPU).
         self._stop_read, self._stop_write = os.pipe()
         os.set_blocking(self._stop_read, False)
         os.set_blocking(self._stop_write, False)
-        self._register_lock = threading.Lock()
-        self._registrations = 0
-        self._spool_waiting = threading.Event()
-        self._beat_now = threading.Event()  # a job started, or the heartbeat is to stop
-        self._link = _Reachability(config.master_url)
         self._holds_requests = True  # until a /jobs/next reply shows the master does not wait
-        self._problem: str | None = None  # what keeps this node from taking work now
         # Hashed once here, at start; results repeat it (the digest is cached per file version).
         self.build = identify(hardware.ffmpeg_path)
+        self.link = MasterLink(config, hardware, self.build, client, self._credential_refused)
+        self._heartbeat = Heartbeat(config, client, self.link, self._jobs, self.results)
         self._master_as_worker = config.labels.get("master_as_worker") == "true"
-        self.exporter = AgentExporter(lambda: self.node_id, self._running_jobs)
+        self.exporter = AgentExporter(lambda: self.link.node_id, self._running_jobs)
 
     def close(self) -> None:
         self._lock_file.close()
@@ -177,9 +108,7 @@ class Agent:
         os.close(self._stop_write)
 
     def _running_jobs(self) -> list[RunningJob]:
-        with self._lock:
-            entries = list(self._running.values())
-        return [RunningJob(e.job.id, e.job.scenario, e.progress) for e in entries]
+        return [RunningJob(e.job.id, e.job.scenario, e.progress) for e in self._jobs.listed()]
 
     def __enter__(self) -> Agent:
         return self
@@ -207,15 +136,12 @@ class Agent:
         """Clean up after a previous run, resend the spool, register, serve until a stop
         request, then shut down."""
         clean_leftovers(self.config.work_dir)
-        self._check_spool()
+        self.results.check_spool()
         if not self._start():
             log.info("agent stopped before it registered")
             return
-        halt = threading.Event()
         threads = [
-            threading.Thread(
-                target=self._heartbeat_loop, args=(halt,), name="ffleet-heartbeat", daemon=True
-            ),
+            threading.Thread(target=self._heartbeat.run, name="ffleet-heartbeat", daemon=True),
             *(
                 threading.Thread(target=self._worker, name=f"ffleet-slot-{slot}", daemon=True)
                 for slot in range(self.config.slots)
@@ -226,8 +152,7 @@ class Agent:
         self._wait_for_stop()
         self._stop.set()
         self._shutdown()
-        halt.set()  # beats went on during the grace period, keeping the leases alive
-        self._beat_now.set()
+        self._heartbeat.stop()  # beats went on during the grace period, keeping the leases alive
         threads[0].join(timeout=5.0)
         log.info("agent stopped")
 
@@ -240,14 +165,14 @@ class Agent:
         delay = START_BACKOFF_S
         while self._stop_requests == 0:
             try:
-                if self.spool.resend(self.client):
-                    self._register()
+                if self.results.spool.resend(self.client):
+                    self.link.register()
                     return True
                 reason = "spooled results could not be delivered"
             except MasterUnavailable as exc:
                 reason = str(exc)
             except MasterRejected as exc:
-                if exc.status_code == 401 and self._enrolled:
+                if exc.status_code == 401 and self.link.enrolled:
                     raise AgentError(
                         f"the master refused this node's credential ({exc.message}): it was "
                         "revoked, or another master issued it; to enroll again, remove "
@@ -264,51 +189,6 @@ class Agent:
             delay = min(delay * 2, MAX_BACKOFF_S)
         return False
 
-    def _register(self) -> None:
-        registration = registration_payload(
-            self.hardware,
-            _local_address(self.config.master_url),
-            dict(self.config.labels),
-            slots=self.config.slots,
-            node_id=self.node_id,
-        )
-        registration = msgspec.structs.replace(
-            registration,
-            ffmpeg_sha256=self.build.sha256,
-            ffmpeg_configuration=self.build.configuration,
-        )
-        node = self.client.register(registration)
-        if node.id != self.node_id:  # a master that assigns its own ids (v1.0, enrollment)
-            self.node_id = node.id
-            write_node_id(self.config.work_dir, node.id)
-        if node.token is not None:  # enrolled: from now on this node's own credential
-            path = write_node_token(self.config.work_dir, node.token)
-            self.client.use_token(node.token)
-            self._enrolled = True
-            log.info("enrolled as node %s; its credential is kept in %s", node.id, path)
-        self._registrations += 1
-        log.info(
-            "registered with %s as node %s (%d slot(s))",
-            redact_url(self.config.master_url),
-            node.id,
-            self.config.slots,
-        )
-
-    def _reregister(self, seen: int) -> None:
-        """The master forgot this node (an in-memory master restarted): register again.
-
-        `seen` is the registration count the failed call was made under; if another thread
-        registered since, that one already did it (a second one would end our new attempts).
-        """
-        with self._register_lock:
-            if self._registrations != seen:
-                return
-            log.warning("master does not know node %s; registering again", self.node_id)
-            try:
-                self._register()
-            except (MasterUnavailable, MasterRejected) as exc:
-                self._link.failed(exc)
-
     def _credential_refused(self, exc: MasterRejected) -> None:
         """Revoked: this node is out of the fleet, and the master already ended its work."""
         if self._stop_requests == 0:
@@ -317,8 +197,7 @@ class Agent:
 
     def _shutdown(self) -> None:
         """Let running jobs finish within the grace period, then cancel and release them."""
-        with self._lock:
-            running = list(self._running.values())
+        running = self._jobs.listed()
         if running:
             log.info(
                 "stopping: waiting up to %g s for %d running job(s)",
@@ -339,12 +218,7 @@ class Agent:
             entry.cancel.set()
         for entry in late:
             entry.done.wait(CANCEL_WAIT_S)
-        # A result whose reply waits for the next job left the running jobs once spooled,
-        # maybe before the master had it, and that reply may not come before this process
-        # ends. Sent again without a claim it is answered at once (stored, or a duplicate):
-        # a reachable master has every result before the agent is gone.
-        if self.spool.waiting():
-            self.spool.resend(self.client)
+        self.results.resend_before_exit()
 
     def _wait_for_stop(self, timeout: float | None = None) -> None:
         """Sleep until a stop request (or `timeout`). A signal that another thread receives
@@ -376,83 +250,6 @@ class Agent:
             left = _TICK_S if deadline is None else min(_TICK_S, deadline - time.monotonic())
             time.sleep(max(0.0, left))
 
-    # ------------------------------------------------------------------ heartbeat
-
-    def _heartbeat_loop(self, halt: threading.Event) -> None:
-        """Beat every heartbeat interval while idle, every progress interval while a job runs.
-        A job's first beat comes one progress interval after it started, not at once: until
-        then it has no progress to tell (its claim told the master that it runs), so a job
-        shorter than that costs no request. Live progress and cancels cost only busy agents."""
-        last = time.monotonic()  # registering told the master this node is alive
-        due = last + self.config.heartbeat_interval_s
-        while True:
-            started = self._beat_now.wait(max(0.0, due - time.monotonic()))
-            self._beat_now.clear()
-            if halt.is_set():
-                return
-            now = time.monotonic()
-            if started:
-                due = min(due, now + self.config.progress_interval_s)
-                continue
-            busy = self._busy()
-            if busy or now >= last + self.config.heartbeat_interval_s:
-                last = now
-                try:
-                    self._beat()
-                except Exception:  # the heartbeat must outlive any one bad beat
-                    log.exception("heartbeat failed unexpectedly")
-            if busy:
-                due = now + min(self.config.heartbeat_interval_s, self.config.progress_interval_s)
-            else:
-                due = last + self.config.heartbeat_interval_s
-
-    def _busy(self) -> bool:
-        with self._lock:
-            return bool(self._running)
-
-    def _beat(self) -> None:
-        seen = self._registrations
-        with self._lock:
-            reports = [entry.report() for entry in self._running.values()]
-        # Finished jobs whose results wait in the spool are still this node's attempts.
-        reported = {report.job_id for report in reports}
-        reports.extend(report for report in self.spool.attempts() if report.job_id not in reported)
-        try:
-            reply = self.client.heartbeat(self.node_id, reports, self._check_spool())
-        except MasterUnavailable as exc:
-            self._link.failed(exc)
-            return
-        except MasterRejected as exc:
-            self._link.ok()
-            if exc.status_code == 404:
-                self._reregister(seen)
-            elif exc.status_code == 401:
-                self._credential_refused(exc)
-            else:
-                log.warning("heartbeat refused by the master: %s", exc)
-            return
-        self._link.ok()
-        for directive in reply.directives:
-            self._apply(directive)
-        if self._spool_waiting.is_set():
-            self.spool.resend(self.client)
-            if not self.spool.waiting():
-                self._spool_waiting.clear()
-
-    def _apply(self, directive: Directive) -> None:
-        with self._lock:
-            entry = self._running.get(directive.job_id)
-        if entry is None or directive.attempt not in (None, entry.job.attempt):
-            return
-        # The master repeats a cancel every beat until the result arrives: act on it once.
-        if directive.action == "abandon" and not entry.abandoned:
-            log.warning("job %s: abandoning it (%s)", entry.job.id, directive.reason)
-            entry.abandoned = True
-        elif directive.action == "cancel" and not entry.cancel.is_set():
-            log.info("job %s: cancel requested (%s)", entry.job.id, directive.reason)
-            entry.cancel_reason = directive.reason
-        entry.cancel.set()
-
     # ------------------------------------------------------------------ workers
 
     def _worker(self) -> None:
@@ -470,42 +267,24 @@ class Agent:
                 job = None
                 self._stop.wait(self.config.poll_interval_s)
 
-    def _check_spool(self) -> str | None:
-        """Probe the spool; log when it starts or stops failing. A node that could not keep a
-        result claims nothing, and says why in its heartbeats."""
-        problem = self.spool.probe()
-        with self._lock:
-            before, self._problem = self._problem, problem
-        if problem is not None and before is None:
-            log.error("%s: claiming no work until it can", problem)
-        elif problem is None and before is not None:
-            log.warning("the result spool can be written again: taking work")
-        return problem
-
     def _poll(self) -> Job | None:
-        if self._check_spool() is not None:
+        if self.results.check_spool() is not None:
             self._stop.wait(self.config.poll_interval_s)
             return None
-        seen = self._registrations
+        seen = self.link.registrations
         wait = self.config.long_poll_s
         asked = time.monotonic()
         try:
-            job = self.client.next_job(self.node_id, wait)
+            job = self.client.next_job(self.link.node_id, wait)
         except MasterUnavailable as exc:
-            self._link.failed(exc)
+            self.link.reachability.failed(exc)
             self._stop.wait(self.config.poll_interval_s)
             return None
         except MasterRejected as exc:
-            self._link.ok()
-            if exc.status_code == 404:
-                self._reregister(seen)
-            elif exc.status_code == 401:
-                self._credential_refused(exc)
-            else:
-                log.warning("job request refused by the master: %s", exc)
+            if self.link.refused(exc, seen, "job request"):
                 self._stop.wait(self.config.poll_interval_s)
             return None
-        self._link.ok()
+        self.link.reachability.ok()
         if job is None and time.monotonic() - asked < wait / 2:
             if self._holds_requests:
                 self._holds_requests = False
@@ -518,32 +297,19 @@ class Agent:
 
     def _run_job(self, job: Job) -> Job | None:
         """Run one job and post its result; returns the next job the reply carried."""
-        entry = _Running(job)
-        with self._lock:
-            admitted = not self._stop.is_set()
-            if admitted:
-                self._running[job.id] = entry
-                self._beat_now.set()
-        if not admitted:
+        entry = ActiveJob(job)
+        if not self._jobs.admit(entry):
             self._release(job)
             return None
-        return self._process(entry)
-
-    def _process(self, entry: _Running) -> Job | None:
+        self._heartbeat.job_started()
         # The job stays in the heartbeat report until its result is delivered or spooled: a
         # master that stops hearing of a running attempt hands the job to another node.
         try:
             return self._execute_and_report(entry)
         finally:
-            self._ended(entry)
+            self._jobs.end(entry)
 
-    def _ended(self, entry: _Running) -> None:
-        """The job's run is over, and its result delivered or spooled."""
-        with self._lock:
-            self._running.pop(entry.job.id, None)
-        entry.done.set()
-
-    def _execute_and_report(self, entry: _Running) -> Job | None:
+    def _execute_and_report(self, entry: ActiveJob) -> Job | None:
         job = entry.job
         log.info("job %s attempt %d started: %s", job.id, job.attempt, job.scenario)
         execution = self._execute(entry)
@@ -562,27 +328,20 @@ class Agent:
             result.status,
             f" ({result.error})" if result.error else "",
         )
-        # Spooling the result proves the spool works: no probe before it (see Spool.submit).
         # Asking for the next job, the reply waits for one as long as a poll would; the job
         # is over once its result is spooled (heartbeats list it from there), so that wait
         # holds up neither a stop nor the idle pace of heartbeats.
-        claim = not self._stop.is_set()
-        delivery = self.spool.submit(
-            self.client,
-            result,
-            claim_next=claim,
-            claim_wait=self.config.long_poll_s,
-            kept=functools.partial(self._ended, entry) if claim else None,
-        )
-        if delivery.outcome in ("spooled", "held"):
-            self._spool_waiting.set()
-        following = delivery.reply.job if delivery.reply is not None else None
+        if self._stop.is_set():
+            following = self.results.send(result, claim_wait=None)
+        else:
+            ended = functools.partial(self._jobs.end, entry)
+            following = self.results.send(result, self.config.long_poll_s, kept=ended)
         if following is not None and self._stop.is_set():
             self._release(following)
             return None
         return following
 
-    def _execute(self, entry: _Running) -> Execution:
+    def _execute(self, entry: ActiveJob) -> Execution:
         """Run the job; whatever goes wrong in the agent still ends in a result to post."""
         job = entry.job
         job_dir = self.config.work_dir / "jobs" / _UNSAFE.sub("_", f"{job.id}-{job.attempt}")
@@ -622,14 +381,14 @@ class Agent:
                 RunRecord(job_dir).end()
                 job_dir.rmdir()  # kept only when it holds a file the job asked to keep
 
-    def _result(self, entry: _Running, execution: Execution) -> ResultSubmission:
+    def _result(self, entry: ActiveJob, execution: Execution) -> ResultSubmission:
         job = entry.job
         error = execution.error
         if execution.status == "canceled":
             error = entry.cancel_reason or error or "canceled"
         return ResultSubmission(
             job_id=job.id,
-            node_id=self.node_id,
+            node_id=self.link.node_id,
             attempt=job.attempt or None,  # a v1.0 master numbers no attempts
             # The wire has no `timeout` status; the executor already said whether to retry.
             status="failed" if execution.status == "timeout" else execution.status,
@@ -644,7 +403,7 @@ class Agent:
     def _release(self, job: Job) -> None:
         """Hand an unfinished job back so another node runs it at once (no failed attempt)."""
         try:
-            self.client.release(job.id, self.node_id, job.attempt, SHUTDOWN_REASON)
+            self.client.release(job.id, self.link.node_id, job.attempt, SHUTDOWN_REASON)
         except (MasterUnavailable, MasterRejected) as exc:
             log.warning(
                 "job %s could not be released (%s); the master requeues it when its lease ends",
@@ -653,21 +412,3 @@ class Agent:
             )
             return
         log.info("job %s attempt %d released: %s", job.id, job.attempt, SHUTDOWN_REASON)
-
-
-# ---------------------------------------------------------------------- network
-
-
-def _local_address(master_url: str) -> str:
-    """The address this machine reaches the master from (no packet is sent), else its name."""
-    url = master_url if "//" in master_url else f"//{master_url}"
-    parts = urlsplit(url)
-    host = parts.hostname or "127.0.0.1"
-    try:
-        port = parts.port or 80
-        family, kind, proto, _, target = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
-        with socket.socket(family, kind, proto) as probe:
-            probe.connect(target)
-            return str(probe.getsockname()[0])
-    except (OSError, ValueError, IndexError):
-        return socket.gethostname()
