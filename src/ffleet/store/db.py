@@ -18,10 +18,12 @@ in use, is closed and later transactions connect afresh.
 from __future__ import annotations
 
 import functools
+import operator
+import re
 import select
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 Row = Mapping[str, Any]
+# A statement as the driver runs it, with what turns its named values into the driver's.
+Statement = tuple[str, Callable[[Mapping[str, Any]], Any]]
 
 POOL_SIZE = 10  # PostgreSQL connections kept open; the master runs this many calls at once
 POOL_OVERFLOW = 40
@@ -59,6 +63,7 @@ class Database:
         self.is_sqlite = path is not None
         self.dialect = "sqlite" if self.is_sqlite else "postgresql"
         self.queries = queries.for_dialect(self.dialect)
+        self._statements = positional(self.queries) if self.is_sqlite else as_named(self.queries)
         self._columns: dict[str, tuple[str, ...]] = {}
         self._checkpointer: checkpoints.Checkpointer | None = None
         # SQLite: one connection for the process, used under a mutex (it is not thread-safe,
@@ -135,12 +140,12 @@ class Database:
     def _transaction(self) -> Iterator[Tx]:
         if self.group_commit is not None:
             with self.group_commit.transaction() as cursor:
-                yield Tx(cursor, self.queries, self._columns)
+                yield Tx(cursor, self._statements, self._columns)
             return
         assert self._pool is not None
         conn = self._connection()
         try:
-            yield Tx(conn.cursor(), self.queries, None)
+            yield Tx(conn.cursor(), self._statements, None)
             conn.commit()
         except BaseException as exc:
             if unavailable_cause(exc) is not None or conn.closed:
@@ -175,7 +180,10 @@ class Tx:
     """
 
     def __init__(
-        self, cursor: Any, statements: Mapping[str, str], columns: dict[str, tuple[str, ...]] | None
+        self,
+        cursor: Any,
+        statements: Mapping[str, Statement],
+        columns: dict[str, tuple[str, ...]] | None,
     ) -> None:
         self._cursor = cursor
         self._statements = statements
@@ -187,15 +195,18 @@ class Tx:
 
     def run(self, name: str, params: Mapping[str, Any] | None = None) -> int:
         """Execute; returns the number of rows changed."""
-        self._cursor.execute(self._statements[name], params or {})
+        statement, bind = self._statements[name]
+        self._cursor.execute(statement, bind(params or _NONE))
         return int(self._cursor.rowcount)
 
     def many(self, name: str, rows: Iterable[Mapping[str, Any]]) -> None:
-        self._cursor.executemany(self._statements[name], rows)
+        statement, bind = self._statements[name]
+        self._cursor.executemany(statement, map(bind, rows))
 
     def one(self, name: str, params: Mapping[str, Any] | None = None) -> Row | None:
         cursor = self._cursor
-        cursor.execute(self._statements[name], params or {})
+        statement, bind = self._statements[name]
+        cursor.execute(statement, bind(params or _NONE))
         row = cursor.fetchone()
         if row is None:
             return None
@@ -206,7 +217,8 @@ class Tx:
 
     def all(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         cursor = self._cursor
-        cursor.execute(self._statements[name], params or {})
+        statement, bind = self._statements[name]
+        cursor.execute(statement, bind(params or _NONE))
         rows = cursor.fetchall()
         if self._columns is None or not rows:
             return cast(list[Row], rows)
@@ -227,6 +239,62 @@ class Tx:
         if names is None:
             names = self._columns[name] = tuple(column[0] for column in self._cursor.description)
         return names
+
+
+_NONE: Mapping[str, Any] = {}
+
+
+def _null(value: None) -> None:
+    return value
+
+
+# sqlite3 binds a value of a type it does not take as it is (None, bool) only after looking up
+# an adapter, then `__adapt__` and `__conform__` methods: ~0.4 us a value, and a job's insert
+# alone binds a dozen NULLs. Adapters registered for both are found at the first look, and
+# bind what sqlite3 bound without them (NULL; 1 and 0).
+sqlite3.register_adapter(type(None), _null)
+sqlite3.register_adapter(bool, int)
+
+
+def positional(statements: Mapping[str, str]) -> dict[str, Statement]:
+    """SQLite's statements with numbered parameters (`?1`, one number per name), each with the
+    `operator.itemgetter` that takes their values from the caller's mapping as a tuple, built
+    once here: sqlite3 binds a named parameter by making a string of its name and looking that
+    up in the mapping, per parameter and execution (34 for each job a submission inserts)."""
+    return {name: _numbered(sql) for name, sql in statements.items()}
+
+
+def _numbered(sql: str) -> Statement:
+    names: list[str] = []
+
+    def number(found: re.Match[str]) -> str:
+        if found.group(1) not in names:
+            names.append(found.group(1))
+        return f"?{names.index(found.group(1)) + 1}"
+
+    text = queries.PARAMETER.sub(number, sql)
+    if not names:
+        return text, _no_values
+    if len(names) == 1:
+        return text, functools.partial(_one_value, names[0])
+    return text, operator.itemgetter(*names)
+
+
+def _no_values(params: Mapping[str, Any]) -> tuple[()]:
+    return ()
+
+
+def _one_value(name: str, params: Mapping[str, Any]) -> tuple[Any]:
+    return (params[name],)
+
+
+def as_named(statements: Mapping[str, str]) -> dict[str, Statement]:
+    """PostgreSQL's statements as they are: psycopg takes the mapping itself."""
+    return {name: (sql, _as_given) for name, sql in statements.items()}
+
+
+def _as_given(params: Mapping[str, Any]) -> Mapping[str, Any]:
+    return params
 
 
 def libpq_url(url: str) -> str:

@@ -18,7 +18,7 @@ from importlib import resources
 
 DIALECTS = ("sqlite", "postgresql")
 _SECTION = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
-_PARAM = re.compile(r"(?<![:\w]):(\w+)")
+PARAMETER = re.compile(r"(?<![:\w]):(\w+)")  # `:name`, not `::type`
 _LOCKING = re.compile(r"\s+FOR UPDATE(?: SKIP LOCKED)?\s*$")
 UNLOCKED = "_unlocked"
 
@@ -66,7 +66,7 @@ def _load() -> dict[str, Mapping[str, str]]:
         merged = {**shared, **statements}
         merged.update({name + UNLOCKED: _LOCKING.sub("", merged[name]) for name in locking})
         if dialect == "postgresql":
-            merged = {name: _PARAM.sub(r"%(\1)s", sql) for name, sql in merged.items()}
+            merged = {name: PARAMETER.sub(r"%(\1)s", sql) for name, sql in merged.items()}
         catalogs[dialect] = merged
     return catalogs
 

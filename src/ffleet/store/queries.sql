@@ -25,9 +25,11 @@ SELECT * FROM nodes WHERE id = :id
 -- A claim's node and whether all its slots are taken, in one read. A drained node or one
 -- without slots (a v1.0 client, which the seed never limited) counts nothing. The count reads
 -- the node's running jobs, never more than its slots: a claim stops there, and a node that
--- registers again (with other slots, say) loses every job it ran.
+-- registers again (with other slots, say) loses every job it ran. Only what a claim reads:
+-- the node's traits (rows.TRAIT_COLUMNS) and `draining`.
 -- name: node_for_claim
-SELECT nodes.*, CASE WHEN draining OR slots IS NULL THEN FALSE ELSE (
+SELECT id, has_gpu, gpus, gpu_type, encoders, ram_bytes, cpu_threads, labels, ffmpeg_sha256,
+    ffmpeg_version, draining, CASE WHEN draining OR slots IS NULL THEN FALSE ELSE (
     SELECT count(*) FROM jobs WHERE status = 'running' AND jobs.node_id = nodes.id
 ) >= slots END AS full
 FROM nodes WHERE id = :id

@@ -12,8 +12,14 @@ CREATE TABLE IF NOT EXISTS ffleet_schema (
     PRIMARY KEY (version)
 )
 
+-- A job changed by one request, with what a transition, its reply and its attempt's end read
+-- (rows.job_from_row's columns, `seq` and `base_priority`).
 -- name: job_locked
-SELECT * FROM jobs WHERE id = :id
+SELECT seq, id, scenario, confidence, parameters, status, node_id, created_at, started_at,
+    completed_at, retry_count, error, priority, base_priority, requirements, affinity,
+    anti_affinity, timeout_s, max_attempts, attempt, not_before, progress, cancel_requested,
+    unschedulable_reason, stall_timeout_s, placement, avoid_nodes
+FROM jobs WHERE id = :id
 
 -- name: running_of_node_locked
 SELECT * FROM jobs WHERE status = 'running' AND node_id = :node
