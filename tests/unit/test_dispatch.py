@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+import functools
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+import pytest
 from starlette.testclient import TestClient
 
 from ffleet.master.app import create_app
@@ -174,20 +176,33 @@ async def never_gone() -> bool:
     return False
 
 
-def test_a_long_poll_looks_again_only_when_woken_unless_it_must_recheck() -> None:
+LongPoll = Callable[..., Coroutine[Any, Any, str | None]]
+
+
+@pytest.fixture
+def dispatcher() -> Dispatcher:
+    return Dispatcher()
+
+
+@pytest.fixture
+def long_poll(dispatcher: Dispatcher) -> LongPoll:
+    """`dispatcher.long_poll` for node "n": no rechecks, a client that stays and a master that
+    runs, unless a test passes its own."""
+    return functools.partial(
+        dispatcher.long_poll,
+        node_id="n",
+        recheck_s=None,
+        client_gone=never_gone,
+        stopping=lambda: False,
+    )
+
+
+def test_a_long_poll_looks_again_only_when_woken_unless_it_must_recheck(
+    dispatcher: Dispatcher, long_poll: LongPoll
+) -> None:
     async def scenario() -> None:
-        dispatcher = Dispatcher()
         claims = Claims()
-        waiting = asyncio.create_task(
-            dispatcher.long_poll(
-                claims,
-                5.0,
-                node_id="n",
-                recheck_s=None,
-                client_gone=never_gone,
-                stopping=lambda: False,
-            )
-        )
+        waiting = asyncio.create_task(long_poll(claims, 5.0))
         await asyncio.sleep(0.05)
         assert claims.calls == 1 and dispatcher.waiting == 1
         claims.ready = True
@@ -195,47 +210,25 @@ def test_a_long_poll_looks_again_only_when_woken_unless_it_must_recheck() -> Non
         assert await waiting == "job" and claims.calls == 2
 
         rechecking = Claims()
-        found = await dispatcher.long_poll(
-            rechecking,
-            0.1,
-            node_id="n",
-            recheck_s=0.02,
-            client_gone=never_gone,
-            stopping=lambda: False,
-        )
+        found = await long_poll(rechecking, 0.1, recheck_s=0.02)
         assert found is None and rechecking.calls >= 3  # the first, then every recheck
         unwoken = Claims()
-        found = await dispatcher.long_poll(
-            unwoken,
-            0.05,
-            node_id="n",
-            recheck_s=None,
-            client_gone=never_gone,
-            stopping=lambda: False,
-        )
+        found = await long_poll(unwoken, 0.05)
         assert found is None and unwoken.calls == 1  # no last look when the poll ends
         assert dispatcher.waiting == 0
 
     run(scenario())
 
 
-def test_a_woken_long_poll_whose_client_left_hands_the_wake_on() -> None:
+def test_a_woken_long_poll_whose_client_left_hands_the_wake_on(
+    dispatcher: Dispatcher, long_poll: LongPoll
+) -> None:
     async def gone() -> bool:
         return True
 
     async def scenario() -> None:
-        dispatcher = Dispatcher()
         claims = Claims()
-        left = asyncio.create_task(
-            dispatcher.long_poll(
-                claims,
-                5.0,
-                node_id="n",
-                recheck_s=None,
-                client_gone=gone,
-                stopping=lambda: False,
-            )
-        )
+        left = asyncio.create_task(long_poll(claims, 5.0, client_gone=gone))
         await asyncio.sleep(0)
         other = dispatcher.enlist()
         dispatcher.notify()
@@ -272,9 +265,10 @@ def test_a_node_taking_work_again_wakes_its_own_waiters_only() -> None:
     run(scenario())
 
 
-def test_work_created_during_a_results_first_look_wakes_it_at_once() -> None:
+def test_work_created_during_a_results_first_look_wakes_it_at_once(
+    dispatcher: Dispatcher, long_poll: LongPoll
+) -> None:
     async def scenario() -> None:
-        dispatcher = Dispatcher()
         claims = Claims()
 
         async def store_result() -> str | None:
@@ -284,24 +278,17 @@ def test_work_created_during_a_results_first_look_wakes_it_at_once() -> None:
             dispatcher.notify()
             return None
 
-        found = await dispatcher.long_poll(
-            claims,
-            30.0,
-            node_id="n",
-            recheck_s=None,
-            client_gone=never_gone,
-            stopping=lambda: False,
-            first=store_result,
-        )
+        found = await long_poll(claims, 30.0, first=store_result)
         assert found == "job" and claims.calls == 1
         assert dispatcher.waiting == 0
 
     run(scenario())
 
 
-def test_the_first_look_runs_on_a_stopping_master_and_nothing_waits_after_it() -> None:
+def test_the_first_look_runs_on_a_stopping_master_and_nothing_waits_after_it(
+    dispatcher: Dispatcher, long_poll: LongPoll
+) -> None:
     async def scenario() -> None:
-        dispatcher = Dispatcher()
         claims = Claims()
         stored: list[str] = []
 
@@ -309,36 +296,20 @@ def test_the_first_look_runs_on_a_stopping_master_and_nothing_waits_after_it() -
             stored.append("result")
             return None
 
-        found = await dispatcher.long_poll(
-            claims,
-            30.0,
-            node_id="n",
-            recheck_s=None,
-            client_gone=never_gone,
-            stopping=lambda: True,
-            first=store_result,
-        )
+        found = await long_poll(claims, 30.0, stopping=lambda: True, first=store_result)
         assert found is None and stored == ["result"] and claims.calls == 0
         assert dispatcher.waiting == 0
 
     run(scenario())
 
 
-def test_a_stop_ends_a_waiting_long_poll_without_a_claim() -> None:
+def test_a_stop_ends_a_waiting_long_poll_without_a_claim(
+    dispatcher: Dispatcher, long_poll: LongPoll
+) -> None:
     async def scenario() -> None:
-        dispatcher = Dispatcher()
         claims = Claims()
         stopping = False
-        waiting = asyncio.create_task(
-            dispatcher.long_poll(
-                claims,
-                30.0,
-                node_id="n",
-                recheck_s=None,
-                client_gone=never_gone,
-                stopping=lambda: stopping,
-            )
-        )
+        waiting = asyncio.create_task(long_poll(claims, 30.0, stopping=lambda: stopping))
         await asyncio.sleep(0)
         assert dispatcher.waiting == 1
         claims.ready = True
