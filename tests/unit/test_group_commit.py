@@ -18,6 +18,7 @@ from ffleet.master.app import create_app
 from ffleet.master.settings import MasterSettings
 from ffleet.models import JobRequest
 from ffleet.store import StoreUnavailable
+from ffleet.store.db import Tx
 from ffleet.store.group_commit import GroupCommit
 from ffleet.store.sql import SqlStore
 
@@ -248,6 +249,34 @@ def test_a_heavy_call_on_the_loop_commits_the_group_then_runs_alone(store: SqlSt
 
     asyncio.run(scenario())
     assert seen == ["BEGIN", "SAVEPOINT", "RELEASE", "COMMIT", "BEGIN", "COMMIT"]
+
+
+def test_every_transactions_cursor_is_closed_before_the_mutex_is_released(
+    store: SqlStore,
+) -> None:
+    """A cursor freed later, on whatever thread drops its Tx, resets the cached statement it
+    last ran, which another thread may be running under the mutex then: a 5,000-job batch
+    failed with `InterfaceError: bad parameter or other API misuse` beside another."""
+    group_commit = grouping(store)
+    kept: list[Tx] = []
+
+    def keep(alone: bool = False) -> None:
+        with store.db.transaction(alone=alone) as tx:
+            tx.run("store_write_probe")
+        kept.append(tx)
+
+    async def scenario() -> None:
+        group_commit.serve(asyncio.get_running_loop())
+        await group_commit.call(keep)  # a member of the loop's group
+        await group_commit.call(keep, True)  # alone on the loop
+        group_commit.unserve()
+
+    asyncio.run(scenario())
+    keep()  # a store not served
+    assert len(kept) == 3
+    for tx in kept:
+        with pytest.raises(sqlite3.ProgrammingError, match="closed cursor"):
+            tx.run("store_write_probe")
 
 
 def test_only_the_groups_savepoints_journal_in_memory(store: SqlStore) -> None:

@@ -142,7 +142,8 @@ class GroupCommit:
             self._settle_open()
             self._begin(grouped=False)
             try:
-                yield conn.cursor()
+                with _closing_cursor(conn) as cursor:
+                    yield cursor
                 conn.execute("COMMIT")
             except BaseException:
                 # Also after a failed COMMIT (disk full, I/O error): an open transaction on
@@ -175,7 +176,8 @@ class GroupCommit:
         conn = self._conn
         conn.execute("SAVEPOINT member")
         try:
-            yield conn.cursor()
+            with _closing_cursor(conn) as cursor:
+                yield cursor
         except BaseException as exc:
             failure: BaseException = exc
             if conn.in_transaction:
@@ -240,6 +242,22 @@ class GroupCommit:
             # Always: a call on the loop may be adding its waiter right now.
             with contextlib.suppress(RuntimeError):  # a loop that has closed has no waiters
                 self._loop.call_soon_threadsafe(_wake, group)
+
+
+@contextmanager
+def _closing_cursor(conn: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
+    """A transaction's cursor, closed before the mutex is released. sqlite3 shares one cached
+    statement per SQL text among a connection's cursors, and a cursor that is closed, runs
+    again or is freed resets the statement it last ran (an `executemany` keeps it). Freed
+    later, on whatever thread drops its Tx, it would reset a statement another thread may be
+    running under the mutex at that moment; that thread then skips its own reset and binds
+    its next row to a statement not reset: `InterfaceError: bad parameter or other API
+    misuse`, a 5,000-job batch failing beside another."""
+    cursor = conn.cursor()
+    try:
+        yield cursor
+    finally:
+        cursor.close()
 
 
 def _wake(group: _Group) -> None:
