@@ -62,8 +62,8 @@ class Database:
         path = sqlite_path(url)
         self.is_sqlite = path is not None
         self.dialect = "sqlite" if self.is_sqlite else "postgresql"
-        self.queries = queries.for_dialect(self.dialect)
-        self._statements = positional(self.queries) if self.is_sqlite else as_named(self.queries)
+        named = queries.for_dialect(self.dialect)
+        self._statements = positional(named) if self.is_sqlite else as_named(named)
         self._columns: dict[str, tuple[str, ...]] = {}
         self._checkpointer: checkpoints.Checkpointer | None = None
         # SQLite: one connection for the process, used under a mutex (it is not thread-safe,
