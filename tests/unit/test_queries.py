@@ -61,3 +61,10 @@ def test_a_statement_with_comments_casts_and_quoted_colons_runs_on_postgresql(
     with psycopg.connect(libpq_url(store_url("postgres", tmp_path))) as conn:
         row = conn.execute(queries.psycopg_form(statement), {"a": "7", "b": 1}).fetchone()
     assert row == (7, ":lit", "a--b", "it's :z", 1)
+
+
+def test_a_percent_sign_reaches_postgresql_as_written(tmp_path: Path) -> None:
+    statement = "SELECT '100%' AS text, 7 % 4 AS remainder, :a::int AS a"
+    with psycopg.connect(libpq_url(store_url("postgres", tmp_path))) as conn:
+        row = conn.execute(queries.psycopg_form(statement), {"a": "1"}).fetchone()
+    assert row == ("100%", 3, 1)

@@ -70,8 +70,9 @@ def substitute(sql: str, replace: Callable[[str], str]) -> str:
 
 
 def psycopg_form(sql: str) -> str:
-    """A statement as psycopg takes it: `%(name)s` parameters."""
-    return substitute(sql, lambda name: f"%({name})s")
+    """A statement as psycopg takes it: `%(name)s` parameters, and `%` doubled elsewhere (psycopg
+    reads every `%`, in a string or an operator alike, as the start of a placeholder)."""
+    return substitute(sql.replace("%", "%%"), lambda name: f"%({name})s")
 
 
 def _read(filename: str) -> dict[str, str]:
