@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import operator
-import re
 import select
 import sqlite3
 import threading
@@ -268,12 +267,12 @@ def positional(statements: Mapping[str, str]) -> dict[str, Statement]:
 def _numbered(sql: str) -> Statement:
     names: list[str] = []
 
-    def number(found: re.Match[str]) -> str:
-        if found.group(1) not in names:
-            names.append(found.group(1))
-        return f"?{names.index(found.group(1)) + 1}"
+    def number(name: str) -> str:
+        if name not in names:
+            names.append(name)
+        return f"?{names.index(name) + 1}"
 
-    text = queries.PARAMETER.sub(number, sql)
+    text = queries.substitute(sql, number)
     if not names:
         return text, _no_values
     if len(names) == 1:
