@@ -60,9 +60,21 @@ SELECT * FROM nodes ORDER BY registered_at, id
 -- name: node_drain
 UPDATE nodes SET draining = :draining WHERE id = :id
 
+-- A heartbeat on PostgreSQL: node_beat, then leases_renew (one round trip each).
 -- name: node_beat
 UPDATE nodes SET last_heartbeat = :now, online = TRUE, problem = :problem WHERE id = :id
 RETURNING draining, slots
+
+-- A heartbeat on SQLite, where each RETURNING builds a temporary table, dearer than a read:
+-- node_with_running (one row per running attempt, one with NULL attempt columns for an idle
+-- node), node_beat_plain, then leases_renew_plain only if the node runs anything.
+-- name: node_with_running
+SELECT n.draining, n.slots, j.id, j.attempt, j.cancel_requested, j.started_at
+FROM nodes n LEFT JOIN jobs j ON j.node_id = n.id AND j.status = 'running'
+WHERE n.id = :id
+
+-- name: node_beat_plain
+UPDATE nodes SET last_heartbeat = :now, online = TRUE, problem = :problem WHERE id = :id
 
 -- name: nodes_online
 SELECT * FROM nodes WHERE online = TRUE AND draining = FALSE AND last_heartbeat >= :since
@@ -93,6 +105,9 @@ WHERE online = TRUE AND last_heartbeat < :cut AND id IN (
 -- name: leases_renew
 UPDATE jobs SET lease_expires_at = :lease WHERE node_id = :node AND status = 'running'
 RETURNING id, attempt, cancel_requested, started_at
+
+-- name: leases_renew_plain
+UPDATE jobs SET lease_expires_at = :lease WHERE node_id = :node AND status = 'running'
 
 -- name: progress_store
 UPDATE jobs SET progress = :progress WHERE id = :id AND status = 'running'
