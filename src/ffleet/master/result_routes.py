@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from ffleet.master.http import JsonResponse, decode, query_float, query_id, query_int
 from ffleet.master.job_routes import detail_body
-from ffleet.models import INT32_MAX, Job, ResultSubmission
+from ffleet.models import INT32_MAX, Job, ReceivedResult, ResultSubmission
 from ffleet.store import Conflict, ResultOutcome
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class ResultRoutes:
         `claim_wait` too, hold the reply until one is claimable (a long poll, counted in the
         same bounds) once the result is stored. Past those bounds it answers at once: a
         result is never refused for them."""
-        result = await decode(request, ResultSubmission, self.limit)
+        result = await decode(request, ReceivedResult, self.limit)
         node_id = result.node_id
         self.guard.identity(request).require_node(node_id)
         asked_next = result.claim_next
