@@ -27,6 +27,7 @@ from ffleet.states import Event
 from ffleet.store import attempts, efficiency, placement
 from ffleet.store.base import NotFound, SchedulingPolicy
 from ffleet.store.db import Database, Row, Tx
+from ffleet.store.group_commit import redoable
 from ffleet.store.rows import dumps, group_running, node_from_row, node_status, traits_from_row
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class NodeRegistry:
                 raise NotFound(f"node {node_id} not found")
             return _node(tx, node_id)
 
+    @redoable
     def heartbeat(self: _Host, node_id: str, beat: Heartbeat, now: float) -> HeartbeatReply:
         with self.db.transaction() as tx:
             beat_values = {"now": now, "id": node_id, "problem": beat.problem}

@@ -48,6 +48,7 @@ from ffleet.store.base import (
 from ffleet.store.credentials import CredentialStore
 from ffleet.store.db import Database, Row, Tx
 from ffleet.store.explain import explain
+from ffleet.store.group_commit import redoable
 from ffleet.store.migrate import migrate
 from ffleet.store.nodes import NodeRegistry
 from ffleet.store.rows import (
@@ -227,6 +228,7 @@ class SqlStore(NodeRegistry, CredentialStore, splits.SplitMethods):
             return None
         return attempts.start(tx, chosen, node["id"], now, self.policy)
 
+    @redoable
     def submit_result(self, result: ResultSubmission, now: float) -> ResultOutcome:
         event = RESULT_EVENTS[result.status]
         with self.db.transaction() as tx:
