@@ -3,7 +3,10 @@
 A change to the master's hot path is judged by its ratio to the code it replaces, measured in
 the same invocation on the same (shared, noisy) machine: each round serves one master from each
 tree, one after the other, and measures the job lifecycle of `bench.api_cost` (ffleet's protocol,
-64 agents) and the heartbeat. The best of the rounds is reported for each tree, with the ratio.
+64 agents) and the heartbeat. The trees take turns going first: a master served first in its
+round read 1.06-1.14x slower against the same tree served second (main against itself), so a
+fixed order would pass that bias off as a difference. The best of the rounds is reported for
+each tree, with the ratio; use an even number of rounds.
 Run: `.venv/bin/python -m bench.tree_ab [--base REV] [--rounds N] [--quick] [--postgres URL]`.
 """
 
@@ -72,8 +75,11 @@ def compare(ctx: Context, base: Path, rounds: int) -> list[Figure]:
     jobs, beats = ctx.size(3_000, 200), ctx.size(5_000, 200)
     trees = {"base": base, "this checkout": ROOT / "src"}
     best: dict[tuple[str, str], float] = {}
-    for _ in range(rounds):
-        for name, source in trees.items():
+    for round_number in range(rounds):
+        order = list(trees.items())
+        if round_number % 2:
+            order.reverse()
+        for name, source in order:
             with imports_from(source):
                 with run_master(ctx) as master:
                     lifecycle = run_async(api_cost.lifecycle_ffleet(master, jobs))
@@ -93,7 +99,12 @@ def compare(ctx: Context, base: Path, rounds: int) -> list[Figure]:
 def main() -> None:
     command = parser(__doc__)
     command.add_argument("--base", default="main", help="git revision to compare with (main)")
-    command.add_argument("--rounds", type=int, default=3, help="rounds, each tree once per round")
+    command.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="rounds, each tree once per round, taking turns to go first",
+    )
     args = command.parse_args()
     with session(args.quick, args.postgres) as ctx:
         base = export_source(args.base, ctx.workdir / "base")
