@@ -16,15 +16,10 @@ import pytest
 
 from ffleet.master.app import create_app
 from ffleet.master.settings import MasterSettings
-from ffleet.models import JobRequest
 from ffleet.store import StoreUnavailable
 from ffleet.store.db import Tx
-from ffleet.store.group_commit import GroupCommit
 from ffleet.store.sql import SqlStore
-
-T0 = 1_800_000_000.0
-JOB = JobRequest(scenario="360p-h264")
-CONTROL = {"BEGIN", "SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT"}
+from tests.unit.group_commit_support import JOB, T0, durable, grouping, statements
 
 
 @pytest.fixture
@@ -39,31 +34,9 @@ def store(path: Path) -> Iterator[SqlStore]:
     opened.close()
 
 
-def grouping(store: SqlStore) -> GroupCommit:
-    group_commit = store.db.group_commit
-    assert group_commit is not None
-    return group_commit
-
-
-def statements(store: SqlStore) -> list[str]:
-    """The transaction-control statements the store's connection runs from now on."""
-    seen: list[str] = []
-    raw = store.db._sqlite
-    assert raw is not None
-
-    def control(sql: str) -> None:
-        keyword = sql.split()[0]
-        if keyword in CONTROL:
-            seen.append(keyword)
-
-    raw.set_trace_callback(control)
-    return seen
-
-
 def durable_ids(path: Path) -> set[str]:
     """Job ids another connection reads: what is committed."""
-    with closing(sqlite3.connect(path)) as conn:
-        return {row[0] for row in conn.execute("SELECT id FROM jobs")}
+    return set(durable(path, "SELECT id FROM jobs"))
 
 
 class FailingCommits:

@@ -14,14 +14,11 @@ from typing import Any
 
 import pytest
 
-from ffleet.models import Heartbeat, JobRequest, NodeRegistration
+from ffleet.models import Heartbeat, NodeRegistration
 from ffleet.store import NotFound, StoreUnavailable
-from ffleet.store.group_commit import GroupCommit, redoable
+from ffleet.store.group_commit import redoable
 from ffleet.store.sql import SqlStore
-
-T0 = 1_800_000_000.0
-JOB = JobRequest(scenario="360p-h264")
-CONTROL = {"BEGIN", "SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT"}
+from tests.unit.group_commit_support import JOB, T0, durable, grouping, statements
 
 
 @pytest.fixture
@@ -34,27 +31,6 @@ def store(path: Path) -> Iterator[SqlStore]:
     opened = SqlStore(f"sqlite:///{path}")
     yield opened
     opened.close()
-
-
-def grouping(store: SqlStore) -> GroupCommit:
-    group_commit = store.db.group_commit
-    assert group_commit is not None
-    return group_commit
-
-
-def statements(store: SqlStore) -> list[str]:
-    """The transaction-control statements the store's connection runs from now on."""
-    seen: list[str] = []
-    raw = store.db._sqlite
-    assert raw is not None
-    raw.set_trace_callback(lambda sql: seen.append(sql) if sql.split()[0] in CONTROL else None)
-    return seen
-
-
-def durable(path: Path, sql: str) -> list[Any]:
-    """What another connection reads: what is committed."""
-    with closing(sqlite3.connect(path)) as conn:
-        return [row[0] for row in conn.execute(sql)]
 
 
 def served(store: SqlStore, *calls: Callable[[], Coroutine[Any, Any, Any]]) -> list[Any]:
@@ -120,7 +96,7 @@ def priorities(path: Path) -> dict[str, int]:
 def test_redoable_calls_share_one_savepoint_per_group(store: SqlStore) -> None:
     jobs = store.create_jobs([JOB] * 4, T0)
     runs = Runs(store)
-    seen = statements(store)
+    seen = statements(store, whole=True)
     outcomes = served(store, *(runs.setter(job.id, 7) for job in jobs))
     assert outcomes == [7] * 4
     assert seen == ["BEGIN IMMEDIATE", "SAVEPOINT mark", "COMMIT"]
@@ -133,7 +109,7 @@ def test_a_redoable_failure_before_any_write_leaves_the_group_as_it_was(
     node = store.register_node(NodeRegistration(address="a"), T0)
     runs = Runs(store)
     group_commit = grouping(store)
-    seen = statements(store)
+    seen = statements(store, whole=True)
     before, missing, after = served(
         store,
         runs.setter(job.id, 7),
