@@ -11,10 +11,11 @@ for it (store/efficiency.py). `Walk.passes_over` is every such rule in one place
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from ffleet import scheduling
 from ffleet.models import Requirements
+from ffleet.states import JobStatus
 from ffleet.store import efficiency, queries
 from ffleet.store.db import Row, Tx
 from ffleet.store.rows import dumps, group_running, loads, requirements, traits_from_row
@@ -34,6 +35,7 @@ CLAIM_MAX_EXAMINED = 2048
 MAX_REQUIREMENT_SETS = 32
 # Nodes `unschedulable_reason` reads: a few first, then more, then at most 2,000.
 CAPABLE_READS = (4, 64, 2_000)
+PENDING = JobStatus.PENDING.value
 
 
 def pick(
@@ -60,6 +62,7 @@ def pick(
             batch = tx.all(statement + unlocked, params)
             examined += len(batch)
             for row in batch:
+                _fixed_by_query(row, gpu)
                 if walk.passes_over(row) is None:
                     return row
             if len(batch) < params["batch"]:
@@ -69,6 +72,13 @@ def pick(
                 batch=CLAIM_BATCH, last_priority=batch[-1]["priority"], last_seq=batch[-1]["seq"]
             )
     return None
+
+
+def _fixed_by_query(row: Row, gpu: bool) -> None:
+    """Add the columns the candidate reads leave out since their WHERE clause fixes them."""
+    candidate = cast(dict[str, Any], row)  # a fresh dict per row, from Tx.all
+    candidate["status"] = PENDING
+    candidate["req_gpu"] = gpu
 
 
 class Walk:

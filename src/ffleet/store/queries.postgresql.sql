@@ -35,10 +35,12 @@ ORDER BY seq LIMIT :limit
 FOR UPDATE SKIP LOCKED
 
 -- The claim walk's first read: the best pending jobs this node's RAM and threads allow, with
--- every column the claimed job's reply needs beside those the claim writes.
+-- every column the claimed job's reply needs beside those the claim writes. Not `status` or
+-- `req_gpu`: the WHERE clause fixes both, and placement.pick sets them (each column read costs
+-- ~2.5 K instructions on SQLite).
 -- name: claim_candidates
-SELECT seq, id, status, attempt, priority, timeout_s, requirements, affinity, anti_affinity,
-    req_gpu, created_at, not_before, scenario, parameters, placement, avoid_nodes, confidence,
+SELECT seq, id, attempt, priority, timeout_s, requirements, affinity, anti_affinity,
+    created_at, not_before, scenario, parameters, placement, avoid_nodes, confidence,
     retry_count, error, max_attempts, stall_timeout_s
 FROM jobs
 WHERE status = 'pending' AND not_before <= :now AND req_min_ram <= :ram
@@ -48,8 +50,8 @@ FOR UPDATE SKIP LOCKED
 
 -- The walk's later reads continue after the last job the previous read returned.
 -- name: claim_candidates_after
-SELECT seq, id, status, attempt, priority, timeout_s, requirements, affinity, anti_affinity,
-    req_gpu, created_at, not_before, scenario, parameters, placement, avoid_nodes, confidence,
+SELECT seq, id, attempt, priority, timeout_s, requirements, affinity, anti_affinity,
+    created_at, not_before, scenario, parameters, placement, avoid_nodes, confidence,
     retry_count, error, max_attempts, stall_timeout_s
 FROM jobs
 WHERE status = 'pending' AND not_before <= :now AND req_min_ram <= :ram

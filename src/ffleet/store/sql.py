@@ -221,7 +221,7 @@ class SqlStore(NodeRegistry, CredentialStore, splits.SplitMethods):
 
     def _claim(self, tx: Tx, node: Row, now: float) -> Job | None:
         """The next job of `node`, a `node_for_claim` row: none while it drains or is full."""
-        if node["draining"] or node["full"]:
+        if node["busy"]:
             return None
         chosen = placement.pick(tx, node, now, self.policy.node_timeout_s)
         if chosen is None:
