@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import re
 import select
 import sqlite3
 import threading
@@ -50,6 +51,7 @@ POOL_TIMEOUT_S = 1.0
 # A row lock held by a slow transaction fails a waiting statement after this instead of
 # stalling it (and the heartbeats queued behind it) indefinitely.
 LOCK_TIMEOUT_MS = 5000
+_RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000")
 
 
@@ -63,6 +65,12 @@ class Database:
         self.dialect = "sqlite" if self.is_sqlite else "postgresql"
         named = queries.for_dialect(self.dialect)
         self._statements = positional(named) if self.is_sqlite else as_named(named)
+        # SQLite's statements that write and return rows, finished by `Tx.one` once it has its
+        # row: until then `total_changes` (group_commit.py) does not count their changes. Any
+        # other statement a cursor leaves unfinished is reset by its next one or by its close.
+        self._returning = frozenset(
+            name for name, sql in named.items() if self.is_sqlite and _RETURNING.search(sql)
+        )
         # SQLite: statement name -> its result's column names (see Tx)
         self._columns: dict[str, tuple[str, ...]] | None = {} if self.is_sqlite else None
         self._checkpointer: checkpoints.Checkpointer | None = None
@@ -238,7 +246,8 @@ class Tx:
         row = cursor.fetchone()
         if row is None:
             return None
-        cursor.fetchall()  # finish the statement (RETURNING on SQLite)
+        if name in self._db._returning:
+            cursor.fetchall()  # finish it: see Database._returning
         if self._columns is None:
             return cast(Row, row)
         return dict(zip(self._names(name), row, strict=True))
