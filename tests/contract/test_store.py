@@ -114,6 +114,19 @@ def test_invalid_job_in_a_batch_writes_nothing(store: Store) -> None:
     assert store.list_jobs(None, None, 0) == ([], 0)
 
 
+def test_a_batch_replies_with_the_jobs_as_stored(store: Store) -> None:
+    """The reply is built from the request, the row from the insert statement: they agree."""
+    requests = [
+        JobRequest(scenario="720p-h264", parameters={"duration": 5}, affinity={"rack": "a"}),
+        JobRequest(scenario="360p-h264", priority="high", stall_timeout_s=30.0),
+        JobRequest(scenario="720p-h264", parameters={"duration": 5}, affinity={"rack": "a"}),
+    ]
+    created = store.create_jobs(requests, T0, submitted_by="ci")
+    assert [store.get_job(job.id).job for job in created] == created
+    starts = {(job.status, job.attempt, job.retry_count, job.cancel_requested) for job in created}
+    assert starts == {("pending", 0, 0, False)}
+
+
 def test_list_jobs_filters_and_paginates(store: Store) -> None:
     ids = jobs(store, 5)
     node_id = node(store)

@@ -3,12 +3,14 @@ child failed, whose cancel was asked for, or whose children are halfway."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from ffleet.blobs import DirectoryBlobStore
+from ffleet.master import splitter as splitter_module
 from ffleet.master.splitter import SplitRefused, Splitter, check_request
 from ffleet.models import (
     Heartbeat,
@@ -19,6 +21,7 @@ from ffleet.models import (
     ResultSubmission,
 )
 from ffleet.store import SqlStore
+from ffleet.store.splits import SplitState
 
 T0 = 1_800_000_000.0
 SOURCE = "blob:sha256:" + "a" * 64
@@ -110,3 +113,54 @@ def test_only_a_blob_input_and_a_file_output_can_be_split() -> None:
     streaming = {"input": SOURCE, "output": "rtmp://example.invalid/live/key"}
     with pytest.raises(SplitRefused, match="output"):
         check_request(JobRequest(scenario="320x240-h264", parameters=streaming), True)
+
+
+class CountedPasses(SqlStore):
+    """The store, counting the splitter's passes (each is one `running_splits` read)."""
+
+    passes = 0
+
+    def running_splits(self) -> list[SplitState]:
+        self.passes += 1
+        return super().running_splits()
+
+
+def test_a_result_costs_a_pass_only_when_its_job_may_be_a_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(splitter_module, "ACTIVE_PASS_S", 3600.0)  # passes come from wakes only
+    monkeypatch.setattr(splitter_module, "IDLE_PASS_S", 3600.0)
+    store = CountedPasses("memory")
+    splitter = Splitter(store, DirectoryBlobStore(tmp_path / "blobs"), ffmpeg="ffmpeg")
+    other = store.create_jobs([JobRequest(scenario="320x240-h264")], T0)[0].id
+
+    async def passes_after(wake: Callable[[], None]) -> int:
+        before = store.passes
+        wake()
+        for _ in range(5):  # a woken splitter passes within a loop turn or two
+            await asyncio.sleep(0)
+        return store.passes - before
+
+    async def scenario() -> None:
+        task = asyncio.get_running_loop().create_task(splitter.run(lambda count: None))
+        assert await passes_after(splitter.wake) == 1  # no split job runs
+        assert await passes_after(lambda: splitter.result_stored(other)) == 0
+        parent = store.create_split(
+            JobRequest(scenario="320x240-h264", parameters={"input": SOURCE}), 5.0, T0
+        )
+        splitter._busy.add(parent.id)  # its cut is under way (no FFmpeg here)
+        assert await passes_after(splitter.wake) == 1
+        # unplanned: its children, made here or by another master, are not known yet
+        assert await passes_after(lambda: splitter.result_stored(other)) == 1
+        plan = {"segments": [{"index": 0, "start_s": 0.0, "end_s": 5.0}]}
+        child = JobRequest(scenario="320x240-h264", parameters={"input": SOURCE})
+        (created,) = store.plan_split(parent.id, 1, plan, [child], T0)
+        assert await passes_after(splitter.wake) == 1
+        assert await passes_after(lambda: splitter.result_stored(other)) == 0
+        assert await passes_after(lambda: splitter.result_stored(created.id)) == 1
+        task.cancel()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        store.close()

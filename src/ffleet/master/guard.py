@@ -88,7 +88,7 @@ class Guard:
         action = f"{method} {getattr(route, 'path', None) or request.url.path}"
         path_params = scope.get("path_params")
         if target is None and path_params:
-            target = ",".join(str(v) for v in path_params.values())
+            target = ",".join(map(str, path_params.values()))
         client = scope.get("client")
         who = identity or Identity("-", "unauthenticated", "-")
         self.audit.record(

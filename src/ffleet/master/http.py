@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import msgspec
+from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
@@ -37,18 +38,34 @@ class JsonResponse(Response):
 
     media_type = "application/json"
 
+    def __init__(
+        self,
+        content: Any = None,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        background: BackgroundTask | None = None,
+    ) -> None:
+        if headers is not None or media_type is not None or not _sends_length(status_code):
+            super().__init__(content, status_code, headers, media_type, background)
+            return
+        # Starlette's own result for a JSON body and no headers, without its general path
+        # (most replies: built once a request).
+        self.status_code = status_code
+        self.background = background
+        body = self.body = _encoder.encode(content)
+        self.raw_headers = [(b"content-length", b"%d" % len(body)), _JSON_TYPE]
+
     def render(self, content: Any) -> bytes:
         return _encoder.encode(content)
 
-    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
-        if headers is not None or self.status_code < 200 or self.status_code in (204, 304):
-            super().init_headers(headers)
-            return
-        # Starlette's own result for a JSON body and no headers, without its general path.
-        self.raw_headers = [(b"content-length", b"%d" % len(self.body)), _JSON_TYPE]
-
 
 _JSON_TYPE = (b"content-type", b"application/json")
+
+
+def _sends_length(status_code: int) -> bool:
+    """Whether Starlette gives a reply of this status a Content-Length."""
+    return not (status_code < 200 or status_code in (204, 304))
 
 
 def error_response(status_code: int, message: str) -> JsonResponse:

@@ -42,10 +42,11 @@ def check_submission(
     is measured once (the grammar's validation is most of a job's check)."""
     pixels: dict[tuple[str, bytes], float] = {}
     for index, request in enumerate(requests):
-        where = f"job {index}: " if len(requests) > 1 else ""
         if request.max_attempts > settings.max_attempts:
             raise ApiError(
-                400, f"{where}max_attempts is at most {settings.max_attempts} on this master"
+                400,
+                f"{_where(index, requests)}max_attempts is at most {settings.max_attempts} "
+                "on this master",
             )
         key = (request.scenario, _encode(request.parameters))
         size = pixels.get(key)
@@ -54,8 +55,9 @@ def check_submission(
         if size > settings.max_job_pixels:
             raise ApiError(
                 400,
-                f"{where}too large: width x height x fps x duration exceeds this master's "
-                f"--max-job-pixels ({settings.max_job_pixels:.3g}); shorten or shrink it",
+                f"{_where(index, requests)}too large: width x height x fps x duration exceeds "
+                f"this master's --max-job-pixels ({settings.max_job_pixels:.3g}); "
+                "shorten or shrink it",
             )
     if store.pending_exceeds(settings.max_queued_jobs - len(requests)):
         _, queued = store.list_jobs(JobStatus.PENDING.value, 1, 0)
@@ -65,3 +67,8 @@ def check_submission(
             f"{settings.max_queued_jobs}; submit again when it has drained",
             {"Retry-After": "60"},
         )
+
+
+def _where(index: int, requests: Sequence[JobRequest]) -> str:
+    """Which job of a batch an error is about (nothing for a single job)."""
+    return f"job {index}: " if len(requests) > 1 else ""

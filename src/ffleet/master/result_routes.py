@@ -98,7 +98,7 @@ class ResultRoutes:
             if self.master.archive is not None and result.status == "completed":
                 self.master.archive.add(result, job, job.completed_at or now)
             self.jobs.wake_when_due(job)
-            self.splitter.wake()  # the job may be a split job's child
+            self.splitter.result_stored(job.id)
         if outcome.next_job is not None:
             # the claim shared the result's transaction: its time is the dispatch's
             self.jobs.dispatched(outcome.next_job, result.node_id, store_seconds)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import operator
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,8 +51,10 @@ class _Indexed:
     segments: tuple[str | None, ...]
     names: tuple[str, ...]  # the parameters, in the order of their segments
     endpoint: Endpoint | None  # the handler, when it can be called directly
-    # Where the fixed segments and the parameters stand (derived from `segments`).
-    _fixed: tuple[tuple[int, str], ...] = field(init=False, repr=False, compare=False)
+    # Where the fixed segments and the parameters stand (derived from `segments`): the fixed
+    # ones read with one itemgetter call and compared at once.
+    _fixed_of: Callable[[Sequence[str]], Any] = field(init=False, repr=False, compare=False)
+    _fixed: Any = field(init=False, repr=False, compare=False)
     _slots: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def accepts(self, method: str) -> bool:
@@ -59,17 +62,21 @@ class _Indexed:
         return methods is None or method in methods
 
     def __post_init__(self) -> None:
-        fixed = tuple((i, s) for i, s in enumerate(self.segments) if s is not None)
-        slots = tuple(i for i, s in enumerate(self.segments) if s is None)
-        object.__setattr__(self, "_fixed", fixed)
-        object.__setattr__(self, "_slots", slots)
+        fixed_of = operator.itemgetter(*(i for i, s in enumerate(self.segments) if s is not None))
+        object.__setattr__(self, "_fixed_of", fixed_of)
+        object.__setattr__(self, "_fixed", fixed_of(self.segments))
+        object.__setattr__(
+            self, "_slots", tuple(i for i, s in enumerate(self.segments) if s is None)
+        )
 
     def params(self, parts: Sequence[str]) -> dict[str, str] | None:
         """The path parameters if `parts` (the request path split at "/", as many segments as
         this route's: the table's key) is this route's."""
-        for index, fixed in self._fixed:
-            if parts[index] != fixed:
-                return None
+        if self._fixed_of(parts) != self._fixed:
+            return None
+        if len(self._slots) == 1:  # most routes: one parameter
+            value = parts[self._slots[0]]
+            return {self.names[0]: value} if value else None
         values = [parts[index] for index in self._slots]
         if not all(values):
             return None  # a parameter matches one segment or more characters
@@ -112,6 +119,20 @@ def _mount_claims(prefix: str, path: str) -> bool:
     return path == prefix or path.startswith(prefix + "/")
 
 
+# Plain paths' answers kept per (path, method): bounded, as methods are the clients' text.
+PLAIN_ANSWERS_KEPT = 1024
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A templated route as one (segment count, first segment) key offers it: `shadowed`
+    holds the earlier mounts that could claim a path under that key, None when a route
+    the table does not hold comes earlier (the table cannot answer past it)."""
+
+    entry: _Indexed
+    shadowed: tuple[str, ...] | None
+
+
 class IndexedRouter(Router):
     """Starlette's Router with a table in front; see the module docstring."""
 
@@ -119,7 +140,7 @@ class IndexedRouter(Router):
         super().__init__(list(routes), lifespan=lifespan)
         self._plain: dict[str, list[_Indexed]] = {}
         # By (number of segments, first segment): "/nodes/{node_id}" under (3, "nodes").
-        self._templated: dict[tuple[int, str | None], list[_Indexed]] = {}
+        templated: dict[tuple[int, str | None], list[_Indexed]] = {}
         self._mounts: list[tuple[int, str]] = []  # (position, path without a trailing "/")
         self._first_other: int | None = None  # the first route neither indexed nor a mount
         for position, route in enumerate(self.routes):
@@ -129,39 +150,79 @@ class IndexedRouter(Router):
                 entry = _Indexed(position, route, segments, names, _direct_endpoint(route))
                 if names:
                     key = (len(segments), segments[1])
-                    self._templated.setdefault(key, []).append(entry)
+                    templated.setdefault(key, []).append(entry)
                 else:
                     self._plain.setdefault(route.path, []).append(entry)
             elif isinstance(route, Mount) and "{" not in route.path:
                 self._mounts.append((position, route.path.rstrip("/")))
             elif self._first_other is None:
                 self._first_other = position
+        # Each key's candidates with those of a parameter first segment, in the list's order,
+        # so the first that takes a path is the one: its two lists merged once, here.
+        self._candidates = {
+            key: self._merged(key, templated.get(key, []), templated.get((key[0], None), []))
+            for key in templated
+        }
+        self._plain_answers: dict[tuple[str, str], tuple[_Indexed, dict[str, str]] | None] = {}
 
-    def _find(self, path: str, method: str) -> tuple[_Indexed, dict[str, str]] | None:
-        """The first route in the list that takes `path` and `method`, if the table knows."""
-        best: tuple[_Indexed, dict[str, str]] | None = None
-        for entry in self._plain.get(path, ()):
-            if entry.accepts(method):
-                best = entry, {}
-                break
-        parts = path.split("/")
-        for key in ((len(parts), parts[1]), (len(parts), None)):
-            for entry in self._templated.get(key, ()):
-                if best is not None and entry.position > best[0].position:
-                    break
-                params = entry.params(parts) if entry.accepts(method) else None
-                if params is not None:
-                    best = entry, params
-                    break
-        if best is None:
-            return None  # no route, or Starlette answers 405
-        position = best[0].position
+    def _merged(
+        self, key: tuple[int, str | None], own: list[_Indexed], anywhere: list[_Indexed]
+    ) -> tuple[_Candidate, ...]:
+        entries = own if key[1] is None else sorted(own + anywhere, key=lambda e: e.position)
+        return tuple(_Candidate(e, self._shadowing(e.position, key[1])) for e in entries)
+
+    def _shadowing(self, position: int, first: str | None) -> tuple[str, ...] | None:
+        """The mounts before `position` that could claim a path whose first segment is
+        `first` (None: any); None if a route the table does not hold comes before."""
         if self._first_other is not None and self._first_other < position:
             return None
-        for before, prefix in self._mounts:
-            if before < position and _mount_claims(prefix, path):
-                return None
-        return best
+        return tuple(
+            prefix
+            for before, prefix in self._mounts
+            if before < position
+            and (first is None or prefix.count("/") < 2 or prefix.split("/")[1] == first)
+        )
+
+    def _find(self, path: str, method: str) -> tuple[_Indexed, dict[str, str]] | None:
+        """The first route in the list that takes `path` and `method`, if the table knows.
+        A plain path's answer is worked out once."""
+        plain = self._plain.get(path)
+        if plain is None:
+            return self._search(path, method, None)
+        key = (path, method)
+        if key in self._plain_answers:
+            return self._plain_answers[key]
+        found = self._search(path, method, next((e for e in plain if e.accepts(method)), None))
+        if len(self._plain_answers) < PLAIN_ANSWERS_KEPT:
+            self._plain_answers[key] = found
+        return found
+
+    def _search(
+        self, path: str, method: str, plain: _Indexed | None
+    ) -> tuple[_Indexed, dict[str, str]] | None:
+        """The first templated route before `plain` (the plain route there, if any) that
+        takes `path`, else `plain`."""
+        parts = path.split("/")
+        key = (len(parts), parts[1] if len(parts) > 1 else None)
+        candidates = self._candidates.get(key) or self._candidates.get((key[0], None), ())
+        for candidate in candidates:
+            entry = candidate.entry
+            if plain is not None and entry.position > plain.position:
+                break
+            params = entry.params(parts) if entry.accepts(method) else None
+            if params is not None:
+                return self._unless_shadowed(path, (entry, params), candidate.shadowed)
+        if plain is None:
+            return None  # no route, or Starlette answers 405
+        return self._unless_shadowed(path, (plain, {}), self._shadowing(plain.position, None))
+
+    @staticmethod
+    def _unless_shadowed(
+        path: str, found: tuple[_Indexed, dict[str, str]], shadowed: tuple[str, ...] | None
+    ) -> tuple[_Indexed, dict[str, str]] | None:
+        if shadowed is None or (shadowed and any(_mount_claims(p, path) for p in shadowed)):
+            return None
+        return found
 
     def match(self, scope: Scope) -> tuple[_Indexed, dict[str, str]] | None:
         """The route for an HTTP request, with the scope updated as Starlette's router

@@ -45,7 +45,8 @@ log = logging.getLogger("ffleet.master")
 
 ACTIVE_PASS_S = 0.5  # while split jobs run: how fresh their progress is
 # With none running: how late a split job another master created (shared database) is seen.
-# Jobs this master creates, results, cancels and retries wake the splitter at once.
+# Jobs this master creates, cancels and retries wake the splitter at once, and so does a
+# result when it may matter (see `Splitter.result_stored`).
 IDLE_PASS_S = 5.0
 MAX_SEGMENT_DURATION_S = 3600.0  # what a child's `duration` parameter may be
 
@@ -77,10 +78,20 @@ class Splitter:
         self._ffmpeg = ffmpeg
         self._busy: set[str] = set()  # parents with a cut or a join in a worker thread
         self._wake = asyncio.Event()
+        # What the last pass saw: the children it follows, and whether a parent had no plan
+        # yet (its children, being created here or by another master, are not known).
+        self._children: frozenset[str] = frozenset()
+        self._planning = False
 
     def wake(self) -> None:
         """Something a split job may be waiting for happened: look now, not at the next pass."""
         self._wake.set()
+
+    def result_stored(self, job_id: str) -> None:
+        """A job's result was stored: look now if the job may be a split job's child. Most
+        results are not; a pass for each would be a read transaction on the event loop."""
+        if self._planning or job_id in self._children:
+            self._wake.set()
 
     @property
     def ffmpeg(self) -> str:
@@ -100,6 +111,10 @@ class Splitter:
             try:
                 states = self.store.running_splits()
                 active = bool(states)
+                self._planning = any(state.plan is None for state in states)
+                self._children = frozenset(
+                    child.job.id for state in states for child in state.children
+                )
                 for state in states:
                     self._step(state, on_children)
             except StoreUnavailable:

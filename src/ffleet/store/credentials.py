@@ -177,8 +177,7 @@ class CredentialStore:
         if not entries:
             return
         with self.db.transaction() as tx:
-            rows = [{**msgspec.structs.asdict(e), "at": float(e.at)} for e in entries]
-            tx.many("audit_insert", rows)
+            tx.many("audit_insert", map(_audit_row, entries))
 
     def list_audit(
         self: _Registers, since: float, actor: str | None, action: str | None, limit: int
@@ -203,3 +202,18 @@ class CredentialStore:
     def prune_audit(self: _Registers, before: float) -> int:
         with self.db.transaction(alone=True) as tx:
             return tx.run("audit_prune", {"cut": before})
+
+
+def _audit_row(entry: AuditEntry) -> dict[str, object]:
+    """An entry's insert parameters, its time as a plain float (what the drivers bind),
+    without asdict's dict and a second one merged from it."""
+    return {
+        "at": float(entry.at),
+        "actor_id": entry.actor_id,
+        "actor_name": entry.actor_name,
+        "role": entry.role,
+        "action": entry.action,
+        "target": entry.target,
+        "outcome": entry.outcome,
+        "remote": entry.remote,
+    }

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import functools
 import operator
+import re
 import select
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 from ffleet.redaction import redact_url
@@ -50,6 +51,7 @@ POOL_TIMEOUT_S = 1.0
 # A row lock held by a slow transaction fails a waiting statement after this instead of
 # stalling it (and the heartbeats queued behind it) indefinitely.
 LOCK_TIMEOUT_MS = 5000
+_RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000")
 
 
@@ -63,7 +65,14 @@ class Database:
         self.dialect = "sqlite" if self.is_sqlite else "postgresql"
         named = queries.for_dialect(self.dialect)
         self._statements = positional(named) if self.is_sqlite else as_named(named)
-        self._columns: dict[str, tuple[str, ...]] = {}
+        # SQLite's statements that write and return rows, finished by `Tx.one` once it has its
+        # row: until then `total_changes` (group_commit.py) does not count their changes. Any
+        # other statement a cursor leaves unfinished is reset by its next one or by its close.
+        self._returning = frozenset(
+            name for name, sql in named.items() if self.is_sqlite and _RETURNING.search(sql)
+        )
+        # SQLite: statement name -> its result's column names (see Tx)
+        self._columns: dict[str, tuple[str, ...]] | None = {} if self.is_sqlite else None
         self._checkpointer: checkpoints.Checkpointer | None = None
         # SQLite: one connection for the process, used under a mutex (it is not thread-safe,
         # and SQLite has one writer anyway), its transactions grouped while a master serves
@@ -122,39 +131,34 @@ class Database:
             return create_engine("sqlite://", creator=lambda: shared, poolclass=StaticPool)
         return create_engine("postgresql+psycopg://" + libpq_url(self.url).split("://", 1)[1])
 
-    @contextmanager
-    def transaction(self, alone: bool = False) -> Iterator[Tx]:
+    def transaction(self, alone: bool = False) -> Tx:
         """Commit on success, roll back on any exception. A database that cannot serve now
         (see availability.py) raises StoreUnavailable naming the cause. `alone`: one that may
         change many rows, never grouped with others (group_commit.py)."""
-        try:
-            with self._transaction(alone) as tx:
-                yield tx
-        except Exception as exc:
-            cause = unavailable_cause(exc)
-            if cause is None:
-                raise
-            raise StoreUnavailable(cause) from exc
+        return Tx(self, alone)
 
-    @contextmanager
-    def _transaction(self, alone: bool) -> Iterator[Tx]:
-        if self.group_commit is not None:
-            with self.group_commit.transaction(alone) as cursor:
-                yield Tx(cursor, self._statements, self._columns)
-            return
+    def _finish(self, conn: psycopg.Connection[Any], failure: BaseException | None) -> None:
+        """Commit a pooled connection's transaction, or roll it back after `failure` or a
+        failed COMMIT, and hand the connection back."""
         assert self._pool is not None
-        conn = self._connection()
         try:
-            yield Tx(conn.cursor(), self._statements, None)
-            conn.commit()
-        except BaseException as exc:
-            if unavailable_cause(exc) is not None or conn.closed:
-                self._pool.drain()  # the others share this one's fate
+            if failure is None:
+                try:
+                    conn.commit()
+                except BaseException as exc:
+                    self._undo(conn, exc)
+                    raise
             else:
-                conn.rollback()
-            raise
+                self._undo(conn, failure)
         finally:
             self._pool.putconn(conn)
+
+    def _undo(self, conn: psycopg.Connection[Any], failure: BaseException) -> None:
+        assert self._pool is not None
+        if unavailable_cause(failure) is not None or conn.closed:
+            self._pool.drain()  # the others share this one's fate
+        else:
+            conn.rollback()
 
     def _connection(self) -> psycopg.Connection[Any]:
         """A pooled connection the server has not hung up on. An idle one the server spoke to
@@ -172,26 +176,58 @@ class Database:
 
 
 class Tx:
-    """Named statements inside one transaction; rows come back as dicts keyed by column.
+    """One transaction, its own context manager (one object a store call, no generator
+    frames): named statements inside it; rows come back as dicts keyed by column.
 
     On SQLite a row is built from the plain tuple with the statement's column names, learnt
     once per statement: `sqlite3.Row` finds a column by comparing names one by one, and the
     hot paths read most of a job's 29 columns, several times each.
     """
 
-    def __init__(
-        self,
-        cursor: Any,
-        statements: Mapping[str, Statement],
-        columns: dict[str, tuple[str, ...]] | None,
-    ) -> None:
-        self._cursor = cursor
-        self._statements = statements
-        self._columns = columns  # SQLite: statement name -> its result's column names
-        if columns is None:
+    __slots__ = ("_alone", "_columns", "_conn", "_cursor", "_db", "_statements")
+
+    def __init__(self, db: Database, alone: bool) -> None:
+        self._db = db
+        self._alone = alone
+        self._statements = db._statements
+        self._columns = db._columns
+        self._cursor: Any = None
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def __enter__(self) -> Tx:
+        db = self._db
+        try:
+            if db.group_commit is not None:
+                self._cursor = db.group_commit.enter(self._alone)
+                return self
             from psycopg.rows import dict_row
 
-            cursor.row_factory = dict_row
+            conn = self._conn = db._connection()
+            try:
+                self._cursor = conn.cursor(row_factory=dict_row)
+            except BaseException as exc:
+                db._finish(conn, exc)
+                raise
+            return self
+        except Exception as exc:
+            _raise_unavailable(exc)
+            raise
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        db = self._db
+        try:
+            if db.group_commit is not None:
+                db.group_commit.exit(self._cursor, exc)
+            else:
+                assert self._conn is not None
+                db._finish(self._conn, exc)
+        except Exception as error:
+            _raise_unavailable(error)
+            raise
+        if isinstance(exc, Exception):
+            _raise_unavailable(exc)
 
     def run(self, name: str, params: Mapping[str, Any] | None = None) -> int:
         """Execute; returns the number of rows changed."""
@@ -210,7 +246,8 @@ class Tx:
         row = cursor.fetchone()
         if row is None:
             return None
-        cursor.fetchall()  # finish the statement (RETURNING on SQLite)
+        if name in self._db._returning:
+            cursor.fetchall()  # finish it: see Database._returning
         if self._columns is None:
             return cast(Row, row)
         return dict(zip(self._names(name), row, strict=True))
@@ -242,6 +279,14 @@ class Tx:
 
 
 _NONE: Mapping[str, Any] = {}
+
+
+def _raise_unavailable(error: Exception) -> None:
+    """StoreUnavailable, naming the cause, for an error that means the database cannot serve
+    now (availability.py); nothing for any other."""
+    cause = unavailable_cause(error)
+    if cause is not None:
+        raise StoreUnavailable(cause) from error
 
 
 def _null(value: None) -> None:

@@ -55,14 +55,15 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ffleet.store.availability import unavailable_cause
 from ffleet.store.base import StoreUnavailable
 
 T = TypeVar("T")
+# How the transaction under the mutex ends: see GroupCommit.enter.
+_ALONE, _MEMBER, _UNGUARDED = range(3)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -127,6 +128,10 @@ class GroupCommit:
         # open, or a guarded member ran since): what `ROLLBACK TO mark` would undo.
         self._region: list[_Call] | None = None
         self.settled = _Settled(self)
+        # The transaction under the mutex (see `enter`): how it ends, and for an unguarded
+        # one the connection's `total_changes` as it began.
+        self._scope = _ALONE
+        self._changes = 0
 
     def serve(self, loop: asyncio.AbstractEventLoop) -> None:
         """Group the calls made through `call` on `loop` from now on."""
@@ -177,12 +182,14 @@ class GroupCommit:
             if failure is not None:
                 raise failure
 
-    @contextmanager
-    def transaction(self, alone: bool = False) -> Iterator[sqlite3.Cursor]:
-        """One store method's transaction: a member of the loop's group inside `call` unless
-        `alone`, else alone (after committing an open group)."""
-        with self._mutex:
-            conn = self._conn
+    def enter(self, alone: bool = False) -> sqlite3.Cursor:
+        """Begin one store method's transaction and return its cursor, the mutex held until
+        `exit`: a member of the loop's group inside `call` unless `alone`, else alone (after
+        committing an open group). Under the mutex one transaction runs at a time: what `exit`
+        needs to end it is kept here."""
+        self._mutex.acquire()
+        try:
+            cursor = self._conn.cursor()
             running = self._running
             if running is not None and self._loop_thread == threading.get_ident():
                 first, running.began = not running.began, True
@@ -192,22 +199,55 @@ class GroupCommit:
                     if not groups or groups[-1] is not group:
                         groups.append(group)
                     if first and running.redoable:
-                        yield from self._unguarded(running)
+                        self._enter_unguarded()
                     else:
-                        yield from self._member()
-                    return
+                        self._enter_member()
+                    return cursor
             self._settle_open()
             self._begin(grouped=False)
+            self._scope = _ALONE
+        except BaseException:
+            self._mutex.release()
+            raise
+        return cursor
+
+    def exit(self, cursor: sqlite3.Cursor, failure: BaseException | None) -> None:
+        """End the transaction `enter` began: commit (or release) it, or undo it after
+        `failure`, which the caller raises then; and release the mutex.
+
+        The cursor is closed first, before the mutex is released. sqlite3 shares one cached
+        statement per SQL text among a connection's cursors, and a cursor that is closed, runs
+        again or is freed resets the statement it last ran (an `executemany` keeps it). Freed
+        later, on whatever thread drops its Tx, it would reset a statement another thread may
+        be running under the mutex at that moment; that thread then skips its own reset and
+        binds its next row to a statement not reset: `InterfaceError: bad parameter or other
+        API misuse`, a 5,000-job batch failing beside another."""
+        try:
+            cursor.close()
+            scope = self._scope
+            if scope == _UNGUARDED:
+                self._exit_unguarded(failure)
+            elif scope == _MEMBER:
+                self._exit_member(failure)
+            else:
+                self._exit_alone(failure)
+        finally:
+            self._mutex.release()
+
+    def _exit_alone(self, failure: BaseException | None) -> None:
+        conn = self._conn
+        if failure is None:
             try:
-                with _closing_cursor(conn) as cursor:
-                    yield cursor
                 conn.execute("COMMIT")
+                return
             except BaseException:
-                # Also after a failed COMMIT (disk full, I/O error): an open transaction on
-                # the shared connection would refuse every later BEGIN.
+                # A failed COMMIT (disk full, I/O error) too: an open transaction on the
+                # shared connection would refuse every later BEGIN.
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
 
     def _open(self) -> _Group:
         """The loop's open group, begun (and its COMMIT scheduled) if there is none."""
@@ -232,27 +272,26 @@ class GroupCommit:
             self._temp_in_memory = grouped
         self._conn.execute("BEGIN IMMEDIATE")
 
-    def _unguarded(self, running: _Call) -> Iterator[sqlite3.Cursor]:
+    def _enter_unguarded(self) -> None:
         """A redoable method's transaction in the open group, with no savepoint of its own.
         Most failures (NotFound, Conflict) come before any write: the group goes on as if it
         never ran. One that changed rows is undone with `ROLLBACK TO mark`, and so are the
         unguarded calls since the mark, which run again after the group's COMMIT."""
-        conn = self._conn
+        if self._region is None:
+            self._conn.execute("SAVEPOINT mark")
+            self._region = []
+        self._changes = self._conn.total_changes
+        self._scope = _UNGUARDED
+
+    def _exit_unguarded(self, failure: BaseException | None) -> None:
         region = self._region
-        if region is None:
-            conn.execute("SAVEPOINT mark")
-            region = self._region = []
-        changes = conn.total_changes
-        try:
-            with _closing_cursor(conn) as cursor:
-                yield cursor
-        except BaseException as exc:
-            if not conn.in_transaction:
-                self._abandon(exc)
-            elif conn.total_changes != changes:
-                self._undo_region(region, exc)
-            raise
-        region.append(running)
+        assert region is not None and self._running is not None
+        if failure is None:
+            region.append(self._running)
+        elif not self._conn.in_transaction:
+            self._abandon(failure)
+        elif self._conn.total_changes != self._changes:
+            self._undo_region(region, failure)
 
     def _undo_region(self, region: list[_Call], failure: BaseException) -> None:
         """`ROLLBACK TO mark`: the failing method's changes and those of the calls in the
@@ -266,34 +305,32 @@ class GroupCommit:
             voided.voided = True
         region.clear()
 
-    def _member(self) -> Iterator[sqlite3.Cursor]:
+    def _enter_member(self) -> None:
         """A SAVEPOINT in the open group: a failure undoes this method's changes only, unless
         SQLite rolled the whole transaction back (it may, on disk full or I/O errors). What it
         does is never undone by a later `ROLLBACK TO mark`: the next unguarded call opens a
         mark of its own."""
-        conn = self._conn
         self._region = None
-        conn.execute("SAVEPOINT member")
-        try:
-            with _closing_cursor(conn) as cursor:
-                yield cursor
-        except BaseException as exc:
-            failure: BaseException = exc
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK TO member")
-                    conn.execute("RELEASE member")
-                except sqlite3.Error as undo_failed:
-                    failure = undo_failed
-                else:
-                    raise
-            self._abandon(failure)
-            raise
-        try:
-            conn.execute("RELEASE member")
-        except sqlite3.Error as exc:
-            self._abandon(exc)
-            raise
+        self._conn.execute("SAVEPOINT member")
+        self._scope = _MEMBER
+
+    def _exit_member(self, failure: BaseException | None) -> None:
+        conn = self._conn
+        if failure is None:
+            try:
+                conn.execute("RELEASE member")
+            except sqlite3.Error as exc:
+                self._abandon(exc)
+                raise
+            return
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK TO member")
+                conn.execute("RELEASE member")
+                return
+            except sqlite3.Error as undo_failed:
+                failure = undo_failed
+        self._abandon(failure)
 
     def _abandon(self, failure: BaseException) -> None:
         """The open group is lost: fail its calls and roll back what is left of it (its calls
@@ -322,8 +359,9 @@ class GroupCommit:
     def _settle_open(self) -> None:
         """COMMIT the open group, if any, for what runs without it: a failure reaches the
         group's calls (raised in each of them), not the caller."""
-        with contextlib.suppress(Exception):
-            self._commit_open()
+        if self._group is not None:
+            with contextlib.suppress(Exception):
+                self._commit_open()
 
     def _commit_scheduled(self, group: _Group) -> None:
         """The loop turn's COMMIT (unless something alone committed the group first); a
@@ -341,22 +379,6 @@ class GroupCommit:
             # Always: a call on the loop may be adding its waiter right now.
             with contextlib.suppress(RuntimeError):  # a loop that has closed has no waiters
                 self._loop.call_soon_threadsafe(_wake, group)
-
-
-@contextmanager
-def _closing_cursor(conn: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
-    """A transaction's cursor, closed before the mutex is released. sqlite3 shares one cached
-    statement per SQL text among a connection's cursors, and a cursor that is closed, runs
-    again or is freed resets the statement it last ran (an `executemany` keeps it). Freed
-    later, on whatever thread drops its Tx, it would reset a statement another thread may be
-    running under the mutex at that moment; that thread then skips its own reset and binds
-    its next row to a statement not reset: `InterfaceError: bad parameter or other API
-    misuse`, a 5,000-job batch failing beside another."""
-    cursor = conn.cursor()
-    try:
-        yield cursor
-    finally:
-        cursor.close()
 
 
 def _wake(group: _Group) -> None:

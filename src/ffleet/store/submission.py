@@ -115,6 +115,8 @@ def _check(req: JobRequest, now: float, max_timeout_s: float, submitted_by: str 
         raise InvalidRequest(str(exc)) from None
     timeout = min(req.timeout_s or default_timeout_s(spec), max_timeout_s)
     reqs = scheduling.placement_requirements(req.requirements, spec)
+    # The row as job_from_row reads it; job_insert writes the constants of a new job
+    # (status, node_id, attempt, ...) itself, and the two must agree.
     columns = {
         "scenario": req.scenario,
         "confidence": req.confidence,
