@@ -62,9 +62,9 @@ from ffleet.store.availability import unavailable_cause
 from ffleet.store.base import StoreUnavailable
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 # How the transaction under the mutex ends: see GroupCommit.enter.
 _ALONE, _MEMBER, _UNGUARDED = range(3)
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def redoable(method: F) -> F:
