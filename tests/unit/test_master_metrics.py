@@ -8,9 +8,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from ffleet.master.app import create_app
+from ffleet.master.metrics import UNMATCHED_ROUTE, MasterMetrics
 from ffleet.master.settings import MasterSettings
+from ffleet.models import Job, ResultSubmission
+from ffleet.store import ReapReport, open_store
+from tests.unit.test_hot_series import without_created_times
 
 NODE = {"cpu_threads": 8, "ram_bytes": 8 << 30, "slots": 1}
+EXPOSITION = Path(__file__).parent.parent / "fixtures" / "master_metrics.prom"
 
 
 def scrape(client: TestClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -88,3 +93,47 @@ def test_requests_count_under_their_route_template_whatever_the_ids() -> None:
         value(samples, "ffleet_http_requests_total", route="/health", method="GET", status="200")
         == 1
     )
+
+
+def job_of(scenario: str, status: str, attempt: int = 1) -> Job:
+    return Job(
+        id="j1",
+        scenario=scenario,
+        confidence="exact",
+        parameters={},
+        status=status,
+        node_id="n1",
+        created_at=100.0,
+        started_at=101.5,
+        completed_at=131.0,
+        retry_count=attempt - 1,
+        error=None,
+        attempt=attempt,
+    )
+
+
+def every_event(metrics: MasterMetrics) -> None:
+    """Each event MasterMetrics counts, with durations on and beside the buckets' bounds."""
+    for n, seconds in enumerate([0.0004, 0.001, 0.0025, 0.7, 45.0, 90.0]):
+        metrics.request_done("/results", "POST", 200, seconds)
+        metrics.request_done("/nodes/{node_id}/heartbeat", "POST", 200 if n % 3 else 404, seconds)
+        metrics.dispatched(job_of("1080p30-h264", "running", attempt=1 + n % 2), seconds / 10)
+    metrics.dispatched(job_of("360p-vp9", "running"), 0.002)
+    metrics.dispatched(job_of("720p-av1", "running"), 0.002)
+    metrics.request_done(UNMATCHED_ROUTE, "GET", 404, 0.00001)
+    completed = ResultSubmission(job_id="j1", node_id="n1", status="completed", attempt=1)
+    failed = ResultSubmission(job_id="j1", node_id="n1", status="failed", attempt=1)
+    metrics.result_stored(completed, job_of("360p-vp9", "completed"), 140.0)
+    metrics.result_stored(failed, job_of("360p-vp9", "failed"), 140.0)
+    metrics.result_stored(failed, job_of("360p-vp9", "pending"), 140.0)
+    metrics.reaped(ReapReport(requeued_jobs=["j2", "j3"], failed_jobs=["j4"]))
+    metrics.user_retried()
+    metrics.stale_result()
+
+
+def test_the_exposition_is_prometheus_clients_series_for_series() -> None:
+    """The same events, fed to the master's metrics when prometheus_client's Counter and
+    Histogram counted them, gave tests/fixtures/master_metrics.prom (_created's times aside)."""
+    metrics = MasterMetrics(open_store("memory"), lambda: 0)
+    every_event(metrics)
+    assert without_created_times(metrics.render()) == EXPOSITION.read_text()

@@ -12,29 +12,36 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ffleet.master.hot_series import (
+    CounterFamily,
+    CounterSeries,
+    HistogramFamily,
+    HistogramSeries,
+    HotSeriesCollector,
+)
 from ffleet.models import Job, ResultSubmission
 from ffleet.scenarios import ScenarioError, parse_scenario
 from ffleet.states import JobStatus, NodeStatus
 from ffleet.store import ReapReport, Store
-
-K = TypeVar("K")
-S = TypeVar("S")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UNMATCHED_ROUTE = "unmatched"  # any path no route serves: one series, however many are probed
 # Seconds: a job waits and runs from a second to hours; a request from 1 ms to a long-poll.
 JOB_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-CODEC_SERIES_CACHED = 1024  # (histogram, scenario) pairs whose labelled series is at hand
 DISPATCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
+
+RequestSeries = tuple[CounterSeries, HistogramSeries]  # by route, method, status; its latency
+# read once: on Python 3.11 an enum member read from its class costs more than a counter's change
+PENDING = JobStatus.PENDING
 
 
 @functools.lru_cache(maxsize=1024)
@@ -98,102 +105,94 @@ class FleetCollector(Collector):
 
 
 class MasterMetrics:
-    """Every series of one master, and the events that move them."""
+    """Every series of one master, and the events that move them (counted as hot_series.py
+    says: plain numbers on the event loop, made into samples at each scrape)."""
 
     def __init__(self, store: Store, waiters: Callable[[], int]) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(FleetCollector(store, waiters))
-        self.outcomes = Counter(
+        self.outcomes = CounterFamily(
             "ffleet_job_outcomes",
             "Attempts ended, by outcome and reason class.",
             ["outcome", "reason"],
-            registry=self.registry,
         )
-        self.retries = Counter(
+        self.retries = CounterFamily(
             "ffleet_job_retries",
             "Jobs queued again, by cause (failure, lost attempt, user).",
             ["cause"],
-            registry=self.registry,
         )
-        self.stale_results = Counter(
+        self.stale_results = CounterFamily(
             "ffleet_stale_results",
             "Results refused (409) because their attempt was no longer current.",
-            registry=self.registry,
+            [],
         )
-        self.wait = Histogram(
+        self.wait = HistogramFamily(
             "ffleet_job_wait_seconds",
             "From submission to the first claim, by the scenario's codec.",
             ["codec"],
-            buckets=JOB_BUCKETS,
-            registry=self.registry,
+            JOB_BUCKETS,
         )
-        self.run = Histogram(
+        self.run = HistogramFamily(
             "ffleet_job_run_seconds",
             "From the last claim to the final result, by the scenario's codec.",
             ["codec"],
-            buckets=JOB_BUCKETS,
-            registry=self.registry,
+            JOB_BUCKETS,
         )
-        self.dispatch = Histogram(
+        self.dispatch = HistogramFamily(
             "ffleet_dispatch_latency_seconds",
             "How long choosing and handing out a job took (the store's claim).",
-            buckets=DISPATCH_BUCKETS,
-            registry=self.registry,
+            [],
+            DISPATCH_BUCKETS,
         )
-        self.requests = Counter(
+        self.requests = CounterFamily(
             "ffleet_http_requests",
             "HTTP requests by route template, method and status.",
             ["route", "method", "status"],
-            registry=self.registry,
         )
-        self.latency = Histogram(
+        self.latency = HistogramFamily(
             "ffleet_http_request_duration_seconds",
             "HTTP request latency by route template and method (held replies included: a "
             "long-poll, a result asking for the next job with claim_wait).",
             ["route", "method"],
-            buckets=REQUEST_BUCKETS,
-            registry=self.registry,
+            REQUEST_BUCKETS,
         )
-
-        self._request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-        self._outcome_series: dict[tuple[str, str], Counter] = {}
-        self._codec_series: dict[tuple[Histogram, str], Histogram] = {}
+        self.registry.register(
+            HotSeriesCollector(
+                [
+                    self.outcomes,
+                    self.retries,
+                    self.stale_results,
+                    self.wait,
+                    self.run,
+                    self.dispatch,
+                    self.requests,
+                    self.latency,
+                ]
+            )
+        )
+        self._claim_latency = self.dispatch.labels()  # its one series
+        # a request's two series, found by one look-up
+        self._request_series: dict[tuple[str, str, int], RequestSeries] = {}
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
     def dispatched(self, job: Job, claim_seconds: float) -> None:
-        self.dispatch.observe(claim_seconds)
+        self._claim_latency.observe(claim_seconds)
         if job.attempt == 1 and job.started_at is not None and job.created_at is not None:
-            waited = max(0.0, job.started_at - job.created_at)
-            self._by_codec(self.wait, job.scenario).observe(waited)
+            waited = job.started_at - job.created_at
+            self.wait.labels(scenario_codec(job.scenario)).observe(not_negative(waited))
 
     def result_stored(self, result: ResultSubmission, job: Job, now: float) -> None:
         """A new (not duplicate) result moved `job` to its current state."""
-        requeued = job.status == JobStatus.PENDING
+        requeued = job.status == PENDING
         reason = "retried" if requeued else "final" if result.status == "failed" else "reported"
-        self._outcome(result.status, reason).inc()
+        self.outcomes.labels(result.status, reason).inc()
         if requeued:
             self.retries.labels("failure").inc()
         elif job.started_at is not None:
-            ran = max(0.0, (job.completed_at or now) - job.started_at)
-            self._by_codec(self.run, job.scenario).observe(ran)
-
-    def _outcome(self, status: str, reason: str) -> Counter:
-        """The outcome series of a result, looked up once per status and reason."""
-        return _series(
-            self._outcome_series, (status, reason), lambda: self.outcomes.labels(status, reason)
-        )
-
-    def _by_codec(self, histogram: Histogram, scenario: str) -> Histogram:
-        """The series of `histogram` for a scenario's codec, looked up once per scenario (of
-        the jobs seen lately: a bounded table, as scenario names are the submitters')."""
-        return _series(
-            self._codec_series,
-            (histogram, scenario),
-            lambda: histogram.labels(scenario_codec(scenario)),
-            bound=CODEC_SERIES_CACHED,
-        )
+            ran = (job.completed_at or now) - job.started_at
+            self.run.labels(scenario_codec(job.scenario)).observe(not_negative(ran))
 
     def reaped(self, report: ReapReport) -> None:
         if report.requeued_jobs:
@@ -206,30 +205,24 @@ class MasterMetrics:
         self.retries.labels("user").inc()
 
     def stale_result(self) -> None:
-        self.stale_results.inc()
+        self.stale_results.labels().inc()
 
     def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
-        counter, histogram = _series(
-            self._request_series,
-            (route, method, status),
-            lambda: (
+        key = (route, method, status)
+        series = self._request_series.get(key)
+        if series is None:
+            series = self._request_series[key] = (
                 self.requests.labels(route, method, str(status)),
                 self.latency.labels(route, method),
-            ),
-        )
-        counter.inc()
-        histogram.observe(seconds)
+            )
+        series[0].inc()
+        series[1].observe(seconds)
 
 
-def _series(table: dict[K, S], key: K, make: Callable[[], S], bound: int | None = None) -> S:
-    """`table[key]`, made once: a metric's `labels()` costs a lock and a tuple on every call.
-    A table with a `bound` starts afresh when full (its keys come from submitters)."""
-    series = table.get(key)
-    if series is None:
-        if bound is not None and len(table) >= bound:
-            table.clear()
-        series = table[key] = make()
-    return series
+def not_negative(seconds: float) -> float:
+    """A duration across a clock's step back counts as 0 (as `max(0.0, seconds)`, which on
+    Python 3.11 parses its arguments as a tuple and costs as much as a histogram's change)."""
+    return seconds if seconds > 0.0 else 0.0
 
 
 def route_templates(routes: Iterable[BaseRoute], prefix: str = "") -> dict[Any, str]:
