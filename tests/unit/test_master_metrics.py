@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
+from starlette.types import Message, Receive, Scope, Send
 
 from ffleet.master.app import create_app
-from ffleet.master.metrics import UNMATCHED_ROUTE, MasterMetrics
+from ffleet.master.metrics import UNMATCHED_ROUTE, HttpMetricsMiddleware, MasterMetrics
 from ffleet.master.settings import MasterSettings
 from ffleet.models import Job, ResultSubmission
 from ffleet.store import ReapReport, open_store
@@ -137,3 +140,37 @@ def test_the_exposition_is_prometheus_clients_series_for_series() -> None:
     metrics = MasterMetrics(open_store("memory"), lambda: 0)
     every_event(metrics)
     assert without_created_times(metrics.render()) == EXPOSITION.read_text()
+
+
+async def answer_then(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answers with the status its path names, then raises if the path says so."""
+    if scope["path"] == "/raise":
+        raise RuntimeError("before answering")
+    await send({"type": "http.response.start", "status": int(scope["path"][1:4]), "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+    if scope["path"].endswith("/raise"):
+        raise RuntimeError("after answering")
+
+
+def test_a_request_counts_under_the_status_it_got_500_when_the_app_raised_first() -> None:
+    metrics = MasterMetrics(open_store("memory"), lambda: 0)
+    counted = HttpMetricsMiddleware(answer_then, metrics, {})
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    async def requests() -> None:
+        for path in ["/201", "/raise", "/404/raise", "/201"]:
+            scope = {"type": "http", "method": "GET", "path": path}
+            with contextlib.suppress(RuntimeError):
+                await counted(scope, receive, send)
+
+    asyncio.run(requests())
+    assert [m.get("status") for m in sent] == [201, None, 404, None, 201, None]
+    counts = {values: series.value for values, series in metrics.requests.series.items()}
+    unmatched = (UNMATCHED_ROUTE, "GET")
+    assert counts == {(*unmatched, "201"): 2, (*unmatched, "500"): 1, (*unmatched, "404"): 1}
