@@ -19,7 +19,14 @@ from ffleet.master.settings import MasterSettings
 from ffleet.store import StoreUnavailable
 from ffleet.store.db import Tx
 from ffleet.store.sql import SqlStore
-from tests.unit.group_commit_support import JOB, T0, durable, grouping, statements
+from tests.unit.group_commit_support import (
+    JOB,
+    T0,
+    durable,
+    grouping,
+    insert_one_at_a_time,
+    statements,
+)
 
 
 @pytest.fixture
@@ -305,19 +312,25 @@ def test_a_store_not_served_commits_each_transaction_alone(store: SqlStore) -> N
     assert seen == ["BEGIN", "COMMIT", "BEGIN", "COMMIT"]
 
 
+def full_disk_soon(store: SqlStore) -> sqlite3.Connection:
+    """The store's connection, with room left for a job and not for 500."""
+    raw = store.db._sqlite
+    assert raw is not None
+    pages = raw.execute("PRAGMA page_count").fetchone()[0]
+    raw.execute(f"PRAGMA max_page_count = {pages + 4}")
+    return raw
+
+
 def test_a_full_disk_that_rolls_the_whole_group_back_fails_every_call_in_it(
     store: SqlStore, path: Path
 ) -> None:
     group_commit = grouping(store)
-    raw = store.db._sqlite
-    assert raw is not None
-    pages = raw.execute("PRAGMA page_count").fetchone()[0]
-    raw.execute(f"PRAGMA max_page_count = {pages + 4}")  # room for a job, not for 500
+    raw = full_disk_soon(store)
 
     async def scenario() -> list[BaseException | Any]:
         group_commit.serve(asyncio.get_running_loop())
         small = group_commit.call(store.create_jobs, [JOB], T0)
-        large = group_commit.call(store.create_jobs, [JOB] * 500, T0)
+        large = group_commit.call(insert_one_at_a_time, store, 500)
         outcomes = await asyncio.gather(small, large, return_exceptions=True)
         group_commit.unserve()
         return outcomes
@@ -328,5 +341,25 @@ def test_a_full_disk_that_rolls_the_whole_group_back_fails_every_call_in_it(
     assert all(isinstance(outcome, StoreUnavailable) for outcome in outcomes), outcomes
     assert all("disk full" in outcome.cause for outcome in outcomes)
     assert durable_ids(path) == set()
+    raw.execute("PRAGMA max_page_count = 1073741823")
+    assert len(store.create_jobs([JOB] * 500, T0)) == 500
+
+
+def test_a_full_disk_met_by_a_batch_fails_that_batch_alone(store: SqlStore, path: Path) -> None:
+    """A batch of alike jobs is one statement: SQLite undoes that statement only."""
+    group_commit = grouping(store)
+    raw = full_disk_soon(store)
+
+    async def scenario() -> list[BaseException | Any]:
+        group_commit.serve(asyncio.get_running_loop())
+        small = group_commit.call(store.create_jobs, [JOB], T0)
+        large = group_commit.call(store.create_jobs, [JOB] * 500, T0)
+        outcomes = await asyncio.gather(small, large, return_exceptions=True)
+        group_commit.unserve()
+        return outcomes
+
+    (job,), failure = asyncio.run(scenario())
+    assert isinstance(failure, StoreUnavailable) and "disk full" in failure.cause
+    assert durable_ids(path) == {job.id}
     raw.execute("PRAGMA max_page_count = 1073741823")
     assert len(store.create_jobs([JOB] * 500, T0)) == 500

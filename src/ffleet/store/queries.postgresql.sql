@@ -14,6 +14,26 @@ CREATE TABLE IF NOT EXISTS ffleet_schema (
     PRIMARY KEY (version)
 )
 
+-- The jobs of one run of a submission (consecutive jobs of one distinct request): their common
+-- columns bound once, their ids a JSON array, inserted in its order.
+-- name: jobs_insert_run
+INSERT INTO jobs (
+    id, scenario, confidence, parameters, status, node_id, created_at, started_at,
+    completed_at, retry_count, error, priority, base_priority, aged_at, requirements, req_gpu,
+    req_min_ram, req_min_threads, affinity, anti_affinity, timeout_s, max_attempts, attempt,
+    not_before, lease_expires_at, deadline_at, progress, cancel_requested, unschedulable_reason,
+    submitted_by, stall_timeout_s, placement, avoid_nodes
+)
+SELECT
+    ids.id, :scenario, :confidence, :parameters, 'pending', NULL, :created_at, NULL,
+    NULL, 0, NULL, :priority, :base_priority, :aged_at, :requirements,
+    :req_gpu, :req_min_ram, :req_min_threads, :affinity, :anti_affinity, :timeout_s,
+    :max_attempts, 0, :not_before, NULL, NULL, NULL,
+    FALSE, :unschedulable_reason, :submitted_by, :stall_timeout_s, :placement,
+    '[]'
+FROM json_array_elements_text(CAST(:ids AS json)) WITH ORDINALITY AS ids (id, n)
+ORDER BY ids.n
+
 -- A job changed by one request, with what a transition, its reply and its attempt's end read
 -- (rows.job_from_row's columns, `seq` and `base_priority`).
 -- name: job_locked

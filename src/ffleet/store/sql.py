@@ -120,7 +120,8 @@ class SqlStore(NodeRegistry, CredentialStore, splits.SplitMethods):
                 if text not in reasons:
                     reasons[text] = placement.unschedulable_reason(tx, checked.requirements)
                 checked.columns["unschedulable_reason"] = reasons[text]
-            tx.many("job_insert", (job.values for job in prepared))
+            for statement, rows in submission.inserts(prepared):
+                tx.many(statement, rows)
             created = submission.created(prepared)
             if idempotency_key is not None:
                 coordination.remember(tx, idempotency_key, created)
