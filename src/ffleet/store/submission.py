@@ -68,19 +68,28 @@ def prepare(
     return pending
 
 
+_BYTES = bytes(range(256))
+_VERSION_4 = bytes.maketrans(_BYTES, bytes(byte & 0x0F | 0x40 for byte in _BYTES))
+_RFC_4122 = bytes.maketrans(_BYTES, bytes(byte & 0x3F | 0x80 for byte in _BYTES))
+# Where the i-th hex digit of a UUID stands in its text (8-4-4-4-12 digits, dashes between).
+_DIGIT_PLACES = [i + (i >= 8) + (i >= 12) + (i >= 16) + (i >= 20) for i in range(32)]
+
+
 def uuid4_texts(count: int) -> list[str]:
     """`count` random version-4 UUIDs as `str(uuid.uuid4())` writes them, from one read of
-    the system's randomness and one hex conversion: `uuid.UUID` built per job cost ~2 us each,
-    a twentieth of a batched job."""
+    the system's randomness: `uuid.UUID` built per job cost ~2 us each, a twentieth of a
+    batched job. The version and variant bits are set by translating bytes and the digits laid
+    out by 32 strided copies, whatever `count`: ~3,000 instructions an id, where an f-string
+    of five slices and a generator over the bytes took ~8,500."""
     raw = bytearray(os.urandom(16 * count))
-    raw[6::16] = bytes(byte & 0x0F | 0x40 for byte in raw[6::16])  # version 4
-    raw[8::16] = bytes(byte & 0x3F | 0x80 for byte in raw[8::16])  # RFC 4122 variant
-    text = raw.hex()
-    return [
-        f"{text[i : i + 8]}-{text[i + 8 : i + 12]}-{text[i + 12 : i + 16]}-"
-        f"{text[i + 16 : i + 20]}-{text[i + 20 : i + 32]}"
-        for i in range(0, 32 * count, 32)
-    ]
+    raw[6::16] = raw[6::16].translate(_VERSION_4)
+    raw[8::16] = raw[8::16].translate(_RFC_4122)
+    digits = raw.hex().encode()
+    text = bytearray(b"-" * (36 * count))
+    for digit, place in enumerate(_DIGIT_PLACES):
+        text[place::36] = digits[digit::32]
+    joined = text.decode()
+    return [joined[i : i + 36] for i in range(0, 36 * count, 36)]
 
 
 _checked = operator.attrgetter("checked")
