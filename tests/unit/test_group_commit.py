@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from ffleet.master.app import create_app
+from ffleet.master.job_routes import LOOP_BATCH
 from ffleet.master.settings import MasterSettings
 from ffleet.store import StoreUnavailable
 from ffleet.store.db import Tx
@@ -147,6 +148,35 @@ def test_a_failed_commit_answers_every_request_of_its_group_with_a_503(
     assert all("disk full" in reply.text for reply in failed)
     assert served.status_code == 201  # the store recovers with the disk
     assert durable_ids(path) == {served.json()["id"]}
+
+
+def test_a_batch_of_up_to_loop_batch_jobs_is_created_on_the_loop_a_larger_one_aside(
+    store: SqlStore, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = create_app(MasterSettings(store_url=f"sqlite:///{path}"), store)
+    threads: list[int] = []
+    create_jobs = store.create_jobs
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.get_ident())
+        return create_jobs(*args, **kwargs)
+
+    monkeypatch.setattr(store, "create_jobs", recorded)
+
+    async def scenario() -> int:
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://master") as client,
+        ):
+            for size in (LOOP_BATCH, LOOP_BATCH + 1):
+                batch = {"jobs": [{"scenario": "360p-h264"}] * size}
+                assert (await client.post("/jobs/batch", json=batch)).status_code == 201
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(scenario())
+    assert threads[0] == loop_thread and threads[1] != loop_thread
+    assert len(durable_ids(path)) == 2 * LOOP_BATCH + 1
 
 
 def run_beside_a_group(store: SqlStore, alone: Callable[[], None]) -> BaseException | Any:
