@@ -11,6 +11,7 @@ for it (store/efficiency.py). `Walk.passes_over` is every such rule in one place
 
 from __future__ import annotations
 
+import functools
 from typing import Any, cast
 
 from ffleet import scheduling
@@ -18,7 +19,14 @@ from ffleet.models import Requirements
 from ffleet.states import JobStatus
 from ffleet.store import efficiency, queries
 from ffleet.store.db import Row, Tx
-from ffleet.store.rows import dumps, group_running, loads, requirements, traits_from_row
+from ffleet.store.rows import (
+    TRAIT_COLUMNS,
+    dumps,
+    group_running,
+    loads,
+    requirements,
+    traits_from_row,
+)
 
 # Candidates read per query: the best job usually fits, so the first read is that job alone
 # (8 us against 18 us for four, each row a table lookup and a dict of its 21 columns; on
@@ -40,38 +48,53 @@ PENDING = JobStatus.PENDING.value
 
 def pick(
     tx: Tx,
-    node: Row,
+    me: scheduling.NodeTraits,
     now: float,
     node_timeout_s: float,
     *,
     lock: bool = True,
     idle: list[scheduling.NodeTraits] | None = None,
+    first: list[Row] | None = None,
 ) -> Row | None:
-    """Best pending job this node may run: highest priority, then oldest. A GPU node looks
+    """Best pending job the node `me` may run: highest priority, then oldest. A GPU node looks
     at GPU work first. The row comes locked where the engine locks rows (PostgreSQL), unless
-    `lock` is false: `explain` asks which job a claim would get without holding a claim's locks."""
-    walk = Walk(tx, node, now, node_timeout_s, idle)
+    `lock` is false: `explain` asks which job a claim would get without holding a claim's locks.
+    `first`: the first pass's first read when the caller made it already (`claim_first`)."""
+    walk = Walk(tx, me, now, node_timeout_s, idle)
     unlocked = "" if lock else queries.UNLOCKED
-    passes = [True, False] if node["has_gpu"] else [False]
-    params: dict[str, Any] = {"now": now, "ram": node["ram_bytes"], "threads": node["cpu_threads"]}
+    passes = [True, False] if me.has_gpu else [False]
+    params: dict[str, Any] = {"now": now, "ram": me.ram_bytes, "threads": me.cpu_threads}
     for gpu in passes:
-        statement = "claim_candidates"
         params.update(gpu=gpu, batch=CLAIM_FIRST_BATCH)
+        batch = tx.all("claim_candidates" + unlocked, params) if first is None else first
+        first = None
         examined = 0
-        while examined < CLAIM_MAX_EXAMINED:
-            batch = tx.all(statement + unlocked, params)
+        while True:
             examined += len(batch)
             for row in batch:
                 _fixed_by_query(row, gpu)
                 if walk.passes_over(row) is None:
                     return row
-            if len(batch) < params["batch"]:
+            if len(batch) < params["batch"] or examined >= CLAIM_MAX_EXAMINED:
                 break
-            statement = "claim_candidates_after"
             params.update(
                 batch=CLAIM_BATCH, last_priority=batch[-1]["priority"], last_seq=batch[-1]["seq"]
             )
+            batch = tx.all("claim_candidates_after" + unlocked, params)
     return None
+
+
+def claimer(first: Row) -> scheduling.NodeTraits:
+    """The claiming node's traits, from its `claim_first` row."""
+    return _claimer(first["node_traits"])
+
+
+@functools.lru_cache(maxsize=1024)  # a claiming fleet's nodes, as traits_from_row's
+def _claimer(values: str) -> scheduling.NodeTraits:
+    """Traits from `claim_first`'s `node_traits`: the node's TRAIT_COLUMNS as one JSON array,
+    one column read where the ten columns cost ~25 K instructions on SQLite (BENCHMARKS.md);
+    decoded once per distinct text, which changes only when the node registers again."""
+    return traits_from_row(dict(zip(TRAIT_COLUMNS, loads(values), strict=True)))
 
 
 def _fixed_by_query(row: Row, gpu: bool) -> None:
@@ -88,13 +111,13 @@ class Walk:
     def __init__(
         self,
         tx: Tx,
-        node: Row,
+        me: scheduling.NodeTraits,
         now: float,
         node_timeout_s: float,
         idle: list[scheduling.NodeTraits] | None = None,
     ) -> None:
         self.tx = tx
-        self.me = traits_from_row(node)
+        self.me = me
         self.now = now
         self.node_timeout_s = node_timeout_s
         self._idle = idle
