@@ -127,6 +127,17 @@ def test_a_batch_replies_with_the_jobs_as_stored(store: Store) -> None:
     assert starts == {("pending", 0, 0, False)}
 
 
+def test_a_batch_is_stored_in_its_order_across_distinct_requests(store: Store) -> None:
+    """Alike jobs next to each other are inserted together: the queue keeps the batch's order."""
+    wide, small = JobRequest(scenario="720p-h264"), JobRequest(scenario="360p-h264")
+    requests = [wide, wide, small, wide, small, small, wide]
+    created = store.create_jobs(requests, T0)
+    listed, total = store.list_jobs(None, None, 0)
+    assert [job.id for job in listed] == [job.id for job in created] and total == 7
+    assert [job.scenario for job in listed] == [request.scenario for request in requests]
+    assert listed == created
+
+
 def test_list_jobs_filters_and_paginates(store: Store) -> None:
     ids = jobs(store, 5)
     node_id = node(store)

@@ -123,7 +123,8 @@ class SqlStore(NodeRegistry, CredentialStore, splits.SplitMethods):
                 if text not in reasons:
                     reasons[text] = placement.unschedulable_reason(tx, checked.requirements)
                 checked.columns["unschedulable_reason"] = reasons[text]
-            tx.many("job_insert", (job.values for job in prepared))
+            for statement, rows in submission.inserts(prepared):
+                tx.many(statement, rows)
             created = submission.created(prepared)
             if idempotency_key is not None:
                 coordination.remember(tx, idempotency_key, created)
@@ -217,19 +218,21 @@ class SqlStore(NodeRegistry, CredentialStore, splits.SplitMethods):
 
     def claim(self, node_id: str, now: float) -> Job | None:
         with self.db.transaction() as tx:
-            node = tx.one("node_for_claim", {"id": node_id})
-            if node is None:
+            first = tx.one("claim_first", {"id": node_id, "now": now})
+            if first is None:
                 raise NotFound(f"node {node_id} not found; register first")
-            return self._claim(tx, node, now)
+            return self._claim(tx, first, now)
 
-    def _claim(self, tx: Tx, node: Row, now: float) -> Job | None:
-        """The next job of `node`, a `node_for_claim` row: none while it drains or is full."""
-        if node["busy"]:
+    def _claim(self, tx: Tx, first: Row, now: float) -> Job | None:
+        """The next job of a node, from its `claim_first` row: none while it drains or is full."""
+        if first["busy"]:
             return None
-        chosen = placement.pick(tx, node, now, self.policy.node_timeout_s)
+        me = placement.claimer(first)
+        head = [] if first["seq"] is None else [first]
+        chosen = placement.pick(tx, me, now, self.policy.node_timeout_s, first=head)
         if chosen is None:
             return None
-        return attempts.start(tx, chosen, node["id"], now, self.policy)
+        return attempts.start(tx, chosen, me.node_id, now, self.policy)
 
     @redoable
     def submit_result(self, result: ResultSubmission, now: float) -> ResultOutcome:
@@ -308,8 +311,8 @@ class SqlStore(NodeRegistry, CredentialStore, splits.SplitMethods):
         An unknown node gets none rather than an error: its result is already stored."""
         if not result.claim_next:
             return None
-        node = tx.one("node_for_claim", {"id": result.node_id})
-        return None if node is None else self._claim(tx, node, now)
+        first = tx.one("claim_first", {"id": result.node_id, "now": now})
+        return None if first is None else self._claim(tx, first, now)
 
     def release(self, job_id: str, node_id: str, attempt: int, reason: str, now: float) -> Job:
         with self.db.transaction() as tx:
