@@ -39,6 +39,7 @@ from ffleet.models import (
     encode_hook,
 )
 from ffleet.states import JobStatus
+from ffleet.store import JobAfterResult
 
 if TYPE_CHECKING:
     from ffleet.master.app import MasterApp
@@ -253,7 +254,7 @@ class JobRoutes:
         log.info("job %s (attempt %d) dispatched to node %s", job.id, job.attempt, node_id)
         self.metrics.dispatched(job, claim_seconds)
 
-    def wake_when_due(self, job: Job) -> None:
+    def wake_when_due(self, job: JobAfterResult) -> None:
         """A job queued again with a backoff becomes claimable later: wake a waiter then."""
         if job.status == JobStatus.PENDING and job.not_before is not None:
             self.master.wake_at(job.not_before)

@@ -30,7 +30,7 @@ from ffleet.master.hot_series import (
 from ffleet.models import Job, ResultSubmission
 from ffleet.scenarios import ScenarioError, parse_scenario
 from ffleet.states import JobStatus, NodeStatus
-from ffleet.store import ReapReport, Store
+from ffleet.store import JobAfterResult, ReapReport, Store
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UNMATCHED_ROUTE = "unmatched"  # any path no route serves: one series, however many are probed
@@ -183,7 +183,7 @@ class MasterMetrics:
             waited = job.started_at - job.created_at
             self.wait.labels(scenario_codec(job.scenario)).observe(not_negative(waited))
 
-    def result_stored(self, result: ResultSubmission, job: Job, now: float) -> None:
+    def result_stored(self, result: ResultSubmission, job: JobAfterResult, now: float) -> None:
         """A new (not duplicate) result moved `job` to its current state."""
         requeued = job.status == PENDING
         reason = "retried" if requeued else "final" if result.status == "failed" else "reported"

@@ -41,6 +41,12 @@ SELECT seq, id, scenario, confidence, parameters, status, node_id, created_at, s
     unschedulable_reason, stall_timeout_s, placement, avoid_nodes
 FROM jobs WHERE id = :id
 
+-- A job a completed or canceled result ends: what its check, its writes and its outcome
+-- (rows.job_after_result, less what the writes set) read.
+-- name: job_for_result
+SELECT seq, id, scenario, parameters, status, node_id, started_at, retry_count, attempt
+FROM jobs WHERE id = :id
+
 -- name: running_of_node_locked
 SELECT * FROM jobs WHERE status = 'running' AND node_id = :node
 
