@@ -118,8 +118,8 @@ def test_a_node_whose_input_differs_never_gets_the_job_again(store: Store) -> No
         error="the input file differs from the pinned hash",
         wrong_node=True,
     )
-    queued = store.submit_result(refused, T0).job
-    assert queued.status == "pending" and queued.avoid_nodes == [wrong]
+    assert store.submit_result(refused, T0).job.status == "pending"
+    assert store.get_job(job.id).job.avoid_nodes == [wrong]
     assert store.claim(wrong, T0 + 3600) is None
     verdicts = {v.node_id: v.reason for v in store.explain(job.id, T0 + 3600).nodes}
     assert "input file differs" in verdicts[wrong]

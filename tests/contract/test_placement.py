@@ -14,6 +14,9 @@ from ffleet import scheduling
 from ffleet.models import GpuDescription, JobRequest, Node, NodeRegistration, Requirements
 from ffleet.scenarios import build_job_spec
 from ffleet.store import Store
+from ffleet.store.placement import claimer
+from ffleet.store.rows import traits_from_row
+from ffleet.store.sql import SqlStore
 
 T0 = 1_800_000_000.0
 GIB = 1 << 30
@@ -148,3 +151,19 @@ def test_the_engine_shows_in_the_job_requirements(store: Store) -> None:
     (job,) = store.create_jobs([request], T0)
     assert job.requirements == Requirements(encoders=["hevc_vaapi"], min_cpu_threads=2)
     assert store.get_job(job.id).job.requirements == job.requirements
+
+
+@pytest.mark.parametrize("node_name", list(NODES))
+def test_a_claim_reads_the_node_traits_its_registration_stored(
+    store: Store, node_name: str
+) -> None:
+    """`claim_first` carries the node's traits as one JSON array per engine: decoded, they are
+    the traits read from the node's own columns."""
+    assert isinstance(store, SqlStore)
+    node = store.register_node(NODES[node_name], T0)
+    with store.db.transaction() as tx:
+        first = tx.one("claim_first", {"id": node.id, "now": T0})
+        stored = tx.one("node_get", {"id": node.id})
+    assert first is not None and stored is not None
+    assert first["seq"] is None and not first["busy"]  # an empty queue, a free node
+    assert claimer(first) == traits_from_row(stored)

@@ -127,6 +127,17 @@ def test_a_batch_replies_with_the_jobs_as_stored(store: Store) -> None:
     assert starts == {("pending", 0, 0, False)}
 
 
+def test_a_batch_is_stored_in_its_order_across_distinct_requests(store: Store) -> None:
+    """Alike jobs next to each other are inserted together: the queue keeps the batch's order."""
+    wide, small = JobRequest(scenario="720p-h264"), JobRequest(scenario="360p-h264")
+    requests = [wide, wide, small, wide, small, small, wide]
+    created = store.create_jobs(requests, T0)
+    listed, total = store.list_jobs(None, None, 0)
+    assert [job.id for job in listed] == [job.id for job in created] and total == 7
+    assert [job.scenario for job in listed] == [request.scenario for request in requests]
+    assert listed == created
+
+
 def test_list_jobs_filters_and_paginates(store: Store) -> None:
     ids = jobs(store, 5)
     node_id = node(store)
@@ -248,6 +259,30 @@ def test_result_completes_the_job_and_is_stored(store: Store) -> None:
     assert detail.attempts[0].outcome == "completed"
     assert store.get_node(node_id).status == "available"
     assert [r.job_id for r in store.list_results(job_id, None, 0)] == [job_id]
+
+
+def test_the_outcome_tells_the_job_as_the_result_left_it(store: Store) -> None:
+    done, canceled, retried = jobs(store, 3, max_attempts=2)
+    node_id = node(store, slots=3)
+    for _ in range(3):
+        store.claim(node_id, T0)
+    first = store.submit_result(result(done, node_id, 1), T0 + 5).job
+    assert (first.id, first.scenario, first.status, first.error) == (
+        done,
+        "360p-h264",
+        "completed",
+        None,
+    )
+    assert (first.started_at, first.completed_at, first.not_before) == (T0, T0 + 5, None)
+    again = store.submit_result(result(done, node_id, 1), T0 + 9)
+    assert again.duplicate and again.job == first
+    stopped = store.submit_result(result(canceled, node_id, 1, status="canceled"), T0 + 6).job
+    assert (stopped.status, stopped.error, stopped.completed_at) == ("canceled", "canceled", T0 + 6)
+    failed = result(retried, node_id, 1, status="failed", error="boom", retryable=True)
+    queued = store.submit_result(failed, T0 + 7).job
+    assert (queued.status, queued.retry_count, queued.error) == ("pending", 1, "boom")
+    assert queued.not_before is not None and queued.not_before > T0 + 7
+    assert queued.completed_at is None and queued.started_at == T0
 
 
 def test_same_result_twice_is_stored_once(store: Store) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ffleet.models import JobRequest
+from ffleet.store import submission
 from ffleet.store.group_commit import GroupCommit
 from ffleet.store.sql import SqlStore
 
@@ -43,3 +44,11 @@ def durable(path: Path, sql: str) -> list[Any]:
     """What another connection reads: what is committed."""
     with closing(sqlite3.connect(path)) as conn:
         return [row[0] for row in conn.execute(sql)]
+
+
+def insert_one_at_a_time(store: SqlStore, count: int) -> None:
+    """Jobs inserted a statement each (as a split's children are): SQLite answers a full disk
+    that one of them meets by rolling back the whole transaction."""
+    pending = submission.prepare([JOB] * count, T0, 3600.0, None)
+    with store.db.transaction() as tx:
+        tx.many("job_insert", (job.values for job in pending))

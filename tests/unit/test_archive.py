@@ -7,7 +7,8 @@ import pytest
 
 from ffleet.master import archive
 from ffleet.master.archive import RESULT_METRICS, ResultArchive, figures, sample_lines
-from ffleet.models import Job, ResultSubmission
+from ffleet.models import ResultSubmission
+from ffleet.store import JobAfterResult
 
 METRICS = {
     "fps": 120.0,
@@ -24,19 +25,16 @@ METRICS = {
 }
 
 
-def job(scenario: str = "720p-h264") -> Job:
-    return Job(
+def job(scenario: str = "720p-h264") -> JobAfterResult:
+    return JobAfterResult(
         id="j1",
         scenario=scenario,
-        confidence="auto",
-        parameters={},
         status="completed",
-        node_id="n1",
-        created_at=None,
         started_at=None,
         completed_at=None,
         retry_count=0,
         error=None,
+        not_before=None,
     )
 
 

@@ -15,11 +15,19 @@ import httpx
 import pytest
 
 from ffleet.master.app import create_app
+from ffleet.master.job_routes import LOOP_BATCH
 from ffleet.master.settings import MasterSettings
 from ffleet.store import StoreUnavailable
 from ffleet.store.db import Tx
 from ffleet.store.sql import SqlStore
-from tests.unit.group_commit_support import JOB, T0, durable, grouping, statements
+from tests.unit.group_commit_support import (
+    JOB,
+    T0,
+    durable,
+    grouping,
+    insert_one_at_a_time,
+    statements,
+)
 
 
 @pytest.fixture
@@ -140,6 +148,35 @@ def test_a_failed_commit_answers_every_request_of_its_group_with_a_503(
     assert all("disk full" in reply.text for reply in failed)
     assert served.status_code == 201  # the store recovers with the disk
     assert durable_ids(path) == {served.json()["id"]}
+
+
+def test_a_batch_of_up_to_loop_batch_jobs_is_created_on_the_loop_a_larger_one_aside(
+    store: SqlStore, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = create_app(MasterSettings(store_url=f"sqlite:///{path}"), store)
+    threads: list[int] = []
+    create_jobs = store.create_jobs
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.get_ident())
+        return create_jobs(*args, **kwargs)
+
+    monkeypatch.setattr(store, "create_jobs", recorded)
+
+    async def scenario() -> int:
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://master") as client,
+        ):
+            for size in (LOOP_BATCH, LOOP_BATCH + 1):
+                batch = {"jobs": [{"scenario": "360p-h264"}] * size}
+                assert (await client.post("/jobs/batch", json=batch)).status_code == 201
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(scenario())
+    assert threads[0] == loop_thread and threads[1] != loop_thread
+    assert len(durable_ids(path)) == 2 * LOOP_BATCH + 1
 
 
 def run_beside_a_group(store: SqlStore, alone: Callable[[], None]) -> BaseException | Any:
@@ -305,19 +342,25 @@ def test_a_store_not_served_commits_each_transaction_alone(store: SqlStore) -> N
     assert seen == ["BEGIN", "COMMIT", "BEGIN", "COMMIT"]
 
 
+def full_disk_soon(store: SqlStore) -> sqlite3.Connection:
+    """The store's connection, with room left for a job and not for 500."""
+    raw = store.db._sqlite
+    assert raw is not None
+    pages = raw.execute("PRAGMA page_count").fetchone()[0]
+    raw.execute(f"PRAGMA max_page_count = {pages + 4}")
+    return raw
+
+
 def test_a_full_disk_that_rolls_the_whole_group_back_fails_every_call_in_it(
     store: SqlStore, path: Path
 ) -> None:
     group_commit = grouping(store)
-    raw = store.db._sqlite
-    assert raw is not None
-    pages = raw.execute("PRAGMA page_count").fetchone()[0]
-    raw.execute(f"PRAGMA max_page_count = {pages + 4}")  # room for a job, not for 500
+    raw = full_disk_soon(store)
 
     async def scenario() -> list[BaseException | Any]:
         group_commit.serve(asyncio.get_running_loop())
         small = group_commit.call(store.create_jobs, [JOB], T0)
-        large = group_commit.call(store.create_jobs, [JOB] * 500, T0)
+        large = group_commit.call(insert_one_at_a_time, store, 500)
         outcomes = await asyncio.gather(small, large, return_exceptions=True)
         group_commit.unserve()
         return outcomes
@@ -328,5 +371,25 @@ def test_a_full_disk_that_rolls_the_whole_group_back_fails_every_call_in_it(
     assert all(isinstance(outcome, StoreUnavailable) for outcome in outcomes), outcomes
     assert all("disk full" in outcome.cause for outcome in outcomes)
     assert durable_ids(path) == set()
+    raw.execute("PRAGMA max_page_count = 1073741823")
+    assert len(store.create_jobs([JOB] * 500, T0)) == 500
+
+
+def test_a_full_disk_met_by_a_batch_fails_that_batch_alone(store: SqlStore, path: Path) -> None:
+    """A batch of alike jobs is one statement: SQLite undoes that statement only."""
+    group_commit = grouping(store)
+    raw = full_disk_soon(store)
+
+    async def scenario() -> list[BaseException | Any]:
+        group_commit.serve(asyncio.get_running_loop())
+        small = group_commit.call(store.create_jobs, [JOB], T0)
+        large = group_commit.call(store.create_jobs, [JOB] * 500, T0)
+        outcomes = await asyncio.gather(small, large, return_exceptions=True)
+        group_commit.unserve()
+        return outcomes
+
+    (job,), failure = asyncio.run(scenario())
+    assert isinstance(failure, StoreUnavailable) and "disk full" in failure.cause
+    assert durable_ids(path) == {job.id}
     raw.execute("PRAGMA max_page_count = 1073741823")
     assert len(store.create_jobs([JOB] * 500, T0)) == 500

@@ -18,7 +18,14 @@ from ffleet.models import Heartbeat, NodeRegistration
 from ffleet.store import NotFound, StoreUnavailable
 from ffleet.store.group_commit import redoable
 from ffleet.store.sql import SqlStore
-from tests.unit.group_commit_support import JOB, T0, durable, grouping, statements
+from tests.unit.group_commit_support import (
+    JOB,
+    T0,
+    durable,
+    grouping,
+    insert_one_at_a_time,
+    statements,
+)
 
 
 @pytest.fixture
@@ -178,7 +185,7 @@ def test_a_full_disk_under_a_redoable_call_fails_every_call_of_its_group(
     assert raw is not None
     pages = raw.execute("PRAGMA page_count").fetchone()[0]
     raw.execute(f"PRAGMA max_page_count = {pages + 4}")  # room for a change, not for 500 jobs
-    large = redoable(lambda: store.create_jobs([JOB] * 500, T0))
+    large = redoable(lambda: insert_one_at_a_time(store, 500))
     outcomes = served(store, runs.setter(job.id, 7), lambda: group_commit.call(large))
     assert all(isinstance(outcome, StoreUnavailable) for outcome in outcomes), outcomes
     assert priorities(path) == original

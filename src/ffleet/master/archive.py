@@ -23,8 +23,9 @@ import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ffleet.models import Job, ResultSubmission
+from ffleet.models import ResultSubmission
 from ffleet.scenarios import ScenarioError, parse_scenario
+from ffleet.store import JobAfterResult
 
 log = logging.getLogger("ffleet.master")
 
@@ -79,7 +80,7 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def result_labels(result: ResultSubmission, job: Job) -> dict[str, str]:
+def result_labels(result: ResultSubmission, job: JobAfterResult) -> dict[str, str]:
     try:
         scenario = parse_scenario(job.scenario)
         codec, resolution = scenario.codec, f"{scenario.width}x{scenario.height}"
@@ -99,7 +100,7 @@ def result_labels(result: ResultSubmission, job: Job) -> dict[str, str]:
     return labels
 
 
-def sample_lines(result: ResultSubmission, job: Job, completed_at: float) -> list[str]:
+def sample_lines(result: ResultSubmission, job: JobAfterResult, completed_at: float) -> list[str]:
     """One completed result as Prometheus text lines with a millisecond timestamp."""
     labels = result_labels(result, job)
     text = ",".join(f'{key}="{_escape(value)}"' for key, value in sorted(labels.items()))
@@ -120,7 +121,7 @@ class ResultArchive:
         self.pushed = 0
         self._ready = asyncio.Event()
 
-    def add(self, result: ResultSubmission, job: Job, completed_at: float) -> None:
+    def add(self, result: ResultSubmission, job: JobAfterResult, completed_at: float) -> None:
         """Queue a completed result's samples; never waits, drops what does not fit."""
         lines = sample_lines(result, job, completed_at)
         room = QUEUE_LIMIT - len(self.queue)

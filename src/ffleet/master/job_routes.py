@@ -39,6 +39,7 @@ from ffleet.models import (
     encode_hook,
 )
 from ffleet.states import JobStatus
+from ffleet.store import JobAfterResult
 
 if TYPE_CHECKING:
     from ffleet.master.app import MasterApp
@@ -47,6 +48,11 @@ log = logging.getLogger("ffleet.master")
 
 # Page sizes: a listing without `limit` is one bounded page, never the whole table.
 JOBS_PAGE, JOBS_PAGE_MAX = 1000, 10_000
+# The largest batch created on the event loop, a member of its turn's group commit on SQLite
+# (a few ms of the loop; its savepoint journals no more than a reaper's batch, which stays a
+# member too: base.REAP_BATCH). A larger one runs on a thread, alone, so that /health and the
+# long-polls need not wait for thousands of jobs.
+LOOP_BATCH = 100
 
 
 def detail_body(detail: JobDetail, shown: Callable[[Job], Job]) -> dict[str, Any]:
@@ -130,7 +136,7 @@ class JobRoutes:
             raise ApiError(400, "submit split jobs one at a time (POST /jobs)")
         await self.call(check_submission, batch.jobs, self.settings, self.store)
         self._check_inputs(batch.jobs)
-        created = await self._create(request, batch.jobs, heavy=True)
+        created = await self._create(request, batch.jobs, heavy=len(batch.jobs) > LOOP_BATCH)
         request.state.audit_target = f"{len(created)} jobs"
         log.info("batch of %d jobs created", len(created))
         return JsonResponse({"jobs": created, "count": len(created)}, status_code=201)
@@ -139,8 +145,7 @@ class JobRoutes:
         self, request: Request, jobs: list[JobRequest], heavy: bool = False
     ) -> list[Job]:
         """Create, or with an `Idempotency-Key` already used, return what the first did.
-        `heavy` (a batch: checking thousands of jobs against the fleet takes a while) runs
-        off the event loop on SQLite too, so /health and the long-polls need not wait."""
+        `heavy` (a large batch: see LOOP_BATCH) runs off the event loop on SQLite too."""
         call = self.call if self.master.threaded or not heavy else asyncio.to_thread
         created = await call(
             self.store.create_jobs,
@@ -249,7 +254,7 @@ class JobRoutes:
         log.info("job %s (attempt %d) dispatched to node %s", job.id, job.attempt, node_id)
         self.metrics.dispatched(job, claim_seconds)
 
-    def wake_when_due(self, job: Job) -> None:
+    def wake_when_due(self, job: JobAfterResult) -> None:
         """A job queued again with a backoff becomes claimable later: wake a waiter then."""
         if job.status == JobStatus.PENDING and job.not_before is not None:
             self.master.wake_at(job.not_before)

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ffleet.models import Job, ResultSubmission
 from ffleet.scenarios import ScenarioError, parse_scenario
 from ffleet.states import JobStatus, NodeStatus
-from ffleet.store import ReapReport, Store
+from ffleet.store import JobAfterResult, ReapReport, Store
 
 K = TypeVar("K")
 S = TypeVar("S")
@@ -168,7 +168,7 @@ class MasterMetrics:
             waited = max(0.0, job.started_at - job.created_at)
             self._by_codec(self.wait, job.scenario).observe(waited)
 
-    def result_stored(self, result: ResultSubmission, job: Job, now: float) -> None:
+    def result_stored(self, result: ResultSubmission, job: JobAfterResult, now: float) -> None:
         """A new (not duplicate) result moved `job` to its current state."""
         requeued = job.status == JobStatus.PENDING
         reason = "retried" if requeued else "final" if result.status == "failed" else "reported"

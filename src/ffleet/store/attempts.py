@@ -60,6 +60,14 @@ def close(tx: Tx, row: Row, now: float, outcome: str, error: str | None) -> None
     )
 
 
+def reported(tx: Tx, row: Row, event: Event, outcome: str, now: float, error: str | None) -> Row:
+    """The agent reported its attempt `outcome` (completed, canceled): end the attempt and move
+    the job to the final status of `event` (complete, abort). The row as written, not a Job: a
+    result reads only the columns its check and these writes need."""
+    close(tx, row, now, outcome, error)
+    return transition(tx, row, event, now=now, error=error, retry_count=row["retry_count"])
+
+
 def finish(
     tx: Tx, row: Row, event: Event, now: float, error: str | None, retry_count: int | None = None
 ) -> Job:

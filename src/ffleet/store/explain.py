@@ -17,7 +17,7 @@ from ffleet.scheduling import NodeTraits
 from ffleet.states import JobStatus
 from ffleet.store import placement
 from ffleet.store.db import Row, Tx
-from ffleet.store.rows import group_running
+from ffleet.store.rows import group_running, traits_from_row
 
 
 def explain(tx: Tx, row: Row, now: float, node_timeout_s: float) -> Explanation:
@@ -74,7 +74,8 @@ class _Fleet:
     refusals: dict[str, str]  # node id -> the error its agent refused the job with
 
     def judge(self, job: Row, node: Row, state: pending.NodeState) -> NodeVerdict:
-        walk = placement.Walk(self.tx, node, self.now, self.node_timeout_s, self.idle)
+        me = traits_from_row(node)
+        walk = placement.Walk(self.tx, me, self.now, self.node_timeout_s, self.idle)
         skip = walk.passes_over(job)
         found = pending.permanent(state, skip, self.refusals.get(state.node_id))
         if found is None:
@@ -86,7 +87,7 @@ class _Fleet:
         if skip is not None:
             return pending.deferred(state, skip, job["placement"], self.hostnames)
         first = placement.pick(
-            self.tx, node, self.now, self.node_timeout_s, lock=False, idle=self.idle
+            self.tx, me, self.now, self.node_timeout_s, lock=False, idle=self.idle
         )
         chosen = None if first is None else first["id"]
         return pending.claims(state, job["id"], chosen, job["unschedulable_reason"])

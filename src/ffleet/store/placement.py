@@ -11,6 +11,7 @@ for it (store/efficiency.py). `Walk.passes_over` is every such rule in one place
 
 from __future__ import annotations
 
+import functools
 from typing import Any, cast
 
 from ffleet import scheduling
@@ -18,7 +19,14 @@ from ffleet.models import Requirements
 from ffleet.states import JobStatus
 from ffleet.store import efficiency, queries
 from ffleet.store.db import Row, Tx
-from ffleet.store.rows import dumps, group_running, loads, requirements, traits_from_row
+from ffleet.store.rows import (
+    TRAIT_COLUMNS,
+    dumps,
+    group_running,
+    loads,
+    requirements,
+    traits_from_row,
+)
 
 # Candidates read per query: the best job usually fits, so the first read is that job alone
 # (8 us against 18 us for four, each row a table lookup and a dict of its 21 columns; on
@@ -36,65 +44,78 @@ MAX_REQUIREMENT_SETS = 32
 # Nodes `unschedulable_reason` reads: a few first, then more, then at most 2,000.
 CAPABLE_READS = (4, 64, 2_000)
 PENDING = JobStatus.PENDING.value
+GPU_FIRST, CPU_ONLY = (True, False), (False,)  # the passes of a GPU node, of any other
 
 
 def pick(
     tx: Tx,
-    node: Row,
+    me: scheduling.NodeTraits,
     now: float,
     node_timeout_s: float,
     *,
     lock: bool = True,
     idle: list[scheduling.NodeTraits] | None = None,
+    first: list[Row] | None = None,
 ) -> Row | None:
-    """Best pending job this node may run: highest priority, then oldest. A GPU node looks
+    """Best pending job the node `me` may run: highest priority, then oldest. A GPU node looks
     at GPU work first. The row comes locked where the engine locks rows (PostgreSQL), unless
-    `lock` is false: `explain` asks which job a claim would get without holding a claim's locks."""
-    walk = Walk(tx, node, now, node_timeout_s, idle)
+    `lock` is false: `explain` asks which job a claim would get without holding a claim's locks.
+    `first`: the first pass's first read when the caller made it already (`claim_first`)."""
+    walk = Walk(tx, me, now, node_timeout_s, idle)
     unlocked = "" if lock else queries.UNLOCKED
-    passes = [True, False] if node["has_gpu"] else [False]
-    params: dict[str, Any] = {"now": now, "ram": node["ram_bytes"], "threads": node["cpu_threads"]}
-    for gpu in passes:
-        statement = "claim_candidates"
-        params.update(gpu=gpu, batch=CLAIM_FIRST_BATCH)
+    params: dict[str, Any] = {"now": now, "ram": me.ram_bytes, "threads": me.cpu_threads}
+    for gpu in GPU_FIRST if me.has_gpu else CPU_ONLY:
+        params["gpu"] = gpu
+        params["batch"] = CLAIM_FIRST_BATCH
+        batch = tx.all("claim_candidates" + unlocked, params) if first is None else first
+        first = None
         examined = 0
-        while examined < CLAIM_MAX_EXAMINED:
-            batch = tx.all(statement + unlocked, params)
+        while True:
             examined += len(batch)
-            for row in batch:
-                _fixed_by_query(row, gpu)
+            # Each a fresh dict (Tx): the columns its read leaves out, since its WHERE fixes them.
+            for row in cast("list[dict[str, Any]]", batch):
+                row["status"] = PENDING
+                row["req_gpu"] = gpu
                 if walk.passes_over(row) is None:
                     return row
-            if len(batch) < params["batch"]:
+            if len(batch) < params["batch"] or examined >= CLAIM_MAX_EXAMINED:
                 break
-            statement = "claim_candidates_after"
-            params.update(
-                batch=CLAIM_BATCH, last_priority=batch[-1]["priority"], last_seq=batch[-1]["seq"]
-            )
+            params["batch"] = CLAIM_BATCH
+            params["last_priority"] = batch[-1]["priority"]
+            params["last_seq"] = batch[-1]["seq"]
+            batch = tx.all("claim_candidates_after" + unlocked, params)
     return None
 
 
-def _fixed_by_query(row: Row, gpu: bool) -> None:
-    """Add the columns the candidate reads leave out since their WHERE clause fixes them."""
-    candidate = cast(dict[str, Any], row)  # a fresh dict per row, from Tx.all
-    candidate["status"] = PENDING
-    candidate["req_gpu"] = gpu
+def claimer(first: Row) -> scheduling.NodeTraits:
+    """The claiming node's traits, from its `claim_first` row."""
+    return _claimer(first["node_traits"])
+
+
+@functools.lru_cache(maxsize=1024)  # a claiming fleet's nodes, as traits_from_row's
+def _claimer(values: str) -> scheduling.NodeTraits:
+    """Traits from `claim_first`'s `node_traits`: the node's TRAIT_COLUMNS as one JSON array,
+    one column read where the ten columns cost ~25 K instructions on SQLite (BENCHMARKS.md);
+    decoded once per distinct text, which changes only when the node registers again."""
+    return traits_from_row(dict(zip(TRAIT_COLUMNS, loads(values), strict=True)))
 
 
 class Walk:
     """One node's claim walk: the rules by which it passes over a due pending job. The claim
     and `explain` both ask `passes_over`, so an explanation can never state another rule."""
 
+    __slots__ = ("_idle", "me", "node_timeout_s", "now", "tx")
+
     def __init__(
         self,
         tx: Tx,
-        node: Row,
+        me: scheduling.NodeTraits,
         now: float,
         node_timeout_s: float,
         idle: list[scheduling.NodeTraits] | None = None,
     ) -> None:
         self.tx = tx
-        self.me = traits_from_row(node)
+        self.me = me
         self.now = now
         self.node_timeout_s = node_timeout_s
         self._idle = idle
@@ -106,32 +127,34 @@ class Walk:
         return self._idle
 
     def passes_over(self, row: Row) -> scheduling.PassOver | None:
-        """Why this node does not take the job `row` now, or None when it takes it."""
-        req = requirements(row["requirements"])
-        missing = scheduling.unmet(req, self.me)
-        if missing:
-            return scheduling.PassOver(scheduling.LACKS, missing[0])
-        if self.me.node_id in loads(row["avoid_nodes"]):
+        """Why this node does not take the job `row` now, or None when it takes it. Most jobs
+        have no requirements, refusals or labels: their columns are tested before decoding."""
+        me = self.me
+        raw = row["requirements"]
+        req = None if raw is None else requirements(raw)
+        if req is not None:
+            missing = scheduling.unmet(req, me)
+            if missing:
+                return scheduling.PassOver(scheduling.LACKS, missing[0])
+        avoided = row["avoid_nodes"]
+        if avoided != "[]" and me.node_id in loads(avoided):
             return scheduling.PassOver(scheduling.REFUSED)
-        queued_at = max(row["created_at"], row["not_before"])
+        created, not_before = row["created_at"], row["not_before"]
+        queued_at = created if created >= not_before else not_before
         waited = self.now - queued_at
         if waited >= scheduling.PREFERENCE_WINDOW_S:
             return None
         until = queued_at + scheduling.PREFERENCE_WINDOW_S
-        if _has_preference(row, self.me):
-            affinity, anti = loads(row["affinity"]), loads(row["anti_affinity"])
-            if scheduling.should_defer(req, affinity, anti, waited, self.me, self.idle()):
+        affinity, anti = row["affinity"], row["anti_affinity"]
+        if affinity != "{}" or anti != "{}" or (me.has_gpu and not row["req_gpu"]):
+            affinity, anti = loads(affinity), loads(anti)
+            if scheduling.should_defer(req, affinity, anti, waited, me, self.idle()):
                 return scheduling.PassOver(scheduling.PREFERS, until=until)
         if row["placement"] is not None:
-            better = efficiency.better_measured(self.tx, row, self.me, self.idle())
+            better = efficiency.better_measured(self.tx, row, me, self.idle())
             if better is not None:
                 return scheduling.PassOver(scheduling.MEASURED, better, until)
         return None
-
-
-def _has_preference(row: Row, node: scheduling.NodeTraits) -> bool:
-    no_labels = row["affinity"] == "{}" and row["anti_affinity"] == "{}"
-    return not no_labels or (node.has_gpu and not row["req_gpu"])
 
 
 def idle_traits(tx: Tx, now: float, node_timeout_s: float) -> list[scheduling.NodeTraits]:

@@ -14,6 +14,26 @@ CREATE TABLE IF NOT EXISTS ffleet_schema (
     PRIMARY KEY (version)
 )
 
+-- The jobs of one run of a submission (consecutive jobs of one distinct request): their common
+-- columns bound once, their ids a JSON array, inserted in its order.
+-- name: jobs_insert_run
+INSERT INTO jobs (
+    id, scenario, confidence, parameters, status, node_id, created_at, started_at,
+    completed_at, retry_count, error, priority, base_priority, aged_at, requirements, req_gpu,
+    req_min_ram, req_min_threads, affinity, anti_affinity, timeout_s, max_attempts, attempt,
+    not_before, lease_expires_at, deadline_at, progress, cancel_requested, unschedulable_reason,
+    submitted_by, stall_timeout_s, placement, avoid_nodes
+)
+SELECT
+    ids.id, :scenario, :confidence, :parameters, 'pending', NULL, :created_at, NULL,
+    NULL, 0, NULL, :priority, :base_priority, :aged_at, :requirements,
+    :req_gpu, :req_min_ram, :req_min_threads, :affinity, :anti_affinity, :timeout_s,
+    :max_attempts, 0, :not_before, NULL, NULL, NULL,
+    FALSE, :unschedulable_reason, :submitted_by, :stall_timeout_s, :placement,
+    '[]'
+FROM json_array_elements_text(CAST(:ids AS json)) WITH ORDINALITY AS ids (id, n)
+ORDER BY ids.n
+
 -- A job changed by one request, with what a transition, its reply and its attempt's end read
 -- (rows.job_from_row's columns, `seq` and `base_priority`).
 -- name: job_locked
@@ -21,6 +41,12 @@ SELECT seq, id, scenario, confidence, parameters, status, node_id, created_at, s
     completed_at, retry_count, error, priority, base_priority, requirements, affinity,
     anti_affinity, timeout_s, max_attempts, attempt, not_before, progress, cancel_requested,
     unschedulable_reason, stall_timeout_s, placement, avoid_nodes
+FROM jobs WHERE id = :id FOR UPDATE
+
+-- A job a completed or canceled result ends: what its check, its writes and its outcome
+-- (rows.job_after_result, less what the writes set) read.
+-- name: job_for_result
+SELECT seq, id, scenario, parameters, status, node_id, started_at, retry_count, attempt
 FROM jobs WHERE id = :id FOR UPDATE
 
 -- name: running_of_node_locked
@@ -33,6 +59,40 @@ SELECT * FROM jobs
 WHERE status = 'running' AND (lease_expires_at < :now OR deadline_at < :now)
 ORDER BY seq LIMIT :limit
 FOR UPDATE SKIP LOCKED
+
+-- A claim's first read, one statement for two (each a table lookup; and a column read costs
+-- ~2.5 K instructions on SQLite): the node's traits (rows.TRAIT_COLUMNS, in that order, as one
+-- JSON array: placement.claimer), whether it takes no job now (`busy`: drained, or all its
+-- slots taken), and its first candidate, as `claim_candidates` reads it with `:gpu` the node's
+-- own `has_gpu` (NULL columns when there is none). No row: no such node. A drained node or one
+-- without slots (a v1.0 client, which the seed never limited) counts nothing. The count reads
+-- the node's running jobs, never more than its slots: a claim stops there, and a node that
+-- registers again (with other slots, say) loses every job it ran.
+-- PostgreSQL: the candidate is locked (FOR UPDATE cannot lock the nullable side of an outer
+-- join, so it is a LATERAL subquery), and only for a node that is not busy.
+-- name: claim_first
+SELECT head.*, node.busy, node.node_traits
+FROM (
+    SELECT nodes.*, CASE WHEN nodes.draining THEN TRUE WHEN nodes.slots IS NULL THEN FALSE ELSE (
+        SELECT count(*) FROM jobs AS running
+        WHERE running.status = 'running' AND running.node_id = nodes.id
+    ) >= nodes.slots END AS busy,
+        json_build_array(nodes.id, nodes.has_gpu, nodes.gpus, nodes.gpu_type, nodes.encoders,
+            nodes.ram_bytes, nodes.cpu_threads, nodes.labels, nodes.ffmpeg_sha256,
+            nodes.ffmpeg_version)::text AS node_traits
+    FROM nodes WHERE nodes.id = :id
+) AS node LEFT JOIN LATERAL (
+    SELECT jobs.seq, jobs.id, jobs.attempt, jobs.priority, jobs.timeout_s, jobs.requirements,
+    jobs.affinity, jobs.anti_affinity, jobs.created_at, jobs.not_before, jobs.scenario,
+    jobs.parameters, jobs.placement, jobs.avoid_nodes, jobs.confidence, jobs.retry_count,
+    jobs.error, jobs.max_attempts, jobs.stall_timeout_s
+    FROM jobs
+    WHERE jobs.status = 'pending' AND jobs.not_before <= :now
+        AND jobs.req_min_ram <= node.ram_bytes AND jobs.req_min_threads <= node.cpu_threads
+        AND jobs.req_gpu = node.has_gpu AND jobs.unschedulable_reason IS NULL AND NOT node.busy
+    ORDER BY jobs.priority DESC, jobs.seq LIMIT 1
+    FOR UPDATE OF jobs SKIP LOCKED
+) AS head ON TRUE
 
 -- The claim walk's first read: the best pending jobs this node's RAM and threads allow, with
 -- every column the claimed job's reply needs beside those the claim writes. Not `status` or

@@ -22,19 +22,6 @@ WHERE version = (SELECT max(version) FROM ffleet_schema)
 -- name: node_get
 SELECT * FROM nodes WHERE id = :id
 
--- A claim's node and whether it takes no job now (`busy`: drained, or all its slots taken), in
--- one read. A drained node or one without slots (a v1.0 client, which the seed never limited)
--- counts nothing. The count reads the node's running jobs, never more than its slots: a claim
--- stops there, and a node that registers again (with other slots, say) loses every job it ran.
--- Only what a claim reads: the node's traits (rows.TRAIT_COLUMNS) and `busy`, one column for
--- two (each column read costs ~2.5 K instructions on SQLite).
--- name: node_for_claim
-SELECT id, has_gpu, gpus, gpu_type, encoders, ram_bytes, cpu_threads, labels, ffmpeg_sha256,
-    ffmpeg_version, CASE WHEN draining THEN TRUE WHEN slots IS NULL THEN FALSE ELSE (
-    SELECT count(*) FROM jobs WHERE status = 'running' AND jobs.node_id = nodes.id
-) >= slots END AS busy
-FROM nodes WHERE id = :id
-
 -- name: node_insert
 INSERT INTO nodes (
     id, registered_at, draining, address, type, cpu_threads, cpu_model, has_gpu, gpu_type,

@@ -29,7 +29,8 @@ from ffleet.models import (
     decode_hook,
 )
 from ffleet.scenarios import scenario_reading
-from ffleet.states import NodeStatus
+from ffleet.states import JobStatus, NodeStatus
+from ffleet.store.base import JobAfterResult
 from ffleet.store.db import Row
 
 
@@ -220,6 +221,24 @@ def job_from_row(row: Row) -> Job:
     if avoided != "[]":
         job.avoid_nodes = _decode(avoided)
     return job
+
+
+_PENDING = JobStatus.PENDING.value
+
+
+def job_after_result(row: Row) -> JobAfterResult:
+    """What a result's outcome tells of its job, from its row as written (or a Job's fields)."""
+    status = row["status"]
+    return JobAfterResult(
+        id=row["id"],
+        scenario=row["scenario"],
+        status=status,
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        retry_count=row["retry_count"],
+        error=row["error"],
+        not_before=row["not_before"] if status == _PENDING else None,
+    )
 
 
 def attempt_from_row(row: Row) -> Attempt:

@@ -22,6 +22,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Literal
 
+import msgspec
+
 from ffleet.models import (
     Explanation,
     Job,
@@ -54,6 +56,7 @@ from ffleet.store.nodes import NodeRegistry
 from ffleet.store.rows import (
     attempt_from_row,
     dumps,
+    job_after_result,
     job_from_row,
     result_from_row,
 )
@@ -120,7 +123,8 @@ class SqlStore(NodeRegistry, CredentialStore, splits.SplitMethods):
                 if text not in reasons:
                     reasons[text] = placement.unschedulable_reason(tx, checked.requirements)
                 checked.columns["unschedulable_reason"] = reasons[text]
-            tx.many("job_insert", (job.values for job in prepared))
+            for statement, rows in submission.inserts(prepared):
+                tx.many(statement, rows)
             created = submission.created(prepared)
             if idempotency_key is not None:
                 coordination.remember(tx, idempotency_key, created)
@@ -214,25 +218,30 @@ class SqlStore(NodeRegistry, CredentialStore, splits.SplitMethods):
 
     def claim(self, node_id: str, now: float) -> Job | None:
         with self.db.transaction() as tx:
-            node = tx.one("node_for_claim", {"id": node_id})
-            if node is None:
+            first = tx.one("claim_first", {"id": node_id, "now": now})
+            if first is None:
                 raise NotFound(f"node {node_id} not found; register first")
-            return self._claim(tx, node, now)
+            return self._claim(tx, first, now)
 
-    def _claim(self, tx: Tx, node: Row, now: float) -> Job | None:
-        """The next job of `node`, a `node_for_claim` row: none while it drains or is full."""
-        if node["busy"]:
+    def _claim(self, tx: Tx, first: Row, now: float) -> Job | None:
+        """The next job of a node, from its `claim_first` row: none while it drains or is full."""
+        if first["busy"]:
             return None
-        chosen = placement.pick(tx, node, now, self.policy.node_timeout_s)
+        me = placement.claimer(first)
+        head = [] if first["seq"] is None else [first]
+        chosen = placement.pick(tx, me, now, self.policy.node_timeout_s, first=head)
         if chosen is None:
             return None
-        return attempts.start(tx, chosen, node["id"], now, self.policy)
+        return attempts.start(tx, chosen, me.node_id, now, self.policy)
 
     @redoable
     def submit_result(self, result: ResultSubmission, now: float) -> ResultOutcome:
         event = RESULT_EVENTS[result.status]
         with self.db.transaction() as tx:
-            row = self._locked_job(tx, result.job_id)
+            # A failure may queue the job again, which reads the whole row; a completion or a
+            # cancellation reads only the columns its check and its writes need.
+            read = "job_locked" if event is Event.FAIL else "job_for_result"
+            row = self._locked_job(tx, result.job_id, read)
             attempt = result.attempt if result.attempt is not None else row["attempt"]
             key = {"job_id": row["id"], "attempt": attempt}
             if (
@@ -246,7 +255,7 @@ class SqlStore(NodeRegistry, CredentialStore, splits.SplitMethods):
                 if stored is not None:
                     if stored["status"] == result.status and stored["node_id"] == result.node_id:
                         return ResultOutcome(
-                            job=job_from_row(row),
+                            job=job_after_result(self._locked_job(tx, row["id"])),
                             duplicate=True,
                             next_job=self._claim_next(tx, result, now),
                         )
@@ -280,15 +289,7 @@ class SqlStore(NodeRegistry, CredentialStore, splits.SplitMethods):
                     "received_at": now,
                 },
             )
-            if event is Event.COMPLETE:
-                attempts.close(tx, row, now, "completed", None)
-                job = attempts.finish(tx, row, event, now, None)
-                efficiency.record(tx, row, result.node_id, result.metrics, now)
-            elif event is Event.ABORT:
-                error = result.error or "canceled"
-                attempts.close(tx, row, now, "canceled", error)
-                job = attempts.finish(tx, row, event, now, error)
-            else:
+            if event is Event.FAIL:
                 error = result.error or "failed"
                 if result.wrong_node:  # another node may run it: never this one again
                     job = attempts.refused(tx, row, now, error, result.node_id)
@@ -296,15 +297,22 @@ class SqlStore(NodeRegistry, CredentialStore, splits.SplitMethods):
                     job = attempts.fail(
                         tx, row, now, error, retryable=result.retryable, policy=self.policy
                     )
-            return ResultOutcome(job=job, next_job=self._claim_next(tx, result, now))
+                after = job_after_result(msgspec.structs.asdict(job))
+            else:
+                reason = None if event is Event.COMPLETE else result.error or "canceled"
+                written = attempts.reported(tx, row, event, result.status, now, reason)
+                if event is Event.COMPLETE:
+                    efficiency.record(tx, row, result.node_id, result.metrics, now)
+                after = job_after_result(written)
+            return ResultOutcome(job=after, next_job=self._claim_next(tx, result, now))
 
     def _claim_next(self, tx: Tx, result: ResultSubmission, now: float) -> Job | None:
         """The sender's next job, in the result's own transaction (one round trip per job).
         An unknown node gets none rather than an error: its result is already stored."""
         if not result.claim_next:
             return None
-        node = tx.one("node_for_claim", {"id": result.node_id})
-        return None if node is None else self._claim(tx, node, now)
+        first = tx.one("claim_first", {"id": result.node_id, "now": now})
+        return None if first is None else self._claim(tx, first, now)
 
     def release(self, job_id: str, node_id: str, attempt: int, reason: str, now: float) -> Job:
         with self.db.transaction() as tx:
@@ -439,8 +447,9 @@ class SqlStore(NodeRegistry, CredentialStore, splits.SplitMethods):
 
     # ------------------------------------------------------------------ helpers
 
-    def _locked_job(self, tx: Tx, job_id: str) -> Row:
-        row = tx.one("job_locked", {"id": job_id})
+    def _locked_job(self, tx: Tx, job_id: str, read: str = "job_locked") -> Row:
+        """The job's row, locked where the engine locks rows: all of it, or what `read` reads."""
+        row = tx.one(read, {"id": job_id})
         if row is None:
             raise NotFound(f"job {job_id} not found")
         return row
