@@ -12,7 +12,7 @@ from msgspec import Struct
 from ffleet.models import Timestamp
 
 
-class AuditEntry(Struct, kw_only=True):
+class AuditEntry(Struct, kw_only=True, gc=False):  # text and numbers only: no cycles
     at: Timestamp
     actor_id: str
     actor_name: str

@@ -89,3 +89,19 @@ def test_an_upgrade_request_gets_the_same_answer_as_without_the_timeouts(fleet: 
         _, answer = closed_within(upgrade, 3)
     assert answer.split(b"\r\n")[0] == b"HTTP/1.1 403 Forbidden", answer
     assert master.api.get("/health").status_code == 200
+
+
+def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive(fleet: Fleet) -> None:
+    """The keep-alive shares the header timeout's timer: an idle connection is closed once
+    `--keep-alive` passes after its last reply, and every reply moves that deadline."""
+    master = fleet.master(extra_args=["--keep-alive", "1s", "--header-timeout", "5s"])
+    request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    busy = socket.create_connection((HOST, master.port))
+    for _ in range(4):  # 2 s in all, each request well within the keep-alive of the last
+        busy.send(request)
+        closed, answer = closed_within(busy, 0.5)
+        assert not closed and answer.startswith(b"HTTP/1.1 200")
+    started = time.monotonic()
+    assert closed_within(busy, 4)[0]  # idle: closed after the keep-alive, not the header timeout
+    assert 0.3 < time.monotonic() - started < 2.5
+    busy.close()

@@ -6,7 +6,12 @@ import asyncio
 from typing import Any
 
 from ffleet.master.http import ApiError
-from ffleet.master.slow_clients import BODY_ARRIVED, BodyTimeoutMiddleware, _announces_body
+from ffleet.master.slow_clients import (
+    BODY_ARRIVED,
+    BODY_PENDING,
+    BodyTimeoutMiddleware,
+    _announces_body,
+)
 
 
 def scope(*headers: tuple[bytes, bytes]) -> dict[str, Any]:
@@ -38,9 +43,9 @@ def test_a_request_without_a_body_waits_for_its_disconnect_untimed() -> None:
     assert asyncio.run(scenario()) == "http.disconnect"
 
 
-def _late_body(arrived: bool) -> int:
-    """The status a body part that comes after the timeout gets, with the scope's probe
-    saying whether it was already there."""
+def _late_body(arrived: bool, pending: bool | None = None) -> int:
+    """The status a body part that comes after the timeout gets, with the scope's probes
+    saying whether it was already there and whether any of the body is still to come."""
 
     async def scenario() -> int:
         async def receive() -> dict[str, Any]:
@@ -53,6 +58,8 @@ def _late_body(arrived: bool) -> int:
         timed = BodyTimeoutMiddleware(app, timeout_s=0.01)
         request = scope((b"content-length", b"2"))
         request[BODY_ARRIVED] = lambda: arrived
+        if pending is not None:
+            request[BODY_PENDING] = lambda: pending
         try:
             await timed(request, receive, None)  # type: ignore[arg-type]
         except ApiError as exc:
@@ -65,3 +72,8 @@ def _late_body(arrived: bool) -> int:
 def test_a_body_part_not_yet_there_is_timed_and_one_already_there_is_not() -> None:
     assert _late_body(arrived=False) == 408
     assert _late_body(arrived=True) == 200  # nothing to wait for: no deadline set
+
+
+def test_a_body_all_there_as_the_app_starts_is_not_timed_at_all() -> None:
+    assert _late_body(arrived=False, pending=True) == 408
+    assert _late_body(arrived=False, pending=False) == 200  # `receive` left as it is

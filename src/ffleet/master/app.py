@@ -367,9 +367,15 @@ class MasterApp:
 
 
 def _by_method(handlers: dict[str, Handler]) -> Handler:
+    """One handler for a path's methods (HEAD is GET's); a path of one method is its handler
+    itself, with no dispatching frame around it (a heartbeat's)."""
+    if len(handlers) == 1:
+        (handler,) = handlers.values()
+        return handler
+
     async def dispatch(request: Request) -> Response:
-        method = "GET" if request.method == "HEAD" else request.method
-        return await handlers[method](request)
+        method = request.scope["method"]
+        return await handlers["GET" if method == "HEAD" else method](request)
 
     return dispatch
 

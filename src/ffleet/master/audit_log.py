@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
+from collections import deque
 from collections.abc import Callable
 
 from ffleet.audit import AuditEntry
@@ -31,22 +31,26 @@ class AuditLog:
         self.retention_s = retention_s
         self.call = call  # the master's way to the store (off its event loop on PostgreSQL)
         self.now = now
-        self._pending: list[AuditEntry] = []
-        self._lock = threading.Lock()
+        # A deque's append and popleft are atomic: requests on the loop record while a flush
+        # on a store thread (PostgreSQL) takes what is there, with no lock per request.
+        self._pending: deque[AuditEntry] = deque()
         self._pruned_at = 0.0
 
     def record(self, entry: AuditEntry) -> None:
-        with self._lock:
-            self._pending.append(entry)
+        self._pending.append(entry)
 
     def flush(self) -> None:
-        with self._lock:
-            entries, self._pending = self._pending, []
+        pending = self._pending
+        entries: list[AuditEntry] = []
+        for _ in range(len(pending)):
+            try:
+                entries.append(pending.popleft())
+            except IndexError:  # a flush on another thread took the rest (PostgreSQL)
+                break
         try:
             self.store.append_audit(entries)
         except Exception:
-            with self._lock:  # keep them for the next pass rather than lose them
-                self._pending[:0] = entries
+            pending.extendleft(reversed(entries))  # kept for the next pass, in their order
             raise
 
     def prune(self, now: float) -> None:

@@ -6,7 +6,7 @@ roles, and an audit entry for every state-changing request and every refused one
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from starlette.requests import Request
@@ -31,12 +31,23 @@ SUBMIT = frozenset({Role.ADMIN.value, Role.SUBMITTER.value})
 NODE = frozenset({Role.ADMIN.value, Role.NODE.value})
 REGISTER = frozenset({Role.ADMIN.value, Role.NODE.value, Role.ENROLL.value})
 
+UNAUTHENTICATED = Identity("-", "unauthenticated", "-")  # who a refused request's entry names
+
 
 def _state(request: Request) -> dict[str, Any]:
     """The request's `request.state` as its plain dict (the scope's "state"): a hot path reads
     it without Starlette's State wrapper, whose miss raises and formats an AttributeError."""
     state: dict[str, Any] = request.scope.setdefault("state", {})
     return state
+
+
+def _joined(values: Collection[Any]) -> str:
+    """The path parameters as the audit's target: most routes have one, a str."""
+    if len(values) == 1:
+        (value,) = values
+        if type(value) is str:
+            return value
+    return ",".join(map(str, values))
 
 
 class Guard:
@@ -80,24 +91,24 @@ class Guard:
 
     def _audit(self, request: Request, identity: Identity | None, status: int) -> None:
         scope = request.scope
-        target = _state(request).get("audit_target")
+        state = scope.get("state")
+        target = state.get("audit_target") if state else None
         method = scope["method"]
         if method == "GET" and target is None and status not in (401, 403):
             return  # a read, or a long-poll that handed nothing out
-        route = scope.get("route")
-        action = f"{method} {getattr(route, 'path', None) or request.url.path}"
+        path = getattr(scope.get("route"), "path", None) or request.url.path
         path_params = scope.get("path_params")
         if target is None and path_params:
-            target = ",".join(map(str, path_params.values()))
+            target = _joined(path_params.values())
         client = scope.get("client")
-        who = identity or Identity("-", "unauthenticated", "-")
+        who = identity or UNAUTHENTICATED
         self.audit.record(
             AuditEntry(
                 at=Timestamp(self.now()),
                 actor_id=who.id,
                 actor_name=who.name,
                 role=who.role,
-                action=action,
+                action=f"{method} {path}",
                 target=target,
                 outcome=status,
                 remote=client[0] if client else None,
