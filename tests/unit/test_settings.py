@@ -17,7 +17,7 @@ import ffleet.master.app
 from ffleet.agent.settings import AgentSettings
 from ffleet.cli import app
 from ffleet.durations import format_duration, parse_duration
-from ffleet.master.serve import FULL_COLLECTION_AFTER
+from ffleet.master.serve import FULL_COLLECTION_AFTER, YOUNG_COLLECTION_AFTER
 from ffleet.master.settings import MasterSettings
 from ffleet.policy import SchedulingPolicy
 from ffleet.settings import SettingsError
@@ -142,7 +142,8 @@ def test_master_without_flags_runs_on_the_settings_defaults(master_started: _Cap
     thresholds = gc.get_threshold()
     try:
         outcome = runner.invoke(app, ["master"], env={})
-        assert gc.get_threshold()[2] == FULL_COLLECTION_AFTER  # full collections rare
+        young, _, full = gc.get_threshold()
+        assert (young, full) == (YOUNG_COLLECTION_AFTER, FULL_COLLECTION_AFTER)  # both rarer
     finally:
         gc.set_threshold(*thresholds)
     assert outcome.exit_code == 0, outcome.output
