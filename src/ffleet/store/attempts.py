@@ -1,8 +1,12 @@
 """Attempts: how one starts, and how it ends (completed, failed and maybe retried, refused by
 its node, requeued).
 
-Each step pairs the attempt's own row with the job's transition, inside the caller's
-transaction, so a job's status and its attempt history always agree.
+The job's row holds its current attempt (`attempt`, `node_id`, `started_at`, and once it
+completed `completed_at`), so an attempt that runs or completed is read from there
+(`attempts_of_job`) and written nowhere else: a claim and a completed result write no attempt
+row. Only an attempt that ends otherwise (failed, refused, released, canceled) is stored, at its
+end, in the caller's transaction with the job's transition that takes it off the job's row, so a
+job's status and its attempt history always agree.
 """
 
 from __future__ import annotations
@@ -40,31 +44,34 @@ def start(tx: Tx, row: Row, node_id: str, now: float, policy: SchedulingPolicy) 
         lease=now + policy.node_timeout_s,
         deadline=now + row["timeout_s"] + DEADLINE_SLACK_S,
     )
-    tx.run(
-        "attempt_insert", {"job_id": row["id"], "attempt": attempt, "node_id": node_id, "now": now}
-    )
     return job_from_row(claimed)
 
 
 def close(tx: Tx, row: Row, now: float, outcome: str, error: str | None) -> None:
-    """End the job's current attempt with `outcome` (completed, failed, canceled, released)."""
+    """Store the running job `row`'s current attempt, ended with `outcome` (failed, canceled,
+    released), before a transition takes it off the job's row. Its node and start come from
+    the row; an older version stored the attempt at its claim, open: that row is ended."""
     tx.run(
         "attempt_close",
         {
+            "job_id": row["id"],
+            "attempt": row["attempt"],
+            "node_id": row["node_id"],
+            "started_at": row["started_at"],
             "now": now,
             "outcome": outcome,
             "error": error,
-            "job_id": row["id"],
-            "attempt": row["attempt"],
         },
     )
 
 
 def reported(tx: Tx, row: Row, event: Event, outcome: str, now: float, error: str | None) -> Row:
-    """The agent reported its attempt `outcome` (completed, canceled): end the attempt and move
-    the job to the final status of `event` (complete, abort). The row as written, not a Job: a
-    result reads only the columns its check and these writes need."""
-    close(tx, row, now, outcome, error)
+    """The agent reported its attempt `outcome` (completed, canceled): move the job to the final
+    status of `event` (complete, abort), storing a canceled attempt (a completed one stays on
+    the job's row). The row as written, not a Job: a result reads only the columns its check
+    and these writes need."""
+    if event is not Event.COMPLETE:
+        close(tx, row, now, outcome, error)
     return transition(tx, row, event, now=now, error=error, retry_count=row["retry_count"])
 
 

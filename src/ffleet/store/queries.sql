@@ -282,16 +282,39 @@ WHERE seq = :seq AND status = :from
 
 -- ------------------------------------------------------------------------------- attempts
 
--- name: attempt_insert
-INSERT INTO attempts (job_id, attempt, node_id, started_at)
-VALUES (:job_id, :attempt, :node_id, :now)
-
+-- A job's running or completed attempt lives on its row (store/attempts.py); one that ended
+-- otherwise is stored at its end. Earlier versions stored each attempt at its claim, open
+-- (ended_at NULL), and closed it at its end: such a row is ended here, once.
 -- name: attempt_close
-UPDATE attempts SET ended_at = :now, outcome = :outcome, error = :error
-WHERE job_id = :job_id AND attempt = :attempt AND ended_at IS NULL
+INSERT INTO attempts (job_id, attempt, node_id, started_at, ended_at, outcome, error)
+VALUES (:job_id, :attempt, :node_id, :started_at, :now, :outcome, :error)
+ON CONFLICT (job_id, attempt) DO UPDATE SET
+    ended_at = excluded.ended_at, outcome = excluded.outcome, error = excluded.error
+WHERE attempts.ended_at IS NULL
 
+-- The stored attempts, then the current one from the job's row where none ended is stored for
+-- it: running (open), or completed (ended when the job completed). A split parent (no node)
+-- has none. An open stored row of that attempt (an earlier version's) is the same attempt, read
+-- from the job's row instead.
 -- name: attempts_of_job
-SELECT * FROM attempts WHERE job_id = :job_id ORDER BY attempt
+SELECT job_id, attempt, node_id, started_at, ended_at, outcome, error
+FROM attempts AS stored
+WHERE job_id = :job_id AND NOT (ended_at IS NULL AND EXISTS (
+    SELECT 1 FROM jobs
+    WHERE id = :job_id AND attempt = stored.attempt AND node_id IS NOT NULL
+      AND status IN ('running', 'completed')
+))
+UNION ALL
+SELECT id, attempt, node_id, started_at,
+    CASE WHEN status = 'completed' THEN completed_at END,
+    CASE WHEN status = 'completed' THEN 'completed' END, NULL
+FROM jobs
+WHERE id = :job_id AND node_id IS NOT NULL AND status IN ('running', 'completed')
+  AND NOT EXISTS (
+    SELECT 1 FROM attempts
+    WHERE job_id = :job_id AND attempt = jobs.attempt AND ended_at IS NOT NULL
+)
+ORDER BY attempt
 
 -- name: attempts_failed
 SELECT attempt, error FROM attempts WHERE job_id = :job_id AND outcome = 'failed'
