@@ -22,7 +22,7 @@ from ffleet.store import placement
 from ffleet.store.base import SchedulingPolicy
 from ffleet.store.db import Row, Tx
 from ffleet.store.rows import dumps, job_from_row, loads
-from ffleet.store.transitions import transition
+from ffleet.store.transitions import transition, transition_if_claimed
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,10 @@ log = logging.getLogger(__name__)
 DEADLINE_SLACK_S = 10.0
 
 
-def start(tx: Tx, row: Row, node_id: str, now: float, policy: SchedulingPolicy) -> Job:
-    """Give the pending job `row` to `node_id` as its next attempt."""
+def start(tx: Tx, row: Row, node_id: str, now: float, policy: SchedulingPolicy) -> Row:
+    """Give the pending job `row` to `node_id` as its next attempt; the row as written."""
     attempt = row["attempt"] + 1
-    claimed = transition(
+    return transition(
         tx,
         row,
         Event.CLAIM,
@@ -44,7 +44,6 @@ def start(tx: Tx, row: Row, node_id: str, now: float, policy: SchedulingPolicy) 
         lease=now + policy.node_timeout_s,
         deadline=now + row["timeout_s"] + DEADLINE_SLACK_S,
     )
-    return job_from_row(claimed)
 
 
 def close(tx: Tx, row: Row, now: float, outcome: str, error: str | None) -> None:
@@ -73,6 +72,14 @@ def reported(tx: Tx, row: Row, event: Event, outcome: str, now: float, error: st
     if event is not Event.COMPLETE:
         close(tx, row, now, outcome, error)
     return transition(tx, row, event, now=now, error=error, retry_count=row["retry_count"])
+
+
+def completed_as_claimed(tx: Tx, claimed: Row, now: float) -> Row | None:
+    """The agent completed the attempt whose claim wrote `claimed` (handed_out.py): `reported`
+    without reading the job, if that attempt is still current; None, changing nothing, if not."""
+    return transition_if_claimed(
+        tx, claimed, Event.COMPLETE, now=now, error=None, retry_count=claimed["retry_count"]
+    )
 
 
 def finish(

@@ -280,6 +280,14 @@ UPDATE jobs SET
     status = :status, completed_at = :now, error = :error, retry_count = :retry_count
 WHERE seq = :seq AND status = :from
 
+-- transition_finish for a row its claim wrote (store/handed_out.py), not read: only while that
+-- claim's attempt is the job's current one.
+-- name: transition_finish_claimed
+UPDATE jobs SET
+    status = :status, completed_at = :now, error = :error, retry_count = :retry_count
+WHERE seq = :seq AND status = :from AND attempt = :attempt AND node_id = :node_id
+    AND started_at = :started_at
+
 -- ------------------------------------------------------------------------------- attempts
 
 -- A job's running or completed attempt lives on its row (store/attempts.py); one that ended

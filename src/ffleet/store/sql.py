@@ -51,6 +51,7 @@ from ffleet.store.credentials import CredentialStore
 from ffleet.store.db import Database, Row, Tx
 from ffleet.store.explain import explain
 from ffleet.store.group_commit import redoable
+from ffleet.store.handed_out import HandedOut
 from ffleet.store.migrate import migrate
 from ffleet.store.nodes import NodeRegistry
 from ffleet.store.rows import (
@@ -73,6 +74,7 @@ class SqlStore(NodeRegistry, CredentialStore, splits.SplitMethods):
 
     def __init__(self, url: str, policy: SchedulingPolicy | None = None) -> None:
         self.policy = policy or SchedulingPolicy()
+        self._handed_out = HandedOut()  # what this process's claims wrote, for their results
         self.url = url
         self.db = Database(url)
         self.inline = self.db.is_sqlite
@@ -232,19 +234,32 @@ class SqlStore(NodeRegistry, CredentialStore, splits.SplitMethods):
         chosen = placement.pick(tx, me, now, self.policy.node_timeout_s, first=head)
         if chosen is None:
             return None
-        return attempts.start(tx, chosen, me.node_id, now, self.policy)
+        claimed = attempts.start(tx, chosen, me.node_id, now, self.policy)
+        self._handed_out.add(claimed)
+        return job_from_row(claimed)
 
     @redoable
     def submit_result(self, result: ResultSubmission, now: float) -> ResultOutcome:
         event = RESULT_EVENTS[result.status]
+        completed_at = now
+        if result.completed_at:
+            try:
+                completed_at = parse_rfc3339(result.completed_at)
+            except ValueError:
+                raise InvalidRequest(
+                    f"completed_at {result.completed_at!r} is not an RFC 3339 time"
+                ) from None
         with self.db.transaction() as tx:
+            written = (
+                self._completed_as_claimed(tx, result, now) if event is Event.COMPLETE else None
+            )
             # A failure may queue the job again, which reads the whole row; a completion or a
             # cancellation reads only the columns its check and its writes need.
             read = "job_locked" if event is Event.FAIL else "job_for_result"
-            row = self._locked_job(tx, result.job_id, read)
+            row = written or self._locked_job(tx, result.job_id, read)
             attempt = result.attempt if result.attempt is not None else row["attempt"]
             key = {"job_id": row["id"], "attempt": attempt}
-            if (
+            if written is None and (
                 not allows(row["status"], event)
                 or row["attempt"] != attempt
                 or row["node_id"] != result.node_id
@@ -268,14 +283,6 @@ class SqlStore(NodeRegistry, CredentialStore, splits.SplitMethods):
                     f"current (job is {row['status']}, attempt {row['attempt']} on node "
                     f"{row['node_id']})"
                 )
-            completed_at = now
-            if result.completed_at:
-                try:
-                    completed_at = parse_rfc3339(result.completed_at)
-                except ValueError:
-                    raise InvalidRequest(
-                        f"completed_at {result.completed_at!r} is not an RFC 3339 time"
-                    ) from None
             tx.run(
                 "result_insert",
                 {
@@ -299,12 +306,26 @@ class SqlStore(NodeRegistry, CredentialStore, splits.SplitMethods):
                     )
                 after = job_after_result(msgspec.structs.asdict(job))
             else:
-                reason = None if event is Event.COMPLETE else result.error or "canceled"
-                written = attempts.reported(tx, row, event, result.status, now, reason)
+                if written is None:
+                    reason = None if event is Event.COMPLETE else result.error or "canceled"
+                    written = attempts.reported(tx, row, event, result.status, now, reason)
                 if event is Event.COMPLETE:
                     efficiency.record(tx, row, result.node_id, result.metrics, now)
                 after = job_after_result(written)
             return ResultOutcome(job=after, next_job=self._claim_next(tx, result, now))
+
+    def _completed_as_claimed(self, tx: Tx, result: ResultSubmission, now: float) -> Row | None:
+        """A completion of an attempt this process handed out, written without reading the job
+        (handed_out.py): the row as written; None when it is not one, or no longer current
+        (then nothing was written and the caller reads the job)."""
+        claimed = self._handed_out.take(result.job_id)
+        if (
+            claimed is None
+            or claimed["node_id"] != result.node_id
+            or result.attempt not in (None, claimed["attempt"])
+        ):
+            return None
+        return attempts.completed_as_claimed(tx, claimed, now)
 
     def _claim_next(self, tx: Tx, result: ResultSubmission, now: float) -> Job | None:
         """The sender's next job, in the result's own transaction (one round trip per job).

@@ -33,10 +33,16 @@ STATEMENTS: dict[Event, str] = {
     Event.ABORT: "transition_finish",
 }
 
+# The same moves for a row known from its claim, not read (handed_out.py): guarded also by the
+# attempt, its node and its start, so a claim since lost and made again never matches.
+CLAIMED_STATEMENTS: dict[Event, str] = {Event.COMPLETE: "transition_finish_claimed"}
+
 # One `column = source` of a SET clause: a parameter, a literal or another column of the row.
 _ASSIGNMENT = re.compile(r"(\w+) = (?::(\w+)|(NULL|TRUE|FALSE)|(\w+))")
 _LITERALS = {"NULL": None, "TRUE": True, "FALSE": False}
-_SET_CLAUSE = re.compile(r"^UPDATE jobs SET\s+(.*?)\s+WHERE seq = :seq AND status = :from$", re.S)
+_SET_CLAUSE = re.compile(
+    r"^UPDATE jobs SET\s+(.*?)\s+WHERE seq = :seq AND status = :from(?:\s+AND [^;]*)?$", re.S
+)
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,7 @@ def _writes(name: str) -> Writes:
     )
 
 
-WRITES = {name: _writes(name) for name in set(STATEMENTS.values())}
+WRITES = {name: _writes(name) for name in {*STATEMENTS.values(), *CLAIMED_STATEMENTS.values()}}
 # Each event's target status as stored (an enum's `.value` is a property lookup per call).
 TARGETS = {event: move.target.value for event, move in MOVES.items()}
 
@@ -95,4 +101,22 @@ def transition(tx: Tx, row: Row, event: Event, **values: Any) -> Row:
     params = {**values, "status": TARGETS[event], "seq": row["seq"], "from": status}
     if tx.run(name, params) != 1:
         raise Conflict(f"job {row['id']} changed concurrently; try again")
+    return WRITES[name].applied(row, params)
+
+
+def transition_if_claimed(tx: Tx, row: Row, event: Event, **values: Any) -> Row | None:
+    """Apply `event` to the job whose claim wrote `row`, if that attempt is still its current
+    one, and return the row as written; None, changing nothing, if it is not."""
+    name = CLAIMED_STATEMENTS[event]
+    params = {
+        **values,
+        "status": TARGETS[event],
+        "seq": row["seq"],
+        "from": row["status"],
+        "attempt": row["attempt"],
+        "node_id": row["node_id"],
+        "started_at": row["started_at"],
+    }
+    if tx.run(name, params) != 1:
+        return None
     return WRITES[name].applied(row, params)

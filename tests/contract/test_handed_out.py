@@ -1,0 +1,81 @@
+"""A completed result for an attempt this process handed out reads nothing of its job
+(store/handed_out.py); a kept claim another master's work has since made stale is never
+trusted. Two stores on one database stand for two masters (SQLite file, PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ffleet.store import Conflict, SchedulingPolicy, open_store
+from ffleet.store.sql import SqlStore
+from tests.conftest import store_url
+from tests.contract.test_store import T0, jobs, node, result
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def masters(
+    request: pytest.FixtureRequest, tmp_path: Path, policy: SchedulingPolicy
+) -> Iterator[tuple[SqlStore, SqlStore]]:
+    url = store_url(request.param, tmp_path)
+    here, there = open_store(url, policy), open_store(url, policy)
+    assert isinstance(here, SqlStore) and isinstance(there, SqlStore)
+    yield here, there
+    there.close()
+    here.close()
+
+
+def test_a_result_for_a_claim_made_here_reads_no_job_row(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'ffleet.db'}")
+    assert isinstance(store, SqlStore) and store.db._sqlite is not None
+    (job_id,) = jobs(store)
+    worker = node(store)
+    store.claim(worker, T0 + 1)
+    reads: list[str] = []
+    store.db._sqlite.set_trace_callback(
+        lambda sql: reads.append(sql) if sql.startswith("SELECT") else None
+    )
+    outcome = store.submit_result(result(job_id, worker, 1), T0 + 2)
+    store.db._sqlite.set_trace_callback(None)
+    assert outcome.job.status == "completed" and not outcome.duplicate
+    assert not any("FROM jobs WHERE id" in sql for sql in reads), reads
+    assert store.get_job(job_id).result is not None
+    store.close()
+
+
+def test_a_claim_lost_and_made_again_elsewhere_is_not_trusted(
+    masters: tuple[SqlStore, SqlStore],
+) -> None:
+    here, there = masters
+    (job_id,) = jobs(here)
+    worker = node(here)
+    assert here.claim(worker, T0 + 1) is not None  # kept here: attempt 1
+    there.release(job_id, worker, 1, "shutting down", T0 + 2)
+    claimed = there.claim(worker, T0 + 3)
+    assert claimed is not None and claimed.attempt == 2
+    # The node's late result for attempt 1 is refused, as if nothing were kept here ...
+    with pytest.raises(Conflict, match="attempt 1 of job .* is not current"):
+        here.submit_result(result(job_id, worker, 1), T0 + 4)
+    job = here.get_job(job_id)
+    assert (job.job.status, job.job.attempt, job.result) == ("running", 2, None)
+    # ... and one for attempt 2 completes attempt 2.
+    outcome = here.submit_result(result(job_id, worker, 2), T0 + 5)
+    assert outcome.job.status == "completed" and outcome.job.started_at == T0 + 3
+
+
+def test_a_v1_result_for_a_stale_claim_completes_the_current_attempt(
+    masters: tuple[SqlStore, SqlStore],
+) -> None:
+    """A v1.0 result names no attempt: it is the node's current one, read afresh."""
+    here, there = masters
+    (job_id,) = jobs(here)
+    worker = node(here)
+    here.claim(worker, T0 + 1)
+    there.release(job_id, worker, 1, "shutting down", T0 + 2)
+    there.claim(worker, T0 + 3)
+    outcome = here.submit_result(result(job_id, worker, None), T0 + 4)
+    assert outcome.job.status == "completed" and outcome.job.started_at == T0 + 3
+    detail = here.get_job(job_id)
+    assert [(a.attempt, a.outcome) for a in detail.attempts] == [(1, "released"), (2, "completed")]
