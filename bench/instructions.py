@@ -2,7 +2,8 @@
 
 Over HTTP the master's CPU per job on this shared 2-core machine moves by ±20 % within
 minutes, so a change of a few percent cannot be judged from it. Instruction counts under
-valgrind's callgrind repeat to a few in a million: they judge such a change, and HTTP
+valgrind's callgrind repeat within about 0.6 % (the loop's and the store's threads interleave a
+little differently each run; `--rounds N` shows the spread): they judge such a change, and HTTP
 (`bench.api_cost`, `bench.tree_ab`) then says what it is worth in time.
 
 The real app (`create_app`, default settings, a fresh SQLite file, garbage collection set as
@@ -13,8 +14,8 @@ as a served master does). The heartbeat mode sends rounds of 64 concurrent heart
 mode runs at two sizes and the figure is (large - small) / (units between them): start-up and
 imports cancel out, a job's share of its batch (1/100 of one) stays in. The driver's own work
 (building bodies with msgspec, decoding replies) is counted too, and kept small.
-Run: `.venv/bin/python -m bench.instructions [--base REV] [--quick]` (the figures of a quick
-run mean nothing).
+Run: `.venv/bin/python -m bench.instructions [--base REV] [--rounds N] [--mode M] [--quick]`
+(the figures of a quick run mean nothing; valgrind comes from the Debian package valgrind).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import asyncio
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -211,57 +213,91 @@ def count_instructions(source: Path, mode: str, count: int, log: Path) -> int:
     return int(found.group(1).replace(",", ""))
 
 
+Run = tuple[str, str, int, int]  # tree, mode, size, round
+
+
 def per_unit(
-    trees: dict[str, Path], modes: Sequence[str], sizes: tuple[int, int], workdir: Path
-) -> dict[tuple[str, str], float]:
-    """(tree, mode) -> instructions per unit, from runs of both sizes, PARALLEL at a time."""
-    runs = [(tree, mode, size) for tree in trees for mode in modes for size in sizes]
+    trees: dict[str, Path],
+    modes: Sequence[str],
+    sizes: tuple[int, int],
+    rounds: int,
+    workdir: Path,
+) -> dict[tuple[str, str], list[float]]:
+    """(tree, mode) -> instructions per unit in each round, from runs of both sizes, PARALLEL
+    at a time."""
+    runs = [
+        (tree, mode, size, round_number)
+        for round_number in range(rounds)
+        for tree in trees
+        for mode in modes
+        for size in sizes
+    ]
     numbers = {tree: index for index, tree in enumerate(trees)}
 
-    def place(run: tuple[str, str, int]) -> tuple[Path, str, int, Path]:
-        tree, mode, size = run
-        return trees[tree], mode, size, workdir / f"tree{numbers[tree]}-{mode}-{size}.log"
+    def counted(run: Run) -> int:
+        tree, mode, size, round_number = run
+        log = workdir / f"tree{numbers[tree]}-{mode}-{size}-{round_number}.log"
+        return count_instructions(trees[tree], mode, size, log)
 
     with ThreadPoolExecutor(PARALLEL) as pool:
-        counts = dict(
-            zip(
-                runs,
-                pool.map(lambda run: count_instructions(*place(run)), runs),
-                strict=True,
-            )
-        )
-    for (tree, mode, size), instructions in counts.items():
-        print(f"{tree}: {mode} x {size:,}: {instructions:,} instructions")
+        counts = dict(zip(runs, pool.map(counted, runs), strict=True))
+    for (tree, mode, size, round_number), instructions in counts.items():
+        print(f"round {round_number + 1}, {tree}: {mode} x {size:,}: {instructions:,} instructions")
     small, large = sizes
     return {
-        (tree, mode): (counts[(tree, mode, large)] - counts[(tree, mode, small)]) / (large - small)
+        (tree, mode): [
+            (counts[(tree, mode, large, number)] - counts[(tree, mode, small, number)])
+            / (large - small)
+            for number in range(rounds)
+        ]
         for tree in trees
         for mode in modes
     }
 
 
+def figure(name: str, rounds: list[float], base: float | None = None) -> Figure:
+    """The median of the rounds, their range beside it when there are several."""
+    unit = "instructions"
+    if len(rounds) > 1:
+        unit += f" (median of {len(rounds)}: {min(rounds):,.0f}-{max(rounds):,.0f})"
+    return Figure(name, statistics.median(rounds), unit, base, "base")
+
+
 def figures(
-    figures_of: dict[tuple[str, str], float], modes: Sequence[str], base: str | None
+    found: dict[tuple[str, str], list[float]], modes: Sequence[str], base: str | None
 ) -> list[Figure]:
     """The table: each mode for this checkout, against the base when there is one."""
     rows = []
     for mode in modes:
         label = MODES[mode][0]
         if base is None:
-            rows.append(Figure(label, figures_of[(CHECKOUT, mode)], "instructions"))
+            rows.append(figure(label, found[(CHECKOUT, mode)]))
             continue
-        before = figures_of[(base, mode)]
-        rows.append(Figure(f"{label}, base {base}", before, "instructions"))
+        before = found[(base, mode)]
+        rows.append(figure(f"{label}, base {base}", before))
         rows.append(
-            Figure(
-                f"{label}, {CHECKOUT}",
-                figures_of[(CHECKOUT, mode)],
-                "instructions",
-                before,
-                "base",
-            )
+            figure(f"{label}, {CHECKOUT}", found[(CHECKOUT, mode)], statistics.median(before))
         )
     return rows
+
+
+def commit_of(revision: str) -> str | None:
+    """The short hash `revision` names in this repository, None if it names no commit."""
+    found = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(ROOT),
+            "rev-parse",
+            "--short",
+            "--verify",
+            "--quiet",
+            f"{revision}^{{commit}}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    return found.stdout.strip() if found.returncode == 0 else None
 
 
 def main() -> None:
@@ -272,12 +308,20 @@ def main() -> None:
         "--mode", choices=sorted(MODES), action="append", help="only this mode (repeatable)"
     )
     command.add_argument(
+        "--rounds", type=int, default=1, help="runs of each size and tree (the median is shown)"
+    )
+    command.add_argument(
         "--drive",
         nargs=2,
         metavar=("MODE", "COUNT"),
         help="run the driver once, uncounted (what each callgrind run executes)",
     )
     args = command.parse_args()
+    base = None if args.base is None else commit_of(args.base)
+    if args.base is not None and base is None:
+        command.error(f"--base {args.base}: no such commit in {ROOT}")
+    if args.rounds < 1:
+        command.error("--rounds: at least 1")
     if args.drive is not None:
         mode, count = args.drive
         if mode not in MODES or not count.isdigit() or int(count) % CONCURRENCY or not int(count):
@@ -294,10 +338,12 @@ def main() -> None:
         trees = {CHECKOUT: ROOT / "src"}
         if args.base is not None:
             trees[args.base] = export_source(args.base, workdir / "base")
-        print(
-            f"# sizes {sizes[0]:,} and {sizes[1]:,}{', QUICK (smoke test)' if args.quick else ''}"
+        against = f", base {args.base} = {base}" if base else ""
+        quick = ", QUICK (smoke test)" if args.quick else ""
+        print(f"# this checkout: HEAD {commit_of('HEAD')}{against}; sizes {sizes}{quick}")
+        print_table(
+            TITLE, figures(per_unit(trees, modes, sizes, args.rounds, workdir), modes, args.base)
         )
-        print_table(TITLE, figures(per_unit(trees, modes, sizes, workdir), modes, args.base))
 
 
 if __name__ == "__main__":
