@@ -1,5 +1,6 @@
-"""Group commit on SQLite: the store calls of one loop turn share a COMMIT, and none of them
-returns (so no reply is sent) before it; a failed COMMIT fails every one of them."""
+"""Group commit on SQLite: the store calls of one loop turn, and those of the next turns while
+they keep coming, share a COMMIT, and none of them returns (so no reply is sent) before it; a
+failed COMMIT fails every one of them."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ffleet.master.job_routes import LOOP_BATCH
 from ffleet.master.settings import MasterSettings
 from ffleet.store import StoreUnavailable
 from ffleet.store.db import Tx
+from ffleet.store.group_commit import GROUP_MAX_CALLS, GROUP_MAX_WAITS
 from ffleet.store.sql import SqlStore
 from tests.unit.group_commit_support import (
     JOB,
@@ -94,6 +96,48 @@ def test_calls_of_one_loop_turn_share_one_commit_and_return_after_it(
     assert len(asyncio.run(scenario())) == 8
     assert seen.count("BEGIN") == 1 and seen.count("COMMIT") == 1
     assert seen.count("SAVEPOINT") == seen.count("RELEASE") == 8
+
+
+def _one_call_a_turn(store: SqlStore, count: int) -> tuple[list[str], int | None]:
+    """`count` calls started one loop turn apart on a served store: their job ids, and how
+    many had started when the first returned (None: after the last)."""
+    group_commit = grouping(store)
+
+    async def scenario() -> tuple[list[str], int | None]:
+        group_commit.serve(asyncio.get_running_loop())
+        tasks = []
+        first_back: int | None = None
+        for started in range(count):
+            tasks.append(asyncio.create_task(group_commit.call(store.create_jobs, [JOB], T0)))
+            await asyncio.sleep(0)
+            if first_back is None and tasks[0].done():
+                first_back = started + 1
+        created = await asyncio.gather(*tasks)
+        group_commit.unserve()
+        return [jobs[0].id for jobs in created], first_back
+
+    return asyncio.run(scenario())
+
+
+def test_calls_that_arrive_while_a_group_grows_share_its_commit(
+    store: SqlStore, path: Path
+) -> None:
+    seen = statements(store)
+    ids, _ = _one_call_a_turn(store, 5)
+    assert seen.count("BEGIN") == 1 and seen.count("COMMIT") == 1
+    assert set(ids) == durable_ids(path)
+
+
+def test_a_group_that_keeps_growing_commits_after_its_last_wait(
+    store: SqlStore, path: Path
+) -> None:
+    """A stream of calls does not hold a group open: it commits after GROUP_MAX_WAITS checks,
+    answering its calls while the stream goes on."""
+    seen = statements(store)
+    ids, first_back = _one_call_a_turn(store, 100)
+    assert first_back is not None and first_back < 4 * GROUP_MAX_WAITS
+    assert 100 / GROUP_MAX_CALLS < seen.count("COMMIT") < 100 / GROUP_MAX_WAITS
+    assert set(ids) == durable_ids(path)
 
 
 def test_a_failing_method_undoes_only_its_own_changes(store: SqlStore, path: Path) -> None:
