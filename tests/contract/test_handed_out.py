@@ -56,7 +56,7 @@ def test_a_claim_lost_and_made_again_elsewhere_is_not_trusted(
     claimed = there.claim(worker, T0 + 3)
     assert claimed is not None and claimed.attempt == 2
     # The node's late result for attempt 1 is refused, as if nothing were kept here ...
-    with pytest.raises(Conflict, match="attempt 1 of job .* is not current"):
+    with pytest.raises(Conflict, match=r"attempt 1 of job .* is not current"):
         here.submit_result(result(job_id, worker, 1), T0 + 4)
     job = here.get_job(job_id)
     assert (job.job.status, job.job.attempt, job.result) == ("running", 2, None)
