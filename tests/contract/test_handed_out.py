@@ -79,3 +79,36 @@ def test_a_v1_result_for_a_stale_claim_completes_the_current_attempt(
     assert outcome.job.status == "completed" and outcome.job.started_at == T0 + 3
     detail = here.get_job(job_id)
     assert [(a.attempt, a.outcome) for a in detail.attempts] == [(1, "released"), (2, "completed")]
+
+
+def kept_as(store: SqlStore, job_id: str, **changed: object) -> None:
+    """Replace the job's kept claim with one whose columns differ (as a claim rolled back and
+    made again would leave it)."""
+    kept = store._handed_out.take(job_id)
+    assert kept is not None
+    store._handed_out.add({**kept, **changed})
+
+
+def test_a_kept_claim_for_another_node_never_completes_this_ones_attempt(
+    masters: tuple[SqlStore, SqlStore],
+) -> None:
+    here, _ = masters
+    (job_id,) = jobs(here)
+    running, other = node(here), node(here)
+    here.claim(running, T0 + 1)
+    kept_as(here, job_id, node_id=other)
+    with pytest.raises(Conflict, match=r"attempt 1 of job .* on node .* is not current"):
+        here.submit_result(result(job_id, other, 1), T0 + 2)
+    assert here.get_job(job_id).job.status == "running"
+
+
+def test_a_kept_claim_with_another_start_is_not_trusted(
+    masters: tuple[SqlStore, SqlStore],
+) -> None:
+    here, _ = masters
+    (job_id,) = jobs(here)
+    worker = node(here)
+    here.claim(worker, T0 + 3)
+    kept_as(here, job_id, started_at=T0 + 1)
+    outcome = here.submit_result(result(job_id, worker, 1), T0 + 4)
+    assert outcome.job.started_at == T0 + 3  # the job's own start, read afresh

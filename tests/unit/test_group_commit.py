@@ -140,6 +140,19 @@ def test_a_group_that_keeps_growing_commits_after_its_last_wait(
     assert set(ids) == durable_ids(path)
 
 
+@pytest.mark.parametrize("bound", ["GROUP_MAX_CALLS", "GROUP_MAX_AGE_S"])
+def test_a_group_stops_waiting_at_its_size_or_age_bound(
+    store: SqlStore, path: Path, monkeypatch: pytest.MonkeyPatch, bound: str
+) -> None:
+    """10 calls a loop turn apart share one COMMIT by default (above); a group of at most 3
+    calls, or one never deferred for its age, commits more often."""
+    monkeypatch.setattr(f"ffleet.store.group_commit.{bound}", 3 if "CALLS" in bound else 0.0)
+    seen = statements(store)
+    ids, _ = _one_call_a_turn(store, 10)
+    assert seen.count("COMMIT") >= 3
+    assert set(ids) == durable_ids(path)
+
+
 def test_a_failing_method_undoes_only_its_own_changes(store: SqlStore, path: Path) -> None:
     group_commit = grouping(store)
     [kept_before] = store.create_jobs([JOB], T0)

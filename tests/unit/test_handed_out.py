@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from ffleet.store.handed_out import COLUMNS, HandedOut
+from ffleet.store.handed_out import COLUMNS, KEPT_PARAMETERS, HandedOut
 from ffleet.store.queries import CATALOGS
 
 
@@ -36,3 +36,17 @@ def test_the_kept_columns_are_what_a_result_reads(dialect: str) -> None:
     found = re.match(r"SELECT (.*?)\s+FROM jobs", CATALOGS[dialect]["job_for_result"], re.S)
     assert found is not None
     assert tuple(name.strip() for name in found.group(1).split(",")) == COLUMNS
+
+
+def test_a_job_claimed_again_is_kept_as_the_newest() -> None:
+    kept = HandedOut(kept=2)
+    for job_id in "aba":
+        kept.add(claimed(job_id))
+    kept.add(claimed("c"))  # drops b, the oldest claim, not a (claimed again since)
+    assert [kept.take(job_id) is not None for job_id in "abc"] == [True, False, True]
+
+
+def test_a_job_with_long_parameters_is_not_kept() -> None:
+    kept = HandedOut()
+    kept.add(claimed("a") | {"parameters": "x" * (KEPT_PARAMETERS + 1)})
+    assert kept.take("a") is None

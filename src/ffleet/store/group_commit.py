@@ -1,4 +1,4 @@
-"""Group commit: the SQLite store calls of one event-loop turn share one COMMIT.
+"""Group commit: the SQLite store calls made together on the event loop share one COMMIT.
 
 A COMMIT on the SQLite file was the largest single cost of a request (~75 us of a job's
 ~218 us in the store, 13 WAL frames for a result with `claim_next`): each wrote the pages it
@@ -13,9 +13,11 @@ written once for all of them.
 How long a group stays open: a COMMIT costs ~330 K instructions (its WAL frames, their
 checksums, waking the calls), so its share of a job is that over the group's size. Committed
 at the end of the loop turn that opened it, a group held 15-19 calls on average with 64 agents
-posting results over HTTP; checked again after each of the next turns while it grows, 47
-(BENCHMARKS.md). A lone call waits one more turn of the loop than it did; no group waits more
-than GROUP_MAX_WAITS checks or grows past GROUP_MAX_CALLS calls before its COMMIT.
+posting results over HTTP; checked again after the requests that arrived meanwhile have run,
+and deferred while it grows, 45-48 (BENCHMARKS.md). A lone call waits a loop turn or two more
+than it did. No group is deferred more than GROUP_MAX_WAITS times, past GROUP_MAX_CALLS calls,
+or once GROUP_MAX_AGE_S old: what grouping adds to a reply's latency stays under ~20 ms even
+when requests never stop coming.
 
 A `redoable` method (a result with `claim_next`, a heartbeat: one transaction, a function of
 its arguments and the database) has no savepoint of its own: the pair cost ~8 % of a result's
@@ -77,6 +79,7 @@ _ALONE, _MEMBER, _UNGUARDED = range(3)
 # while it has fewer calls than this (its savepoint journals are held in memory).
 GROUP_MAX_WAITS = 8
 GROUP_MAX_CALLS = 256
+GROUP_MAX_AGE_S = 0.02
 
 
 def redoable(method: F) -> F:
@@ -103,9 +106,10 @@ class _Call:
 class _Group:
     """One open outer transaction: whether it has ended, how, and who waits for it."""
 
-    __slots__ = ("failure", "seen", "settled", "waiters", "waits")
+    __slots__ = ("failure", "opened", "seen", "settled", "waiters", "waits")
 
-    def __init__(self) -> None:
+    def __init__(self, opened: float) -> None:
+        self.opened = opened  # the loop's time when it began
         self.seen = 1  # the calls it had when last checked: at first, the one that opened it
         self.waits = 0  # how often its COMMIT was deferred
         self.settled = False
@@ -269,7 +273,7 @@ class GroupCommit:
         if group is None:
             assert self._loop is not None
             self._begin(grouped=True)
-            group = self._group = _Group()
+            group = self._group = _Group(self._loop.time())
             self._region = None
             self._check_later(group)
         return group
@@ -378,22 +382,30 @@ class GroupCommit:
                 self._commit_open()
 
     def _check_later(self, group: _Group) -> None:
-        """`_commit_when_quiet` once the requests that arrive meanwhile have joined `group`:
-        a timer due now runs after the loop's next poll for I/O, and the callback it schedules
-        after the first steps of the requests that poll started."""
+        """`_commit_when_quiet` once the requests that arrive meanwhile have joined `group`.
+        On asyncio's own loop a timer due now runs after the next poll for I/O, and the callback
+        it schedules after the first steps of the requests that poll started; on uvloop (which
+        `ffleet master` runs) `call_later(0)` is a `call_soon`, and the second hop lets one
+        more poll's requests run first."""
         loop = self._loop
         assert loop is not None
         loop.call_later(0, loop.call_soon, self._commit_when_quiet, group)
 
     def _commit_when_quiet(self, group: _Group) -> None:
         """COMMIT `group` (unless something alone committed it first) once no call joined it
-        since the last check, or it has waited or grown enough; a failure reaches the calls
-        waiting on it, not the loop."""
+        since the last check, or it has waited, grown or aged enough; a failure reaches the
+        calls waiting on it, not the loop."""
         with self._mutex:
             if self._group is not group:
                 return
             calls = len(group.waiters)
-            if calls > group.seen and calls < GROUP_MAX_CALLS and group.waits < GROUP_MAX_WAITS:
+            assert self._loop is not None
+            if (
+                calls > group.seen
+                and calls < GROUP_MAX_CALLS
+                and group.waits < GROUP_MAX_WAITS
+                and self._loop.time() - group.opened < GROUP_MAX_AGE_S
+            ):
                 group.seen = calls
                 group.waits += 1
                 self._check_later(group)

@@ -257,7 +257,8 @@ ON CONFLICT (node_id, family) DO UPDATE SET
 
 -- ------------------------------------------------------------------------------- transitions
 -- The only statements that write `status`; run by store/transitions.py after the state
--- machine allowed the move, and guarded by the status the row was read in. transitions.py reads
+-- machine allowed the move, and guarded by the status the row was read in (or, for
+-- transition_finish_claimed, the status, attempt, node and start its claim wrote). transitions.py reads
 -- the row as written from the SET clause, so each assignment is `column = :param`, a literal
 -- (NULL, TRUE, FALSE) or another column.
 

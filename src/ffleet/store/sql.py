@@ -241,17 +241,12 @@ class SqlStore(NodeRegistry, CredentialStore, splits.SplitMethods):
     @redoable
     def submit_result(self, result: ResultSubmission, now: float) -> ResultOutcome:
         event = RESULT_EVENTS[result.status]
-        completed_at = now
-        if result.completed_at:
-            try:
-                completed_at = parse_rfc3339(result.completed_at)
-            except ValueError:
-                raise InvalidRequest(
-                    f"completed_at {result.completed_at!r} is not an RFC 3339 time"
-                ) from None
+        completed_at = _completed_at(result, now)
         with self.db.transaction() as tx:
             written = (
-                self._completed_as_claimed(tx, result, now) if event is Event.COMPLETE else None
+                self._completed_as_claimed(tx, result, now)
+                if event is Event.COMPLETE and completed_at is not None
+                else None
             )
             # A failure may queue the job again, which reads the whole row; a completion or a
             # cancellation reads only the columns its check and its writes need.
@@ -282,6 +277,10 @@ class SqlStore(NodeRegistry, CredentialStore, splits.SplitMethods):
                     f"attempt {attempt} of job {row['id']} on node {result.node_id} is not "
                     f"current (job is {row['status']}, attempt {row['attempt']} on node "
                     f"{row['node_id']})"
+                )
+            if completed_at is None:  # refused after the checks above, as it always was
+                raise InvalidRequest(
+                    f"completed_at {result.completed_at!r} is not an RFC 3339 time"
                 )
             tx.run(
                 "result_insert",
@@ -474,3 +473,13 @@ class SqlStore(NodeRegistry, CredentialStore, splits.SplitMethods):
         if row is None:
             raise NotFound(f"job {job_id} not found")
         return row
+
+
+def _completed_at(result: ResultSubmission, now: float) -> float | None:
+    """When the agent says the attempt ended (else `now`); None when that is not a time."""
+    if not result.completed_at:
+        return now
+    try:
+        return parse_rfc3339(result.completed_at)
+    except ValueError:
+        return None

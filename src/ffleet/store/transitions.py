@@ -40,9 +40,9 @@ CLAIMED_STATEMENTS: dict[Event, str] = {Event.COMPLETE: "transition_finish_claim
 # One `column = source` of a SET clause: a parameter, a literal or another column of the row.
 _ASSIGNMENT = re.compile(r"(\w+) = (?::(\w+)|(NULL|TRUE|FALSE)|(\w+))")
 _LITERALS = {"NULL": None, "TRUE": True, "FALSE": False}
-_SET_CLAUSE = re.compile(
-    r"^UPDATE jobs SET\s+(.*?)\s+WHERE seq = :seq AND status = :from(?:\s+AND [^;]*)?$", re.S
-)
+_SET_CLAUSE = re.compile(r"^UPDATE jobs SET\s+(.*?)\s+WHERE seq = :seq AND status = :from$", re.S)
+# A claimed statement's guard, after that one.
+_CLAIMED_GUARD = " AND attempt = :attempt AND node_id = :node_id AND started_at = :started_at"
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,12 @@ class Writes:
 
 def _writes(name: str) -> Writes:
     """What statement `name` writes, parsed once; anything but the forms above is a bug here."""
-    found = _SET_CLAUSE.match(CATALOGS["sqlite"][name])
+    statement = " ".join(CATALOGS["sqlite"][name].split())
+    if name in CLAIMED_STATEMENTS.values():
+        if not statement.endswith(_CLAIMED_GUARD):
+            raise ValueError(f"{name}: not guarded by the claim's attempt, node and start")
+        statement = statement.removesuffix(_CLAIMED_GUARD)
+    found = _SET_CLAUSE.match(statement)
     if found is None:
         raise ValueError(f"{name}: not a guarded UPDATE of one job")
     parts = [part.strip() for part in found.group(1).split(",")]

@@ -1,0 +1,7 @@
+-- Attempts that run or completed are read from the job's row; masters of an earlier version must not share the database
+-- No DDL. From this version a claim and a completed result store no attempt row: an attempt
+-- that runs or completed is read from its job (store/attempts.py), and only one that ended
+-- otherwise is stored, at its end. A master of an earlier version ends attempts by updating the
+-- row its claim stored, so on a database it shares with this version it would lose the history
+-- of the attempts this version started. The version number makes such a master refuse to start
+-- on this database (SchemaTooNew); stop every older master before the first new one starts.
