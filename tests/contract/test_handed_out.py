@@ -45,16 +45,23 @@ def test_a_result_for_a_claim_made_here_reads_no_job_row(tmp_path: Path) -> None
     store.close()
 
 
+def claimed_again_elsewhere(here: SqlStore, there: SqlStore) -> tuple[str, str]:
+    """A job claimed here (kept: attempt 1), then released and claimed again by the same node
+    through the other master (attempt 2, from T0 + 3): its id and the node's."""
+    (job_id,) = jobs(here)
+    worker = node(here)
+    assert here.claim(worker, T0 + 1) is not None
+    there.release(job_id, worker, 1, "shutting down", T0 + 2)
+    claimed = there.claim(worker, T0 + 3)
+    assert claimed is not None and claimed.attempt == 2
+    return job_id, worker
+
+
 def test_a_claim_lost_and_made_again_elsewhere_is_not_trusted(
     masters: tuple[SqlStore, SqlStore],
 ) -> None:
     here, there = masters
-    (job_id,) = jobs(here)
-    worker = node(here)
-    assert here.claim(worker, T0 + 1) is not None  # kept here: attempt 1
-    there.release(job_id, worker, 1, "shutting down", T0 + 2)
-    claimed = there.claim(worker, T0 + 3)
-    assert claimed is not None and claimed.attempt == 2
+    job_id, worker = claimed_again_elsewhere(here, there)
     # The node's late result for attempt 1 is refused, as if nothing were kept here ...
     with pytest.raises(Conflict, match=r"attempt 1 of job .* is not current"):
         here.submit_result(result(job_id, worker, 1), T0 + 4)
@@ -70,11 +77,7 @@ def test_a_v1_result_for_a_stale_claim_completes_the_current_attempt(
 ) -> None:
     """A v1.0 result names no attempt: it is the node's current one, read afresh."""
     here, there = masters
-    (job_id,) = jobs(here)
-    worker = node(here)
-    here.claim(worker, T0 + 1)
-    there.release(job_id, worker, 1, "shutting down", T0 + 2)
-    there.claim(worker, T0 + 3)
+    job_id, worker = claimed_again_elsewhere(here, there)
     outcome = here.submit_result(result(job_id, worker, None), T0 + 4)
     assert outcome.job.status == "completed" and outcome.job.started_at == T0 + 3
     detail = here.get_job(job_id)

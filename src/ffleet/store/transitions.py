@@ -102,26 +102,23 @@ def transition(tx: Tx, row: Row, event: Event, **values: Any) -> Row:
         raise IllegalTransition(
             f"job {row['id']} is {status}: '{event}' applies only to {describe_sources(event)} jobs"
         )
-    name = STATEMENTS[event]
-    params = {**values, "status": TARGETS[event], "seq": row["seq"], "from": status}
-    if tx.run(name, params) != 1:
+    written = _run(tx, STATEMENTS[event], row, event, values)
+    if written is None:
         raise Conflict(f"job {row['id']} changed concurrently; try again")
-    return WRITES[name].applied(row, params)
+    return written
 
 
 def transition_if_claimed(tx: Tx, row: Row, event: Event, **values: Any) -> Row | None:
     """Apply `event` to the job whose claim wrote `row`, if that attempt is still its current
     one, and return the row as written; None, changing nothing, if it is not."""
-    name = CLAIMED_STATEMENTS[event]
-    params = {
-        **values,
-        "status": TARGETS[event],
-        "seq": row["seq"],
-        "from": row["status"],
-        "attempt": row["attempt"],
-        "node_id": row["node_id"],
-        "started_at": row["started_at"],
-    }
+    claim = {"attempt": row["attempt"], "node_id": row["node_id"], "started_at": row["started_at"]}
+    return _run(tx, CLAIMED_STATEMENTS[event], row, event, {**values, **claim})
+
+
+def _run(tx: Tx, name: str, row: Row, event: Event, values: dict[str, Any]) -> Row | None:
+    """Run `event`'s statement `name` on the job `row`, guarded by its status: the row as
+    written, or None when no row matched the guard."""
+    params = {**values, "status": TARGETS[event], "seq": row["seq"], "from": row["status"]}
     if tx.run(name, params) != 1:
         return None
     return WRITES[name].applied(row, params)
